@@ -1,7 +1,11 @@
 //! Metrics: sinks (counter, gauge, rate, trend), series keyed by metric name and tags,
-//! per-thread stores that are drained into one aggregator, and thresholds. Depends on
+//! per-thread stores drained into one run aggregate, and thresholds. Depends on
 //! nothing internal.
 
+pub mod aggregate;
+pub mod series;
 pub mod sink;
 
+pub use aggregate::{Aggregate, IntervalRow};
+pub use series::{builtin, define, Metric, Store, Str, Tags};
 pub use sink::{MetricKind, Sink, Stat, StatError};

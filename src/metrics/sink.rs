@@ -141,7 +141,10 @@ impl Trend {
     /// Adds one value (negative values are clamped to zero in the histogram, kept in min).
     pub fn add(&mut self, value: f64) {
         let scaled = (value.max(0.0) * TREND_SCALE).round() as u64;
-        self.hist.saturating_record(scaled);
+        // `record` grows the auto-resizing histogram; `saturating_record` would clamp.
+        if self.hist.record(scaled).is_err() {
+            self.hist.saturating_record(scaled);
+        }
         self.sum += value;
         self.min = self.min.min(value);
         self.max = self.max.max(value);

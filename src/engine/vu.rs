@@ -1,0 +1,137 @@
+//! Running one iteration of a VU as a stackful coroutine on a pooled stack. The
+//! coroutine calls the phase's function; whenever a native hands it a future, the
+//! coroutine suspends and this driver awaits the future, then resumes it with the
+//! output. Dropping the driver mid-iteration unwinds the coroutine (interruption).
+
+use super::worker::Worker;
+use crate::metrics::builtin;
+use crate::script::bridge::INTERRUPTED_TOKEN;
+use crate::script::context::{self, VuCtx, VuYielder};
+use corosensei::stack::DefaultStack;
+use corosensei::{Coroutine, CoroutineResult};
+use rhai::{Dynamic, EvalAltResult, FnPtr};
+use std::any::Any;
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+/// Virtual size of a VU stack. Only touched pages use memory (~13 KiB typical); 512 KiB
+/// leaves room for [`crate::script::MAX_CALL_LEVELS`] levels at ~6 KB each.
+pub const STACK_SIZE: usize = 512 * 1024;
+
+/// How an iteration ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The function returned.
+    Completed,
+    /// The function raised a script error.
+    Failed,
+    /// The run was interrupted while it ran.
+    Interrupted,
+}
+
+/// Counts an iteration as interrupted unless it finished: the driver future may be
+/// dropped at any await (end of phase, Ctrl-C).
+struct Guard<'a> {
+    worker: &'a Worker,
+    vu: &'a VuCtx,
+    finished: bool,
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        self.worker.active.fetch_sub(1, Ordering::Relaxed);
+        if !self.finished {
+            let tags = self.vu.tags.borrow().clone();
+            self.worker.thread.record(&builtin::INTERRUPTED_ITERATIONS, &tags, 1.0);
+        }
+    }
+}
+
+/// Runs one iteration of `func` for `vu`, scheduled at `scheduled` (latency of the
+/// iteration is measured from there, so a late start is not hidden).
+pub async fn run_iteration(worker: &Rc<Worker>, vu: &Rc<VuCtx>, func: &FnPtr, scheduled: Instant) -> Ended {
+    vu.iteration.set(vu.iteration.get() + 1);
+    vu.scheduled_start.set(scheduled);
+    worker.active.fetch_add(1, Ordering::Relaxed);
+    let mut guard = Guard { worker, vu, finished: false };
+
+    let stack = worker.stacks.borrow_mut().pop();
+    let stack = match stack {
+        Some(s) => s,
+        None => match DefaultStack::new(STACK_SIZE) {
+            Ok(s) => s,
+            Err(e) => {
+                let err: EvalAltResult = format!(
+                    "cannot allocate a VU stack ({e}); with tens of thousands of VUs raise vm.max_map_count (sysctl -w vm.max_map_count=262144)"
+                )
+                .into();
+                worker.thread.shared.record_iteration_error(&err);
+                guard.finished = true;
+                return Ended::Failed;
+            }
+        },
+    };
+    let (engine, ast, func) = (worker.engine.clone(), worker.ast.clone(), func.clone());
+    let vu_ptr: *const VuCtx = Rc::as_ptr(vu);
+    let mut co: Coroutine<Box<dyn Any>, context::VuFuture, Result<Dynamic, Box<EvalAltResult>>, DefaultStack> =
+        Coroutine::with_stack(stack, move |yielder: &VuYielder, _start: Box<dyn Any>| {
+            // SAFETY: the driver below keeps `vu` alive for the coroutine's whole life.
+            unsafe { &*vu_ptr }.yielder.set(yielder as *const VuYielder);
+            func.call::<Dynamic>(&engine, &ast, ())
+        });
+
+    let mut input: Box<dyn Any> = Box::new(());
+    let result = loop {
+        context::set_current_vu(vu_ptr);
+        vu.running_since.set(Instant::now());
+        let step = std::panic::catch_unwind(AssertUnwindSafe(|| co.resume(input)));
+        context::set_current_vu(std::ptr::null());
+        match step {
+            Ok(CoroutineResult::Yield(fut)) => input = fut.await,
+            Ok(CoroutineResult::Return(r)) => break Some(r),
+            Err(panic) => {
+                let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+                let err: EvalAltResult = format!("internal error in a native function: {}", what.unwrap_or_default()).into();
+                worker.thread.shared.record_iteration_error(&err);
+                break None;
+            }
+        }
+    };
+    vu.yielder.set(std::ptr::null());
+    let Some(result) = result else {
+        guard.finished = true;
+        return Ended::Failed;
+    };
+    worker.stacks.borrow_mut().push(co.into_stack());
+
+    let tags = vu.tags.borrow().clone();
+    let thread = &worker.thread;
+    let ended = match &result {
+        Ok(_) => Ended::Completed,
+        Err(e) if is_interrupted(e) => Ended::Interrupted,
+        Err(e) => {
+            thread.record(&builtin::ITERATION_ERRORS, &tags, 1.0);
+            thread.shared.record_iteration_error(e);
+            Ended::Failed
+        }
+    };
+    if ended == Ended::Interrupted {
+        thread.record(&builtin::INTERRUPTED_ITERATIONS, &tags, 1.0);
+    } else {
+        thread.record(&builtin::ITERATIONS, &tags, 1.0);
+        thread.record(&builtin::ITERATION_DURATION, &tags, scheduled.elapsed().as_secs_f64() * 1000.0);
+    }
+    guard.finished = true;
+    ended
+}
+
+/// Whether an error is the run's interruption rather than a script problem.
+pub fn is_interrupted(e: &EvalAltResult) -> bool {
+    match e {
+        EvalAltResult::ErrorTerminated(token, _) => token.to_string() == INTERRUPTED_TOKEN,
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => is_interrupted(inner),
+        _ => false,
+    }
+}

@@ -1,0 +1,368 @@
+//! Worker threads: one per core, each with a current-thread tokio runtime, its own HTTP
+//! clients, metric store and stack pool. VUs never move between workers (coroutines
+//! must not change threads). The orchestrator sends phases; each worker runs its share
+//! and reports back after draining its samples into the aggregate.
+
+use super::vu::{self, Ended};
+use crate::executor::{ClosedPlan, Iterations, OpenPlan, Plan};
+use crate::metrics::{builtin, Tags};
+use crate::script::context::{self, RunShared, ThreadCtx, VuCtx};
+use crate::script::http::HttpClients;
+use corosensei::stack::DefaultStack;
+use rhai::{Engine, FnPtr, AST};
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// One phase (or one burst) as every worker receives it.
+pub struct PhaseJob {
+    /// Tags of every sample (phase, burst).
+    pub tags: Tags,
+    /// What to run.
+    pub plan: Plan,
+    /// The iteration function.
+    pub func: FnPtr,
+    /// The common start instant (slightly in the future so workers start together).
+    pub start: Instant,
+    /// How many workers take part (at most the plan's VU count).
+    pub participants: usize,
+    /// Iterations claimed so far (shared-iterations).
+    pub claimed: AtomicU64,
+    /// Where each worker reports when done.
+    pub done: mpsc::Sender<WorkerReport>,
+}
+
+/// A worker's account of one phase.
+#[derive(Debug, Default, Clone)]
+pub struct WorkerReport {
+    /// Iterations completed (successfully or with a script error).
+    pub iterations: u64,
+    /// Open-model iterations that could not start.
+    pub dropped: u64,
+    /// Most iterations this worker ran at once.
+    pub max_concurrent: u64,
+}
+
+enum Command {
+    Phase(Arc<PhaseJob>),
+    Shutdown,
+}
+
+/// A worker's thread-local state, shared by its tasks.
+pub struct Worker {
+    /// Index among the workers.
+    pub index: usize,
+    /// The thread's context (store, HTTP clients).
+    pub thread: Rc<ThreadCtx>,
+    /// The engine (shared across workers).
+    pub engine: Arc<Engine>,
+    /// The compiled scenario.
+    pub ast: Arc<AST>,
+    /// Reusable coroutine stacks.
+    pub stacks: RefCell<Vec<DefaultStack>>,
+    /// Iterations running right now (read by the live view).
+    pub active: Arc<AtomicU64>,
+}
+
+/// The worker threads of a run.
+pub struct WorkerPool {
+    senders: Vec<tokio::sync::mpsc::UnboundedSender<Command>>,
+    handles: Vec<std::thread::JoinHandle<()>>,
+    /// Per-worker running iterations.
+    pub active: Vec<Arc<AtomicU64>>,
+}
+
+impl WorkerPool {
+    /// Starts `count` workers.
+    pub fn start(count: usize, shared: Arc<RunShared>, engine: Arc<Engine>, ast: Arc<AST>) -> std::io::Result<WorkerPool> {
+        let mut pool = WorkerPool { senders: Vec::new(), handles: Vec::new(), active: Vec::new() };
+        for index in 0..count.max(1) {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let active = Arc::new(AtomicU64::new(0));
+            let (shared, engine, ast, a) = (shared.clone(), engine.clone(), ast.clone(), active.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("volley-worker-{index}"))
+                .spawn(move || worker_main(index, shared, engine, ast, a, rx))?;
+            pool.senders.push(tx);
+            pool.handles.push(handle);
+            pool.active.push(active);
+        }
+        Ok(pool)
+    }
+
+    /// Number of workers.
+    pub fn len(&self) -> usize {
+        self.senders.len()
+    }
+
+    /// Whether there are no workers.
+    pub fn is_empty(&self) -> bool {
+        self.senders.is_empty()
+    }
+
+    /// Iterations running right now on all workers.
+    pub fn running(&self) -> u64 {
+        self.active.iter().map(|a| a.load(Ordering::Relaxed)).sum()
+    }
+
+    /// Runs a job on every worker and waits for all reports.
+    pub fn run(&self, job: PhaseJob, reports: mpsc::Receiver<WorkerReport>) -> Vec<WorkerReport> {
+        let job = Arc::new(job);
+        let mut sent = 0;
+        for tx in &self.senders {
+            if tx.send(Command::Phase(job.clone())).is_ok() {
+                sent += 1;
+            }
+        }
+        drop(job);
+        (0..sent).filter_map(|_| reports.recv().ok()).collect()
+    }
+
+    /// Stops the workers and waits for them (they drain their samples first).
+    pub fn shutdown(self) {
+        for tx in &self.senders {
+            let _ = tx.send(Command::Shutdown);
+        }
+        for h in self.handles {
+            let _ = h.join();
+        }
+    }
+}
+
+fn worker_main(
+    index: usize,
+    shared: Arc<RunShared>,
+    engine: Arc<Engine>,
+    ast: Arc<AST>,
+    active: Arc<AtomicU64>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Command>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("volley: worker {index} could not start its runtime: {e}");
+            return;
+        }
+    };
+    let thread = Rc::new(ThreadCtx { shared, store: RefCell::default(), http: HttpClients::new(), blocking: None });
+    context::install_thread(thread.clone());
+    let worker = Rc::new(Worker { index, thread: thread.clone(), engine, ast, stacks: RefCell::default(), active });
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let flusher = {
+            let thread = thread.clone();
+            tokio::task::spawn_local(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(1000));
+                loop {
+                    tick.tick().await;
+                    thread.flush();
+                }
+            })
+        };
+        while let Some(cmd) = rx.recv().await {
+            match cmd {
+                Command::Phase(job) => {
+                    let report = run_job(&worker, &job).await;
+                    worker.thread.flush();
+                    let _ = job.done.send(report);
+                }
+                Command::Shutdown => break,
+            }
+        }
+        flusher.abort();
+    });
+    thread.flush();
+    context::uninstall_thread();
+}
+
+/// Tracks a set of local tasks: how many are alive, and aborting them all.
+#[derive(Default)]
+struct TaskGroup {
+    handles: RefCell<Vec<tokio::task::AbortHandle>>,
+    alive: Cell<usize>,
+    max_alive: Cell<usize>,
+    idle: Notify,
+}
+
+impl TaskGroup {
+    fn spawn(self: &Rc<Self>, fut: impl std::future::Future<Output = ()> + 'static) {
+        self.alive.set(self.alive.get() + 1);
+        self.max_alive.set(self.max_alive.get().max(self.alive.get()));
+        let group = self.clone();
+        let handle = tokio::task::spawn_local(async move {
+            struct Done(Rc<TaskGroup>);
+            impl Drop for Done {
+                fn drop(&mut self) {
+                    self.0.alive.set(self.0.alive.get() - 1);
+                    if self.0.alive.get() == 0 {
+                        self.0.idle.notify_waiters();
+                    }
+                }
+            }
+            let _done = Done(group);
+            fut.await;
+        });
+        let mut handles = self.handles.borrow_mut();
+        handles.retain(|h| !h.is_finished());
+        handles.push(handle.abort_handle());
+    }
+
+    async fn idle(&self) {
+        while self.alive.get() > 0 {
+            let notified = self.idle.notified();
+            if self.alive.get() == 0 {
+                break;
+            }
+            notified.await;
+        }
+    }
+
+    fn abort_all(&self) {
+        for h in self.handles.borrow_mut().drain(..) {
+            h.abort();
+        }
+    }
+}
+
+async fn run_job(worker: &Rc<Worker>, job: &Arc<PhaseJob>) -> WorkerReport {
+    if worker.index >= job.participants {
+        return WorkerReport::default();
+    }
+    let group = Rc::new(TaskGroup::default());
+    let counters = Rc::new(Counters::default());
+    let (duration, graceful) = match &job.plan {
+        Plan::Closed(p) => (p.duration, p.graceful_stop),
+        Plan::Open(p) => (p.duration, p.graceful_stop),
+        Plan::Bursts(b) => (b.max_duration, b.graceful_stop),
+    };
+    let scheduler: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> = match &job.plan {
+        Plan::Closed(p) => Box::pin(schedule_closed(worker.clone(), job.clone(), p.clone(), group.clone(), counters.clone())),
+        Plan::Open(p) => Box::pin(schedule_open(worker.clone(), job.clone(), p.clone(), group.clone(), counters.clone())),
+        // The orchestrator turns bursts into closed jobs, one per burst.
+        Plan::Bursts(_) => Box::pin(async {}),
+    };
+    let stop = worker.thread.shared.stop.wait();
+    let hard_deadline = tokio::time::Instant::from_std(job.start + duration + graceful);
+    tokio::select! {
+        () = async { scheduler.await; group.idle().await } => {}
+        () = tokio::time::sleep_until(hard_deadline) => group.abort_all(),
+        () = stop => group.abort_all(),
+    }
+    // Let aborted tasks unwind (their guards count interrupted iterations).
+    group.idle().await;
+    WorkerReport { iterations: counters.iterations.get(), dropped: counters.dropped.get(), max_concurrent: group.max_alive.get() as u64 }
+}
+
+#[derive(Default)]
+struct Counters {
+    iterations: Cell<u64>,
+    dropped: Cell<u64>,
+}
+
+fn count(counters: &Counters, ended: Ended) {
+    if ended != Ended::Interrupted {
+        counters.iterations.set(counters.iterations.get() + 1);
+    }
+}
+
+/// Closed model: this worker's VUs (global indexes `index, index + participants, ...`)
+/// loop over iterations while the plan wants them.
+async fn schedule_closed(worker: Rc<Worker>, job: Arc<PhaseJob>, plan: ClosedPlan, group: Rc<TaskGroup>, counters: Rc<Counters>) {
+    let parts = job.participants as u64;
+    let local: Vec<u64> = (worker.index as u64..plan.max_vus).step_by(parts as usize).collect();
+    let running: Rc<RefCell<Vec<bool>>> = Rc::new(RefCell::new(vec![false; local.len()]));
+    let vus: Vec<Rc<VuCtx>> = local.iter().map(|i| Rc::new(VuCtx::new(i + 1, job.tags.clone()))).collect();
+    let plan = Rc::new(plan);
+    tokio::time::sleep_until(tokio::time::Instant::from_std(job.start)).await;
+    let end = job.start + plan.duration;
+    loop {
+        let now = Instant::now();
+        if now >= end || worker.thread.shared.stop.is_interrupted() {
+            break;
+        }
+        let target = plan.vus_at(now - job.start);
+        for (slot, &global) in local.iter().enumerate() {
+            if global < target && !running.borrow()[slot] {
+                running.borrow_mut()[slot] = true;
+                let (worker, job, plan, vu, running, counters) =
+                    (worker.clone(), job.clone(), plan.clone(), vus[slot].clone(), running.clone(), counters.clone());
+                group.spawn(async move {
+                    vu_loop(&worker, &job, &plan, &vu, global, end, &counters).await;
+                    running.borrow_mut()[slot] = false;
+                });
+            }
+        }
+        let all_iterations_claimed = match plan.iterations {
+            Iterations::Shared(n) => job.claimed.load(Ordering::Relaxed) >= n,
+            _ => false,
+        };
+        if all_iterations_claimed || (plan.stages.len() <= 1 && plan.start_vus == plan.vus_at(Duration::ZERO)) && group.alive.get() == 0 {
+            break;
+        }
+        if plan.stages.iter().all(|s| s.target == plan.start_vus) {
+            // Constant VU count: nothing more to schedule; VUs end by themselves.
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn vu_loop(worker: &Rc<Worker>, job: &PhaseJob, plan: &ClosedPlan, vu: &Rc<VuCtx>, global: u64, end: Instant, counters: &Counters) {
+    loop {
+        let now = Instant::now();
+        if now >= end || worker.thread.shared.stop.is_interrupted() || plan.vus_at(now - job.start) <= global {
+            return;
+        }
+        let allowed = match plan.iterations {
+            Iterations::Unlimited => true,
+            Iterations::Shared(n) => job.claimed.fetch_add(1, Ordering::Relaxed) < n,
+            Iterations::PerVu(n) => vu.iteration.get() < n,
+        };
+        if !allowed {
+            return;
+        }
+        let ended = vu::run_iteration(worker, vu, &job.func, now).await;
+        count(counters, ended);
+        if ended == Ended::Interrupted {
+            return;
+        }
+    }
+}
+
+/// Open model: this worker starts arrivals `index, index + participants, ...` on
+/// schedule; with all its VUs busy an arrival is dropped, never delayed.
+async fn schedule_open(worker: Rc<Worker>, job: Arc<PhaseJob>, plan: OpenPlan, group: Rc<TaskGroup>, counters: Rc<Counters>) {
+    let parts = job.participants as u64;
+    let w = worker.index as u64;
+    let local_max = plan.max_vus / parts + u64::from(w < plan.max_vus % parts);
+    let free: Rc<RefCell<Vec<Rc<VuCtx>>>> = Rc::default();
+    let created = Cell::new(0u64);
+    let mut i = w;
+    while let Some(offset) = plan.arrival(i) {
+        let at = job.start + offset;
+        tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
+        if worker.thread.shared.stop.is_interrupted() {
+            break;
+        }
+        let busy = created.get() - free.borrow().len() as u64;
+        if busy >= local_max {
+            counters.dropped.set(counters.dropped.get() + 1);
+            worker.thread.record(&builtin::DROPPED_ITERATIONS, &job.tags, 1.0);
+        } else {
+            let vu = free.borrow_mut().pop().unwrap_or_else(|| {
+                created.set(created.get() + 1);
+                Rc::new(VuCtx::new((created.get() - 1) * parts + w + 1, job.tags.clone()))
+            });
+            let (worker, job, free, counters) = (worker.clone(), job.clone(), free.clone(), counters.clone());
+            group.spawn(async move {
+                let ended = vu::run_iteration(&worker, &vu, &job.func, at).await;
+                count(&counters, ended);
+                free.borrow_mut().push(vu);
+            });
+        }
+        i += parts;
+    }
+}

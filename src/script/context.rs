@@ -1,0 +1,265 @@
+//! Where a native function finds its run: the run-wide state ([`RunShared`]), the
+//! current thread's recorder and HTTP clients ([`ThreadCtx`]), and the virtual user it
+//! runs for ([`VuCtx`]). Threads and VUs are published through thread-locals, set by the
+//! worker before each coroutine resume, because Rhai calls natives without our context.
+
+use super::http::{HttpClients, HttpSettings};
+use super::judge::Judge;
+use crate::metrics::{Aggregate, Metric, Store, Str, Tags};
+use rhai::{Dynamic, EvalAltResult, FnPtr, Position};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+/// How a run is being stopped.
+#[derive(Debug)]
+pub struct Stop {
+    state: AtomicU8,
+    tx: tokio::sync::watch::Sender<u8>,
+}
+
+/// No stop requested.
+pub const RUNNING: u8 = 0;
+/// Ctrl-C or SIGTERM: stop now, keep results, print the summary.
+pub const INTERRUPTED: u8 = 1;
+
+impl Default for Stop {
+    fn default() -> Self {
+        Stop { state: AtomicU8::new(RUNNING), tx: tokio::sync::watch::channel(RUNNING).0 }
+    }
+}
+
+impl Stop {
+    /// Requests an interruption (idempotent); wakes everything waiting on [`Stop::wait`].
+    pub fn interrupt(&self) {
+        self.state.store(INTERRUPTED, Ordering::SeqCst);
+        self.tx.send_replace(INTERRUPTED);
+    }
+
+    /// Whether the run was interrupted.
+    pub fn is_interrupted(&self) -> bool {
+        self.state.load(Ordering::Relaxed) == INTERRUPTED
+    }
+
+    /// Completes when the run is interrupted.
+    pub fn wait(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let mut rx = self.tx.subscribe();
+        async move {
+            let _ = rx.wait_for(|s| *s != RUNNING).await;
+        }
+    }
+}
+
+/// A request from the script to run a phase, handed to the engine.
+pub struct PhaseRequest {
+    /// The phase's name (its `phase` tag).
+    pub name: String,
+    /// The executor options, as JSON.
+    pub options: serde_json::Map<String, serde_json::Value>,
+    /// The function every iteration calls.
+    pub func: FnPtr,
+    /// Where `phase(...)` was called, for errors.
+    pub position: Position,
+}
+
+/// The engine side of `phase(...)`: runs it on the workers and returns the result map.
+pub trait PhaseRunner: Send + Sync {
+    /// Runs a phase to completion (or interruption).
+    fn run_phase(&self, request: PhaseRequest) -> Result<Dynamic, Box<EvalAltResult>>;
+}
+
+/// A script error raised inside an iteration, counted by where it happened.
+#[derive(Debug, Clone)]
+pub struct IterationError {
+    /// The rendered diagnostic (with source line and caret).
+    pub rendered: String,
+    /// How many iterations hit it.
+    pub count: u64,
+}
+
+/// State shared by every thread of one run.
+pub struct RunShared {
+    /// The scenario file.
+    pub script_path: PathBuf,
+    /// `-e KEY=VALUE` overrides, looked up before the process environment.
+    pub env: HashMap<String, String>,
+    /// Run totals: every thread drains its [`Store`] in here.
+    pub aggregate: Mutex<Aggregate>,
+    /// Ctrl-C and friends.
+    pub stop: Stop,
+    /// Checks, thresholds and assertions declared by the script.
+    pub judge: Mutex<Judge>,
+    /// HTTP defaults and per-target settings.
+    pub http: HttpSettings,
+    /// `--time-scale`: phases' durations and counts are multiplied by it.
+    pub time_scale: f64,
+    /// Script errors inside iterations, by message (first 100 distinct kept).
+    pub iteration_errors: Mutex<Vec<IterationError>>,
+    /// Set when a script error ended the run or an iteration.
+    pub had_script_error: AtomicBool,
+    /// The engine's phase runner (set once the workers are up).
+    pub runner: OnceLock<Arc<dyn PhaseRunner>>,
+    /// Renders a Rhai error with source context (set by the loader).
+    pub render_error: OnceLock<Box<dyn Fn(&EvalAltResult) -> String + Send + Sync>>,
+}
+
+impl RunShared {
+    /// Fresh run state.
+    pub fn new(script_path: PathBuf, env: HashMap<String, String>, time_scale: f64) -> RunShared {
+        RunShared {
+            script_path,
+            env,
+            aggregate: Mutex::new(Aggregate::new()),
+            stop: Stop::default(),
+            judge: Mutex::new(Judge::default()),
+            http: HttpSettings::default(),
+            time_scale,
+            iteration_errors: Mutex::new(Vec::new()),
+            had_script_error: AtomicBool::new(false),
+            runner: OnceLock::new(),
+            render_error: OnceLock::new(),
+        }
+    }
+
+    /// Folds a drained store into the aggregate.
+    pub fn absorb(&self, store: &mut Store) {
+        if !store.is_empty() {
+            let drained = store.drain();
+            self.aggregate.lock().unwrap_or_else(|e| e.into_inner()).merge(drained);
+        }
+    }
+
+    /// Counts a script error raised inside an iteration.
+    pub fn record_iteration_error(&self, err: &EvalAltResult) {
+        self.had_script_error.store(true, Ordering::Relaxed);
+        let rendered = match self.render_error.get() {
+            Some(render) => render(err),
+            None => err.to_string(),
+        };
+        let mut errors = self.iteration_errors.lock().unwrap_or_else(|e| e.into_inner());
+        match errors.iter_mut().find(|e| e.rendered == rendered) {
+            Some(e) => e.count += 1,
+            None if errors.len() < 100 => errors.push(IterationError { rendered, count: 1 }),
+            None => {}
+        }
+    }
+}
+
+/// One thread's side of a run: where its samples go and its HTTP clients.
+pub struct ThreadCtx {
+    /// The run.
+    pub shared: Arc<RunShared>,
+    /// This thread's samples since the last drain.
+    pub store: RefCell<Store>,
+    /// This thread's HTTP clients (one pool per thread: connections stay on the runtime
+    /// that dialled them).
+    pub http: HttpClients,
+    /// On the orchestrating thread (outside VUs), the runtime natives block on.
+    pub blocking: Option<tokio::runtime::Runtime>,
+}
+
+impl ThreadCtx {
+    /// Records one sample into this thread's store.
+    pub fn record(&self, metric: &Metric, tags: &Tags, value: f64) {
+        self.store.borrow_mut().add(metric, tags, value);
+    }
+
+    /// Drains this thread's store into the run aggregate.
+    pub fn flush(&self) {
+        self.shared.absorb(&mut self.store.borrow_mut());
+    }
+}
+
+/// The type of futures a VU hands to its worker.
+pub type VuFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Box<dyn std::any::Any>>>>;
+/// The coroutine yielder of a VU.
+pub type VuYielder = corosensei::Yielder<Box<dyn std::any::Any>, VuFuture>;
+
+/// One virtual user: identity, tags, cookie jar, and the coroutine plumbing.
+pub struct VuCtx {
+    /// 1-based VU number within the phase (0 for the script's top level).
+    pub id: u64,
+    /// The yielder of the running coroutine; null at the top level (natives block).
+    pub yielder: Cell<*const VuYielder>,
+    /// Tags every sample of this VU carries (phase, burst, ...).
+    pub tags: RefCell<Tags>,
+    /// Cookies kept across this VU's iterations (a login cookie is reused).
+    pub cookies: RefCell<cookie_store::CookieStore>,
+    /// Iterations this VU has started.
+    pub iteration: Cell<u64>,
+    /// When the running iteration was scheduled to start.
+    pub scheduled_start: Cell<Instant>,
+    /// Since when the VU has run script code without waiting (runaway-loop guard).
+    pub running_since: Cell<Instant>,
+    /// Nesting of `retry(...)` calls; inside one, failures are recorded by retry.
+    pub retry_depth: Cell<u32>,
+    /// Outcomes of requests made by the current retry attempt: (tags, failed).
+    pub pending_outcomes: RefCell<Vec<(Tags, bool)>>,
+}
+
+impl VuCtx {
+    /// A VU with base tags.
+    pub fn new(id: u64, tags: Tags) -> VuCtx {
+        VuCtx {
+            id,
+            yielder: Cell::new(std::ptr::null()),
+            tags: RefCell::new(tags),
+            cookies: RefCell::new(cookie_store::CookieStore::default()),
+            iteration: Cell::new(0),
+            scheduled_start: Cell::new(Instant::now()),
+            running_since: Cell::new(Instant::now()),
+            retry_depth: Cell::new(0),
+            pending_outcomes: RefCell::new(Vec::new()),
+        }
+    }
+}
+
+thread_local! {
+    static THREAD: RefCell<Option<Rc<ThreadCtx>>> = const { RefCell::new(None) };
+    static VU: Cell<*const VuCtx> = const { Cell::new(std::ptr::null()) };
+}
+
+/// Installs this thread's context (workers and the orchestrating thread do this once).
+pub fn install_thread(ctx: Rc<ThreadCtx>) {
+    THREAD.with(|t| *t.borrow_mut() = Some(ctx));
+}
+
+/// Removes this thread's context (end of run).
+pub fn uninstall_thread() -> Option<Rc<ThreadCtx>> {
+    THREAD.with(|t| t.borrow_mut().take())
+}
+
+/// Publishes the VU about to run on this thread (the driver calls this before every
+/// resume, and clears it after). The pointer must stay valid while it is set.
+pub fn set_current_vu(vu: *const VuCtx) {
+    VU.with(|c| c.set(vu));
+}
+
+fn not_in_run() -> Box<EvalAltResult> {
+    "this function needs a running scenario (it was called while checking or outside `volley run`)".into()
+}
+
+/// This thread's context, or an error for natives called outside a run.
+pub fn thread() -> Result<Rc<ThreadCtx>, Box<EvalAltResult>> {
+    THREAD.with(|t| t.borrow().clone()).ok_or_else(not_in_run)
+}
+
+/// Runs `f` with the current VU.
+pub fn with_vu<R>(f: impl FnOnce(&VuCtx) -> R) -> Result<R, Box<EvalAltResult>> {
+    let ptr = VU.with(|c| c.get());
+    if ptr.is_null() {
+        return Err(not_in_run());
+    }
+    // SAFETY: the driver (or the orchestrator for the top level) keeps the VuCtx alive
+    // for as long as the pointer is published, and only this thread reads it.
+    Ok(f(unsafe { &*ptr }))
+}
+
+/// The tags of the current VU plus extra ones.
+pub fn vu_tags(extra: impl IntoIterator<Item = (Str, Str)>) -> Result<Tags, Box<EvalAltResult>> {
+    with_vu(|vu| vu.tags.borrow().with(extra))
+}

@@ -1,0 +1,460 @@
+//! Global script functions: `phase`, `sleep`, `env`, `check`, `assert`, `expect`,
+//! `threshold`, `stats`, `retry`, and small helpers (`vu_id`, `now_ms`, `iso_time`).
+
+use super::bridge;
+use super::context::{self, PhaseRequest};
+use super::judge::{Assertion, DeclaredThreshold};
+use super::opts::{self, Opts};
+use super::response::Response;
+use crate::metrics::threshold::{Condition, Selector};
+use crate::metrics::{builtin, Sink, Stat};
+use rhai::plugin::*;
+use rhai::{Array, Dynamic, EvalAltResult, FnPtr, Map, NativeCallContext};
+use std::time::Duration;
+
+/// `file:line` of a native call, for reports.
+pub fn origin(ctx: &NativeCallContext) -> String {
+    let pos = ctx.call_position();
+    let source = ctx.source().map(str::to_string).unwrap_or_else(|| {
+        context::thread().map(|t| t.shared.script_path.display().to_string()).unwrap_or_default()
+    });
+    match pos.line() {
+        Some(line) => format!("{source}:{line}"),
+        None => source,
+    }
+}
+
+fn in_iteration() -> Result<bool, Box<EvalAltResult>> {
+    context::with_vu(|vu| vu.id != 0)
+}
+
+/// Converts a sink to the map `stats()` and phase results return.
+pub fn sink_to_map(sink: &Sink, elapsed: Duration) -> Map {
+    let mut m = Map::new();
+    let mut put = |k: &str, s: Stat| {
+        if let Ok(Some(v)) = sink.stat(s, elapsed) {
+            m.insert(k.into(), Dynamic::from_float(v));
+        }
+    };
+    match sink {
+        Sink::Trend(_) => {
+            for (k, s) in [
+                ("avg", Stat::Avg),
+                ("min", Stat::Min),
+                ("med", Stat::Med),
+                ("max", Stat::Max),
+                ("p90", Stat::Percentile(90.0)),
+                ("p95", Stat::Percentile(95.0)),
+                ("p99", Stat::Percentile(99.0)),
+                ("p999", Stat::Percentile(99.9)),
+            ] {
+                put(k, s);
+            }
+            m.insert("count".into(), Dynamic::from_int(sink.stat(Stat::Count, elapsed).ok().flatten().unwrap_or(0.0) as i64));
+        }
+        Sink::Rate(r) => {
+            m.insert("rate".into(), Dynamic::from_float(if r.total > 0 { r.trues as f64 / r.total as f64 } else { 0.0 }));
+            m.insert("passes".into(), Dynamic::from_int(r.trues as i64));
+            m.insert("fails".into(), Dynamic::from_int((r.total - r.trues) as i64));
+            m.insert("count".into(), Dynamic::from_int(r.total as i64));
+        }
+        Sink::Counter(c) => {
+            m.insert("count".into(), Dynamic::from_float(c.sum));
+            put("rate", Stat::Rate);
+        }
+        Sink::Gauge(_) => {
+            put("value", Stat::Value);
+            put("min", Stat::Min);
+            put("max", Stat::Max);
+        }
+    }
+    m
+}
+
+fn parse_expectation(text: &str) -> Option<(&str, f64)> {
+    let t = text.trim();
+    let op = ["<=", ">=", "==", "!=", "<", ">"].into_iter().find(|op| t.starts_with(op))?;
+    let limit = t[op.len()..].trim().parse::<f64>().ok()?;
+    Some((op, limit))
+}
+
+fn compare(value: f64, op: &str, limit: f64) -> bool {
+    match op {
+        "<" => value < limit,
+        "<=" => value <= limit,
+        ">" => value > limit,
+        ">=" => value >= limit,
+        "==" => value == limit,
+        _ => value != limit,
+    }
+}
+
+fn should_retry(result: &Dynamic, statuses: &[i64], on_network_error: bool) -> (bool, Option<Duration>) {
+    if let Some(r) = result.read_lock::<Response>() {
+        let retry_after = r
+            .headers
+            .get("retry-after")
+            .and_then(|v| v.to_string().trim().parse::<f64>().ok())
+            .and_then(crate::duration::seconds);
+        let again = statuses.contains(&r.status) || (r.status == 0 && on_network_error);
+        return (again, retry_after);
+    }
+    if let Some(m) = result.read_lock::<Map>() {
+        if let Some(status) = m.get("status").and_then(|s| s.as_int().ok()) {
+            return (statuses.contains(&status) || (status == 0 && on_network_error), None);
+        }
+    }
+    if let Ok(b) = result.as_bool() {
+        return (!b, None);
+    }
+    (false, None)
+}
+
+fn flush_outcomes(keep_from: usize, depth_after: u32) -> Result<(), Box<EvalAltResult>> {
+    let thread = context::thread()?;
+    context::with_vu(|vu| {
+        vu.retry_depth.set(depth_after);
+        if depth_after == 0 {
+            for (tags, failed) in vu.pending_outcomes.borrow_mut().drain(keep_from..) {
+                thread.record(&builtin::HTTP_REQ_FAILED, &tags, if failed { 1.0 } else { 0.0 });
+            }
+        }
+    })
+}
+
+/// Global functions.
+#[export_module]
+pub mod core_api {
+    use super::*;
+
+    /// Runs `func` on many VUs under a load profile and returns the phase's results:
+    /// `name`, `executor`, `iterations`, `dropped_iterations`, `interrupted_iterations`,
+    /// `requests`, `failed`, `success_rate`, `rps`, `elapsed_s`, `latency` (avg, min, med,
+    /// max, p90, p95, p99, p999 in ms), `iteration_duration`, `checks`, `errors` (by kind),
+    /// `vus_max`, and for `bursts` a `bursts` list.
+    /// ```rhai
+    /// let peak = phase("peak", #{ executor: "constant-arrival-rate", rate: 10, duration: "60s" }, || {
+    ///     let r = http::post(`${base}/configure`, job);
+    ///     check(r, "status is 200", r.status == 200);
+    /// });
+    /// assert(peak.success_rate >= 0.85, "peak success rate");
+    /// ```
+    #[rhai_fn(name = "phase", return_raw)]
+    pub fn phase(ctx: NativeCallContext, name: &str, options: Map, func: FnPtr) -> Result<Dynamic, Box<EvalAltResult>> {
+        if in_iteration()? {
+            return Err("phase() runs at the top level of a script, not inside an iteration; hint: call it outside the phase's function".into());
+        }
+        let json: serde_json::Value = rhai::serde::from_dynamic(&Dynamic::from_map(options))?;
+        let serde_json::Value::Object(options) = json else { return Err("phase(): options must be a map".into()) };
+        let thread = context::thread()?;
+        thread.flush();
+        let runner = thread.shared.runner.get().cloned().ok_or("phase(): the engine is not running (was this called by `volley check`?)")?;
+        runner.run_phase(PhaseRequest { name: name.to_string(), options, func, position: ctx.call_position() })
+    }
+
+    /// Pauses the VU: `"500ms"`, `"2s"`, or seconds.
+    /// ```rhai
+    /// sleep("100ms");
+    /// sleep(0.5);
+    /// ```
+    #[rhai_fn(name = "sleep", return_raw)]
+    pub fn sleep(duration: Dynamic) -> Result<(), Box<EvalAltResult>> {
+        let d = opts::to_duration(&duration, "sleep")?;
+        bridge::wait(tokio::time::sleep(d))
+    }
+
+    /// Pauses for a random time between two durations (think time).
+    /// ```rhai
+    /// sleep("10ms", "100ms");
+    /// ```
+    #[rhai_fn(name = "sleep", return_raw)]
+    pub fn sleep_between(min: Dynamic, max: Dynamic) -> Result<(), Box<EvalAltResult>> {
+        let (lo, hi) = (opts::to_duration(&min, "sleep: min")?, opts::to_duration(&max, "sleep: max")?);
+        if hi < lo {
+            return Err(format!("sleep: max ({hi:?}) is below min ({lo:?})").into());
+        }
+        let d = lo + (hi - lo).mul_f64(rand::random::<f64>());
+        bridge::wait(tokio::time::sleep(d))
+    }
+
+    /// An environment value (`-e KEY=VALUE` first, then the process environment).
+    /// Fails with a hint when it is not set.
+    /// ```rhai
+    /// let token = env("API_TOKEN");
+    /// ```
+    #[rhai_fn(name = "env", return_raw)]
+    pub fn env(name: &str) -> Result<String, Box<EvalAltResult>> {
+        lookup_env(name)?.ok_or_else(|| {
+            format!("environment variable {name} is not set; hint: pass -e {name}=VALUE or export it, or use env(\"{name}\", default)").into()
+        })
+    }
+
+    /// An environment value with a default; the default's type (number, bool, string)
+    /// is the result's type.
+    /// ```rhai
+    /// let base = env("BASE_URL", "http://127.0.0.1:8080");
+    /// let rate = env("RATE", 10);
+    /// ```
+    #[rhai_fn(name = "env", return_raw)]
+    pub fn env_or(name: &str, default: Dynamic) -> Result<Dynamic, Box<EvalAltResult>> {
+        let Some(raw) = lookup_env(name)? else { return Ok(default) };
+        let bad = |what: &str| -> Box<EvalAltResult> { format!("environment variable {name}={raw:?} is not {what} (its default is {default})").into() };
+        if default.is_int() {
+            raw.trim().parse::<i64>().map(Dynamic::from_int).map_err(|_| bad("a whole number"))
+        } else if default.is_float() {
+            raw.trim().parse::<f64>().map(Dynamic::from_float).map_err(|_| bad("a number"))
+        } else if default.is_bool() {
+            match raw.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" => Ok(Dynamic::TRUE),
+                "false" | "0" | "no" => Ok(Dynamic::FALSE),
+                _ => Err(bad("true or false")),
+            }
+        } else {
+            Ok(raw.into())
+        }
+    }
+
+    /// Records a named check (metric `checks`, tag `check`); returns the condition.
+    /// ```rhai
+    /// check(r, "status is 201", r.status == 201);
+    /// ```
+    #[rhai_fn(name = "check", return_raw)]
+    pub fn check(_value: Dynamic, name: &str, passed: bool) -> Result<bool, Box<EvalAltResult>> {
+        record_check(name, passed)?;
+        Ok(passed)
+    }
+
+    /// Records several checks: a map of name to a boolean or to a function of the value.
+    /// Returns whether all passed.
+    /// ```rhai
+    /// check(r, #{ "status 200": |r| r.status == 200, "fast": r.duration_ms < 300.0 });
+    /// ```
+    #[rhai_fn(name = "check", return_raw)]
+    pub fn check_map(ctx: NativeCallContext, value: Dynamic, checks: Map) -> Result<bool, Box<EvalAltResult>> {
+        let mut all = true;
+        for (name, cond) in checks {
+            let passed = if let Some(f) = cond.read_lock::<FnPtr>().map(|f| f.clone()) {
+                let out: Dynamic = f.call_within_context(&ctx, (value.clone(),))?;
+                out.as_bool().map_err(|_| format!("check {name:?}: the function must return true or false, got {}", opts::describe(&out)))?
+            } else {
+                cond.as_bool().map_err(|_| format!("check {name:?}: expected true/false or a function, got {}", opts::describe(&cond)))?
+            };
+            record_check(&name, passed)?;
+            all &= passed;
+        }
+        Ok(all)
+    }
+
+    /// Asserts a condition about the results; a false one fails the run (exit 99) but
+    /// the script goes on, so every assertion is reported.
+    /// ```rhai
+    /// assert(peak.success_rate >= 0.85, "peak success rate >= 85%");
+    /// ```
+    #[rhai_fn(name = "assert", return_raw)]
+    pub fn assert(ctx: NativeCallContext, passed: bool, message: &str) -> Result<bool, Box<EvalAltResult>> {
+        push_assertion(Assertion { message: message.into(), passed, detail: None, origin: origin(&ctx) })?;
+        Ok(passed)
+    }
+
+    /// Asserts a measured value against a limit (`"< 300"`, `">= 0.85"`) and reports
+    /// both, e.g. "measured 0.81, required >= 0.85".
+    /// ```rhai
+    /// expect(peak.latency.p95, "< 300", "p95 of /configure (ms)");
+    /// ```
+    #[rhai_fn(name = "expect", return_raw)]
+    pub fn expect(ctx: NativeCallContext, value: Dynamic, condition: &str, message: &str) -> Result<bool, Box<EvalAltResult>> {
+        let (op, limit) = parse_expectation(condition)
+            .ok_or_else(|| format!("expect: invalid condition {condition:?}; hint: write an operator and a number, e.g. \"< 300\" or \">= 0.95\""))?;
+        let measured = value
+            .as_float()
+            .or_else(|_| value.as_int().map(|i| i as f64))
+            .map_err(|_| format!("expect {message:?}: the measured value must be a number, got {}", opts::describe(&value)))?;
+        let passed = compare(measured, op, limit);
+        let detail = format!("measured {}, required {op} {}", fmt_num(measured), fmt_num(limit));
+        push_assertion(Assertion { message: message.into(), passed, detail: Some(detail), origin: origin(&ctx) })?;
+        Ok(passed)
+    }
+
+    /// Declares a threshold judged at the end of the run (k6 syntax).
+    /// ```rhai
+    /// threshold("http_req_duration{phase:peak}", "p(95) < 300");
+    /// ```
+    #[rhai_fn(name = "threshold", return_raw)]
+    pub fn threshold(ctx: NativeCallContext, selector: &str, condition: &str) -> Result<(), Box<EvalAltResult>> {
+        declare_threshold(&ctx, selector, &[condition.to_string()])
+    }
+
+    /// Declares several conditions on one metric selection.
+    /// ```rhai
+    /// threshold("http_req_duration", ["avg < 200", "p(95) < 300", "p(99) < 500"]);
+    /// ```
+    #[rhai_fn(name = "threshold", return_raw)]
+    pub fn threshold_list(ctx: NativeCallContext, selector: &str, conditions: Array) -> Result<(), Box<EvalAltResult>> {
+        let list: Vec<String> = conditions.iter().map(|c| c.to_string()).collect();
+        declare_threshold(&ctx, selector, &list)
+    }
+
+    /// Statistics so far of any metric selection, e.g. one burst or one request name.
+    /// Trends give avg, min, med, max, p90, p95, p99, p999, count; rates give rate,
+    /// passes, fails, count; counters count and rate; gauges value, min, max.
+    /// ```rhai
+    /// let b2 = stats("http_req_duration{phase:burst,burst:2}");
+    /// print(`burst 2 p95: ${b2.p95} ms`);
+    /// ```
+    #[rhai_fn(name = "stats", return_raw)]
+    pub fn stats(selector: &str) -> Result<Map, Box<EvalAltResult>> {
+        let sel = Selector::parse(selector).map_err(|e| e.to_string())?;
+        let thread = context::thread()?;
+        thread.flush();
+        let agg = thread.shared.aggregate.lock().unwrap_or_else(|e| e.into_inner());
+        let elapsed = agg.started().elapsed();
+        Ok(agg.query(&sel.metric, &sel.filters).map(|s| sink_to_map(&s, elapsed)).unwrap_or_default())
+    }
+
+    /// Calls `func` until it succeeds or attempts run out, sleeping with exponential
+    /// backoff between attempts. Options: `attempts` (3), `base` ("500ms"), `factor` (2),
+    /// `cap` ("30s"), `statuses` ([429, 503]), `on_network_error` (true), `retry_after`
+    /// (true: honour a Retry-After header). `func` returns a response, a map with
+    /// `status`, or a bool. A retried call counts once in `http_req_failed`; attempts go
+    /// to `retry_attempts`.
+    /// ```rhai
+    /// let r = retry(#{ attempts: 6, base: "500ms", statuses: [429] }, || alerts::push(client, alert));
+    /// ```
+    #[rhai_fn(name = "retry", return_raw)]
+    pub fn retry(ctx: NativeCallContext, options: Map, func: FnPtr) -> Result<Dynamic, Box<EvalAltResult>> {
+        let o = Opts::new(&options, "retry", &["attempts", "base", "factor", "cap", "statuses", "on_network_error", "retry_after"])?;
+        let attempts = o.int("attempts")?.unwrap_or(3);
+        if attempts < 1 {
+            return Err(format!("retry: option `attempts` must be at least 1, got {attempts}").into());
+        }
+        let base = o.duration("base")?.unwrap_or(Duration::from_millis(500));
+        let factor = o.float("factor")?.unwrap_or(2.0);
+        if !(factor.is_finite() && factor >= 1.0) {
+            return Err(format!("retry: option `factor` must be a number >= 1, got {factor}").into());
+        }
+        let cap = o.duration("cap")?.unwrap_or(Duration::from_secs(30));
+        let statuses = o.int_list("statuses")?.unwrap_or_else(|| vec![429, 503]);
+        let on_network_error = o.bool("on_network_error")?.unwrap_or(true);
+        let honour_retry_after = o.bool("retry_after")?.unwrap_or(true);
+
+        let (depth, keep_from) = context::with_vu(|vu| {
+            let d = vu.retry_depth.get();
+            vu.retry_depth.set(d + 1);
+            (d, vu.pending_outcomes.borrow().len())
+        })?;
+        let mut attempt: i64 = 1;
+        loop {
+            context::with_vu(|vu| vu.pending_outcomes.borrow_mut().truncate(keep_from))?;
+            let result = match func.call_within_context::<Dynamic>(&ctx, ()) {
+                Ok(r) => r,
+                Err(e) => {
+                    flush_outcomes(keep_from, depth)?;
+                    return Err(e);
+                }
+            };
+            let (again, retry_after) = should_retry(&result, &statuses, on_network_error);
+            if !again || attempt >= attempts {
+                flush_outcomes(keep_from, depth)?;
+                let thread = context::thread()?;
+                let tags = context::vu_tags([])?;
+                thread.record(&builtin::RETRY_ATTEMPTS, &tags, attempt as f64);
+                return Ok(result);
+            }
+            let backoff = base.mul_f64(factor.powi((attempt - 1) as i32)).min(cap);
+            let delay = match (honour_retry_after, retry_after) {
+                (true, Some(ra)) => ra.min(cap),
+                _ => backoff,
+            };
+            if let Err(e) = bridge::wait(tokio::time::sleep(delay)) {
+                flush_outcomes(keep_from, depth)?;
+                return Err(e);
+            }
+            attempt += 1;
+        }
+    }
+
+    /// The current VU's number (1-based; 0 at the top level).
+    /// ```rhai
+    /// let user = `user-${vu_id()}`;
+    /// ```
+    #[rhai_fn(name = "vu_id", return_raw)]
+    pub fn vu_id() -> Result<i64, Box<EvalAltResult>> {
+        context::with_vu(|vu| vu.id as i64)
+    }
+
+    /// The current VU's iteration number (0-based).
+    /// ```rhai
+    /// if vu_iteration() == 0 { login(); }
+    /// ```
+    #[rhai_fn(name = "vu_iteration", return_raw)]
+    pub fn vu_iteration() -> Result<i64, Box<EvalAltResult>> {
+        context::with_vu(|vu| vu.iteration.get().saturating_sub(1) as i64)
+    }
+
+    /// Wall-clock time in milliseconds since the Unix epoch (fractional).
+    /// ```rhai
+    /// let t0 = now_ms();
+    /// ```
+    #[rhai_fn(name = "now_ms")]
+    pub fn now_ms() -> f64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
+    }
+
+    /// Formats epoch milliseconds as ISO-8601 UTC (`2025-11-23T10:00:00.000Z`).
+    /// ```rhai
+    /// let since = iso_time(now_ms() - 60000.0);
+    /// ```
+    #[rhai_fn(name = "iso_time", return_raw)]
+    pub fn iso_time(ms: f64) -> Result<String, Box<EvalAltResult>> {
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos((ms * 1e6) as i128).map_err(|e| format!("iso_time({ms}): {e}"))?;
+        let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+        t.format(&fmt).map_err(|e| format!("iso_time({ms}): {e}").into())
+    }
+}
+
+/// Formats a number for messages: integers without decimals, others with up to 4.
+pub fn fmt_num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        let s = format!("{v:.4}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+fn lookup_env(name: &str) -> Result<Option<String>, Box<EvalAltResult>> {
+    let thread = context::thread()?;
+    Ok(thread.shared.env.get(name).cloned().or_else(|| std::env::var(name).ok()))
+}
+
+fn record_check(name: &str, passed: bool) -> Result<(), Box<EvalAltResult>> {
+    let thread = context::thread()?;
+    let tags = context::vu_tags([("check".into(), name.into())])?;
+    thread.record(&builtin::CHECKS, &tags, if passed { 1.0 } else { 0.0 });
+    Ok(())
+}
+
+fn push_assertion(a: Assertion) -> Result<(), Box<EvalAltResult>> {
+    let thread = context::thread()?;
+    thread.shared.judge.lock().unwrap_or_else(|e| e.into_inner()).assertions.push(a);
+    Ok(())
+}
+
+fn declare_threshold(ctx: &NativeCallContext, selector: &str, conditions: &[String]) -> Result<(), Box<EvalAltResult>> {
+    let sel = Selector::parse(selector).map_err(|e| format!("{e}\n{}", e.render_caret()))?;
+    let mut parsed = Vec::new();
+    for c in conditions {
+        let cond = Condition::parse(c).map_err(|e| format!("{e}\n{}", e.render_caret()))?;
+        if let Some(kind) = crate::metrics::series::kind_of(&sel.metric) {
+            cond.validate_for(kind).map_err(|e| format!("threshold on {selector}: {e}"))?;
+        }
+        parsed.push(cond);
+    }
+    let thread = context::thread()?;
+    thread.shared.judge.lock().unwrap_or_else(|e| e.into_inner()).thresholds.push(DeclaredThreshold {
+        selector: sel,
+        conditions: parsed,
+        origin: origin(ctx),
+    });
+    Ok(())
+}

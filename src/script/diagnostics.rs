@@ -1,0 +1,173 @@
+//! Diagnostics: Rhai parse and runtime errors rendered with file:line:col, the source
+//! line, a caret, what was wrong, a hint, and the call chain back to the script.
+
+use rhai::{EvalAltResult, ParseError, Position};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Source files read on demand for snippets (scripts and imported modules).
+#[derive(Default)]
+pub struct Sources {
+    files: Mutex<HashMap<String, Option<String>>>,
+}
+
+impl Sources {
+    /// Registers a file's text (the main script, already read).
+    pub fn insert(&self, name: &str, text: String) {
+        self.files.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), Some(text));
+    }
+
+    fn line(&self, name: &str, line: usize) -> Option<String> {
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        let text = files.entry(name.to_string()).or_insert_with(|| std::fs::read_to_string(name).ok());
+        text.as_ref()?.lines().nth(line.checked_sub(1)?).map(str::to_string)
+    }
+}
+
+/// A rendered problem: `error: ...`, location, snippet, hint, call chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Diagnostic {
+    /// What was wrong (first line).
+    pub message: String,
+    /// File name, when known.
+    pub file: Option<String>,
+    /// Position in the file.
+    pub position: Position,
+    /// A suggestion.
+    pub hint: Option<String>,
+    /// Outer frames: "called from ..." lines.
+    pub chain: Vec<String>,
+}
+
+impl Diagnostic {
+    /// A diagnostic without a position.
+    pub fn plain(message: impl Into<String>, hint: Option<String>) -> Diagnostic {
+        Diagnostic { message: message.into(), file: None, position: Position::NONE, hint, chain: Vec::new() }
+    }
+
+    /// Renders like a compiler: message, `--> file:line:col`, the line with a caret, hint.
+    pub fn render(&self, sources: &Sources) -> String {
+        let mut out = format!("error: {}\n", self.message);
+        if let Some(file) = &self.file {
+            match (self.position.line(), self.position.position()) {
+                (Some(line), col) => {
+                    let col = col.unwrap_or(1);
+                    out.push_str(&format!(" --> {file}:{line}:{col}\n"));
+                    if let Some(text) = sources.line(file, line) {
+                        let gutter = " ".repeat(line.to_string().len());
+                        let pad: String = text.chars().take(col.saturating_sub(1)).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+                        out.push_str(&format!("{gutter} |\n{line} | {text}\n{gutter} | {pad}^\n"));
+                    }
+                }
+                (None, _) => out.push_str(&format!(" --> {file}\n")),
+            }
+        }
+        for frame in &self.chain {
+            out.push_str(&format!("  = {frame}\n"));
+        }
+        if let Some(hint) = &self.hint {
+            out.push_str(&format!("hint: {hint}\n"));
+        }
+        out
+    }
+}
+
+/// Splits "message; hint: text" (how natives phrase hints) into its parts.
+fn split_hint(text: &str) -> (String, Option<String>) {
+    match text.split_once("; hint: ") {
+        Some((m, h)) => (m.to_string(), Some(h.to_string())),
+        None => (text.to_string(), None),
+    }
+}
+
+fn describe_fn(name: &str) -> String {
+    if name.starts_with("anon$") { "a closure".to_string() } else { format!("`{name}`") }
+}
+
+/// Turns a parse error into a diagnostic.
+pub fn from_parse_error(err: &ParseError, file: &str) -> Diagnostic {
+    let message = err.err_type().to_string();
+    let hint = match err.err_type() {
+        rhai::ParseErrorType::MissingToken(tok, _) if tok == ";" => Some("statements end with `;`".to_string()),
+        rhai::ParseErrorType::UnknownOperator(op) if op == "=>" => Some("map literals are written #{ key: value }".to_string()),
+        rhai::ParseErrorType::MissingToken(tok, _) if tok == "}" || tok == ")" || tok == "]" => {
+            Some(format!("a `{tok}` is missing: check the brackets opened before this point"))
+        }
+        _ => None,
+    };
+    Diagnostic { message: format!("syntax error: {message}"), file: Some(file.to_string()), position: err.position(), hint, chain: Vec::new() }
+}
+
+/// Turns a runtime error (possibly nested in function calls and modules) into a
+/// diagnostic pointing at the innermost position, with the chain back to the script.
+pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String]) -> Diagnostic {
+    let mut file = main_file.to_string();
+    let mut chain = Vec::new();
+    let mut current = err;
+    loop {
+        match current {
+            EvalAltResult::ErrorInFunctionCall(name, source, inner, pos) => {
+                chain.push(format!("in {} called at {}", describe_fn(name), location(&file, *pos)));
+                if !source.is_empty() {
+                    file = source.clone();
+                }
+                current = inner;
+            }
+            EvalAltResult::ErrorInModule(path, inner, pos) => {
+                chain.push(format!("in module \"{path}\" imported at {}", location(&file, *pos)));
+                if let EvalAltResult::ErrorParsing(_, _) = &**inner {
+                    file = path.clone();
+                }
+                current = inner;
+            }
+            _ => break,
+        }
+    }
+    chain.reverse();
+    let mut bare = current.clone();
+    let position = bare.take_position();
+    let text = bare.to_string();
+    let text = text.strip_prefix("Runtime error: ").unwrap_or(&text).to_string();
+    let (mut message, mut hint) = split_hint(&text);
+    match current {
+        EvalAltResult::ErrorFunctionNotFound(sig, _) => {
+            let name = sig.split([' ', '(']).next().unwrap_or(sig);
+            let names = known_fns.iter().map(String::as_str);
+            hint = Some(match super::opts::did_you_mean(name, names) {
+                Some(s) if s != name => format!("did you mean `{s}`?"),
+                _ if known_fns.iter().any(|f| f == name) => {
+                    "the function exists, but not with these argument types; see `volley check --list-functions`".to_string()
+                }
+                _ => "see `volley check --list-functions` for every function".to_string(),
+            });
+            message = format!("unknown function: {sig}");
+        }
+        EvalAltResult::ErrorVariableNotFound(name, _) => {
+            hint = Some(format!(
+                "`{name}` is not defined here; functions declared with `fn` cannot see top-level variables: pass `{name}` as a parameter or use a closure `|| ...`"
+            ));
+        }
+        EvalAltResult::ErrorTerminated(token, _) if token.to_string() == super::bridge::INTERRUPTED_TOKEN => {
+            message = "interrupted".to_string();
+        }
+        EvalAltResult::ErrorTooManyOperations(_) | EvalAltResult::ErrorTerminated(..) => {
+            hint = hint.or(Some("a loop that never waits blocks its worker; add a sleep, or an exit condition".to_string()));
+        }
+        EvalAltResult::ErrorStackOverflow(_) => {
+            hint = Some("recursion is limited to 32 levels in volley scripts".to_string());
+        }
+        _ => {}
+    }
+    if message.is_empty() {
+        message = "script error".to_string();
+    }
+    Diagnostic { message, file: Some(file), position, hint, chain }
+}
+
+fn location(file: &str, pos: Position) -> String {
+    match (pos.line(), pos.position()) {
+        (Some(l), Some(c)) => format!("{file}:{l}:{c}"),
+        (Some(l), None) => format!("{file}:{l}"),
+        _ => file.to_string(),
+    }
+}

@@ -1,0 +1,226 @@
+//! `http::*`: HTTP requests from scripts. Bodies from maps and arrays are sent as JSON;
+//! each VU has its own cookie jar; every call records `http_reqs`, `http_req_duration`,
+//! `http_req_failed`, `data_sent` and `data_received`, tagged by phase, name, method and
+//! status. Network faults never throw: they return a response with status 0 and `error`.
+
+pub use super::http_exec::{HttpClients, HttpSettings, TargetOptions};
+use super::context;
+use super::http_exec::{self, Prepared, DEFAULT_TIMEOUT};
+use super::opts::Opts;
+use super::response::Response;
+use rhai::plugin::*;
+use rhai::{Dynamic, EvalAltResult, Map};
+
+const REQUEST_OPTIONS: &[&str] = &["headers", "query", "timeout", "name", "tags", "insecure", "expect", "body"];
+const TARGET_OPTIONS: &[&str] = &["headers", "timeout", "insecure"];
+
+fn bad_url(url: &str, reason: impl std::fmt::Display) -> Box<EvalAltResult> {
+    format!("invalid URL {url:?}: {reason}; hint: URLs start with http:// or https://, e.g. \"http://127.0.0.1:8080/ack\"").into()
+}
+
+fn target_options(opts: &Opts) -> Result<TargetOptions, Box<EvalAltResult>> {
+    Ok(TargetOptions { insecure: opts.bool("insecure")?, timeout: opts.duration("timeout")?, headers: opts.string_pairs("headers")? })
+}
+
+/// Builds the request for `method url` with an optional body and options.
+fn prepare(method: &str, url: &str, body: Dynamic, options: &Map) -> Result<Prepared, Box<EvalAltResult>> {
+    let what = format!("http::{}", method.to_ascii_lowercase());
+    let opts = Opts::new(options, &what, REQUEST_OPTIONS)?;
+    let mut parsed = url::Url::parse(url).map_err(|e| bad_url(url, e))?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(bad_url(url, format!("unsupported scheme `{}`", parsed.scheme())));
+    }
+    for (k, v) in opts.string_pairs("query")? {
+        parsed.query_pairs_mut().append_pair(&k, &v);
+    }
+    let target = thread_settings(url)?;
+    let method_value = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
+        .map_err(|_| format!("http::request: invalid method {method:?}; hint: use GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS"))?;
+    let body = match opts.get("body") {
+        Some(b) if body.is_unit() => b.clone(),
+        _ => body,
+    };
+    let (bytes, content_type): (Vec<u8>, Option<&str>) = if body.is_unit() {
+        (Vec::new(), None)
+    } else if body.is_string() {
+        (body.to_string().into_bytes(), Some("text/plain; charset=utf-8"))
+    } else if body.is_blob() {
+        (body.cast::<rhai::Blob>(), Some("application/octet-stream"))
+    } else {
+        let json = serde_json::to_vec(&body).map_err(|e| format!("{what}: the body cannot be sent as JSON: {e}"))?;
+        (json, Some("application/json"))
+    };
+    let name = match opts.string("name")? {
+        Some(n) => n,
+        None => http_exec::default_name(&parsed),
+    };
+    let tags = opts
+        .string_pairs("tags")?
+        .into_iter()
+        .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
+        .collect();
+    let mut headers = reqwest::header::HeaderMap::new();
+    let mut set_header = |k: &str, v: &str| -> Result<(), Box<EvalAltResult>> {
+        let name = reqwest::header::HeaderName::from_bytes(k.as_bytes()).map_err(|_| format!("{what}: invalid header name {k:?}"))?;
+        let value = reqwest::header::HeaderValue::from_str(v).map_err(|_| format!("{what}: invalid value for header {k}: {v:?}"))?;
+        headers.insert(name, value);
+        Ok(())
+    };
+    if let Some(ct) = content_type {
+        set_header("content-type", ct)?;
+    }
+    for (k, v) in target.headers.iter().chain(opts.string_pairs("headers")?.iter()) {
+        set_header(k, v)?;
+    }
+    let timeout = opts.duration("timeout")?.or(target.timeout).unwrap_or(DEFAULT_TIMEOUT);
+    let insecure = opts.bool("insecure")?.or(target.insecure).unwrap_or(false);
+    let header_bytes: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    let bytes_sent = (method.len() + parsed.as_str().len() + 12 + header_bytes + bytes.len()) as u64;
+    let mut request = reqwest::Request::new(method_value, parsed);
+    *request.headers_mut() = headers;
+    *request.timeout_mut() = Some(timeout);
+    if !bytes.is_empty() {
+        *request.body_mut() = Some(bytes.into());
+    }
+    Ok(Prepared { request, insecure, name, tags, expect: opts.int_list("expect")?.unwrap_or_default(), bytes_sent })
+}
+
+fn thread_settings(url: &str) -> Result<TargetOptions, Box<EvalAltResult>> {
+    Ok(context::thread()?.shared.http.resolve(url))
+}
+
+fn run(method: &str, url: &str, body: Dynamic, options: &Map) -> Result<Response, Box<EvalAltResult>> {
+    let prepared = prepare(method, url, body, options)?;
+    let thread = context::thread()?;
+    http_exec::execute(&thread, prepared)
+}
+
+/// The `http` module.
+#[export_module]
+pub mod http_api {
+    use super::*;
+
+    /// GET a URL.
+    /// ```rhai
+    /// let r = http::get("http://127.0.0.1:8080/focus-server/ack");
+    /// check(r, "healthy", r.status == 200);
+    /// ```
+    #[rhai_fn(name = "get", return_raw)]
+    pub fn get(url: &str) -> Result<Response, Box<EvalAltResult>> {
+        run("GET", url, Dynamic::UNIT, &Map::new())
+    }
+
+    /// GET with options: `headers`, `query`, `timeout`, `name`, `tags`, `insecure`, `expect`.
+    /// ```rhai
+    /// let r = http::get(`${base}/alert`, #{ query: #{ startTime: t0 }, timeout: "5s", name: "alerts" });
+    /// ```
+    #[rhai_fn(name = "get", return_raw)]
+    pub fn get_with(url: &str, options: Map) -> Result<Response, Box<EvalAltResult>> {
+        run("GET", url, Dynamic::UNIT, &options)
+    }
+
+    /// POST a body: a map or array is sent as JSON, a string as text.
+    /// ```rhai
+    /// let r = http::post(`${base}/configure`, #{ view_type: "0" });
+    /// ```
+    #[rhai_fn(name = "post", return_raw)]
+    pub fn post(url: &str, body: Dynamic) -> Result<Response, Box<EvalAltResult>> {
+        run("POST", url, body, &Map::new())
+    }
+
+    /// POST with options.
+    /// ```rhai
+    /// let r = http::post(`${base}/login`, #{ username: "volley", password: "volley" }, #{ name: "login", expect: [201] });
+    /// ```
+    #[rhai_fn(name = "post", return_raw)]
+    pub fn post_with(url: &str, body: Dynamic, options: Map) -> Result<Response, Box<EvalAltResult>> {
+        run("POST", url, body, &options)
+    }
+
+    /// PUT a body.
+    /// ```rhai
+    /// let r = http::put(`${base}/item/1`, #{ name: "x" });
+    /// ```
+    #[rhai_fn(name = "put", return_raw)]
+    pub fn put(url: &str, body: Dynamic) -> Result<Response, Box<EvalAltResult>> {
+        run("PUT", url, body, &Map::new())
+    }
+
+    /// PUT with options.
+    /// ```rhai
+    /// let r = http::put(`${base}/item/1`, #{ name: "x" }, #{ timeout: "2s" });
+    /// ```
+    #[rhai_fn(name = "put", return_raw)]
+    pub fn put_with(url: &str, body: Dynamic, options: Map) -> Result<Response, Box<EvalAltResult>> {
+        run("PUT", url, body, &options)
+    }
+
+    /// PATCH a body.
+    /// ```rhai
+    /// let r = http::patch(`${base}/item/1`, #{ name: "y" });
+    /// ```
+    #[rhai_fn(name = "patch", return_raw)]
+    pub fn patch(url: &str, body: Dynamic) -> Result<Response, Box<EvalAltResult>> {
+        run("PATCH", url, body, &Map::new())
+    }
+
+    /// PATCH with options.
+    /// ```rhai
+    /// let r = http::patch(`${base}/item/1`, #{ name: "y" }, #{ name: "rename" });
+    /// ```
+    #[rhai_fn(name = "patch", return_raw)]
+    pub fn patch_with(url: &str, body: Dynamic, options: Map) -> Result<Response, Box<EvalAltResult>> {
+        run("PATCH", url, body, &options)
+    }
+
+    /// DELETE a URL.
+    /// ```rhai
+    /// let r = http::delete(`${base}/job/${id}`);
+    /// ```
+    #[rhai_fn(name = "delete", return_raw)]
+    pub fn delete(url: &str) -> Result<Response, Box<EvalAltResult>> {
+        run("DELETE", url, Dynamic::UNIT, &Map::new())
+    }
+
+    /// DELETE with options (`body` sends a body).
+    /// ```rhai
+    /// let r = http::delete(`${alerts}/alert/delete`, #{ body: #{ alertIds: ids }, expect: [200, 404] });
+    /// ```
+    #[rhai_fn(name = "delete", return_raw)]
+    pub fn delete_with(url: &str, options: Map) -> Result<Response, Box<EvalAltResult>> {
+        run("DELETE", url, Dynamic::UNIT, &options)
+    }
+
+    /// Any method, with a body (or `()`) and options.
+    /// ```rhai
+    /// let r = http::request("OPTIONS", `${base}/ack`, (), #{});
+    /// ```
+    #[rhai_fn(name = "request", return_raw)]
+    pub fn request(method: &str, url: &str, body: Dynamic, options: Map) -> Result<Response, Box<EvalAltResult>> {
+        run(method, url, body, &options)
+    }
+
+    /// Defaults for every request of the run: `timeout`, `headers`, `insecure`.
+    /// ```rhai
+    /// http::defaults(#{ timeout: "15s", headers: #{ "User-Agent": "pz-suite" } });
+    /// ```
+    #[rhai_fn(name = "defaults", return_raw)]
+    pub fn defaults(options: Map) -> Result<(), Box<EvalAltResult>> {
+        let opts = Opts::new(&options, "http::defaults", TARGET_OPTIONS)?;
+        context::thread()?.shared.http.set_defaults(target_options(&opts)?);
+        Ok(())
+    }
+
+    /// Settings for every URL starting with a prefix, e.g. TLS verification off for a
+    /// server with a self-signed certificate.
+    /// ```rhai
+    /// http::target("https://focus.lab:8443", #{ insecure: true, timeout: "60s" });
+    /// ```
+    #[rhai_fn(name = "target", return_raw)]
+    pub fn target(prefix: &str, options: Map) -> Result<(), Box<EvalAltResult>> {
+        url::Url::parse(prefix).map_err(|e| bad_url(prefix, e))?;
+        let opts = Opts::new(&options, "http::target", TARGET_OPTIONS)?;
+        context::thread()?.shared.http.set_target(prefix.to_string(), target_options(&opts)?);
+        Ok(())
+    }
+}

@@ -1,0 +1,343 @@
+//! Sending HTTP requests for scripts: per-thread reqwest clients, per-target settings,
+//! the request future, error classification, cookies and the samples each call records.
+
+use super::bridge;
+use super::context::{self, ThreadCtx};
+use super::response::Response;
+use crate::metrics::{builtin, Str, Tags};
+use rhai::{EvalAltResult, ImmutableString, Map};
+use std::sync::{OnceLock, RwLock};
+use std::time::{Duration, Instant};
+
+/// The default request timeout (k6's).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Settings for requests to one target (or all, as defaults).
+#[derive(Debug, Clone, Default)]
+pub struct TargetOptions {
+    /// Skip TLS certificate verification.
+    pub insecure: Option<bool>,
+    /// Request timeout.
+    pub timeout: Option<Duration>,
+    /// Headers added to every request (a call's own headers win).
+    pub headers: Vec<(String, String)>,
+}
+
+/// Run-wide HTTP settings: defaults, and per-target ones keyed by URL prefix.
+#[derive(Debug, Default)]
+pub struct HttpSettings {
+    inner: RwLock<(TargetOptions, Vec<(String, TargetOptions)>)>,
+}
+
+impl HttpSettings {
+    /// Replaces the defaults.
+    pub fn set_defaults(&self, opts: TargetOptions) {
+        self.inner.write().unwrap_or_else(|e| e.into_inner()).0 = opts;
+    }
+
+    /// Sets the options of one target (URL prefix); the longest matching prefix wins.
+    pub fn set_target(&self, prefix: String, opts: TargetOptions) {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        inner.1.retain(|(p, _)| *p != prefix);
+        inner.1.push((prefix, opts));
+        inner.1.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+    }
+
+    /// The effective options for a URL: the target's over the defaults.
+    pub fn resolve(&self, url: &str) -> TargetOptions {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let mut out = inner.0.clone();
+        if let Some((_, t)) = inner.1.iter().find(|(p, _)| url.starts_with(p.as_str())) {
+            out.insecure = t.insecure.or(out.insecure);
+            out.timeout = t.timeout.or(out.timeout);
+            out.headers.extend(t.headers.iter().cloned());
+        }
+        out
+    }
+}
+
+/// One thread's HTTP clients: verifying, and (built on first use) not verifying TLS.
+pub struct HttpClients {
+    secure: reqwest::Client,
+    insecure: OnceLock<reqwest::Client>,
+}
+
+fn build_client(insecure: bool) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let builder = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .user_agent(concat!("volley/", env!("CARGO_PKG_VERSION")))
+        .pool_idle_timeout(Duration::from_secs(90))
+        .redirect(reqwest::redirect::Policy::limited(10))
+        .tls_danger_accept_invalid_certs(insecure);
+    // Building only fails when the TLS backend cannot initialise; fall back to a client
+    // without our tuning rather than aborting the run.
+    builder.build().unwrap_or_else(|_| reqwest::Client::new())
+}
+
+impl HttpClients {
+    /// Clients for one thread.
+    pub fn new() -> HttpClients {
+        HttpClients { secure: build_client(false), insecure: OnceLock::new() }
+    }
+
+    fn get(&self, insecure: bool) -> &reqwest::Client {
+        if insecure { self.insecure.get_or_init(|| build_client(true)) } else { &self.secure }
+    }
+}
+
+impl Default for HttpClients {
+    fn default() -> Self {
+        HttpClients::new()
+    }
+}
+
+/// A request prepared by `http::*`.
+pub struct Prepared {
+    /// The request.
+    pub request: reqwest::Request,
+    /// Use the non-verifying client.
+    pub insecure: bool,
+    /// The `name` tag.
+    pub name: String,
+    /// Extra tags from the call.
+    pub tags: Vec<(Str, Str)>,
+    /// Statuses that count as success; empty = 200-399.
+    pub expect: Vec<i64>,
+    /// Approximate bytes on the wire for the request.
+    pub bytes_sent: u64,
+}
+
+/// What came back from the network.
+struct Outcome {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    error: Option<(&'static str, String)>,
+    duration: Duration,
+    bytes_received: u64,
+    url: String,
+}
+
+/// Classifies a network error into the kinds reports count.
+pub fn classify(e: &reqwest::Error) -> &'static str {
+    if e.is_timeout() {
+        return "timeout";
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            match io.kind() {
+                K::ConnectionRefused => return "refused",
+                K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => return "reset",
+                K::TimedOut => return "timeout",
+                _ => {}
+            }
+        }
+        source = s.source();
+    }
+    let text = format!("{e:?}").to_ascii_lowercase();
+    if text.contains("dns error") || text.contains("failed to lookup") || text.contains("name or service not known") {
+        "dns"
+    } else if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
+        "tls"
+    } else if text.contains("connection closed") || text.contains("incomplete message") || text.contains("connection reset") {
+        "reset"
+    } else if e.is_connect() {
+        "connect"
+    } else {
+        "other"
+    }
+}
+
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+async fn send(client: reqwest::Client, request: reqwest::Request) -> Outcome {
+    let url = request.url().to_string();
+    let start = Instant::now();
+    let response = match client.execute(request).await {
+        Ok(r) => r,
+        Err(e) => {
+            return Outcome {
+                status: 0,
+                headers: Vec::new(),
+                body: Vec::new(),
+                error: Some((classify(&e), error_chain(&e))),
+                duration: start.elapsed(),
+                bytes_received: 0,
+                url,
+            };
+        }
+    };
+    let status = response.status().as_u16();
+    let headers: Vec<(String, String)> = response
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    let header_bytes: u64 = headers.iter().map(|(k, v)| (k.len() + v.len() + 4) as u64).sum::<u64>() + 17;
+    let url = response.url().to_string();
+    match response.bytes().await {
+        Ok(body) => Outcome {
+            status,
+            bytes_received: header_bytes + body.len() as u64,
+            headers,
+            body: body.to_vec(),
+            error: None,
+            duration: start.elapsed(),
+            url,
+        },
+        // The status line arrived but the body did not: a failed request.
+        Err(e) => Outcome {
+            status: 0,
+            headers,
+            body: Vec::new(),
+            error: Some((classify(&e), error_chain(&e))),
+            duration: start.elapsed(),
+            bytes_received: header_bytes,
+            url,
+        },
+    }
+}
+
+/// Sends a prepared request for the calling VU (suspending it) and records its samples.
+pub fn execute(thread: &ThreadCtx, prepared: Prepared) -> Result<Response, Box<EvalAltResult>> {
+    let Prepared { mut request, insecure, name, tags, expect, bytes_sent } = prepared;
+    let url = request.url().clone();
+    let method = request.method().as_str().to_string();
+    // Cookies of this VU for this URL (a login cookie is reused across iterations).
+    let cookie_header = context::with_vu(|vu| {
+        let jar = vu.cookies.borrow();
+        let pairs: Vec<String> = jar.get_request_values(&url).map(|(n, v)| format!("{n}={v}")).collect();
+        pairs.join("; ")
+    })?;
+    if !cookie_header.is_empty() && !request.headers().contains_key(reqwest::header::COOKIE) {
+        if let Ok(v) = reqwest::header::HeaderValue::from_str(&cookie_header) {
+            request.headers_mut().insert(reqwest::header::COOKIE, v);
+        }
+    }
+    let client = thread.http.get(insecure).clone();
+    let outcome = bridge::wait(send(client, request))?;
+
+    context::with_vu(|vu| {
+        let mut jar = vu.cookies.borrow_mut();
+        for (k, v) in &outcome.headers {
+            if k.eq_ignore_ascii_case("set-cookie") {
+                let _ = jar.parse(v, &url);
+            }
+        }
+    })?;
+
+    let ok = outcome.error.is_none()
+        && if expect.is_empty() { (200..400).contains(&outcome.status) } else { expect.contains(&(outcome.status as i64)) };
+    let mut extra: Vec<(Str, Str)> = vec![
+        ("method".into(), method.as_str().into()),
+        ("name".into(), name.as_str().into()),
+        ("status".into(), outcome.status.to_string().into()),
+    ];
+    if let Some((kind, _)) = &outcome.error {
+        extra.push(("error".into(), (*kind).into()));
+    }
+    extra.extend(tags);
+    let tags = context::vu_tags(extra)?;
+    let duration_ms = outcome.duration.as_secs_f64() * 1000.0;
+    thread.record(&builtin::HTTP_REQS, &tags, 1.0);
+    thread.record(&builtin::HTTP_REQ_DURATION, &tags, duration_ms);
+    thread.record(&builtin::DATA_SENT, &tags, bytes_sent as f64);
+    thread.record(&builtin::DATA_RECEIVED, &tags, outcome.bytes_received as f64);
+    record_outcome(thread, tags, !ok)?;
+
+    let mut headers = Map::new();
+    for (k, v) in outcome.headers {
+        match headers.get_mut(k.as_str()) {
+            Some(existing) => *existing = format!("{existing}, {v}").into(),
+            None => {
+                headers.insert(k.into(), v.into());
+            }
+        }
+    }
+    let (error, error_message) = outcome.error.map(|(k, m)| (k.into(), m.into())).unwrap_or_default();
+    Ok(Response {
+        status: outcome.status as i64,
+        ok,
+        headers,
+        body: String::from_utf8_lossy(&outcome.body).into_owned().into(),
+        duration_ms,
+        error,
+        error_message,
+        url: ImmutableString::from(outcome.url),
+        name: name.into(),
+    })
+}
+
+/// Records whether a logical request failed; inside `retry(...)` the outcome waits for
+/// the retry's verdict, so a retried call counts once.
+pub fn record_outcome(thread: &ThreadCtx, tags: Tags, failed: bool) -> Result<(), Box<EvalAltResult>> {
+    let deferred = context::with_vu(|vu| {
+        if vu.retry_depth.get() > 0 {
+            vu.pending_outcomes.borrow_mut().push((tags.clone(), failed));
+            true
+        } else {
+            false
+        }
+    })?;
+    if !deferred {
+        thread.record(&builtin::HTTP_REQ_FAILED, &tags, if failed { 1.0 } else { 0.0 });
+    }
+    Ok(())
+}
+
+/// The default `name` tag of a URL: its path, with id-like segments (numbers, UUIDs,
+/// long hex) replaced by `{id}` so one endpoint is one row, not thousands.
+pub fn default_name(url: &url::Url) -> String {
+    let segments: Vec<String> = url
+        .path()
+        .split('/')
+        .map(|s| {
+            let idish = !s.is_empty()
+                && (s.chars().all(|c| c.is_ascii_digit())
+                    || (s.len() >= 16 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-')));
+            if idish { "{id}".to_string() } else { s.to_string() }
+        })
+        .collect();
+    segments.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_names_fold_ids() {
+        let u = url::Url::parse("http://h/focus-server/job/3f2a9c1e-1111-4a4a-9b9b-0123456789ab?x=1").unwrap();
+        assert_eq!(default_name(&u), "/focus-server/job/{id}");
+        let u = url::Url::parse("http://h/users/123/orders").unwrap();
+        assert_eq!(default_name(&u), "/users/{id}/orders");
+        let u = url::Url::parse("http://h/").unwrap();
+        assert_eq!(default_name(&u), "/");
+    }
+
+    #[test]
+    fn target_settings_override_defaults_by_longest_prefix() {
+        let s = HttpSettings::default();
+        s.set_defaults(TargetOptions { timeout: Some(Duration::from_secs(5)), ..Default::default() });
+        s.set_target("https://a".into(), TargetOptions { insecure: Some(true), ..Default::default() });
+        s.set_target("https://a/x".into(), TargetOptions { insecure: Some(false), ..Default::default() });
+        assert_eq!(s.resolve("https://a/y").insecure, Some(true));
+        assert_eq!(s.resolve("https://a/x/1").insecure, Some(false));
+        assert_eq!(s.resolve("https://b").insecure, None);
+        assert_eq!(s.resolve("https://a/y").timeout, Some(Duration::from_secs(5)));
+    }
+}

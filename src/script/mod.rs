@@ -1,0 +1,174 @@
+//! Everything that knows Rhai: the engine builder with the ONE registry of script
+//! modules, the loader (stdlib resolver, imports), diagnostics, the coroutine bridge,
+//! and one file per primitive module.
+
+pub mod bridge;
+pub mod context;
+pub mod core;
+pub mod diagnostics;
+pub mod http;
+mod http_exec;
+pub mod judge;
+pub mod metrics;
+pub mod opts;
+pub mod response;
+
+use diagnostics::{Diagnostic, Sources};
+use rhai::module_resolvers::{FileModuleResolver, ModuleResolversCollection};
+use rhai::{exported_module, Engine, Module, Shared, AST};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How a module is reached from scripts.
+enum Namespace {
+    /// Functions callable without a prefix (and methods on our types).
+    Global,
+    /// Functions called as `name::function`.
+    Static(&'static str),
+}
+
+/// THE registry of script modules: adding a primitive is one file plus one line here.
+fn registry() -> Vec<(Namespace, Module)> {
+    vec![
+        (Namespace::Global, exported_module!(core::core_api)),
+        (Namespace::Global, exported_module!(response::response_api)),
+        (Namespace::Static("http"), exported_module!(http::http_api)),
+        (Namespace::Static("metrics"), exported_module!(metrics::metrics_api)),
+    ]
+}
+
+/// Maximum script call depth: each level costs ~6 KB of a VU's coroutine stack.
+pub const MAX_CALL_LEVELS: usize = 32;
+/// A VU that runs script code this long without waiting is stopped (runaway loop).
+pub const MAX_BUSY: Duration = Duration::from_secs(10);
+
+/// Builds an engine with every module, the limits, and the stop/runaway guard.
+pub fn build_engine() -> Engine {
+    let mut engine = Engine::new();
+    engine.set_max_call_levels(MAX_CALL_LEVELS);
+    engine.set_max_expr_depths(64, 32);
+    engine.set_max_string_size(64 * 1024 * 1024);
+    engine.set_max_array_size(10_000_000);
+    engine.set_max_map_size(1_000_000);
+    engine.register_type_with_name::<response::Response>("Response");
+    engine.register_type_with_name::<metrics::CustomMetric>("Metric");
+    for (ns, module) in registry() {
+        let module: Shared<Module> = module.into();
+        match ns {
+            Namespace::Global => engine.register_global_module(module),
+            Namespace::Static(name) => engine.register_static_module(name, module),
+        };
+    }
+    engine.on_progress(|ops| {
+        // Cheap most of the time: look at the clock and the stop flag every 4096 ops.
+        if ops % 4096 != 0 {
+            return None;
+        }
+        let thread = context::thread().ok()?;
+        if thread.shared.stop.is_interrupted() {
+            return Some(bridge::INTERRUPTED_TOKEN.into());
+        }
+        let busy = context::with_vu(|vu| (vu.id != 0).then(|| vu.running_since.get().elapsed())).ok().flatten();
+        match busy {
+            Some(d) if d > MAX_BUSY => Some(
+                format!("this VU ran script code for {}s without waiting (an endless loop?); it was stopped", MAX_BUSY.as_secs()).into(),
+            ),
+            _ => None,
+        }
+    });
+    engine
+}
+
+/// Every script-facing function name (`http::get`, `sleep`, ...), for hints.
+pub fn function_names(engine: &Engine) -> Vec<String> {
+    let mut names: Vec<String> = engine
+        .gen_fn_signatures(false)
+        .into_iter()
+        .filter_map(|sig| sig.split('(').next().map(|s| s.trim().to_string()))
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// A compiled scenario, ready to run.
+pub struct Loaded {
+    /// The engine, with the scenario's imports registered for use inside closures.
+    pub engine: Arc<Engine>,
+    /// The compiled scenario.
+    pub ast: Arc<AST>,
+    /// Source texts for diagnostics.
+    pub sources: Arc<Sources>,
+    /// The script's name as shown in messages.
+    pub name: String,
+    /// Function names, for "did you mean" hints.
+    pub functions: Arc<Vec<String>>,
+    /// How long parsing and module loading took.
+    pub compile_time: Duration,
+}
+
+/// Where `import "name"` looks: the script's directory, then `stdlib/` found by walking
+/// up from it (or `$VOLLEY_STDLIB`).
+pub fn module_dirs(script: &Path) -> Vec<PathBuf> {
+    let dir = script.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+    let mut dirs = vec![dir.clone()];
+    if let Ok(env) = std::env::var("VOLLEY_STDLIB") {
+        dirs.push(PathBuf::from(env));
+    }
+    let start = std::fs::canonicalize(&dir).unwrap_or(dir);
+    if let Some(stdlib) = start.ancestors().map(|a| a.join("stdlib")).find(|p| p.is_dir()) {
+        dirs.push(stdlib);
+    }
+    dirs
+}
+
+/// Reads and compiles a scenario, resolving its top-level imports.
+pub fn load(path: &Path) -> Result<Loaded, (Diagnostic, Arc<Sources>)> {
+    let started = Instant::now();
+    let name = path.display().to_string();
+    let sources = Arc::new(Sources::default());
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            let hint = if path.exists() { "check the file's permissions" } else { "check the path; `volley list DIR` shows the scripts of a directory" };
+            return Err((Diagnostic::plain(format!("cannot read {name}: {e}"), Some(hint.into())), sources));
+        }
+    };
+    sources.insert(&name, text.clone());
+    let mut engine = build_engine();
+    let mut resolvers = ModuleResolversCollection::new();
+    for dir in module_dirs(path) {
+        resolvers.push(FileModuleResolver::new_with_path(dir));
+    }
+    engine.set_module_resolver(resolvers);
+    let functions = function_names(&engine);
+    let mut ast = match engine.compile(&text) {
+        Ok(ast) => ast,
+        Err(e) => return Err((diagnostics::from_parse_error(&e, &name), sources)),
+    };
+    ast.set_source(name.as_str());
+    // Closures run on workers with a fresh global state, where top-level `import`s are
+    // not in scope: register each imported module under its alias instead.
+    for stmt in ast.statements() {
+        if let rhai::Stmt::Import(x, pos) = stmt {
+            let (expr, alias) = &**x;
+            let Some(module_path) = expr.get_literal_value(None).and_then(|d| d.into_immutable_string().ok()) else { continue };
+            match engine.module_resolver().resolve(&engine, Some(name.as_str()), &module_path, *pos) {
+                Ok(module) if !alias.name.is_empty() => {
+                    engine.register_static_module(alias.name.as_str(), module);
+                }
+                Ok(_) => {}
+                Err(e) => return Err((diagnostics::from_eval_error(&e, &name, &functions), sources)),
+            }
+        }
+    }
+    Ok(Loaded {
+        engine: Arc::new(engine),
+        ast: Arc::new(ast),
+        sources,
+        name,
+        functions: Arc::new(functions),
+        compile_time: started.elapsed(),
+    })
+}

@@ -1,0 +1,147 @@
+//! The `Response` type scripts receive from `http::*` calls.
+
+use rhai::plugin::*;
+use rhai::{Dynamic, EvalAltResult, ImmutableString, Map};
+
+/// An HTTP response as the script sees it. On a network error, `status` is 0 and
+/// `error` names the kind: `timeout`, `refused`, `reset`, `dns`, `tls`, `connect`, `other`.
+#[derive(Debug, Clone, Default)]
+pub struct Response {
+    /// Status code; 0 when no response arrived.
+    pub status: i64,
+    /// Whether the status is an expected one (200-399 unless `expect` said otherwise).
+    pub ok: bool,
+    /// Headers, names in lowercase; repeated headers joined with ", ".
+    pub headers: Map,
+    /// The body as text (invalid UTF-8 replaced).
+    pub body: ImmutableString,
+    /// Service time in milliseconds (send to last byte).
+    pub duration_ms: f64,
+    /// Network error kind, or "" when a response arrived.
+    pub error: ImmutableString,
+    /// The network error's message, or "".
+    pub error_message: ImmutableString,
+    /// The final URL.
+    pub url: ImmutableString,
+    /// The request's name tag.
+    pub name: ImmutableString,
+}
+
+/// Response fields and methods.
+#[export_module]
+pub mod response_api {
+    use super::Response;
+
+    /// Status code, 0 on a network error.
+    /// ```rhai
+    /// let r = http::get(`${base}/ack`);
+    /// if r.status == 200 { print("up"); }
+    /// ```
+    #[rhai_fn(get = "status", pure)]
+    pub fn status(r: &mut Response) -> i64 {
+        r.status
+    }
+
+    /// Whether the status was expected (200-399, or the call's `expect` list).
+    /// ```rhai
+    /// check(r, "ok", r.ok);
+    /// ```
+    #[rhai_fn(get = "ok", pure)]
+    pub fn ok(r: &mut Response) -> bool {
+        r.ok
+    }
+
+    /// Response headers (lowercase names).
+    /// ```rhai
+    /// let wait = r.headers["retry-after"];
+    /// ```
+    #[rhai_fn(get = "headers", pure)]
+    pub fn headers(r: &mut Response) -> Map {
+        r.headers.clone()
+    }
+
+    /// The body as a string.
+    /// ```rhai
+    /// print(r.body);
+    /// ```
+    #[rhai_fn(get = "body", pure)]
+    pub fn body(r: &mut Response) -> ImmutableString {
+        r.body.clone()
+    }
+
+    /// Service time in milliseconds.
+    /// ```rhai
+    /// if r.duration_ms > 300.0 { print("slow"); }
+    /// ```
+    #[rhai_fn(get = "duration_ms", pure)]
+    pub fn duration_ms(r: &mut Response) -> f64 {
+        r.duration_ms
+    }
+
+    /// Network error kind (`timeout`, `refused`, `reset`, `dns`, `tls`, `connect`, `other`), or "".
+    /// ```rhai
+    /// if r.error == "timeout" { print("timed out"); }
+    /// ```
+    #[rhai_fn(get = "error", pure)]
+    pub fn error(r: &mut Response) -> ImmutableString {
+        r.error.clone()
+    }
+
+    /// The network error's full message, or "".
+    /// ```rhai
+    /// if r.status == 0 { print(r.error_message); }
+    /// ```
+    #[rhai_fn(get = "error_message", pure)]
+    pub fn error_message(r: &mut Response) -> ImmutableString {
+        r.error_message.clone()
+    }
+
+    /// The URL requested.
+    /// ```rhai
+    /// print(r.url);
+    /// ```
+    #[rhai_fn(get = "url", pure)]
+    pub fn url(r: &mut Response) -> ImmutableString {
+        r.url.clone()
+    }
+
+    /// One header by name (any case), or "" when absent.
+    /// ```rhai
+    /// let ct = r.header("Content-Type");
+    /// ```
+    #[rhai_fn(pure)]
+    pub fn header(r: &mut Response, name: &str) -> ImmutableString {
+        r.headers
+            .get(name.to_ascii_lowercase().as_str())
+            .and_then(|v| v.clone().into_immutable_string().ok())
+            .unwrap_or_default()
+    }
+
+    /// Parses the body as JSON into maps, arrays and values.
+    /// ```rhai
+    /// let job = http::post(`${base}/configure`, payload).json();
+    /// print(job.job_id);
+    /// ```
+    #[rhai_fn(pure, return_raw)]
+    pub fn json(r: &mut Response) -> Result<Dynamic, Box<EvalAltResult>> {
+        let value: serde_json::Value = serde_json::from_str(&r.body).map_err(|e| {
+            let shown: String = r.body.chars().take(80).collect();
+            let more = if r.body.chars().count() > 80 { "..." } else { "" };
+            format!("response.json(): the body of {} ({}) is not JSON: {e}; it starts with {shown:?}{more}", r.url, r.status)
+        })?;
+        rhai::serde::to_dynamic(value)
+    }
+
+    /// A one-line description, e.g. `Response(201, 12.3ms)`.
+    /// ```rhai
+    /// print(r);
+    /// ```
+    #[rhai_fn(global, name = "to_string", name = "to_debug", pure)]
+    pub fn describe(r: &mut Response) -> String {
+        if r.status == 0 {
+            format!("Response(0, {}: {})", r.error, r.error_message)
+        } else {
+            format!("Response({}, {:.1}ms)", r.status, r.duration_ms)
+        }
+    }
+}
