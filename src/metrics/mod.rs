@@ -3,5 +3,7 @@
 //! nothing internal.
 
 pub mod sink;
+pub mod threshold;
 
 pub use sink::{MetricKind, Sink, Stat, StatError};
+pub use threshold::{Condition, Op, Selector, ThresholdError, Verdict};
