@@ -439,6 +439,29 @@ fn evaluates_trend_statistics() {
 }
 
 #[test]
+fn evaluates_percentiles_of_realistic_durations() {
+    // 10..=1000 ms in steps of 10: p(95) is 950 ms within the histogram's 3 significant
+    // figures, so 945 fails and 955 passes (the histogram must grow past its initial
+    // range instead of clamping every value to it).
+    let values: Vec<f64> = (1..=100).map(|k| f64::from(k) * 10.0).collect();
+    let trend = sink(MetricKind::Trend, &values);
+    let p95 = |input: &str| cond(input).evaluate(&trend, Z).unwrap();
+    let v = p95("p(95) < 955");
+    assert!(v.passed, "{v:?}");
+    let observed = v.observed.unwrap();
+    assert!((950.0..=950.5).contains(&observed), "{observed}");
+    assert!(!p95("p(95) < 945").passed);
+    assert_eq!(
+        p95("p(100) <= 1000"),
+        Verdict {
+            passed: true,
+            observed: Some(1000.0)
+        }
+    );
+    assert_eq!(p95("med > 500").observed.map(f64::round), Some(500.0));
+}
+
+#[test]
 fn evaluates_rates_counters_and_gauges() {
     let failed = sink(MetricKind::Rate, &[0.0, 0.0, 0.0, 1.0]);
     assert_eq!(
