@@ -47,7 +47,7 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
 
 /// Turns a number of seconds into a duration when it is finite and not negative.
 pub fn seconds(secs: f64) -> Option<Duration> {
-    (secs.is_finite() && secs >= 0.0 && secs < 1e12).then(|| Duration::from_secs_f64(secs))
+    (0.0..1e12).contains(&secs).then(|| Duration::from_secs_f64(secs))
 }
 
 fn simplify(message: &str) -> String {

@@ -5,7 +5,9 @@
 pub mod aggregate;
 pub mod series;
 pub mod sink;
+pub mod threshold;
 
 pub use aggregate::{Aggregate, IntervalRow};
 pub use series::{builtin, define, Metric, Store, Str, Tags};
 pub use sink::{MetricKind, Sink, Stat, StatError};
+pub use threshold::{Condition, Op, Selector, ThresholdError, Verdict};

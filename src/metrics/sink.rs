@@ -141,7 +141,8 @@ impl Trend {
     /// Adds one value (negative values are clamped to zero in the histogram, kept in min).
     pub fn add(&mut self, value: f64) {
         let scaled = (value.max(0.0) * TREND_SCALE).round() as u64;
-        // `record` grows the auto-resizing histogram; `saturating_record` would clamp.
+        // `record` grows the auto-resizing histogram; `saturating_record` never resizes
+        // and would clamp every value above the initial range (~2 ms) to it.
         if self.hist.record(scaled).is_err() {
             self.hist.saturating_record(scaled);
         }
@@ -239,28 +240,25 @@ impl Sink {
     pub fn merge(&mut self, other: &Sink) {
         match (self, other) {
             (Sink::Counter(a), Sink::Counter(b)) => a.sum += b.sum,
-            (Sink::Gauge(a), Sink::Gauge(b)) => {
-                if b.min.is_finite() {
-                    a.last = b.last;
-                    a.min = a.min.min(b.min);
-                    a.max = a.max.max(b.max);
-                }
+            (Sink::Gauge(a), Sink::Gauge(b)) if b.min.is_finite() => {
+                a.last = b.last;
+                a.min = a.min.min(b.min);
+                a.max = a.max.max(b.max);
             }
             (Sink::Rate(a), Sink::Rate(b)) => {
                 a.trues += b.trues;
                 a.total += b.total;
             }
-            (Sink::Trend(a), Sink::Trend(b)) => {
-                if b.count() > 0 {
-                    // Same precision on both sides and auto-resize on: `add` cannot fail.
-                    let _ = a.hist.add(&b.hist);
-                    a.sum += b.sum;
-                    a.min = a.min.min(b.min);
-                    a.max = a.max.max(b.max);
-                }
+            (Sink::Trend(a), Sink::Trend(b)) if b.count() > 0 => {
+                // Same precision on both sides and auto-resize on: `add` cannot fail.
+                let _ = a.hist.add(&b.hist);
+                a.sum += b.sum;
+                a.min = a.min.min(b.min);
+                a.max = a.max.max(b.max);
             }
-            // Kinds are fixed per metric name by the registry; mixing is a bug upstream,
-            // and ignoring it keeps a report alive rather than panicking.
+            // An empty gauge or trend adds nothing. Kinds are fixed per metric name by the
+            // registry; mixing is a bug upstream, and ignoring it keeps a report alive
+            // rather than panicking.
             _ => {}
         }
     }
