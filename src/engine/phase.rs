@@ -1,0 +1,233 @@
+//! `phase(...)` on the engine side: validate the executor options, apply the time scale,
+//! run the plan on the workers (bursts one at a time), and build the result map the
+//! script inspects. Each phase's summary is kept for the report.
+
+use super::worker::{PhaseJob, WorkerPool, WorkerReport};
+use crate::executor::{BurstPlan, ClosedPlan, Executor, Iterations, Plan, VuStage};
+use crate::metrics::{Aggregate, Sink, Stat, Str, Tags};
+use crate::script::context::{PhaseRequest, PhaseRunner, RunShared};
+use crate::script::core::sink_to_map;
+use rhai::{Array, Dynamic, EvalAltResult, Map};
+use std::sync::atomic::AtomicU64;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the report keeps of a phase.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PhaseSummary {
+    /// The phase's name.
+    pub name: String,
+    /// The executor.
+    pub executor: String,
+    /// Wall time.
+    pub elapsed: Duration,
+    /// Iterations completed.
+    pub iterations: u64,
+    /// Iterations dropped (open models).
+    pub dropped: u64,
+    /// Most iterations running at once.
+    pub vus_max: u64,
+}
+
+/// The engine's phase runner.
+pub struct Phases {
+    pool: WorkerPool,
+    shared: Arc<RunShared>,
+    /// Phases run so far, in order.
+    pub done: Mutex<Vec<PhaseSummary>>,
+    /// The phase running now: name, start, nominal duration (for the live view).
+    pub current: Mutex<Option<(String, Instant, Duration)>>,
+}
+
+fn option_errors(errors: Vec<crate::executor::OptionError>, name: &str) -> Box<EvalAltResult> {
+    let mut msg = format!("phase {name:?}: invalid options ({} problem{})", errors.len(), if errors.len() == 1 { "" } else { "s" });
+    let mut hints = Vec::new();
+    for e in &errors {
+        msg.push_str(&format!("\n  - {e}"));
+        if let Some(h) = &e.hint {
+            hints.push(h.clone());
+        }
+    }
+    if hints.is_empty() { msg.into() } else { format!("{msg}; hint: {}", hints.join("; ")).into() }
+}
+
+impl Phases {
+    /// A runner over started workers.
+    pub fn new(pool: WorkerPool, shared: Arc<RunShared>) -> Phases {
+        Phases { pool, shared, done: Mutex::new(Vec::new()), current: Mutex::new(None) }
+    }
+
+    /// Iterations running right now.
+    pub fn running(&self) -> u64 {
+        self.pool.running()
+    }
+
+    /// Stops the workers.
+    pub fn shutdown(self) -> Vec<PhaseSummary> {
+        self.pool.shutdown();
+        self.done.into_inner().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn dispatch(&self, plan: Plan, tags: Tags, func: &rhai::FnPtr, max_vus: u64) -> Vec<WorkerReport> {
+        let (tx, rx) = mpsc::channel();
+        let participants = self.pool.len().min(max_vus.max(1) as usize);
+        let job = PhaseJob {
+            tags,
+            plan,
+            func: func.clone(),
+            // A few ms ahead so every worker starts the schedule at the same instant.
+            start: Instant::now() + Duration::from_millis(5),
+            participants,
+            claimed: AtomicU64::new(0),
+            done: tx,
+        };
+        self.pool.run(job, rx)
+    }
+
+    fn run_bursts(&self, plan: &BurstPlan, tags: &Tags, func: &rhai::FnPtr) -> (Vec<WorkerReport>, Array) {
+        let mut reports = Vec::new();
+        let mut bursts = Array::new();
+        for b in 0..plan.bursts {
+            if self.shared.stop.is_interrupted() {
+                break;
+            }
+            let burst_tags = tags.with([(Str::from("burst"), Str::from((b + 1).to_string().as_str()))]);
+            let closed = ClosedPlan {
+                stages: vec![VuStage { duration: plan.max_duration, target: plan.size }],
+                start_vus: plan.size,
+                max_vus: plan.size,
+                iterations: Iterations::Shared(plan.size),
+                duration: plan.max_duration,
+                graceful_stop: plan.graceful_stop,
+                graceful_ramp_down: Duration::ZERO,
+            };
+            let started = Instant::now();
+            reports.extend(self.dispatch(Plan::Closed(closed), burst_tags.clone(), func, plan.size));
+            let elapsed = started.elapsed();
+            let agg = self.shared.aggregate.lock().unwrap_or_else(|e| e.into_inner());
+            let mut m = results_for(&agg, &burst_tags, elapsed);
+            m.insert("burst".into(), Dynamic::from_int((b + 1) as i64));
+            m.insert("duration_ms".into(), Dynamic::from_float(elapsed.as_secs_f64() * 1000.0));
+            drop(agg);
+            bursts.push(Dynamic::from_map(m));
+            if b + 1 < plan.bursts && !plan.pause.is_zero() {
+                let stop = &self.shared.stop;
+                let until = Instant::now() + plan.pause;
+                while Instant::now() < until && !stop.is_interrupted() {
+                    std::thread::sleep((until - Instant::now()).min(Duration::from_millis(50)));
+                }
+            }
+        }
+        (reports, bursts)
+    }
+}
+
+impl PhaseRunner for Phases {
+    fn run_phase(&self, req: PhaseRequest) -> Result<Dynamic, Box<EvalAltResult>> {
+        if self.done.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|p| p.name == req.name) {
+            return Err(format!("phase {:?} was already run; hint: give each phase its own name, results are tagged by it", req.name).into());
+        }
+        let mut executor = Executor::from_options(&req.options).map_err(|e| option_errors(e, &req.name))?;
+        if self.shared.time_scale != 1.0 {
+            executor = executor.scaled(self.shared.time_scale);
+        }
+        if self.shared.stop.is_interrupted() {
+            return Err(crate::script::bridge::interrupted());
+        }
+        let tags = Tags::new(vec![(Str::from("phase"), Str::from(req.name.as_str()))]);
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((req.name.clone(), Instant::now(), executor.nominal_duration()));
+        let started = Instant::now();
+        let (reports, bursts) = match executor.plan() {
+            Plan::Bursts(b) => {
+                let (r, list) = self.run_bursts(&b, &tags, &req.func);
+                (r, Some(list))
+            }
+            plan => (self.dispatch(plan, tags.clone(), &req.func, executor.max_vus()), None),
+        };
+        let elapsed = started.elapsed();
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+
+        let summary = PhaseSummary {
+            name: req.name.clone(),
+            executor: executor.name().to_string(),
+            elapsed,
+            iterations: reports.iter().map(|r| r.iterations).sum(),
+            dropped: reports.iter().map(|r| r.dropped).sum(),
+            vus_max: reports.iter().map(|r| r.max_concurrent).sum(),
+        };
+        let agg = self.shared.aggregate.lock().unwrap_or_else(|e| e.into_inner());
+        let mut result = results_for(&agg, &tags, elapsed);
+        drop(agg);
+        result.insert("name".into(), req.name.clone().into());
+        result.insert("executor".into(), summary.executor.clone().into());
+        result.insert("vus_max".into(), Dynamic::from_int(summary.vus_max as i64));
+        if let Some(list) = bursts {
+            result.insert("bursts".into(), Dynamic::from_array(list));
+        }
+        self.done.lock().unwrap_or_else(|e| e.into_inner()).push(summary);
+        if self.shared.stop.is_interrupted() {
+            return Err(crate::script::bridge::interrupted());
+        }
+        Ok(Dynamic::from_map(result))
+    }
+}
+
+fn count(agg: &Aggregate, metric: &str, filters: &[(String, String)]) -> f64 {
+    agg.query(metric, filters).and_then(|s| s.stat(Stat::Count, Duration::ZERO).ok().flatten()).unwrap_or(0.0)
+}
+
+/// The result map of a phase (or one burst) from the aggregate, filtered by `tags`.
+pub fn results_for(agg: &Aggregate, tags: &Tags, elapsed: Duration) -> Map {
+    let filters: Vec<(String, String)> = tags.pairs().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let secs = elapsed.as_secs_f64().max(1e-9);
+    let mut m = Map::new();
+    let requests = count(agg, "http_reqs", &filters);
+    let iterations = count(agg, "iterations", &filters);
+    let iteration_errors = count(agg, "iteration_errors", &filters);
+    let (logical, failed) = match agg.query("http_req_failed", &filters) {
+        Some(Sink::Rate(r)) => (r.total, r.trues),
+        _ => (0, 0),
+    };
+    let success_rate = if logical > 0 {
+        (logical - failed) as f64 / logical as f64
+    } else if iterations > 0.0 {
+        (iterations - iteration_errors) / iterations
+    } else {
+        0.0
+    };
+    m.insert("elapsed_s".into(), Dynamic::from_float(elapsed.as_secs_f64()));
+    m.insert("iterations".into(), Dynamic::from_int(iterations as i64));
+    m.insert("dropped_iterations".into(), Dynamic::from_int(count(agg, "dropped_iterations", &filters) as i64));
+    m.insert("interrupted_iterations".into(), Dynamic::from_int(count(agg, "interrupted_iterations", &filters) as i64));
+    m.insert("iteration_errors".into(), Dynamic::from_int(iteration_errors as i64));
+    m.insert("requests".into(), Dynamic::from_int(requests as i64));
+    m.insert("logical_requests".into(), Dynamic::from_int(logical as i64));
+    m.insert("failed".into(), Dynamic::from_int(failed as i64));
+    m.insert("success_rate".into(), Dynamic::from_float(success_rate));
+    m.insert("rps".into(), Dynamic::from_float(requests / secs));
+    m.insert("iterations_per_s".into(), Dynamic::from_float(iterations / secs));
+    let latency = agg.query("http_req_duration", &filters).map(|s| sink_to_map(&s, elapsed)).unwrap_or_default();
+    m.insert("latency".into(), Dynamic::from_map(latency));
+    let iter = agg.query("iteration_duration", &filters).map(|s| sink_to_map(&s, elapsed)).unwrap_or_default();
+    m.insert("iteration_duration".into(), Dynamic::from_map(iter));
+    let checks = agg.query("checks", &filters).map(|s| sink_to_map(&s, elapsed)).unwrap_or_default();
+    m.insert("checks".into(), Dynamic::from_map(checks));
+    let mut errors = Map::new();
+    for (t, sink) in agg.series_of("http_req_failed") {
+        if !t.contains_all(&filters) {
+            continue;
+        }
+        if let Sink::Rate(r) = sink {
+            if r.trues > 0 {
+                let kind = match t.get("error") {
+                    Some(e) => e.to_string(),
+                    None => format!("status {}", t.get("status").unwrap_or("?")),
+                };
+                let prev = errors.get(kind.as_str()).and_then(|d| d.as_int().ok()).unwrap_or(0);
+                errors.insert(kind.into(), Dynamic::from_int(prev + r.trues as i64));
+            }
+        }
+    }
+    m.insert("errors".into(), Dynamic::from_map(errors));
+    m
+}
