@@ -3,4 +3,5 @@
 //! from VUs to an aggregator to the outputs.
 
 pub mod duration;
+pub mod executor;
 pub mod metrics;
