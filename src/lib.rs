@@ -3,5 +3,6 @@
 //! from VUs to an aggregator to the outputs.
 
 pub mod duration;
+pub mod executor;
 pub mod metrics;
 pub mod tagexpr;
