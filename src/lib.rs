@@ -2,7 +2,11 @@
 //! users run as stackful coroutines on one worker thread per core; samples flow one way
 //! from VUs to an aggregator to the outputs.
 
+pub mod cli;
 pub mod duration;
+pub mod engine;
 pub mod executor;
 pub mod metrics;
+pub mod report;
+pub mod script;
 pub mod tagexpr;

@@ -1,1 +1,9 @@
-fn main() {}
+//! The `volley` binary: parse the command line, run, map the result to an exit code.
+
+use clap::Parser;
+
+fn main() {
+    let cli = volley::cli::Cli::parse();
+    volley::cli::run::install_signal_handler();
+    std::process::exit(volley::cli::execute(cli));
+}

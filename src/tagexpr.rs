@@ -112,11 +112,7 @@ pub struct TagExprError {
 impl TagExprError {
     /// Renders the input, a caret under the offending char and the hint, one per line.
     pub fn render_caret(&self) -> String {
-        let shown: String = self
-            .input
-            .chars()
-            .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
-            .collect();
+        let shown: String = self.input.chars().map(|c| if c.is_control() && c != '\t' { ' ' } else { c }).collect();
         let pad: String = self
             .input
             .chars()
@@ -135,12 +131,7 @@ impl TagExpr {
     /// Parses an expression such as `(load or performance) and not slow`.
     pub fn parse(input: &str) -> Result<TagExpr, TagExprError> {
         let tokens = tokenize(input)?;
-        let mut parser = Parser {
-            input,
-            tokens,
-            pos: 0,
-            depth: 0,
-        };
+        let mut parser = Parser { input, tokens, pos: 0, depth: 0 };
         if parser.peek().kind == Kind::End {
             return Err(parser.error(
                 parser.peek().column,
@@ -157,8 +148,7 @@ impl TagExpr {
 
     /// Whether a script with these tags is selected. Tags compare exactly (case matters).
     pub fn matches(&self, tags: &[impl AsRef<str>]) -> bool {
-        self.root
-            .matches(&|tag| tags.iter().any(|t| t.as_ref() == tag))
+        self.root.matches(&|tag| tags.iter().any(|t| t.as_ref() == tag))
     }
 
     /// The distinct tags the expression mentions, in order of appearance; lets the
@@ -247,9 +237,7 @@ fn tokenize(input: &str) -> Result<Vec<Token>, TagExprError> {
                     input: input.to_string(),
                     message: format!("unexpected {text:?}"),
                     column: start,
-                    hint: Some(format!(
-                        "write `{word}`: tag expressions use the words and, or, not"
-                    )),
+                    hint: Some(format!("write `{word}`: tag expressions use the words and, or, not")),
                 });
             }
             c => {
@@ -265,17 +253,9 @@ fn tokenize(input: &str) -> Result<Vec<Token>, TagExprError> {
                 });
             }
         };
-        tokens.push(Token {
-            kind,
-            column: start,
-            text: chars[start..pos].iter().collect(),
-        });
+        tokens.push(Token { kind, column: start, text: chars[start..pos].iter().collect() });
     }
-    tokens.push(Token {
-        kind: Kind::End,
-        column: chars.len(),
-        text: String::new(),
-    });
+    tokens.push(Token { kind: Kind::End, column: chars.len(), text: String::new() });
     Ok(tokens)
 }
 
@@ -301,18 +281,8 @@ impl Parser<'_> {
         token
     }
 
-    fn error(
-        &self,
-        column: usize,
-        message: impl Into<String>,
-        hint: impl Into<String>,
-    ) -> TagExprError {
-        TagExprError {
-            input: self.input.to_string(),
-            message: message.into(),
-            column,
-            hint: Some(hint.into()),
-        }
+    fn error(&self, column: usize, message: impl Into<String>, hint: impl Into<String>) -> TagExprError {
+        TagExprError { input: self.input.to_string(), message: message.into(), column, hint: Some(hint.into()) }
     }
 
     fn or(&mut self) -> Result<Node, TagExprError> {
@@ -354,19 +324,14 @@ impl Parser<'_> {
                         self.next();
                         Ok(inner)
                     }
-                    Kind::End => {
-                        Err(self.error(token.column, "unclosed \"(\"", "add a matching `)`"))
-                    }
+                    Kind::End => Err(self.error(token.column, "unclosed \"(\"", "add a matching `)`")),
                     _ => Err(self.unexpected_after_operand()),
                 }
             }
             Kind::And | Kind::Or => Err(self.error(
                 token.column,
                 format!("expected a tag, found {:?}", token.text),
-                format!(
-                    "`{}` needs a tag on each side, e.g. `alerts {} api`",
-                    token.text, token.text
-                ),
+                format!("`{}` needs a tag on each side, e.g. `alerts {} api`", token.text, token.text),
             )),
             Kind::Close => Err(self.error(
                 token.column,
@@ -402,11 +367,7 @@ impl Parser<'_> {
     fn unexpected_after_operand(&self) -> TagExprError {
         let token = self.peek();
         if token.kind == Kind::Close {
-            return self.error(
-                token.column,
-                "unmatched \")\"",
-                "remove it, or add a matching `(`",
-            );
+            return self.error(token.column, "unmatched \")\"", "remove it, or add a matching `(`");
         }
         let hint = match &token.kind {
             Kind::Tag(word) if matches!(word.to_lowercase().as_str(), "and" | "or" | "not") => {
@@ -415,11 +376,7 @@ impl Parser<'_> {
             Kind::Not => "write `and not` or `or not`, e.g. `alerts and not slow`".to_string(),
             _ => "join tags with `and` or `or`, e.g. `alerts and api`".to_string(),
         };
-        self.error(
-            token.column,
-            format!("expected \"and\" or \"or\" before {:?}", token.text),
-            hint,
-        )
+        self.error(token.column, format!("expected \"and\" or \"or\" before {:?}", token.text), hint)
     }
 }
 
@@ -489,10 +446,7 @@ mod tests {
 
     #[test]
     fn displays_canonically_with_only_the_needed_parentheses() {
-        assert_eq!(
-            expr("  (load   or performance)and api ").to_string(),
-            "(load or performance) and api"
-        );
+        assert_eq!(expr("  (load   or performance)and api ").to_string(), "(load or performance) and api");
         assert_eq!(expr("(a and b) or c").to_string(), "a and b or c");
         assert_eq!(expr("a and (b or c)").to_string(), "a and (b or c)");
         assert_eq!(expr("a or (b or c)").to_string(), "a or b or c");
@@ -509,45 +463,17 @@ mod tests {
 
     #[test]
     fn lists_the_tags_it_mentions() {
-        assert_eq!(
-            expr("(load or api) and not load and slow").tags(),
-            vec!["load", "api", "slow"]
-        );
+        assert_eq!(expr("(load or api) and not load and slow").tags(), vec!["load", "api", "slow"]);
     }
 
     #[test]
     fn errors_have_exact_text_columns_and_hints() {
         let cases: &[(&str, &str, usize, &str)] = &[
-            (
-                "",
-                "it is empty",
-                0,
-                "combine tags with and, or, not and parentheses, e.g. `alerts and not slow`",
-            ),
-            (
-                "   ",
-                "it is empty",
-                3,
-                "combine tags with and, or, not and parentheses, e.g. `alerts and not slow`",
-            ),
-            (
-                "load and",
-                "expected a tag after \"and\"",
-                8,
-                "an expression ends with a tag or `)`",
-            ),
-            (
-                "not",
-                "expected a tag after \"not\"",
-                3,
-                "an expression ends with a tag or `)`",
-            ),
-            (
-                "and api",
-                "expected a tag, found \"and\"",
-                0,
-                "`and` needs a tag on each side, e.g. `alerts and api`",
-            ),
+            ("", "it is empty", 0, "combine tags with and, or, not and parentheses, e.g. `alerts and not slow`"),
+            ("   ", "it is empty", 3, "combine tags with and, or, not and parentheses, e.g. `alerts and not slow`"),
+            ("load and", "expected a tag after \"and\"", 8, "an expression ends with a tag or `)`"),
+            ("not", "expected a tag after \"not\"", 3, "an expression ends with a tag or `)`"),
+            ("and api", "expected a tag, found \"and\"", 0, "`and` needs a tag on each side, e.g. `alerts and api`"),
             (
                 "load or or api",
                 "expected a tag, found \"or\"",
@@ -555,30 +481,15 @@ mod tests {
                 "`or` needs a tag on each side, e.g. `alerts or api`",
             ),
             ("(load or api", "unclosed \"(\"", 0, "add a matching `)`"),
-            (
-                "load)",
-                "unmatched \")\"",
-                4,
-                "remove it, or add a matching `(`",
-            ),
-            (
-                "()",
-                "expected a tag, found \")\"",
-                1,
-                "parentheses hold an expression, e.g. `(load or performance)`",
-            ),
+            ("load)", "unmatched \")\"", 4, "remove it, or add a matching `(`"),
+            ("()", "expected a tag, found \")\"", 1, "parentheses hold an expression, e.g. `(load or performance)`"),
             (
                 "load api",
                 "expected \"and\" or \"or\" before \"api\"",
                 5,
                 "join tags with `and` or `or`, e.g. `alerts and api`",
             ),
-            (
-                "load AND api",
-                "expected \"and\" or \"or\" before \"AND\"",
-                5,
-                "keywords are lowercase: `and`",
-            ),
+            ("load AND api", "expected \"and\" or \"or\" before \"AND\"", 5, "keywords are lowercase: `and`"),
             (
                 "alerts not slow",
                 "expected \"and\" or \"or\" before \"not\"",
@@ -597,30 +508,10 @@ mod tests {
                 3,
                 "join tags with `and` or `or`, e.g. `alerts and api`",
             ),
-            (
-                "load && api",
-                "unexpected \"&&\"",
-                5,
-                "write `and`: tag expressions use the words and, or, not",
-            ),
-            (
-                "load || api",
-                "unexpected \"||\"",
-                5,
-                "write `or`: tag expressions use the words and, or, not",
-            ),
-            (
-                "!slow",
-                "unexpected \"!\"",
-                0,
-                "write `not`: tag expressions use the words and, or, not",
-            ),
-            (
-                "load & api",
-                "unexpected \"&\"",
-                5,
-                "write `and`: tag expressions use the words and, or, not",
-            ),
+            ("load && api", "unexpected \"&&\"", 5, "write `and`: tag expressions use the words and, or, not"),
+            ("load || api", "unexpected \"||\"", 5, "write `or`: tag expressions use the words and, or, not"),
+            ("!slow", "unexpected \"!\"", 0, "write `not`: tag expressions use the words and, or, not"),
+            ("load & api", "unexpected \"&\"", 5, "write `and`: tag expressions use the words and, or, not"),
             (
                 "api.v2",
                 "unexpected '.'",
@@ -657,20 +548,14 @@ mod tests {
             err("load && api").render_caret(),
             "load && api\n     ^\nhint: write `and`: tag expressions use the words and, or, not"
         );
-        assert_eq!(
-            err("a and").render_caret(),
-            "a and\n     ^\nhint: an expression ends with a tag or `)`"
-        );
+        assert_eq!(err("a and").render_caret(), "a and\n     ^\nhint: an expression ends with a tag or `)`");
     }
 
     #[test]
     fn absurd_nesting_is_an_error_not_a_stack_overflow() {
         let deep = format!("{}a{}", "(".repeat(1000), ")".repeat(1000));
         let e = err(&deep);
-        assert_eq!(
-            (e.message.as_str(), e.column),
-            ("nested more than 64 levels deep", 64)
-        );
+        assert_eq!((e.message.as_str(), e.column), ("nested more than 64 levels deep", 64));
         let nots = format!("{}a", "not ".repeat(1000));
         assert_eq!(err(&nots).message, "nested more than 64 levels deep");
         let ok = format!("{}a{}", "(".repeat(64), ")".repeat(64));

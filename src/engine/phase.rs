@@ -9,7 +9,7 @@ use crate::script::context::{PhaseRequest, PhaseRunner, RunShared};
 use crate::script::core::sink_to_map;
 use rhai::{Array, Dynamic, EvalAltResult, Map};
 use std::sync::atomic::AtomicU64;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// What the report keeps of a phase.
@@ -40,7 +40,11 @@ pub struct Phases {
 }
 
 fn option_errors(errors: Vec<crate::executor::OptionError>, name: &str) -> Box<EvalAltResult> {
-    let mut msg = format!("phase {name:?}: invalid options ({} problem{})", errors.len(), if errors.len() == 1 { "" } else { "s" });
+    let mut msg = format!(
+        "phase {name:?}: invalid options ({} problem{})",
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" }
+    );
     let mut hints = Vec::new();
     for e in &errors {
         msg.push_str(&format!("\n  - {e}"));
@@ -63,9 +67,9 @@ impl Phases {
     }
 
     /// Stops the workers.
-    pub fn shutdown(self) -> Vec<PhaseSummary> {
+    pub fn shutdown(&self) -> Vec<PhaseSummary> {
         self.pool.shutdown();
-        self.done.into_inner().unwrap_or_else(|e| e.into_inner())
+        self.done.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn dispatch(&self, plan: Plan, tags: Tags, func: &rhai::FnPtr, max_vus: u64) -> Vec<WorkerReport> {
@@ -125,7 +129,11 @@ impl Phases {
 impl PhaseRunner for Phases {
     fn run_phase(&self, req: PhaseRequest) -> Result<Dynamic, Box<EvalAltResult>> {
         if self.done.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|p| p.name == req.name) {
-            return Err(format!("phase {:?} was already run; hint: give each phase its own name, results are tagged by it", req.name).into());
+            return Err(format!(
+                "phase {:?} was already run; hint: give each phase its own name, results are tagged by it",
+                req.name
+            )
+            .into());
         }
         let mut executor = Executor::from_options(&req.options).map_err(|e| option_errors(e, &req.name))?;
         if self.shared.time_scale != 1.0 {
@@ -135,7 +143,8 @@ impl PhaseRunner for Phases {
             return Err(crate::script::bridge::interrupted());
         }
         let tags = Tags::new(vec![(Str::from("phase"), Str::from(req.name.as_str()))]);
-        *self.current.lock().unwrap_or_else(|e| e.into_inner()) = Some((req.name.clone(), Instant::now(), executor.nominal_duration()));
+        *self.current.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((req.name.clone(), Instant::now(), executor.nominal_duration()));
         let started = Instant::now();
         let (reports, bursts) = match executor.plan() {
             Plan::Bursts(b) => {

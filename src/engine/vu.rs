@@ -92,8 +92,12 @@ pub async fn run_iteration(worker: &Rc<Worker>, vu: &Rc<VuCtx>, func: &FnPtr, sc
             Ok(CoroutineResult::Yield(fut)) => input = fut.await,
             Ok(CoroutineResult::Return(r)) => break Some(r),
             Err(panic) => {
-                let what = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
-                let err: EvalAltResult = format!("internal error in a native function: {}", what.unwrap_or_default()).into();
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned());
+                let err: EvalAltResult =
+                    format!("internal error in a native function: {}", what.unwrap_or_default()).into();
                 worker.thread.shared.record_iteration_error(&err);
                 break None;
             }
@@ -131,7 +135,9 @@ pub async fn run_iteration(worker: &Rc<Worker>, vu: &Rc<VuCtx>, func: &FnPtr, sc
 pub fn is_interrupted(e: &EvalAltResult) -> bool {
     match e {
         EvalAltResult::ErrorTerminated(token, _) => token.to_string() == INTERRUPTED_TOKEN,
-        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => is_interrupted(inner),
+        EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => {
+            is_interrupted(inner)
+        }
         _ => false,
     }
 }

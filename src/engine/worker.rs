@@ -5,15 +5,15 @@
 
 use super::vu::{self, Ended};
 use crate::executor::{ClosedPlan, Iterations, OpenPlan, Plan};
-use crate::metrics::{builtin, Tags};
+use crate::metrics::{Tags, builtin};
 use crate::script::context::{self, RunShared, ThreadCtx, VuCtx};
 use crate::script::http::HttpClients;
 use corosensei::stack::DefaultStack;
-use rhai::{Engine, FnPtr, AST};
+use rhai::{AST, Engine, FnPtr};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
@@ -70,15 +70,20 @@ pub struct Worker {
 /// The worker threads of a run.
 pub struct WorkerPool {
     senders: Vec<tokio::sync::mpsc::UnboundedSender<Command>>,
-    handles: Vec<std::thread::JoinHandle<()>>,
+    handles: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Per-worker running iterations.
     pub active: Vec<Arc<AtomicU64>>,
 }
 
 impl WorkerPool {
     /// Starts `count` workers.
-    pub fn start(count: usize, shared: Arc<RunShared>, engine: Arc<Engine>, ast: Arc<AST>) -> std::io::Result<WorkerPool> {
-        let mut pool = WorkerPool { senders: Vec::new(), handles: Vec::new(), active: Vec::new() };
+    pub fn start(
+        count: usize,
+        shared: Arc<RunShared>,
+        engine: Arc<Engine>,
+        ast: Arc<AST>,
+    ) -> std::io::Result<WorkerPool> {
+        let mut pool = WorkerPool { senders: Vec::new(), handles: Default::default(), active: Vec::new() };
         for index in 0..count.max(1) {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             let active = Arc::new(AtomicU64::new(0));
@@ -87,7 +92,7 @@ impl WorkerPool {
                 .name(format!("volley-worker-{index}"))
                 .spawn(move || worker_main(index, shared, engine, ast, a, rx))?;
             pool.senders.push(tx);
-            pool.handles.push(handle);
+            pool.handles.get_mut().unwrap_or_else(|e| e.into_inner()).push(handle);
             pool.active.push(active);
         }
         Ok(pool)
@@ -122,11 +127,12 @@ impl WorkerPool {
     }
 
     /// Stops the workers and waits for them (they drain their samples first).
-    pub fn shutdown(self) {
+    pub fn shutdown(&self) {
         for tx in &self.senders {
             let _ = tx.send(Command::Shutdown);
         }
-        for h in self.handles {
+        let handles = std::mem::take(&mut *self.handles.lock().unwrap_or_else(|e| e.into_inner()));
+        for h in handles {
             let _ = h.join();
         }
     }
@@ -150,6 +156,7 @@ fn worker_main(
     let thread = Rc::new(ThreadCtx { shared, store: RefCell::default(), http: HttpClients::new(), blocking: None });
     context::install_thread(thread.clone());
     let worker = Rc::new(Worker { index, thread: thread.clone(), engine, ast, stacks: RefCell::default(), active });
+    let last = thread.clone();
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {
         let flusher = {
@@ -174,7 +181,7 @@ fn worker_main(
         }
         flusher.abort();
     });
-    thread.flush();
+    last.flush();
     context::uninstall_thread();
 }
 
@@ -239,8 +246,12 @@ async fn run_job(worker: &Rc<Worker>, job: &Arc<PhaseJob>) -> WorkerReport {
         Plan::Bursts(b) => (b.max_duration, b.graceful_stop),
     };
     let scheduler: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> = match &job.plan {
-        Plan::Closed(p) => Box::pin(schedule_closed(worker.clone(), job.clone(), p.clone(), group.clone(), counters.clone())),
-        Plan::Open(p) => Box::pin(schedule_open(worker.clone(), job.clone(), p.clone(), group.clone(), counters.clone())),
+        Plan::Closed(p) => {
+            Box::pin(schedule_closed(worker.clone(), job.clone(), p.clone(), group.clone(), counters.clone()))
+        }
+        Plan::Open(p) => {
+            Box::pin(schedule_open(worker.clone(), job.clone(), p.clone(), group.clone(), counters.clone()))
+        }
         // The orchestrator turns bursts into closed jobs, one per burst.
         Plan::Bursts(_) => Box::pin(async {}),
     };
@@ -253,7 +264,11 @@ async fn run_job(worker: &Rc<Worker>, job: &Arc<PhaseJob>) -> WorkerReport {
     }
     // Let aborted tasks unwind (their guards count interrupted iterations).
     group.idle().await;
-    WorkerReport { iterations: counters.iterations.get(), dropped: counters.dropped.get(), max_concurrent: group.max_alive.get() as u64 }
+    WorkerReport {
+        iterations: counters.iterations.get(),
+        dropped: counters.dropped.get(),
+        max_concurrent: group.max_alive.get() as u64,
+    }
 }
 
 #[derive(Default)]
@@ -270,7 +285,13 @@ fn count(counters: &Counters, ended: Ended) {
 
 /// Closed model: this worker's VUs (global indexes `index, index + participants, ...`)
 /// loop over iterations while the plan wants them.
-async fn schedule_closed(worker: Rc<Worker>, job: Arc<PhaseJob>, plan: ClosedPlan, group: Rc<TaskGroup>, counters: Rc<Counters>) {
+async fn schedule_closed(
+    worker: Rc<Worker>,
+    job: Arc<PhaseJob>,
+    plan: ClosedPlan,
+    group: Rc<TaskGroup>,
+    counters: Rc<Counters>,
+) {
     let parts = job.participants as u64;
     let local: Vec<u64> = (worker.index as u64..plan.max_vus).step_by(parts as usize).collect();
     let running: Rc<RefCell<Vec<bool>>> = Rc::new(RefCell::new(vec![false; local.len()]));
@@ -299,7 +320,9 @@ async fn schedule_closed(worker: Rc<Worker>, job: Arc<PhaseJob>, plan: ClosedPla
             Iterations::Shared(n) => job.claimed.load(Ordering::Relaxed) >= n,
             _ => false,
         };
-        if all_iterations_claimed || (plan.stages.len() <= 1 && plan.start_vus == plan.vus_at(Duration::ZERO)) && group.alive.get() == 0 {
+        if all_iterations_claimed
+            || (plan.stages.len() <= 1 && plan.start_vus == plan.vus_at(Duration::ZERO)) && group.alive.get() == 0
+        {
             break;
         }
         if plan.stages.iter().all(|s| s.target == plan.start_vus) {
@@ -310,7 +333,15 @@ async fn schedule_closed(worker: Rc<Worker>, job: Arc<PhaseJob>, plan: ClosedPla
     }
 }
 
-async fn vu_loop(worker: &Rc<Worker>, job: &PhaseJob, plan: &ClosedPlan, vu: &Rc<VuCtx>, global: u64, end: Instant, counters: &Counters) {
+async fn vu_loop(
+    worker: &Rc<Worker>,
+    job: &PhaseJob,
+    plan: &ClosedPlan,
+    vu: &Rc<VuCtx>,
+    global: u64,
+    end: Instant,
+    counters: &Counters,
+) {
     loop {
         let now = Instant::now();
         if now >= end || worker.thread.shared.stop.is_interrupted() || plan.vus_at(now - job.start) <= global {
@@ -334,7 +365,13 @@ async fn vu_loop(worker: &Rc<Worker>, job: &PhaseJob, plan: &ClosedPlan, vu: &Rc
 
 /// Open model: this worker starts arrivals `index, index + participants, ...` on
 /// schedule; with all its VUs busy an arrival is dropped, never delayed.
-async fn schedule_open(worker: Rc<Worker>, job: Arc<PhaseJob>, plan: OpenPlan, group: Rc<TaskGroup>, counters: Rc<Counters>) {
+async fn schedule_open(
+    worker: Rc<Worker>,
+    job: Arc<PhaseJob>,
+    plan: OpenPlan,
+    group: Rc<TaskGroup>,
+    counters: Rc<Counters>,
+) {
     let parts = job.participants as u64;
     let w = worker.index as u64;
     let local_max = plan.max_vus / parts + u64::from(w < plan.max_vus % parts);

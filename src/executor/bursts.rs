@@ -47,18 +47,13 @@ impl BurstPlan {
     /// The longest the bursts can take without graceful stops: every burst running to
     /// `max_duration`, with a pause between each two. Saturates at `Duration::MAX`.
     pub fn nominal_duration(&self) -> Duration {
-        let pauses =
-            u128::from(self.bursts.saturating_sub(1)).saturating_mul(self.pause.as_nanos());
+        let pauses = u128::from(self.bursts.saturating_sub(1)).saturating_mul(self.pause.as_nanos());
         let runs = u128::from(self.bursts).saturating_mul(self.max_duration.as_nanos());
         let total = runs.saturating_add(pauses);
         let secs = u64::try_from(total / 1_000_000_000).unwrap_or(u64::MAX);
         // The remainder of a division by 1e9 always fits in u32.
         let nanos = (total % 1_000_000_000) as u32;
-        if secs == u64::MAX {
-            Duration::MAX
-        } else {
-            Duration::new(secs, nanos)
-        }
+        if secs == u64::MAX { Duration::MAX } else { Duration::new(secs, nanos) }
     }
 }
 
@@ -66,14 +61,7 @@ impl Bursts {
     /// The `executor` value that selects this profile.
     pub const NAME: &'static str = "bursts";
     /// Option keys this profile accepts (canonical spellings).
-    pub const KEYS: &'static [&'static str] = &[
-        "executor",
-        "bursts",
-        "size",
-        "pause",
-        "max_duration",
-        "graceful_stop",
-    ];
+    pub const KEYS: &'static [&'static str] = &["executor", "bursts", "size", "pause", "max_duration", "graceful_stop"];
 
     pub(crate) fn read(opts: &Map<String, Value>) -> Result<Self, Vec<OptionError>> {
         let mut r = Reader::new(Self::NAME, Self::KEYS, opts);
@@ -142,23 +130,12 @@ mod tests {
 
     #[test]
     fn plans_bursts_with_pauses_between() {
-        let e = parse(
-            json!({"executor": "bursts", "bursts": 4, "size": 10, "pause": "5s", "maxDuration": "20s"}),
-        );
-        let Plan::Bursts(plan) = e.plan() else {
-            panic!()
-        };
-        assert_eq!(
-            (plan.bursts, plan.size, plan.pause),
-            (4, 10, Duration::from_secs(5))
-        );
+        let e = parse(json!({"executor": "bursts", "bursts": 4, "size": 10, "pause": "5s", "maxDuration": "20s"}));
+        let Plan::Bursts(plan) = e.plan() else { panic!() };
+        assert_eq!((plan.bursts, plan.size, plan.pause), (4, 10, Duration::from_secs(5)));
         // 4 × 20s + 3 × 5s.
         assert_eq!(plan.nominal_duration(), Duration::from_secs(95));
-        let huge = BurstPlan {
-            bursts: u64::MAX,
-            max_duration: Duration::MAX,
-            ..plan
-        };
+        let huge = BurstPlan { bursts: u64::MAX, max_duration: Duration::MAX, ..plan };
         assert_eq!(huge.nominal_duration(), Duration::MAX);
     }
 
@@ -167,14 +144,9 @@ mod tests {
         let found = errors(json!({"executor": "bursts", "pause": -1}));
         assert_eq!(
             found,
-            [
-                "bursts: is required by bursts",
-                "size: is required by bursts",
-                "pause: must not be negative, got -1"
-            ]
+            ["bursts: is required by bursts", "size: is required by bursts", "pause: must not be negative, got -1"]
         );
-        let found =
-            errors(json!({"executor": "bursts", "bursts": 0, "size": 0.5, "max_duration": "0ms"}));
+        let found = errors(json!({"executor": "bursts", "bursts": 0, "size": 0.5, "max_duration": "0ms"}));
         assert_eq!(
             found,
             [
@@ -187,31 +159,23 @@ mod tests {
 
     #[test]
     fn unknown_keys_suggest_the_closest() {
-        let e = Executor::from_options(&opts(
-            json!({"executor": "bursts", "bursts": 2, "size": 2, "pasue": "1s"}),
-        ))
-        .unwrap_err();
+        let e = Executor::from_options(&opts(json!({"executor": "bursts", "bursts": 2, "size": 2, "pasue": "1s"})))
+            .unwrap_err();
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].to_string(), "pasue: unknown option for bursts");
         assert_eq!(
             e[0].hint.as_deref(),
-            Some(
-                "did you mean `pause`? options of bursts: executor, bursts, size, pause, max_duration, graceful_stop"
-            )
+            Some("did you mean `pause`? options of bursts: executor, bursts, size, pause, max_duration, graceful_stop")
         );
     }
 
     #[test]
     fn scales_the_count_and_durations_not_the_size() {
         let e = parse(json!({"executor": "bursts", "bursts": 10, "size": 40, "pause": "10s"}));
-        let Executor::Bursts(s) = e.scaled(0.2) else {
-            panic!()
-        };
+        let Executor::Bursts(s) = e.scaled(0.2) else { panic!() };
         assert_eq!((s.bursts, s.size, s.pause), (2, 40, Duration::from_secs(2)));
         assert_eq!(s.max_duration, Duration::from_secs(120));
-        let Executor::Bursts(s) = e.scaled(0.01) else {
-            panic!()
-        };
+        let Executor::Bursts(s) = e.scaled(0.01) else { panic!() };
         assert_eq!(s.bursts, 1);
     }
 }

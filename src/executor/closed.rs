@@ -92,22 +92,10 @@ mod tests {
     fn ramp() -> ClosedPlan {
         // 0 -> 10 over 10s, hold 10 for 5s, jump to 4, 4 -> 0 over 4s.
         let stages = vec![
-            VuStage {
-                duration: secs(10),
-                target: 10,
-            },
-            VuStage {
-                duration: secs(5),
-                target: 10,
-            },
-            VuStage {
-                duration: Duration::ZERO,
-                target: 4,
-            },
-            VuStage {
-                duration: secs(4),
-                target: 0,
-            },
+            VuStage { duration: secs(10), target: 10 },
+            VuStage { duration: secs(5), target: 10 },
+            VuStage { duration: Duration::ZERO, target: 4 },
+            VuStage { duration: secs(4), target: 0 },
         ];
         ClosedPlan {
             stages,
@@ -153,18 +141,9 @@ mod tests {
 
     #[test]
     fn stages_shorter_than_the_duration_hold_the_last_target() {
-        let plan = ClosedPlan {
-            duration: secs(30),
-            ..ramp()
-        };
+        let plan = ClosedPlan { duration: secs(30), ..ramp() };
         assert_eq!(plan.vus_at(secs(25)), 0);
-        let plan = ClosedPlan {
-            stages: vec![VuStage {
-                duration: secs(1),
-                target: 3,
-            }],
-            ..plan
-        };
+        let plan = ClosedPlan { stages: vec![VuStage { duration: secs(1), target: 3 }], ..plan };
         assert_eq!(plan.vus_at(secs(25)), 3);
     }
 }

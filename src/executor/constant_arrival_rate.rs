@@ -42,10 +42,7 @@ fn default_max_vus(pre_allocated_vus: u64) -> u64 {
 /// Reads `pre_allocated_vus` and `max_vus` with their defaults for a profile whose
 /// highest rate is `peak_rate_per_s` (None when the rates were invalid: errors are
 /// already recorded), and checks `max_vus >= pre_allocated_vus`.
-pub(crate) fn read_vus(
-    r: &mut Reader<'_>,
-    peak_rate_per_s: Option<f64>,
-) -> (Option<u64>, Option<u64>) {
+pub(crate) fn read_vus(r: &mut Reader<'_>, peak_rate_per_s: Option<f64>) -> (Option<u64>, Option<u64>) {
     const PRE: &str = "pre_allocated_vus";
     const MAX: &str = "max_vus";
     let pre = r.given(PRE).then(|| r.count(PRE, None, 0));
@@ -81,15 +78,8 @@ impl ConstantArrivalRate {
     /// The `executor` value that selects this profile.
     pub const NAME: &'static str = "constant-arrival-rate";
     /// Option keys this profile accepts (canonical spellings).
-    pub const KEYS: &'static [&'static str] = &[
-        "executor",
-        "rate",
-        "time_unit",
-        "duration",
-        "pre_allocated_vus",
-        "max_vus",
-        "graceful_stop",
-    ];
+    pub const KEYS: &'static [&'static str] =
+        &["executor", "rate", "time_unit", "duration", "pre_allocated_vus", "max_vus", "graceful_stop"];
 
     pub(crate) fn read(opts: &Map<String, Value>) -> Result<Self, Vec<OptionError>> {
         let mut r = Reader::new(Self::NAME, Self::KEYS, opts);
@@ -115,10 +105,7 @@ impl ConstantArrivalRate {
     pub fn plan(&self) -> OpenPlan {
         OpenPlan {
             start_rate_per_s: self.rate_per_s,
-            stages: vec![RateStage {
-                duration: self.duration,
-                target_rate_per_s: self.rate_per_s,
-            }],
+            stages: vec![RateStage { duration: self.duration, target_rate_per_s: self.rate_per_s }],
             pre_allocated_vus: self.pre_allocated_vus,
             max_vus: self.max_vus,
             duration: self.duration,
@@ -166,13 +153,9 @@ mod tests {
         assert_eq!((e.pre_allocated_vus, e.max_vus), (301, 602));
         let e = read(json!({"executor": "constant-arrival-rate", "rate": 0.1, "duration": 1}));
         assert_eq!((e.pre_allocated_vus, e.max_vus), (1, 100));
-        let e = read(
-            json!({"executor": "constant-arrival-rate", "rate": 500, "duration": 1, "max_vus": 20}),
-        );
+        let e = read(json!({"executor": "constant-arrival-rate", "rate": 500, "duration": 1, "max_vus": 20}));
         assert_eq!((e.pre_allocated_vus, e.max_vus), (20, 20));
-        let e = read(
-            json!({"executor": "constant-arrival-rate", "rate": 5, "duration": 1, "pre_allocated_vus": 80}),
-        );
+        let e = read(json!({"executor": "constant-arrival-rate", "rate": 5, "duration": 1, "pre_allocated_vus": 80}));
         assert_eq!((e.pre_allocated_vus, e.max_vus), (80, 160));
     }
 
@@ -195,9 +178,7 @@ mod tests {
             graceful_stop: Duration::from_secs(1),
         };
         assert_eq!(e, expected);
-        let Plan::Open(plan) = Executor::ConstantArrivalRate(e).plan() else {
-            panic!()
-        };
+        let Plan::Open(plan) = Executor::ConstantArrivalRate(e).plan() else { panic!() };
         assert_eq!(plan.expected_iterations(), 5);
         assert_eq!(plan.arrival(4), Some(Duration::from_secs(8)));
         assert_eq!(plan.rate_at(Duration::from_secs(3)), 0.5);
@@ -242,14 +223,8 @@ mod tests {
         })))
         .unwrap_err();
         assert_eq!(e.len(), 1);
-        assert_eq!(
-            e[0].to_string(),
-            "maxVUs: must be at least preAllocatedVUs (50), got 10"
-        );
-        assert_eq!(
-            e[0].hint.as_deref(),
-            Some("raise maxVUs or lower preAllocatedVUs")
-        );
+        assert_eq!(e[0].to_string(), "maxVUs: must be at least preAllocatedVUs (50), got 10");
+        assert_eq!(e[0].hint.as_deref(), Some("raise maxVUs or lower preAllocatedVUs"));
     }
 
     #[test]
@@ -268,16 +243,9 @@ mod tests {
     fn scales_the_duration_not_the_rate() {
         let e = parse(json!({"executor": "constant-arrival-rate", "rate": 10, "duration": "1m"}));
         let scaled = e.scaled(0.5);
-        let Executor::ConstantArrivalRate(s) = &scaled else {
-            panic!()
-        };
-        assert_eq!(
-            (s.rate_per_s, s.duration, s.pre_allocated_vus),
-            (10.0, Duration::from_secs(30), 10)
-        );
-        let Plan::Open(plan) = scaled.plan() else {
-            panic!()
-        };
+        let Executor::ConstantArrivalRate(s) = &scaled else { panic!() };
+        assert_eq!((s.rate_per_s, s.duration, s.pre_allocated_vus), (10.0, Duration::from_secs(30), 10));
+        let Plan::Open(plan) = scaled.plan() else { panic!() };
         assert_eq!(plan.expected_iterations(), 300);
     }
 }

@@ -30,23 +30,14 @@ impl ConstantVus {
         let vus = r.count("vus", Some(1), 1);
         let duration = r.duration("duration", None, true);
         let graceful_stop = r.graceful_stop();
-        let built = (|| {
-            Some(ConstantVus {
-                vus: vus?,
-                duration: duration?,
-                graceful_stop: graceful_stop?,
-            })
-        })();
+        let built = (|| Some(ConstantVus { vus: vus?, duration: duration?, graceful_stop: graceful_stop? }))();
         r.finish(built)
     }
 
     /// One stage holding `vus` for `duration`.
     pub fn plan(&self) -> ClosedPlan {
         ClosedPlan {
-            stages: vec![VuStage {
-                duration: self.duration,
-                target: self.vus,
-            }],
+            stages: vec![VuStage { duration: self.duration, target: self.vus }],
             start_vus: self.vus,
             max_vus: self.vus,
             iterations: Iterations::Unlimited,
@@ -76,11 +67,8 @@ mod tests {
     #[test]
     fn defaults_to_one_vu_and_a_30s_graceful_stop() {
         let e = parse(json!({"executor": "constant-vus", "duration": "2m"}));
-        let expected = ConstantVus {
-            vus: 1,
-            duration: Duration::from_secs(120),
-            graceful_stop: Duration::from_secs(30),
-        };
+        let expected =
+            ConstantVus { vus: 1, duration: Duration::from_secs(120), graceful_stop: Duration::from_secs(30) };
         assert_eq!(e, Executor::ConstantVus(expected));
         assert_eq!(e.name(), "constant-vus");
         assert_eq!(e.nominal_duration(), Duration::from_secs(120));
@@ -89,23 +77,10 @@ mod tests {
 
     #[test]
     fn plans_one_flat_stage() {
-        let e = parse(
-            json!({"executor": "constant-vus", "vus": 8, "duration": 10, "gracefulStop": "5s"}),
-        );
-        let Plan::Closed(plan) = e.plan() else {
-            panic!("not closed: {e:?}")
-        };
-        assert_eq!(
-            plan.stages,
-            vec![VuStage {
-                duration: Duration::from_secs(10),
-                target: 8
-            }]
-        );
-        assert_eq!(
-            (plan.start_vus, plan.max_vus, plan.iterations),
-            (8, 8, Iterations::Unlimited)
-        );
+        let e = parse(json!({"executor": "constant-vus", "vus": 8, "duration": 10, "gracefulStop": "5s"}));
+        let Plan::Closed(plan) = e.plan() else { panic!("not closed: {e:?}") };
+        assert_eq!(plan.stages, vec![VuStage { duration: Duration::from_secs(10), target: 8 }]);
+        assert_eq!((plan.start_vus, plan.max_vus, plan.iterations), (8, 8, Iterations::Unlimited));
         assert_eq!(plan.graceful_stop, Duration::from_secs(5));
         assert_eq!(plan.vus_at(Duration::ZERO), 8);
         assert_eq!(plan.vus_at(Duration::from_millis(9999)), 8);
@@ -118,34 +93,19 @@ mod tests {
         assert_eq!(found.len(), 3, "{found:?}");
         assert_eq!(found[0], "vus: must be at least 1, got 0");
         assert_eq!(found[1], "duration: is required by constant-vus");
-        assert!(
-            found[2].starts_with("graceful_stop: invalid duration \"soon\""),
-            "{}",
-            found[2]
-        );
-        let e =
-            Executor::from_options(&opts(json!({"executor": "constant-vus", "duration": "0s"})))
-                .unwrap_err();
-        assert_eq!(
-            e[0].to_string(),
-            "duration: must be longer than 0, got \"0s\""
-        );
+        assert!(found[2].starts_with("graceful_stop: invalid duration \"soon\""), "{}", found[2]);
+        let e = Executor::from_options(&opts(json!({"executor": "constant-vus", "duration": "0s"}))).unwrap_err();
+        assert_eq!(e[0].to_string(), "duration: must be longer than 0, got \"0s\"");
         assert_eq!(e[0].hint.as_deref(), Some(crate::duration::DURATION_HINT));
     }
 
     #[test]
     fn scales_durations_not_vus() {
         let e = parse(json!({"executor": "constant-vus", "vus": 8, "duration": "10m"}));
-        let Executor::ConstantVus(s) = e.scaled(0.01) else {
-            panic!()
-        };
+        let Executor::ConstantVus(s) = e.scaled(0.01) else { panic!() };
         assert_eq!(
             s,
-            ConstantVus {
-                vus: 8,
-                duration: Duration::from_secs(6),
-                graceful_stop: Duration::from_millis(300)
-            }
+            ConstantVus { vus: 8, duration: Duration::from_secs(6), graceful_stop: Duration::from_millis(300) }
         );
     }
 }

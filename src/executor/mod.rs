@@ -71,11 +71,7 @@ pub struct OptionError {
 
 impl OptionError {
     pub(crate) fn new(key: &str, message: impl Into<String>, hint: Option<String>) -> Self {
-        OptionError {
-            key: key.to_string(),
-            message: message.into(),
-            hint,
-        }
+        OptionError { key: key.to_string(), message: message.into(), hint }
     }
 }
 
@@ -117,20 +113,11 @@ impl Executor {
         let name = match opts.get("executor") {
             Some(Value::String(name)) => name.as_str(),
             Some(other) => {
-                let message = format!(
-                    "expected the name of an executor, got {}",
-                    options::quote(other)
-                );
-                return Err(with_unknown_keys(
-                    opts,
-                    OptionError::new("executor", message, Some(listed())),
-                ));
+                let message = format!("expected the name of an executor, got {}", options::quote(other));
+                return Err(with_unknown_keys(opts, OptionError::new("executor", message, Some(listed()))));
             }
             None => {
-                return Err(with_unknown_keys(
-                    opts,
-                    OptionError::new("executor", "is required", Some(listed())),
-                ));
+                return Err(with_unknown_keys(opts, OptionError::new("executor", "is required", Some(listed()))));
             }
         };
         match name {
@@ -138,12 +125,8 @@ impl Executor {
             PerVuIterations::NAME => PerVuIterations::read(opts).map(Executor::PerVuIterations),
             ConstantVus::NAME => ConstantVus::read(opts).map(Executor::ConstantVus),
             RampingVus::NAME => RampingVus::read(opts).map(Executor::RampingVus),
-            ConstantArrivalRate::NAME => {
-                ConstantArrivalRate::read(opts).map(Executor::ConstantArrivalRate)
-            }
-            RampingArrivalRate::NAME => {
-                RampingArrivalRate::read(opts).map(Executor::RampingArrivalRate)
-            }
+            ConstantArrivalRate::NAME => ConstantArrivalRate::read(opts).map(Executor::ConstantArrivalRate),
+            RampingArrivalRate::NAME => RampingArrivalRate::read(opts).map(Executor::RampingArrivalRate),
             Bursts::NAME => Bursts::read(opts).map(Executor::Bursts),
             unknown => {
                 let hint = match options::did_you_mean(unknown, &NAMES) {
@@ -151,10 +134,7 @@ impl Executor {
                     None => listed(),
                 };
                 let message = format!("unknown executor {}", options::quote(&Value::from(unknown)));
-                Err(with_unknown_keys(
-                    opts,
-                    OptionError::new("executor", message, Some(hint)),
-                ))
+                Err(with_unknown_keys(opts, OptionError::new("executor", message, Some(hint))))
             }
         }
     }
@@ -238,26 +218,13 @@ impl Executor {
 /// `error`, plus an error for every key no executor accepts: when the executor itself is
 /// wrong, typos elsewhere are still worth reporting in the same run.
 fn with_unknown_keys(opts: &Map<String, Value>, error: OptionError) -> Vec<OptionError> {
-    let mut all_keys: Vec<&'static str> = NAMES
-        .iter()
-        .filter_map(|n| keys_of(n))
-        .flatten()
-        .copied()
-        .collect();
+    let mut all_keys: Vec<&'static str> = NAMES.iter().filter_map(|n| keys_of(n)).flatten().copied().collect();
     all_keys.sort_unstable();
     all_keys.dedup();
     let mut errors = vec![error];
-    for key in opts
-        .keys()
-        .filter(|k| !all_keys.contains(&options::canonical(k)))
-    {
-        let hint =
-            options::did_you_mean(key, &all_keys).map(|best| format!("did you mean `{best}`?"));
-        errors.push(OptionError::new(
-            key,
-            "unknown option for any executor",
-            hint,
-        ));
+    for key in opts.keys().filter(|k| !all_keys.contains(&options::canonical(k))) {
+        let hint = options::did_you_mean(key, &all_keys).map(|best| format!("did you mean `{best}`?"));
+        errors.push(OptionError::new(key, "unknown option for any executor", hint));
     }
     errors
 }

@@ -53,11 +53,7 @@ fn snap(x: f64) -> f64 {
     // Why these bounds: sums of a few products carry a relative error near 1e-16; 1e-9
     // relative (at most 1e-6 absolute) is far above that and far below a real fraction.
     let tolerance = (1e-9 * x.abs().max(1.0)).min(1e-6);
-    if (x - whole).abs() <= tolerance {
-        whole
-    } else {
-        x
-    }
+    if (x - whole).abs() <= tolerance { whole } else { x }
 }
 
 /// Seconds to a duration, rounded to the nearest nanosecond (not truncated, so `i/rate`
@@ -110,14 +106,7 @@ impl OpenPlan {
                 length = kept;
             }
             let after = snap(before + (from + to) / 2.0 * length.as_secs_f64());
-            segments.push(Segment {
-                start,
-                length,
-                from,
-                to,
-                before,
-                after,
-            });
+            segments.push(Segment { start, length, from, to, before, after });
             (start, from, before) = (start + length, to, after);
         }
         segments
@@ -147,10 +136,7 @@ impl OpenPlan {
 
     /// Target rate (iterations per second) at offset `t`; zero at and after `duration`.
     pub fn rate_at(&self, t: Duration) -> f64 {
-        self.segments()
-            .iter()
-            .find(|s| t >= s.start && t < s.start + s.length)
-            .map_or(0.0, |s| s.rate_at(t - s.start))
+        self.segments().iter().find(|s| t >= s.start && t < s.start + s.length).map_or(0.0, |s| s.rate_at(t - s.start))
     }
 }
 
@@ -163,10 +149,7 @@ mod tests {
     }
 
     fn stage(duration: f64, target: f64) -> RateStage {
-        RateStage {
-            duration: secs(duration),
-            target_rate_per_s: target,
-        }
+        RateStage { duration: secs(duration), target_rate_per_s: target }
     }
 
     fn plan(start: f64, stages: Vec<RateStage>) -> OpenPlan {
@@ -190,11 +173,7 @@ mod tests {
         let p = plan(4.0, vec![stage(10.0, 4.0)]);
         assert_eq!(p.expected_iterations(), 40);
         for i in 0..40 {
-            assert_eq!(
-                p.arrival(i),
-                Some(Duration::from_millis(i * 250)),
-                "arrival {i}"
-            );
+            assert_eq!(p.arrival(i), Some(Duration::from_millis(i * 250)), "arrival {i}");
         }
         assert_eq!(p.arrival(40), None);
         assert_eq!(all(&p).len(), 40);
@@ -208,10 +187,7 @@ mod tests {
         assert_eq!(p.arrival(1_000_000), None);
         let p = plan(3.0, vec![stage(400_000.0, 3.0)]);
         assert_eq!(p.expected_iterations(), 1_200_000);
-        assert_eq!(
-            p.arrival(1_199_999),
-            Some(Duration::from_nanos(399_999_666_666_667))
-        );
+        assert_eq!(p.arrival(1_199_999), Some(Duration::from_nanos(399_999_666_666_667)));
         assert_eq!(p.arrival(900_000), Some(secs(300_000.0)));
     }
 
@@ -229,10 +205,7 @@ mod tests {
         assert_eq!(times[32], secs(8.0));
         for (i, t) in times.iter().enumerate() {
             let expected = (2.0 * i as f64).sqrt();
-            assert!(
-                (t.as_secs_f64() - expected).abs() < 1e-9,
-                "arrival {i}: {t:?}"
-            );
+            assert!((t.as_secs_f64() - expected).abs() < 1e-9, "arrival {i}: {t:?}");
         }
         assert!(times.windows(2).all(|w| w[0] < w[1]));
         assert!(*times.last().unwrap() < secs(10.0));
@@ -247,10 +220,7 @@ mod tests {
         for i in 0..50u64 {
             let expected = 10.0 - (100.0 - 2.0 * i as f64).sqrt();
             let got = p.arrival(i).unwrap().as_secs_f64();
-            assert!(
-                (got - expected).abs() < 1e-9,
-                "arrival {i}: {got} vs {expected}"
-            );
+            assert!((got - expected).abs() < 1e-9, "arrival {i}: {got} vs {expected}");
         }
         assert_eq!(p.arrival(50), None);
     }
@@ -266,23 +236,11 @@ mod tests {
     #[test]
     fn a_zero_rate_stage_has_no_arrivals() {
         // 2/s for 5s, instant drop to 0 for 10s, instant jump back to 2/s for 5s.
-        let p = plan(
-            2.0,
-            vec![
-                stage(5.0, 2.0),
-                stage(0.0, 0.0),
-                stage(10.0, 0.0),
-                stage(0.0, 2.0),
-                stage(5.0, 2.0),
-            ],
-        );
+        let p = plan(2.0, vec![stage(5.0, 2.0), stage(0.0, 0.0), stage(10.0, 0.0), stage(0.0, 2.0), stage(5.0, 2.0)]);
         assert_eq!(p.expected_iterations(), 20);
         let times = all(&p);
         assert_eq!(times.len(), 20);
-        assert!(
-            times.iter().all(|t| *t < secs(5.0) || *t >= secs(15.0)),
-            "{times:?}"
-        );
+        assert!(times.iter().all(|t| *t < secs(5.0) || *t >= secs(15.0)), "{times:?}");
         assert_eq!(times[9], secs(4.5));
         assert_eq!(times[10], secs(15.0));
         assert_eq!(times[19], secs(19.5));
@@ -317,10 +275,7 @@ mod tests {
 
     #[test]
     fn a_duration_shorter_than_the_stages_cuts_them() {
-        let p = OpenPlan {
-            duration: secs(5.0),
-            ..plan(0.0, vec![stage(10.0, 10.0)])
-        };
+        let p = OpenPlan { duration: secs(5.0), ..plan(0.0, vec![stage(10.0, 10.0)]) };
         // Integral up to 5s is 12.5.
         assert_eq!(p.expected_iterations(), 13);
         assert!(all(&p).iter().all(|t| *t < secs(5.0)));

@@ -28,10 +28,7 @@ const STAGE_KEYS: &[&str] = &["duration", "target"];
 
 /// The canonical key for `key` when it is a known alias, else `key` itself.
 pub(crate) fn canonical(key: &str) -> &str {
-    ALIASES
-        .iter()
-        .find(|(alias, _)| *alias == key)
-        .map_or(key, |(_, canon)| canon)
+    ALIASES.iter().find(|(alias, _)| *alias == key).map_or(key, |(_, canon)| canon)
 }
 
 /// Formats a user value for a message: JSON text, shortened when long.
@@ -60,9 +57,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
     for i in 1..=a.len() {
         for j in 1..=b.len() {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (d[i - 1][j] + 1)
-                .min(d[i][j - 1] + 1)
-                .min(d[i - 1][j - 1] + cost);
+            let mut best = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
                 best = best.min(d[i - 2][j - 2] + 1);
             }
@@ -74,10 +69,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
 
 /// Lowercase without `_` and `-`, so `maxVus`, `max-vus` and `max_vus` compare equal.
 fn fold(s: &str) -> String {
-    s.chars()
-        .filter(|c| *c != '_' && *c != '-')
-        .flat_map(char::to_lowercase)
-        .collect()
+    s.chars().filter(|c| *c != '_' && *c != '-').flat_map(char::to_lowercase).collect()
 }
 
 /// The candidate closest to `input`, when it is close enough to be a likely typo.
@@ -131,16 +123,8 @@ pub(crate) struct Reader<'a> {
 impl<'a> Reader<'a> {
     /// Sorts the keys of `opts` into the ones `executor` accepts (`allowed`, canonical
     /// names) and errors for the rest. `executor` itself is expected in `allowed`.
-    pub fn new(
-        executor: &'static str,
-        allowed: &[&'static str],
-        opts: &'a Map<String, Value>,
-    ) -> Self {
-        let mut reader = Reader {
-            executor,
-            values: BTreeMap::new(),
-            errors: Vec::new(),
-        };
+    pub fn new(executor: &'static str, allowed: &[&'static str], opts: &'a Map<String, Value>) -> Self {
+        let mut reader = Reader { executor, values: BTreeMap::new(), errors: Vec::new() };
         for (key, value) in opts {
             let canon = canonical(key);
             let Some(known) = allowed.iter().find(|k| **k == canon) else {
@@ -190,9 +174,7 @@ impl<'a> Reader<'a> {
     fn missing(&self, key: &str) -> OptionError {
         let hint = match key {
             "duration" => Some(DURATION_HINT.to_string()),
-            "rate" => {
-                Some("iterations started per time_unit (default 1s), e.g. rate: 50".to_string())
-            }
+            "rate" => Some("iterations started per time_unit (default 1s), e.g. rate: 50".to_string()),
             "stages" => Some("e.g. stages: [#{ duration: \"30s\", target: 10 }]".to_string()),
             _ => None,
         };
@@ -222,12 +204,7 @@ impl<'a> Reader<'a> {
 
     /// A duration (text or seconds); > 0 when `positive`. `default` when absent
     /// (None: required).
-    pub fn duration(
-        &mut self,
-        key: &'static str,
-        default: Option<Duration>,
-        positive: bool,
-    ) -> Option<Duration> {
+    pub fn duration(&mut self, key: &'static str, default: Option<Duration>, positive: bool) -> Option<Duration> {
         match self.take(key, default.is_some()) {
             Some((written, value)) => self.record(duration(&written, value, positive)),
             None => default,
@@ -284,10 +261,7 @@ impl<'a> Reader<'a> {
         let Value::Object(map) = item else {
             self.errors.push(OptionError::new(
                 path,
-                format!(
-                    "expected a map with duration and target, got {}",
-                    quote(item)
-                ),
+                format!("expected a map with duration and target, got {}", quote(item)),
                 Some("e.g. #{ duration: \"30s\", target: 10 }".to_string()),
             ));
             return None;
@@ -307,21 +281,15 @@ impl<'a> Reader<'a> {
         };
         let (target_key, target_value) = field("target");
         let target = match (target_value, kind) {
-            (Some(value), TargetKind::Vus) => {
-                self.record(count(&target_key, value, 0)).map(|v| v as f64)
-            }
+            (Some(value), TargetKind::Vus) => self.record(count(&target_key, value, 0)).map(|v| v as f64),
             (Some(value), TargetKind::Rate) => self.record(rate(&target_key, value, false)),
             (None, _) => self.stage_missing(&target_key),
         };
-        Some(RawStage {
-            duration: stage_duration?,
-            target: target?,
-        })
+        Some(RawStage { duration: stage_duration?, target: target? })
     }
 
     fn stage_missing<T>(&mut self, key: &str) -> Option<T> {
-        self.errors
-            .push(OptionError::new(key, "is required in every stage", None));
+        self.errors.push(OptionError::new(key, "is required in every stage", None));
         None
     }
 
@@ -351,41 +319,18 @@ fn unknown_key(executor: &str, key: &str, allowed: &[&'static str]) -> OptionErr
     let message = if owners.is_empty() {
         format!("unknown option for {executor}")
     } else {
-        format!(
-            "not an option of {executor} (it belongs to {})",
-            owners.join(", ")
-        )
+        format!("not an option of {executor} (it belongs to {})", owners.join(", "))
     };
-    OptionError::new(
-        key,
-        message,
-        Some(suggestion_hint(
-            key,
-            allowed,
-            &format!("options of {executor}"),
-        )),
-    )
+    OptionError::new(key, message, Some(suggestion_hint(key, allowed, &format!("options of {executor}"))))
 }
 
 /// A whole number >= `min`; integral floats (`10.0`) are accepted.
 pub(crate) fn count(key: &str, value: &Value, min: u64) -> Result<u64, OptionError> {
-    let wrong = || {
-        OptionError::new(
-            key,
-            format!("expected a whole number, got {}", quote(value)),
-            None,
-        )
-    };
+    let wrong = || OptionError::new(key, format!("expected a whole number, got {}", quote(value)), None);
     let Value::Number(number) = value else {
         return Err(wrong());
     };
-    let below = || {
-        OptionError::new(
-            key,
-            format!("must be at least {min}, got {}", quote(value)),
-            None,
-        )
-    };
+    let below = || OptionError::new(key, format!("must be at least {min}, got {}", quote(value)), None);
     let n = if let Some(n) = number.as_u64() {
         n
     } else if number.as_i64().is_some() {
@@ -400,11 +345,7 @@ pub(crate) fn count(key: &str, value: &Value, min: u64) -> Result<u64, OptionErr
         }
         // Why 2^53: beyond it a float no longer names one whole number.
         if f >= 9.007_199_254_740_992e15 {
-            return Err(OptionError::new(
-                key,
-                format!("is too large, got {}", quote(value)),
-                None,
-            ));
+            return Err(OptionError::new(key, format!("is too large, got {}", quote(value)), None));
         }
         f as u64
     };
@@ -417,23 +358,15 @@ pub(crate) fn count(key: &str, value: &Value, min: u64) -> Result<u64, OptionErr
 /// A finite number >= 0, or > 0 when `positive`.
 pub(crate) fn rate(key: &str, value: &Value, positive: bool) -> Result<f64, OptionError> {
     let Some(f) = value.as_f64().filter(|f| f.is_finite()) else {
-        return Err(OptionError::new(
-            key,
-            format!("expected a number, got {}", quote(value)),
-            None,
-        ));
+        return Err(OptionError::new(key, format!("expected a number, got {}", quote(value)), None));
     };
     match (positive, f) {
-        (true, f) if f <= 0.0 => Err(OptionError::new(
-            key,
-            format!("must be greater than 0, got {}", quote(value)),
-            None,
-        )),
-        (false, f) if f < 0.0 => Err(OptionError::new(
-            key,
-            format!("must not be negative, got {}", quote(value)),
-            None,
-        )),
+        (true, f) if f <= 0.0 => {
+            Err(OptionError::new(key, format!("must be greater than 0, got {}", quote(value)), None))
+        }
+        (false, f) if f < 0.0 => {
+            Err(OptionError::new(key, format!("must not be negative, got {}", quote(value)), None))
+        }
         _ => Ok(f),
     }
 }
@@ -442,34 +375,18 @@ pub(crate) fn rate(key: &str, value: &Value, positive: bool) -> Result<f64, Opti
 pub(crate) fn duration(key: &str, value: &Value, positive: bool) -> Result<Duration, OptionError> {
     let hint = || Some(DURATION_HINT.to_string());
     let parsed = match value {
-        Value::String(text) => {
-            parse_duration(text).map_err(|e| OptionError::new(key, e.to_string(), hint()))?
-        }
+        Value::String(text) => parse_duration(text).map_err(|e| OptionError::new(key, e.to_string(), hint()))?,
         Value::Number(n) => {
             let secs = n.as_f64().unwrap_or(f64::NAN);
-            let message = if secs < 0.0 {
-                "must not be negative"
-            } else {
-                "is out of range"
-            };
-            seconds(secs).ok_or_else(|| {
-                OptionError::new(key, format!("{message}, got {}", quote(value)), hint())
-            })?
+            let message = if secs < 0.0 { "must not be negative" } else { "is out of range" };
+            seconds(secs).ok_or_else(|| OptionError::new(key, format!("{message}, got {}", quote(value)), hint()))?
         }
         _ => {
-            return Err(OptionError::new(
-                key,
-                format!("expected a duration, got {}", quote(value)),
-                hint(),
-            ));
+            return Err(OptionError::new(key, format!("expected a duration, got {}", quote(value)), hint()));
         }
     };
     if positive && parsed.is_zero() {
-        return Err(OptionError::new(
-            key,
-            format!("must be longer than 0, got {}", quote(value)),
-            hint(),
-        ));
+        return Err(OptionError::new(key, format!("must be longer than 0, got {}", quote(value)), hint()));
     }
     Ok(parsed)
 }
@@ -489,18 +406,9 @@ mod tests {
 
     #[test]
     fn suggestions_ignore_case_and_separators() {
-        let keys = [
-            "executor",
-            "rate",
-            "time_unit",
-            "max_vus",
-            "pre_allocated_vus",
-        ];
+        let keys = ["executor", "rate", "time_unit", "max_vus", "pre_allocated_vus"];
         assert_eq!(did_you_mean("maxVus", &keys), Some("max_vus"));
-        assert_eq!(
-            did_you_mean("preallocated-vus", &keys),
-            Some("pre_allocated_vus")
-        );
+        assert_eq!(did_you_mean("preallocated-vus", &keys), Some("pre_allocated_vus"));
         assert_eq!(did_you_mean("timeunit", &keys), Some("time_unit"));
         assert_eq!(did_you_mean("rat", &keys), Some("rate"));
         assert_eq!(did_you_mean("banana", &keys), None);
@@ -510,43 +418,19 @@ mod tests {
     fn counts_accept_integral_floats_only() {
         assert_eq!(count("vus", &json!(10), 1), Ok(10));
         assert_eq!(count("vus", &json!(10.0), 1), Ok(10));
-        assert_eq!(
-            count("vus", &json!(2.5), 1).unwrap_err().to_string(),
-            "vus: expected a whole number, got 2.5"
-        );
-        assert_eq!(
-            count("vus", &json!("10"), 1).unwrap_err().to_string(),
-            "vus: expected a whole number, got \"10\""
-        );
-        assert_eq!(
-            count("vus", &json!(-3), 1).unwrap_err().to_string(),
-            "vus: must be at least 1, got -3"
-        );
-        assert_eq!(
-            count("vus", &json!(-3.0), 1).unwrap_err().to_string(),
-            "vus: must be at least 1, got -3.0"
-        );
-        assert_eq!(
-            count("vus", &json!(0), 1).unwrap_err().to_string(),
-            "vus: must be at least 1, got 0"
-        );
+        assert_eq!(count("vus", &json!(2.5), 1).unwrap_err().to_string(), "vus: expected a whole number, got 2.5");
+        assert_eq!(count("vus", &json!("10"), 1).unwrap_err().to_string(), "vus: expected a whole number, got \"10\"");
+        assert_eq!(count("vus", &json!(-3), 1).unwrap_err().to_string(), "vus: must be at least 1, got -3");
+        assert_eq!(count("vus", &json!(-3.0), 1).unwrap_err().to_string(), "vus: must be at least 1, got -3.0");
+        assert_eq!(count("vus", &json!(0), 1).unwrap_err().to_string(), "vus: must be at least 1, got 0");
         assert_eq!(count("target", &json!(0), 0), Ok(0));
-        assert_eq!(
-            count("vus", &json!(1e300), 1).unwrap_err().to_string(),
-            "vus: is too large, got 1e+300"
-        );
+        assert_eq!(count("vus", &json!(1e300), 1).unwrap_err().to_string(), "vus: is too large, got 1e+300");
     }
 
     #[test]
     fn durations_take_text_or_seconds() {
-        assert_eq!(
-            duration("d", &json!("50ms"), true),
-            Ok(Duration::from_millis(50))
-        );
-        assert_eq!(
-            duration("d", &json!(1.5), true),
-            Ok(Duration::from_millis(1500))
-        );
+        assert_eq!(duration("d", &json!("50ms"), true), Ok(Duration::from_millis(50)));
+        assert_eq!(duration("d", &json!(1.5), true), Ok(Duration::from_millis(1500)));
         assert_eq!(duration("d", &json!(0), false), Ok(Duration::ZERO));
         let e = duration("d", &json!("0s"), true).unwrap_err();
         assert_eq!(e.to_string(), "d: must be longer than 0, got \"0s\"");
@@ -559,28 +443,15 @@ mod tests {
         assert_eq!(e.to_string(), "d: expected a duration, got true");
         assert_eq!(e.hint.as_deref(), Some(DURATION_HINT));
         let e = duration("d", &json!("5 parsecs"), false).unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("d: invalid duration \"5 parsecs\""),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("d: invalid duration \"5 parsecs\""), "{e}");
     }
 
     #[test]
     fn rates_are_finite_numbers() {
         assert_eq!(rate("rate", &json!(0.1), true), Ok(0.1));
-        assert_eq!(
-            rate("rate", &json!(0), true).unwrap_err().to_string(),
-            "rate: must be greater than 0, got 0"
-        );
-        assert_eq!(
-            rate("r", &json!(-1), false).unwrap_err().to_string(),
-            "r: must not be negative, got -1"
-        );
-        assert_eq!(
-            rate("r", &json!("fast"), false).unwrap_err().to_string(),
-            "r: expected a number, got \"fast\""
-        );
+        assert_eq!(rate("rate", &json!(0), true).unwrap_err().to_string(), "rate: must be greater than 0, got 0");
+        assert_eq!(rate("r", &json!(-1), false).unwrap_err().to_string(), "r: must not be negative, got -1");
+        assert_eq!(rate("r", &json!("fast"), false).unwrap_err().to_string(), "r: expected a number, got \"fast\"");
     }
 
     #[test]

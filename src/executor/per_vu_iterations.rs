@@ -27,13 +27,7 @@ impl PerVuIterations {
     /// The `executor` value that selects this profile.
     pub const NAME: &'static str = "per-vu-iterations";
     /// Option keys this profile accepts (canonical spellings).
-    pub const KEYS: &'static [&'static str] = &[
-        "executor",
-        "vus",
-        "iterations",
-        "max_duration",
-        "graceful_stop",
-    ];
+    pub const KEYS: &'static [&'static str] = &["executor", "vus", "iterations", "max_duration", "graceful_stop"];
 
     pub(crate) fn read(opts: &Map<String, Value>) -> Result<Self, Vec<OptionError>> {
         let mut r = Reader::new(Self::NAME, Self::KEYS, opts);
@@ -55,10 +49,7 @@ impl PerVuIterations {
     /// `vus` VUs for up to `max_duration`, each running `iterations`.
     pub fn plan(&self) -> ClosedPlan {
         ClosedPlan {
-            stages: vec![VuStage {
-                duration: self.max_duration,
-                target: self.vus,
-            }],
+            stages: vec![VuStage { duration: self.max_duration, target: self.vus }],
             start_vus: self.vus,
             max_vus: self.vus,
             iterations: Iterations::PerVu(self.iterations),
@@ -104,9 +95,7 @@ mod tests {
         let e = parse(
             json!({"executor": "per-vu-iterations", "vus": 4, "iterations": 2, "max_duration": 90, "gracefulStop": 0}),
         );
-        let Plan::Closed(plan) = e.plan() else {
-            panic!()
-        };
+        let Plan::Closed(plan) = e.plan() else { panic!() };
         assert_eq!(plan.iterations, Iterations::PerVu(2));
         assert_eq!(plan.duration, Duration::from_secs(90));
         assert_eq!(plan.graceful_stop, Duration::ZERO);
@@ -116,29 +105,19 @@ mod tests {
 
     #[test]
     fn reports_every_bad_option() {
-        let found = errors(
-            json!({"executor": "per-vu-iterations", "vus": 1.5, "iterations": 0, "maxDuration": "1x"}),
-        );
+        let found = errors(json!({"executor": "per-vu-iterations", "vus": 1.5, "iterations": 0, "maxDuration": "1x"}));
         assert_eq!(found.len(), 3, "{found:?}");
         assert_eq!(found[0], "vus: expected a whole number, got 1.5");
         assert_eq!(found[1], "iterations: must be at least 1, got 0");
-        assert!(
-            found[2].starts_with("maxDuration: invalid duration \"1x\""),
-            "{}",
-            found[2]
-        );
+        assert!(found[2].starts_with("maxDuration: invalid duration \"1x\""), "{}", found[2]);
     }
 
     #[test]
     fn scales_iterations_with_a_floor_of_one() {
         let e = parse(json!({"executor": "per-vu-iterations", "vus": 3, "iterations": 20}));
-        let Executor::PerVuIterations(s) = e.scaled(0.25) else {
-            panic!()
-        };
+        let Executor::PerVuIterations(s) = e.scaled(0.25) else { panic!() };
         assert_eq!((s.vus, s.iterations), (3, 5));
-        let Executor::PerVuIterations(s) = e.scaled(0.01) else {
-            panic!()
-        };
+        let Executor::PerVuIterations(s) = e.scaled(0.01) else { panic!() };
         assert_eq!(s.iterations, 1);
     }
 }

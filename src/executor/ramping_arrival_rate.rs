@@ -31,15 +31,8 @@ impl RampingArrivalRate {
     /// The `executor` value that selects this profile.
     pub const NAME: &'static str = "ramping-arrival-rate";
     /// Option keys this profile accepts (canonical spellings).
-    pub const KEYS: &'static [&'static str] = &[
-        "executor",
-        "start_rate",
-        "time_unit",
-        "stages",
-        "pre_allocated_vus",
-        "max_vus",
-        "graceful_stop",
-    ];
+    pub const KEYS: &'static [&'static str] =
+        &["executor", "start_rate", "time_unit", "stages", "pre_allocated_vus", "max_vus", "graceful_stop"];
 
     pub(crate) fn read(opts: &Map<String, Value>) -> Result<Self, Vec<OptionError>> {
         let mut r = Reader::new(Self::NAME, Self::KEYS, opts);
@@ -49,22 +42,14 @@ impl RampingArrivalRate {
         let stages: Option<Vec<RateStage>> = r.stages("stages", TargetKind::Rate).and_then(|raw| {
             raw.iter()
                 .map(|s| {
-                    Some(RateStage {
-                        duration: s.duration,
-                        target_rate_per_s: per_second(Some(s.target), time_unit)?,
-                    })
+                    Some(RateStage { duration: s.duration, target_rate_per_s: per_second(Some(s.target), time_unit)? })
                 })
                 .collect()
         });
         let peak = stages
             .as_ref()
             .zip(start_rate_per_s)
-            .map(|(stages, start)| {
-                stages
-                    .iter()
-                    .map(|s| s.target_rate_per_s)
-                    .fold(start, f64::max)
-            });
+            .map(|(stages, start)| stages.iter().map(|s| s.target_rate_per_s).fold(start, f64::max));
         let (pre_allocated_vus, max_vus) = read_vus(&mut r, peak);
         let graceful_stop = r.graceful_stop();
         let built = (|| {
@@ -97,10 +82,7 @@ impl RampingArrivalRate {
             stages: self
                 .stages
                 .iter()
-                .map(|s| RateStage {
-                    duration: scale_duration(s.duration, factor),
-                    ..*s
-                })
+                .map(|s| RateStage { duration: scale_duration(s.duration, factor), ..*s })
                 .collect(),
             graceful_stop: scale_duration(self.graceful_stop, factor),
             ..self.clone()
@@ -131,14 +113,8 @@ mod tests {
         let expected = RampingArrivalRate {
             start_rate_per_s: 0.0,
             stages: vec![
-                RateStage {
-                    duration: Duration::from_secs(10),
-                    target_rate_per_s: 10.0,
-                },
-                RateStage {
-                    duration: Duration::from_secs(10),
-                    target_rate_per_s: 250.0,
-                },
+                RateStage { duration: Duration::from_secs(10), target_rate_per_s: 10.0 },
+                RateStage { duration: Duration::from_secs(10), target_rate_per_s: 250.0 },
             ],
             pre_allocated_vus: 250,
             max_vus: 500,
@@ -151,9 +127,7 @@ mod tests {
 
     #[test]
     fn a_ramp_from_zero_to_ten_gives_fifty_arrivals() {
-        let plan = open(
-            json!({"executor": "ramping-arrival-rate", "stages": [{"duration": "10s", "target": 10}]}),
-        );
+        let plan = open(json!({"executor": "ramping-arrival-rate", "stages": [{"duration": "10s", "target": 10}]}));
         assert_eq!(plan.expected_iterations(), 50);
         let times: Vec<Duration> = (0..).map_while(|i| plan.arrival(i)).collect();
         assert_eq!(times.len(), 50);
@@ -226,20 +200,10 @@ mod tests {
             "stages": [{"duration": "1m", "target": 10}, {"duration": "1m", "target": 0}],
         }));
         let scaled = e.scaled(0.1);
-        let Executor::RampingArrivalRate(s) = &scaled else {
-            panic!()
-        };
-        assert_eq!(
-            s.stages[0],
-            RateStage {
-                duration: Duration::from_secs(6),
-                target_rate_per_s: 10.0
-            }
-        );
+        let Executor::RampingArrivalRate(s) = &scaled else { panic!() };
+        assert_eq!(s.stages[0], RateStage { duration: Duration::from_secs(6), target_rate_per_s: 10.0 });
         assert_eq!(s.start_rate_per_s, 10.0);
-        let Plan::Open(plan) = scaled.plan() else {
-            panic!()
-        };
+        let Plan::Open(plan) = scaled.plan() else { panic!() };
         // 60 + 30 arrivals instead of 600 + 300.
         assert_eq!(plan.expected_iterations(), 90);
     }

@@ -29,13 +29,7 @@ impl SharedIterations {
     /// The `executor` value that selects this profile.
     pub const NAME: &'static str = "shared-iterations";
     /// Option keys this profile accepts (canonical spellings).
-    pub const KEYS: &'static [&'static str] = &[
-        "executor",
-        "vus",
-        "iterations",
-        "max_duration",
-        "graceful_stop",
-    ];
+    pub const KEYS: &'static [&'static str] = &["executor", "vus", "iterations", "max_duration", "graceful_stop"];
 
     pub(crate) fn read(opts: &Map<String, Value>) -> Result<Self, Vec<OptionError>> {
         let mut r = Reader::new(Self::NAME, Self::KEYS, opts);
@@ -48,10 +42,7 @@ impl SharedIterations {
         {
             // Why an error, as in k6: the extra VUs would never run anything, which is
             // almost always a mix-up of the two numbers.
-            let (key, vus_key) = (
-                r.written("iterations").to_string(),
-                r.written("vus").to_string(),
-            );
+            let (key, vus_key) = (r.written("iterations").to_string(), r.written("vus").to_string());
             r.push(OptionError::new(
                 &key,
                 format!("must be at least {vus_key} ({vus}) so that every VU gets an iteration, got {iterations}"),
@@ -72,10 +63,7 @@ impl SharedIterations {
     /// `vus` VUs for up to `max_duration`, sharing `iterations`.
     pub fn plan(&self) -> ClosedPlan {
         ClosedPlan {
-            stages: vec![VuStage {
-                duration: self.max_duration,
-                target: self.vus,
-            }],
+            stages: vec![VuStage { duration: self.max_duration, target: self.vus }],
             start_vus: self.vus,
             max_vus: self.vus,
             iterations: Iterations::Shared(self.iterations),
@@ -119,12 +107,8 @@ mod tests {
 
     #[test]
     fn plans_a_shared_pool_with_a_hard_stop() {
-        let e = parse(
-            json!({"executor": "shared-iterations", "vus": 5, "iterations": 100.0, "maxDuration": "30s"}),
-        );
-        let Plan::Closed(plan) = e.plan() else {
-            panic!()
-        };
+        let e = parse(json!({"executor": "shared-iterations", "vus": 5, "iterations": 100.0, "maxDuration": "30s"}));
+        let Plan::Closed(plan) = e.plan() else { panic!() };
         assert_eq!(plan.iterations, Iterations::Shared(100));
         assert_eq!(plan.duration, Duration::from_secs(30));
         assert_eq!(plan.vus_at(Duration::from_secs(29)), 5);
@@ -134,10 +118,7 @@ mod tests {
     #[test]
     fn needs_at_least_one_iteration_per_vu() {
         let found = errors(json!({"executor": "shared-iterations", "vus": 10, "iterations": 5}));
-        assert_eq!(
-            found,
-            ["iterations: must be at least vus (10) so that every VU gets an iteration, got 5"]
-        );
+        assert_eq!(found, ["iterations: must be at least vus (10) so that every VU gets an iteration, got 5"]);
     }
 
     #[test]
@@ -159,16 +140,9 @@ mod tests {
     #[test]
     fn scaling_keeps_an_iteration_per_vu() {
         let e = parse(json!({"executor": "shared-iterations", "vus": 10, "iterations": 1000}));
-        let Executor::SharedIterations(s) = e.scaled(0.1) else {
-            panic!()
-        };
-        assert_eq!(
-            (s.vus, s.iterations, s.max_duration),
-            (10, 100, Duration::from_secs(60))
-        );
-        let Executor::SharedIterations(s) = e.scaled(0.001) else {
-            panic!()
-        };
+        let Executor::SharedIterations(s) = e.scaled(0.1) else { panic!() };
+        assert_eq!((s.vus, s.iterations, s.max_duration), (10, 100, Duration::from_secs(60)));
+        let Executor::SharedIterations(s) = e.scaled(0.001) else { panic!() };
         assert_eq!(s.iterations, 10);
     }
 }

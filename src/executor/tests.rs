@@ -66,10 +66,7 @@ fn every_name_parses_to_its_profile() {
     for (name, value) in NAMES.iter().zip(minimal) {
         let e = parse(value);
         assert_eq!(e.name(), *name);
-        let open = matches!(
-            e,
-            Executor::ConstantArrivalRate(_) | Executor::RampingArrivalRate(_)
-        );
+        let open = matches!(e, Executor::ConstantArrivalRate(_) | Executor::RampingArrivalRate(_));
         match e.plan() {
             Plan::Closed(_) => assert!(!open && !matches!(e, Executor::Bursts(_)), "{name}"),
             Plan::Open(_) => assert!(open, "{name}"),
@@ -80,15 +77,9 @@ fn every_name_parses_to_its_profile() {
 
 #[test]
 fn an_unknown_executor_suggests_the_closest() {
-    let e = Executor::from_options(&opts(
-        json!({"executor": "constant-arival-rate", "rate": 5}),
-    ))
-    .unwrap_err();
+    let e = Executor::from_options(&opts(json!({"executor": "constant-arival-rate", "rate": 5}))).unwrap_err();
     assert_eq!(e.len(), 1, "{e:#?}");
-    assert_eq!(
-        e[0].to_string(),
-        "executor: unknown executor \"constant-arival-rate\""
-    );
+    assert_eq!(e[0].to_string(), "executor: unknown executor \"constant-arival-rate\"");
     assert_eq!(
         e[0].hint.as_deref(),
         Some(
@@ -97,25 +88,13 @@ fn an_unknown_executor_suggests_the_closest() {
         )
     );
     let e = Executor::from_options(&opts(json!({"executor": "open-model"}))).unwrap_err();
-    assert!(
-        e[0].hint
-            .as_deref()
-            .unwrap()
-            .starts_with("executors: shared-iterations"),
-        "{e:?}"
-    );
+    assert!(e[0].hint.as_deref().unwrap().starts_with("executors: shared-iterations"), "{e:?}");
 }
 
 #[test]
 fn a_missing_executor_still_reports_typos_elsewhere() {
     let found = errors(json!({"vsu": 3, "duration": "1m", "maxVUs": 5}));
-    assert_eq!(
-        found,
-        [
-            "executor: is required",
-            "vsu: unknown option for any executor"
-        ]
-    );
+    assert_eq!(found, ["executor: is required", "vsu: unknown option for any executor"]);
     let e = Executor::from_options(&opts(json!({"vsu": 3}))).unwrap_err();
     assert_eq!(e[1].hint.as_deref(), Some("did you mean `vus`?"));
     let found = errors(json!({"executor": 5}));
@@ -139,10 +118,7 @@ fn options_of_another_executor_are_named_as_such() {
             "stages: not an option of constant-vus (it belongs to ramping-vus, ramping-arrival-rate)",
         ]
     );
-    assert_eq!(
-        e[1].hint.as_deref(),
-        Some("options of constant-vus: executor, vus, duration, graceful_stop")
-    );
+    assert_eq!(e[1].hint.as_deref(), Some("options of constant-vus: executor, vus, duration, graceful_stop"));
 }
 
 #[test]
@@ -161,23 +137,12 @@ fn every_problem_is_reported_in_one_go() {
     let keys: Vec<&str> = e.iter().map(|e| e.key.as_str()).collect();
     assert_eq!(
         keys,
-        [
-            "iterations",
-            "startRate",
-            "time_unit",
-            "stages[1].ramp",
-            "stages[1].duration",
-            "max_vus",
-            "graceful_stop"
-        ]
+        ["iterations", "startRate", "time_unit", "stages[1].ramp", "stages[1].duration", "max_vus", "graceful_stop"]
     );
     let hints: Vec<Option<&str>> = e.iter().map(|e| e.hint.as_deref()).collect();
     assert_eq!(hints[2], Some(crate::duration::DURATION_HINT));
     assert_eq!(hints[4], Some(crate::duration::DURATION_HINT));
-    assert_eq!(
-        e[5].to_string(),
-        "max_vus: must be at least pre_allocated_vus (10), got 5"
-    );
+    assert_eq!(e[5].to_string(), "max_vus: must be at least pre_allocated_vus (10), got 5");
 }
 
 #[test]
@@ -193,21 +158,10 @@ fn scaling_with_a_bad_factor_changes_nothing() {
 #[test]
 fn scaled_durations_stay_at_least_a_millisecond() {
     let e = parse(json!({"executor": "constant-vus", "duration": "10s", "graceful_stop": 0}));
-    let Executor::ConstantVus(s) = e.scaled(1e-9) else {
-        panic!()
-    };
-    assert_eq!(
-        (s.duration, s.graceful_stop),
-        (Duration::from_millis(1), Duration::ZERO)
-    );
-    assert_eq!(
-        scale_duration(Duration::from_micros(200), 0.5),
-        Duration::from_micros(200)
-    );
-    assert_eq!(
-        scale_duration(Duration::from_secs(3), 1.0 / 3.0),
-        Duration::from_secs(1)
-    );
+    let Executor::ConstantVus(s) = e.scaled(1e-9) else { panic!() };
+    assert_eq!((s.duration, s.graceful_stop), (Duration::from_millis(1), Duration::ZERO));
+    assert_eq!(scale_duration(Duration::from_micros(200), 0.5), Duration::from_micros(200));
+    assert_eq!(scale_duration(Duration::from_secs(3), 1.0 / 3.0), Duration::from_secs(1));
     assert_eq!(scale_count(7, 0.5), 4);
     assert_eq!(scale_count(7, 0.0001), 1);
 }
@@ -224,15 +178,8 @@ fn random_open_plan(rng: &mut Rng) -> OpenPlan {
     let start = rate(rng);
     let stages: Vec<RateStage> = (0..1 + rng.below(5))
         .map(|_| {
-            let duration = if rng.below(5) == 0 {
-                Duration::ZERO
-            } else {
-                Duration::from_millis(rng.below(20_000))
-            };
-            RateStage {
-                duration,
-                target_rate_per_s: rate(rng),
-            }
+            let duration = if rng.below(5) == 0 { Duration::ZERO } else { Duration::from_millis(rng.below(20_000)) };
+            RateStage { duration, target_rate_per_s: rate(rng) }
         })
         .collect();
     let duration = stages.iter().map(|s| s.duration).sum();
@@ -275,28 +222,16 @@ fn random_plans_schedule_ordered_arrivals_inside_the_duration() {
         let plan = random_open_plan(&mut rng);
         let count = plan.expected_iterations();
         let total = integral_to(&plan, plan.duration);
-        assert!(
-            count as f64 >= total - 1e-6 && (count as f64) < total + 1.0 + 1e-6,
-            "{count} vs {total}: {plan:?}"
-        );
+        assert!(count as f64 >= total - 1e-6 && (count as f64) < total + 1.0 + 1e-6, "{count} vs {total}: {plan:?}");
         let mut last = Duration::ZERO;
         for i in 0..count {
-            let t = plan
-                .arrival(i)
-                .unwrap_or_else(|| panic!("arrival {i} of {count} missing: {plan:?}"));
+            let t = plan.arrival(i).unwrap_or_else(|| panic!("arrival {i} of {count} missing: {plan:?}"));
             assert!(t >= last, "arrival {i} at {t:?} before {last:?}: {plan:?}");
-            assert!(
-                t < plan.duration,
-                "arrival {i} at {t:?} not before {:?}: {plan:?}",
-                plan.duration
-            );
+            assert!(t < plan.duration, "arrival {i} at {t:?} not before {:?}: {plan:?}", plan.duration);
             // The i-th arrival is where the integral reaches i (to within the nanosecond
             // rounding of the offset times the highest rate).
             let reached = integral_to(&plan, t);
-            assert!(
-                (reached - i as f64).abs() < 1e-4,
-                "arrival {i} at {t:?} has integral {reached}: {plan:?}"
-            );
+            assert!((reached - i as f64).abs() < 1e-4, "arrival {i} at {t:?} has integral {reached}: {plan:?}");
             last = t;
             checked += 1;
         }
@@ -312,17 +247,9 @@ fn random_ramps_keep_vus_between_their_stage_ends() {
     for _ in 0..200 {
         let start_vus = rng.below(30);
         let stages: Vec<VuStage> = (0..1 + rng.below(5))
-            .map(|_| VuStage {
-                duration: Duration::from_millis(rng.below(10_000)),
-                target: rng.below(30),
-            })
+            .map(|_| VuStage { duration: Duration::from_millis(rng.below(10_000)), target: rng.below(30) })
             .collect();
-        let e = RampingVus {
-            start_vus,
-            stages,
-            graceful_ramp_down: Duration::ZERO,
-            graceful_stop: Duration::ZERO,
-        };
+        let e = RampingVus { start_vus, stages, graceful_ramp_down: Duration::ZERO, graceful_stop: Duration::ZERO };
         let plan = e.plan();
         let mut from = start_vus;
         let mut start = Duration::ZERO;
@@ -332,10 +259,7 @@ fn random_ramps_keep_vus_between_their_stage_ends() {
                 let t = start + stage.duration * step / 20;
                 if t < start + stage.duration {
                     let vus = plan.vus_at(t);
-                    assert!(
-                        (low..=high).contains(&vus),
-                        "{vus} outside {low}..={high} at {t:?}: {plan:?}"
-                    );
+                    assert!((low..=high).contains(&vus), "{vus} outside {low}..={high} at {t:?}: {plan:?}");
                 }
             }
             (from, start) = (stage.target, start + stage.duration);
@@ -348,12 +272,7 @@ fn random_ramps_keep_vus_between_their_stage_ends() {
 #[test]
 fn arbitrary_option_values_never_panic() {
     let mut rng = Rng(7);
-    let keys: Vec<&str> = NAMES
-        .iter()
-        .filter_map(|n| keys_of(n))
-        .flatten()
-        .copied()
-        .collect();
+    let keys: Vec<&str> = NAMES.iter().filter_map(|n| keys_of(n)).flatten().copied().collect();
     let values = [
         json!(null),
         json!(true),
@@ -372,17 +291,11 @@ fn arbitrary_option_values_never_panic() {
     ];
     for _ in 0..2000 {
         let mut map = Map::new();
-        map.insert(
-            "executor".into(),
-            json!(NAMES[rng.below(NAMES.len() as u64) as usize]),
-        );
+        map.insert("executor".into(), json!(NAMES[rng.below(NAMES.len() as u64) as usize]));
         for _ in 0..rng.below(6) {
             let key = keys[rng.below(keys.len() as u64) as usize];
             if key != "executor" {
-                map.insert(
-                    key.into(),
-                    values[rng.below(values.len() as u64) as usize].clone(),
-                );
+                map.insert(key.into(), values[rng.below(values.len() as u64) as usize].clone());
             }
         }
         match Executor::from_options(&map) {

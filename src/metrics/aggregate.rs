@@ -154,7 +154,7 @@ impl Default for Aggregate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::series::{builtin, Store};
+    use crate::metrics::series::{Store, builtin};
 
     fn tags(pairs: &[(&str, &str)]) -> Tags {
         Tags::new(pairs.iter().map(|(k, v)| (Str::from(*k), Str::from(*v))).collect())

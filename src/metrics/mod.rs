@@ -8,6 +8,6 @@ pub mod sink;
 pub mod threshold;
 
 pub use aggregate::{Aggregate, IntervalRow};
-pub use series::{builtin, define, Metric, Store, Str, Tags};
+pub use series::{Metric, Store, Str, Tags, builtin, define};
 pub use sink::{MetricKind, Sink, Stat, StatError};
 pub use threshold::{Condition, Op, Selector, ThresholdError, Verdict};

@@ -117,9 +117,8 @@ pub mod builtin {
     }
 }
 
-static REGISTRY: LazyLock<RwLock<HashMap<String, MetricKind>>> = LazyLock::new(|| {
-    RwLock::new(builtin::all().into_iter().map(|(m, _)| (m.name.to_string(), m.kind)).collect())
-});
+static REGISTRY: LazyLock<RwLock<HashMap<String, MetricKind>>> =
+    LazyLock::new(|| RwLock::new(builtin::all().into_iter().map(|(m, _)| (m.name.to_string(), m.kind)).collect()));
 
 /// A custom metric that cannot be defined.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -156,7 +155,11 @@ pub fn define(name: &str, kind: MetricKind) -> Result<Metric, DefineError> {
     let mut reg = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
     let existing = *reg.entry(name.to_string()).or_insert(kind);
     if existing != kind {
-        return Err(DefineError::KindConflict { name: name.into(), existing: existing.as_str(), wanted: kind.as_str() });
+        return Err(DefineError::KindConflict {
+            name: name.into(),
+            existing: existing.as_str(),
+            wanted: kind.as_str(),
+        });
     }
     Ok(Metric { name: name.into(), kind })
 }

@@ -321,7 +321,8 @@ mod tests {
 
     #[test]
     fn merging_equals_recording_in_one_place() {
-        let (mut a, mut b, mut all) = (Sink::new(MetricKind::Trend), Sink::new(MetricKind::Trend), Sink::new(MetricKind::Trend));
+        let (mut a, mut b, mut all) =
+            (Sink::new(MetricKind::Trend), Sink::new(MetricKind::Trend), Sink::new(MetricKind::Trend));
         for v in 0..500 {
             a.add(v as f64);
             all.add(v as f64);

@@ -64,10 +64,7 @@ impl ThresholdError {
 /// Shared by selector and condition errors: control chars become spaces so the caret
 /// stays aligned; tabs are kept on both lines for the same reason.
 fn render_caret(input: &str, column: Option<usize>, hint: Option<&str>) -> String {
-    let shown: String = input
-        .chars()
-        .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
-        .collect();
+    let shown: String = input.chars().map(|c| if c.is_control() && c != '\t' { ' ' } else { c }).collect();
     let mut lines = vec![shown];
     if let Some(column) = column {
         let pad: String = input
@@ -183,12 +180,7 @@ impl Condition {
         if !p.at_end() {
             return Err(p.trailing(limit));
         }
-        Ok(Condition {
-            stat,
-            op,
-            limit,
-            source: input.trim().to_string(),
-        })
+        Ok(Condition { stat, op, limit, source: input.trim().to_string() })
     }
 
     /// Checks that the statistic applies to a metric kind (k6's table: counter `count`,
@@ -199,16 +191,11 @@ impl Condition {
             MetricKind::Counter => matches!(self.stat, Stat::Count | Stat::Rate),
             MetricKind::Gauge => matches!(self.stat, Stat::Value),
             MetricKind::Rate => matches!(self.stat, Stat::Rate),
-            MetricKind::Trend => matches!(
-                self.stat,
-                Stat::Avg | Stat::Min | Stat::Max | Stat::Med | Stat::Percentile(_) | Stat::Count
-            ),
+            MetricKind::Trend => {
+                matches!(self.stat, Stat::Avg | Stat::Min | Stat::Max | Stat::Med | Stat::Percentile(_) | Stat::Count)
+            }
         };
-        if allowed {
-            Ok(())
-        } else {
-            Err(self.kind_error(kind))
-        }
+        if allowed { Ok(()) } else { Err(self.kind_error(kind)) }
     }
 
     /// Judges the condition against a sink; `elapsed` is how long the run lasted (for a
@@ -217,29 +204,18 @@ impl Condition {
     /// to the sink's kind is an error, as in [`Condition::validate_for`].
     pub fn evaluate(&self, sink: &Sink, elapsed: Duration) -> Result<Verdict, ThresholdError> {
         self.validate_for(sink.kind())?;
-        let observed = sink
-            .stat(self.stat, elapsed)
-            .map_err(|e| self.kind_error(e.kind))?;
-        Ok(Verdict {
-            passed: observed.is_some_and(|v| self.op.holds(v, self.limit)),
-            observed,
-        })
+        let observed = sink.stat(self.stat, elapsed).map_err(|e| self.kind_error(e.kind))?;
+        Ok(Verdict { passed: observed.is_some_and(|v| self.op.holds(v, self.limit)), observed })
     }
 
     fn kind_error(&self, kind: MetricKind) -> ThresholdError {
         let hint = match kind {
             MetricKind::Counter => "a counter has `count` (its total) and `rate` (per second)",
             MetricKind::Gauge => "a gauge has `value` (the last value set)",
-            MetricKind::Rate => {
-                "a rate has `rate`, the share of non-zero samples, e.g. `rate<0.01`"
-            }
+            MetricKind::Rate => "a rate has `rate`, the share of non-zero samples, e.g. `rate<0.01`",
             MetricKind::Trend => "a trend has avg, min, max, med, p(N) and count",
         };
-        let message = StatError {
-            stat: self.stat,
-            kind,
-        }
-        .to_string();
+        let message = StatError { stat: self.stat, kind }.to_string();
         ThresholdError::at(&self.source, 0, message, hint)
     }
 }
@@ -268,11 +244,7 @@ struct Scanner<'a> {
 
 impl<'a> Scanner<'a> {
     fn new(input: &'a str) -> Self {
-        Scanner {
-            input,
-            chars: input.chars().collect(),
-            pos: 0,
-        }
+        Scanner { input, chars: input.chars().collect(), pos: 0 }
     }
 
     fn at_end(&self) -> bool {
@@ -302,12 +274,7 @@ impl<'a> Scanner<'a> {
         start
     }
 
-    fn error(
-        &self,
-        column: usize,
-        message: impl Into<String>,
-        hint: impl Into<String>,
-    ) -> ThresholdError {
+    fn error(&self, column: usize, message: impl Into<String>, hint: impl Into<String>) -> ThresholdError {
         ThresholdError::at(self.input, column, message, hint)
     }
 
@@ -472,8 +439,7 @@ impl<'a> Scanner<'a> {
     /// The number after the operator.
     fn limit(&mut self, op: Op) -> Result<f64, ThresholdError> {
         let start = self.pos;
-        let hint =
-            "the limit is a plain number in the metric's unit, e.g. `p(95) < 300` or `rate < 0.01`";
+        let hint = "the limit is a plain number in the metric's unit, e.g. `p(95) < 300` or `rate < 0.01`";
         if self.at_end() {
             return Err(self.error(start, format!("missing number after \"{op}\""), hint));
         }
@@ -537,20 +503,13 @@ impl<'a> Scanner<'a> {
         let hint = if let Some(ms) = ms {
             format!("durations are compared in milliseconds: write `{ms}`, not `{limit}{rest}`")
         } else if rest == "%" {
-            format!(
-                "rates are fractions from 0 to 1: write `{}`, not `{limit}%`",
-                limit / 100.0
-            )
+            format!("rates are fractions from 0 to 1: write `{}`, not `{limit}%`", limit / 100.0)
         } else {
             "a condition is one statistic, one operator and one number; \
              write each condition as its own string"
                 .to_string()
         };
-        self.error(
-            self.pos,
-            format!("unexpected {rest:?} after the limit"),
-            hint,
-        )
+        self.error(self.pos, format!("unexpected {rest:?} after the limit"), hint)
     }
 }
 
@@ -563,9 +522,7 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let above = row[j + 1];
-            row[j + 1] = (above + 1)
-                .min(row[j] + 1)
-                .min(diagonal + usize::from(ca != *cb));
+            row[j + 1] = (above + 1).min(row[j] + 1).min(diagonal + usize::from(ca != *cb));
             diagonal = above;
         }
     }

@@ -25,7 +25,10 @@ pub fn wait<T: 'static>(fut: impl Future<Output = T> + 'static) -> Result<T, Box
         // (the driver publishes it before every resume); it lives as long as the coroutine.
         let output = unsafe { &*yielder }.suspend(boxed);
         context::with_vu(|vu| vu.running_since.set(std::time::Instant::now()))?;
-        return output.downcast::<T>().map(|b| *b).map_err(|_| "internal error: a VU was resumed with the wrong value".into());
+        return output
+            .downcast::<T>()
+            .map(|b| *b)
+            .map_err(|_| "internal error: a VU was resumed with the wrong value".into());
     }
     let thread = context::thread()?;
     let Some(rt) = thread.blocking.as_ref() else {

@@ -141,10 +141,10 @@ impl RunShared {
             None => err.to_string(),
         };
         let mut errors = self.iteration_errors.lock().unwrap_or_else(|e| e.into_inner());
-        match errors.iter_mut().find(|e| e.rendered == rendered) {
-            Some(e) => e.count += 1,
-            None if errors.len() < 100 => errors.push(IterationError { rendered, count: 1 }),
-            None => {}
+        if let Some(e) = errors.iter_mut().find(|e| e.rendered == rendered) {
+            e.count += 1;
+        } else if errors.len() < 100 {
+            errors.push(IterationError { rendered, count: 1 });
         }
     }
 }

@@ -7,7 +7,7 @@ use super::judge::{Assertion, DeclaredThreshold};
 use super::opts::{self, Opts};
 use super::response::Response;
 use crate::metrics::threshold::{Condition, Selector};
-use crate::metrics::{builtin, Sink, Stat};
+use crate::metrics::{Sink, Stat, builtin};
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, EvalAltResult, FnPtr, Map, NativeCallContext};
 use std::time::Duration;
@@ -15,9 +15,10 @@ use std::time::Duration;
 /// `file:line` of a native call, for reports.
 pub fn origin(ctx: &NativeCallContext) -> String {
     let pos = ctx.call_position();
-    let source = ctx.source().map(str::to_string).unwrap_or_else(|| {
-        context::thread().map(|t| t.shared.script_path.display().to_string()).unwrap_or_default()
-    });
+    let source = ctx
+        .call_source()
+        .map(str::to_string)
+        .unwrap_or_else(|| context::thread().map(|t| t.shared.script_path.display().to_string()).unwrap_or_default());
     match pos.line() {
         Some(line) => format!("{source}:{line}"),
         None => source,
@@ -31,7 +32,7 @@ fn in_iteration() -> Result<bool, Box<EvalAltResult>> {
 /// Converts a sink to the map `stats()` and phase results return.
 pub fn sink_to_map(sink: &Sink, elapsed: Duration) -> Map {
     let mut m = Map::new();
-    let mut put = |k: &str, s: Stat| {
+    let put = |m: &mut Map, k: &str, s: Stat| {
         if let Ok(Some(v)) = sink.stat(s, elapsed) {
             m.insert(k.into(), Dynamic::from_float(v));
         }
@@ -48,24 +49,30 @@ pub fn sink_to_map(sink: &Sink, elapsed: Duration) -> Map {
                 ("p99", Stat::Percentile(99.0)),
                 ("p999", Stat::Percentile(99.9)),
             ] {
-                put(k, s);
+                put(&mut m, k, s);
             }
-            m.insert("count".into(), Dynamic::from_int(sink.stat(Stat::Count, elapsed).ok().flatten().unwrap_or(0.0) as i64));
+            m.insert(
+                "count".into(),
+                Dynamic::from_int(sink.stat(Stat::Count, elapsed).ok().flatten().unwrap_or(0.0) as i64),
+            );
         }
         Sink::Rate(r) => {
-            m.insert("rate".into(), Dynamic::from_float(if r.total > 0 { r.trues as f64 / r.total as f64 } else { 0.0 }));
+            m.insert(
+                "rate".into(),
+                Dynamic::from_float(if r.total > 0 { r.trues as f64 / r.total as f64 } else { 0.0 }),
+            );
             m.insert("passes".into(), Dynamic::from_int(r.trues as i64));
             m.insert("fails".into(), Dynamic::from_int((r.total - r.trues) as i64));
             m.insert("count".into(), Dynamic::from_int(r.total as i64));
         }
         Sink::Counter(c) => {
             m.insert("count".into(), Dynamic::from_float(c.sum));
-            put("rate", Stat::Rate);
+            put(&mut m, "rate", Stat::Rate);
         }
         Sink::Gauge(_) => {
-            put("value", Stat::Value);
-            put("min", Stat::Min);
-            put("max", Stat::Max);
+            put(&mut m, "value", Stat::Value);
+            put(&mut m, "min", Stat::Min);
+            put(&mut m, "max", Stat::Max);
         }
     }
     m
@@ -148,7 +155,12 @@ pub mod core_api {
         let serde_json::Value::Object(options) = json else { return Err("phase(): options must be a map".into()) };
         let thread = context::thread()?;
         thread.flush();
-        let runner = thread.shared.runner.get().cloned().ok_or("phase(): the engine is not running (was this called by `volley check`?)")?;
+        let runner = thread
+            .shared
+            .runner
+            .get()
+            .cloned()
+            .ok_or("phase(): the engine is not running (was this called by `volley check`?)")?;
         runner.run_phase(PhaseRequest { name: name.to_string(), options, func, position: ctx.call_position() })
     }
 
@@ -198,7 +210,9 @@ pub mod core_api {
     #[rhai_fn(name = "env", return_raw)]
     pub fn env_or(name: &str, default: Dynamic) -> Result<Dynamic, Box<EvalAltResult>> {
         let Some(raw) = lookup_env(name)? else { return Ok(default) };
-        let bad = |what: &str| -> Box<EvalAltResult> { format!("environment variable {name}={raw:?} is not {what} (its default is {default})").into() };
+        let bad = |what: &str| -> Box<EvalAltResult> {
+            format!("environment variable {name}={raw:?} is not {what} (its default is {default})").into()
+        };
         if default.is_int() {
             raw.trim().parse::<i64>().map(Dynamic::from_int).map_err(|_| bad("a whole number"))
         } else if default.is_float() {
@@ -235,9 +249,13 @@ pub mod core_api {
         for (name, cond) in checks {
             let passed = if let Some(f) = cond.read_lock::<FnPtr>().map(|f| f.clone()) {
                 let out: Dynamic = f.call_within_context(&ctx, (value.clone(),))?;
-                out.as_bool().map_err(|_| format!("check {name:?}: the function must return true or false, got {}", opts::describe(&out)))?
+                out.as_bool().map_err(|_| {
+                    format!("check {name:?}: the function must return true or false, got {}", opts::describe(&out))
+                })?
             } else {
-                cond.as_bool().map_err(|_| format!("check {name:?}: expected true/false or a function, got {}", opts::describe(&cond)))?
+                cond.as_bool().map_err(|_| {
+                    format!("check {name:?}: expected true/false or a function, got {}", opts::describe(&cond))
+                })?
             };
             record_check(&name, passed)?;
             all &= passed;
@@ -262,13 +280,17 @@ pub mod core_api {
     /// expect(peak.latency.p95, "< 300", "p95 of /configure (ms)");
     /// ```
     #[rhai_fn(name = "expect", return_raw)]
-    pub fn expect(ctx: NativeCallContext, value: Dynamic, condition: &str, message: &str) -> Result<bool, Box<EvalAltResult>> {
+    pub fn expect(
+        ctx: NativeCallContext,
+        value: Dynamic,
+        condition: &str,
+        message: &str,
+    ) -> Result<bool, Box<EvalAltResult>> {
         let (op, limit) = parse_expectation(condition)
             .ok_or_else(|| format!("expect: invalid condition {condition:?}; hint: write an operator and a number, e.g. \"< 300\" or \">= 0.95\""))?;
-        let measured = value
-            .as_float()
-            .or_else(|_| value.as_int().map(|i| i as f64))
-            .map_err(|_| format!("expect {message:?}: the measured value must be a number, got {}", opts::describe(&value)))?;
+        let measured = value.as_float().or_else(|_| value.as_int().map(|i| i as f64)).map_err(|_| {
+            format!("expect {message:?}: the measured value must be a number, got {}", opts::describe(&value))
+        })?;
         let passed = compare(measured, op, limit);
         let detail = format!("measured {}, required {op} {}", fmt_num(measured), fmt_num(limit));
         push_assertion(Assertion { message: message.into(), passed, detail: Some(detail), origin: origin(&ctx) })?;
@@ -322,7 +344,11 @@ pub mod core_api {
     /// ```
     #[rhai_fn(name = "retry", return_raw)]
     pub fn retry(ctx: NativeCallContext, options: Map, func: FnPtr) -> Result<Dynamic, Box<EvalAltResult>> {
-        let o = Opts::new(&options, "retry", &["attempts", "base", "factor", "cap", "statuses", "on_network_error", "retry_after"])?;
+        let o = Opts::new(
+            &options,
+            "retry",
+            &["attempts", "base", "factor", "cap", "statuses", "on_network_error", "retry_after"],
+        )?;
         let attempts = o.int("attempts")?.unwrap_or(3);
         if attempts < 1 {
             return Err(format!("retry: option `attempts` must be at least 1, got {attempts}").into());
@@ -397,7 +423,10 @@ pub mod core_api {
     /// ```
     #[rhai_fn(name = "now_ms")]
     pub fn now_ms() -> f64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64() * 1000.0).unwrap_or(0.0)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .unwrap_or(0.0)
     }
 
     /// Formats epoch milliseconds as ISO-8601 UTC (`2025-11-23T10:00:00.000Z`).
@@ -406,8 +435,10 @@ pub mod core_api {
     /// ```
     #[rhai_fn(name = "iso_time", return_raw)]
     pub fn iso_time(ms: f64) -> Result<String, Box<EvalAltResult>> {
-        let t = time::OffsetDateTime::from_unix_timestamp_nanos((ms * 1e6) as i128).map_err(|e| format!("iso_time({ms}): {e}"))?;
-        let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos((ms * 1e6) as i128)
+            .map_err(|e| format!("iso_time({ms}): {e}"))?;
+        let fmt =
+            time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
         t.format(&fmt).map_err(|e| format!("iso_time({ms}): {e}").into())
     }
 }

@@ -55,7 +55,11 @@ impl Diagnostic {
                     out.push_str(&format!(" --> {file}:{line}:{col}\n"));
                     if let Some(text) = sources.line(file, line) {
                         let gutter = " ".repeat(line.to_string().len());
-                        let pad: String = text.chars().take(col.saturating_sub(1)).map(|c| if c == '\t' { '\t' } else { ' ' }).collect();
+                        let pad: String = text
+                            .chars()
+                            .take(col.saturating_sub(1))
+                            .map(|c| if c == '\t' { '\t' } else { ' ' })
+                            .collect();
                         out.push_str(&format!("{gutter} |\n{line} | {text}\n{gutter} | {pad}^\n"));
                     }
                 }
@@ -89,13 +93,21 @@ pub fn from_parse_error(err: &ParseError, file: &str) -> Diagnostic {
     let message = err.err_type().to_string();
     let hint = match err.err_type() {
         rhai::ParseErrorType::MissingToken(tok, _) if tok == ";" => Some("statements end with `;`".to_string()),
-        rhai::ParseErrorType::UnknownOperator(op) if op == "=>" => Some("map literals are written #{ key: value }".to_string()),
+        rhai::ParseErrorType::UnknownOperator(op) if op == "=>" => {
+            Some("map literals are written #{ key: value }".to_string())
+        }
         rhai::ParseErrorType::MissingToken(tok, _) if tok == "}" || tok == ")" || tok == "]" => {
             Some(format!("a `{tok}` is missing: check the brackets opened before this point"))
         }
         _ => None,
     };
-    Diagnostic { message: format!("syntax error: {message}"), file: Some(file.to_string()), position: err.position(), hint, chain: Vec::new() }
+    Diagnostic {
+        message: format!("syntax error: {message}"),
+        file: Some(file.to_string()),
+        position: err.position(),
+        hint,
+        chain: Vec::new(),
+    }
 }
 
 /// Turns a runtime error (possibly nested in function calls and modules) into a
@@ -124,9 +136,9 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
         }
     }
     chain.reverse();
-    let mut bare = current.clone();
-    let position = bare.take_position();
-    let text = bare.to_string();
+    let position = current.position();
+    let text = current.to_string();
+    let text = text.strip_suffix(&format!(" ({position})")).unwrap_or(&text).to_string();
     let text = text.strip_prefix("Runtime error: ").unwrap_or(&text).to_string();
     let (mut message, mut hint) = split_hint(&text);
     match current {
@@ -136,7 +148,8 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
             hint = Some(match super::opts::did_you_mean(name, names) {
                 Some(s) if s != name => format!("did you mean `{s}`?"),
                 _ if known_fns.iter().any(|f| f == name) => {
-                    "the function exists, but not with these argument types; see `volley check --list-functions`".to_string()
+                    "the function exists, but not with these argument types; see `volley check --list-functions`"
+                        .to_string()
                 }
                 _ => "see `volley check --list-functions` for every function".to_string(),
             });
@@ -151,7 +164,8 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
             message = "interrupted".to_string();
         }
         EvalAltResult::ErrorTooManyOperations(_) | EvalAltResult::ErrorTerminated(..) => {
-            hint = hint.or(Some("a loop that never waits blocks its worker; add a sleep, or an exit condition".to_string()));
+            hint = hint
+                .or(Some("a loop that never waits blocks its worker; add a sleep, or an exit condition".to_string()));
         }
         EvalAltResult::ErrorStackOverflow(_) => {
             hint = Some("recursion is limited to 32 levels in volley scripts".to_string());

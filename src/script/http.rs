@@ -3,9 +3,9 @@
 //! `http_req_failed`, `data_sent` and `data_received`, tagged by phase, name, method and
 //! status. Network faults never throw: they return a response with status 0 and `error`.
 
-pub use super::http_exec::{HttpClients, HttpSettings, TargetOptions};
 use super::context;
-use super::http_exec::{self, Prepared, DEFAULT_TIMEOUT};
+use super::http_exec::{self, DEFAULT_TIMEOUT, Prepared};
+pub use super::http_exec::{HttpClients, HttpSettings, TargetOptions};
 use super::opts::Opts;
 use super::response::Response;
 use rhai::plugin::*;
@@ -15,11 +15,18 @@ const REQUEST_OPTIONS: &[&str] = &["headers", "query", "timeout", "name", "tags"
 const TARGET_OPTIONS: &[&str] = &["headers", "timeout", "insecure"];
 
 fn bad_url(url: &str, reason: impl std::fmt::Display) -> Box<EvalAltResult> {
-    format!("invalid URL {url:?}: {reason}; hint: URLs start with http:// or https://, e.g. \"http://127.0.0.1:8080/ack\"").into()
+    format!(
+        "invalid URL {url:?}: {reason}; hint: URLs start with http:// or https://, e.g. \"http://127.0.0.1:8080/ack\""
+    )
+    .into()
 }
 
 fn target_options(opts: &Opts) -> Result<TargetOptions, Box<EvalAltResult>> {
-    Ok(TargetOptions { insecure: opts.bool("insecure")?, timeout: opts.duration("timeout")?, headers: opts.string_pairs("headers")? })
+    Ok(TargetOptions {
+        insecure: opts.bool("insecure")?,
+        timeout: opts.duration("timeout")?,
+        headers: opts.string_pairs("headers")?,
+    })
 }
 
 /// Builds the request for `method url` with an optional body and options.
@@ -34,8 +41,9 @@ fn prepare(method: &str, url: &str, body: Dynamic, options: &Map) -> Result<Prep
         parsed.query_pairs_mut().append_pair(&k, &v);
     }
     let target = thread_settings(url)?;
-    let method_value = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes())
-        .map_err(|_| format!("http::request: invalid method {method:?}; hint: use GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS"))?;
+    let method_value = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).map_err(|_| {
+        format!("http::request: invalid method {method:?}; hint: use GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS")
+    })?;
     let body = match opts.get("body") {
         Some(b) if body.is_unit() => b.clone(),
         _ => body,
@@ -54,15 +62,13 @@ fn prepare(method: &str, url: &str, body: Dynamic, options: &Map) -> Result<Prep
         Some(n) => n,
         None => http_exec::default_name(&parsed),
     };
-    let tags = opts
-        .string_pairs("tags")?
-        .into_iter()
-        .map(|(k, v)| (k.as_str().into(), v.as_str().into()))
-        .collect();
+    let tags = opts.string_pairs("tags")?.into_iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect();
     let mut headers = reqwest::header::HeaderMap::new();
     let mut set_header = |k: &str, v: &str| -> Result<(), Box<EvalAltResult>> {
-        let name = reqwest::header::HeaderName::from_bytes(k.as_bytes()).map_err(|_| format!("{what}: invalid header name {k:?}"))?;
-        let value = reqwest::header::HeaderValue::from_str(v).map_err(|_| format!("{what}: invalid value for header {k}: {v:?}"))?;
+        let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| format!("{what}: invalid header name {k:?}"))?;
+        let value = reqwest::header::HeaderValue::from_str(v)
+            .map_err(|_| format!("{what}: invalid value for header {k}: {v:?}"))?;
         headers.insert(name, value);
         Ok(())
     };

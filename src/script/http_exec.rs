@@ -4,7 +4,7 @@
 use super::bridge;
 use super::context::{self, ThreadCtx};
 use super::response::Response;
-use crate::metrics::{builtin, Str, Tags};
+use crate::metrics::{Str, Tags, builtin};
 use rhai::{EvalAltResult, ImmutableString, Map};
 use std::sync::{OnceLock, RwLock};
 use std::time::{Duration, Instant};
@@ -142,7 +142,10 @@ pub fn classify(e: &reqwest::Error) -> &'static str {
         "dns"
     } else if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
         "tls"
-    } else if text.contains("connection closed") || text.contains("incomplete message") || text.contains("connection reset") {
+    } else if text.contains("connection closed")
+        || text.contains("incomplete message")
+        || text.contains("connection reset")
+    {
         "reset"
     } else if e.is_connect() {
         "connect"
@@ -241,7 +244,11 @@ pub fn execute(thread: &ThreadCtx, prepared: Prepared) -> Result<Response, Box<E
     })?;
 
     let ok = outcome.error.is_none()
-        && if expect.is_empty() { (200..400).contains(&outcome.status) } else { expect.contains(&(outcome.status as i64)) };
+        && if expect.is_empty() {
+            (200..400).contains(&outcome.status)
+        } else {
+            expect.contains(&(outcome.status as i64))
+        };
     let mut extra: Vec<(Str, Str)> = vec![
         ("method".into(), method.as_str().into()),
         ("name".into(), name.as_str().into()),

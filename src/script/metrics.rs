@@ -2,7 +2,7 @@
 //! with the VU's tags like the built-in ones, and usable in thresholds.
 
 use super::context;
-use crate::metrics::{define, Metric, MetricKind};
+use crate::metrics::{Metric, MetricKind, define};
 use rhai::plugin::*;
 use rhai::{EvalAltResult, Map};
 

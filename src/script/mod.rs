@@ -15,7 +15,7 @@ pub mod response;
 
 use diagnostics::{Diagnostic, Sources};
 use rhai::module_resolvers::{FileModuleResolver, ModuleResolversCollection};
-use rhai::{exported_module, Engine, Module, Shared, AST};
+use rhai::{AST, Engine, Module, Shared, exported_module};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -72,7 +72,11 @@ pub fn build_engine() -> Engine {
         let busy = context::with_vu(|vu| (vu.id != 0).then(|| vu.running_since.get().elapsed())).ok().flatten();
         match busy {
             Some(d) if d > MAX_BUSY => Some(
-                format!("this VU ran script code for {}s without waiting (an endless loop?); it was stopped", MAX_BUSY.as_secs()).into(),
+                format!(
+                    "this VU ran script code for {}s without waiting (an endless loop?); it was stopped",
+                    MAX_BUSY.as_secs()
+                )
+                .into(),
             ),
             _ => None,
         }
@@ -131,7 +135,11 @@ pub fn load(path: &Path) -> Result<Loaded, (Diagnostic, Arc<Sources>)> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {
-            let hint = if path.exists() { "check the file's permissions" } else { "check the path; `volley list DIR` shows the scripts of a directory" };
+            let hint = if path.exists() {
+                "check the file's permissions"
+            } else {
+                "check the path; `volley list DIR` shows the scripts of a directory"
+            };
             return Err((Diagnostic::plain(format!("cannot read {name}: {e}"), Some(hint.into())), sources));
         }
     };
@@ -153,7 +161,9 @@ pub fn load(path: &Path) -> Result<Loaded, (Diagnostic, Arc<Sources>)> {
     for stmt in ast.statements() {
         if let rhai::Stmt::Import(x, pos) = stmt {
             let (expr, alias) = &**x;
-            let Some(module_path) = expr.get_literal_value(None).and_then(|d| d.into_immutable_string().ok()) else { continue };
+            let Some(module_path) = expr.get_literal_value(None).and_then(|d| d.into_immutable_string().ok()) else {
+                continue;
+            };
             match engine.module_resolver().resolve(&engine, Some(name.as_str()), &module_path, *pos) {
                 Ok(module) if !alias.name.is_empty() => {
                     engine.register_static_module(alias.name.as_str(), module);

@@ -1,7 +1,7 @@
 //! Reading option maps passed by scripts (`#{ timeout: "5s", headers: #{...} }`), with
 //! errors that name the option, quote the value and suggest the right key.
 
-use crate::duration::{parse_duration, DURATION_HINT};
+use crate::duration::{DURATION_HINT, parse_duration};
 use rhai::{Dynamic, EvalAltResult, Map};
 use std::time::Duration;
 
@@ -126,7 +126,9 @@ impl<'a> Opts<'a> {
     pub fn map(&self, key: &str) -> Result<Option<Map>, Box<EvalAltResult>> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.clone().try_cast::<Map>().map(Some).ok_or_else(|| self.wrong(key, "a map like #{ key: value }", v)),
+            Some(v) => {
+                v.clone().try_cast::<Map>().map(Some).ok_or_else(|| self.wrong(key, "a map like #{ key: value }", v))
+            }
         }
     }
 
@@ -136,15 +138,24 @@ impl<'a> Opts<'a> {
             None => Ok(None),
             Some(v) if v.is_int() => Ok(Some(vec![v.as_int().unwrap_or_default()])),
             Some(v) => {
-                let arr = v.clone().try_cast::<rhai::Array>().ok_or_else(|| self.wrong(key, "a list of numbers like [429, 503]", v))?;
-                arr.iter().map(|x| x.as_int().map_err(|_| self.wrong(key, "a list of whole numbers", x))).collect::<Result<Vec<_>, _>>().map(Some)
+                let arr = v
+                    .clone()
+                    .try_cast::<rhai::Array>()
+                    .ok_or_else(|| self.wrong(key, "a list of numbers like [429, 503]", v))?;
+                arr.iter()
+                    .map(|x| x.as_int().map_err(|_| self.wrong(key, "a list of whole numbers", x)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map(Some)
             }
         }
     }
 
     /// A map of strings (headers, query, tags): values are converted with `to_string`.
     pub fn string_pairs(&self, key: &str) -> Result<Vec<(String, String)>, Box<EvalAltResult>> {
-        Ok(self.map(key)?.map(|m| m.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()).unwrap_or_default())
+        Ok(self
+            .map(key)?
+            .map(|m| m.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+            .unwrap_or_default())
     }
 }
 

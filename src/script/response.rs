@@ -127,7 +127,10 @@ pub mod response_api {
         let value: serde_json::Value = serde_json::from_str(&r.body).map_err(|e| {
             let shown: String = r.body.chars().take(80).collect();
             let more = if r.body.chars().count() > 80 { "..." } else { "" };
-            format!("response.json(): the body of {} ({}) is not JSON: {e}; it starts with {shown:?}{more}", r.url, r.status)
+            format!(
+                "response.json(): the body of {} ({}) is not JSON: {e}; it starts with {shown:?}{more}",
+                r.url, r.status
+            )
         })?;
         rhai::serde::to_dynamic(value)
     }

@@ -25,9 +25,7 @@ impl Selector {
     /// `{url:http://sim/configure}`).
     pub fn parse(input: &str) -> Result<Selector, ThresholdError> {
         let chars: Vec<char> = input.chars().collect();
-        let err = |column: usize, message: String, hint: &str| {
-            ThresholdError::at(input, column, message, hint)
-        };
+        let err = |column: usize, message: String, hint: &str| ThresholdError::at(input, column, message, hint);
         let text = |from: usize, to: usize| chars[from..to].iter().collect::<String>();
         let start = chars.iter().take_while(|c| c.is_whitespace()).count();
         let trailing = chars.iter().rev().take_while(|c| c.is_whitespace()).count();
@@ -47,21 +45,14 @@ impl Selector {
             return Err(err(pos, message, NAME_HINT));
         }
         if chars[start].is_ascii_digit() {
-            return Err(err(
-                start,
-                format!("metric name {metric:?} starts with a digit"),
-                NAME_HINT,
-            ));
+            return Err(err(start, format!("metric name {metric:?} starts with a digit"), NAME_HINT));
         }
         let name_end = pos;
         while pos < end && chars[pos].is_whitespace() {
             pos += 1;
         }
         if pos == end {
-            return Ok(Selector {
-                metric,
-                filters: Vec::new(),
-            });
+            return Ok(Selector { metric, filters: Vec::new() });
         }
         if chars[pos] != '{' {
             let c = chars[name_end];
@@ -70,19 +61,11 @@ impl Selector {
             } else {
                 format!("unexpected {c:?} in metric name")
             };
-            return Err(err(
-                if c.is_whitespace() { pos } else { name_end },
-                message,
-                NAME_HINT,
-            ));
+            return Err(err(if c.is_whitespace() { pos } else { name_end }, message, NAME_HINT));
         }
         let open = pos;
         let Some(close) = (open + 1..end).find(|&i| chars[i] == '}') else {
-            return Err(err(
-                open,
-                "unclosed \"{\"".into(),
-                "close the tag filters with `}`",
-            ));
+            return Err(err(open, "unclosed \"{\"".into(), "close the tag filters with `}`"));
         };
         if close + 1 < end {
             let rest = text(close + 1, end);
@@ -106,47 +89,28 @@ impl Selector {
                 continue;
             }
             // One filter is chars[piece_start..i]; `first` is its first non-space char.
-            let first = (piece_start..i)
-                .find(|&j| !chars[j].is_whitespace())
-                .unwrap_or(i);
+            let first = (piece_start..i).find(|&j| !chars[j].is_whitespace()).unwrap_or(i);
             if first == i {
                 let message = "empty tag filter".to_string();
-                return Err(err(
-                    i,
-                    message,
-                    "remove the extra `,`; filters are separated by one `,`",
-                ));
+                return Err(err(i, message, "remove the extra `,`; filters are separated by one `,`"));
             }
             let Some(colon) = (piece_start..i).find(|&j| chars[j] == ':') else {
                 let filter = text(first, i).trim_end().to_string();
-                return Err(err(
-                    first,
-                    format!("tag filter {filter:?} has no \":\""),
-                    FILTER_HINT,
-                ));
+                return Err(err(first, format!("tag filter {filter:?} has no \":\""), FILTER_HINT));
             };
             let tag = text(piece_start, colon).trim().to_string();
             let value = text(colon + 1, i).trim().to_string();
             if tag.is_empty() {
-                return Err(err(
-                    colon,
-                    "missing tag name before \":\"".into(),
-                    FILTER_HINT,
-                ));
+                return Err(err(colon, "missing tag name before \":\"".into(), FILTER_HINT));
             }
             if let Some(bad) = (first..colon).find(|&j| {
                 let c = chars[j];
-                c == '{'
-                    || (c.is_whitespace() && chars[j..colon].iter().any(|c| !c.is_whitespace()))
+                c == '{' || (c.is_whitespace() && chars[j..colon].iter().any(|c| !c.is_whitespace()))
             }) {
                 return Err(err(bad, format!("invalid tag name {tag:?}"), FILTER_HINT));
             }
             if value.is_empty() {
-                return Err(err(
-                    colon + 1,
-                    format!("tag {tag:?} has no value"),
-                    FILTER_HINT,
-                ));
+                return Err(err(colon + 1, format!("tag {tag:?} has no value"), FILTER_HINT));
             }
             if filters.iter().any(|(t, _)| *t == tag) {
                 return Err(err(
@@ -164,10 +128,7 @@ impl Selector {
     /// Whether a sample with these tags matches: it has every filter's tag with that
     /// value. The metric name is the caller's to compare.
     pub fn matches(&self, tags: &[(impl AsRef<str>, impl AsRef<str>)]) -> bool {
-        self.filters.iter().all(|(tag, value)| {
-            tags.iter()
-                .any(|(t, v)| t.as_ref() == tag && v.as_ref() == value)
-        })
+        self.filters.iter().all(|(tag, value)| tags.iter().any(|(t, v)| t.as_ref() == tag && v.as_ref() == value))
     }
 }
 

@@ -6,8 +6,7 @@ use super::*;
 const STAT_HINT: &str = "statistics are avg, min, max, med, p(N), count, rate, value";
 const OP_HINT: &str = "operators are <, <=, >, >=, ==, !=";
 const PCT_HINT: &str = "percentiles go from 0 to 100, e.g. `p(95)` or `p(99.9)`";
-const LIMIT_HINT: &str =
-    "the limit is a plain number in the metric's unit, e.g. `p(95) < 300` or `rate < 0.01`";
+const LIMIT_HINT: &str = "the limit is a plain number in the metric's unit, e.g. `p(95) < 300` or `rate < 0.01`";
 
 fn cond(input: &str) -> Condition {
     Condition::parse(input).unwrap_or_else(|e| panic!("{e}\n{}", e.render_caret()))
@@ -65,11 +64,7 @@ fn parses_the_k6_forms() {
     ];
     for (input, stat, op, limit) in cases {
         let c = cond(input);
-        assert_eq!(
-            (c.stat, c.op, c.limit),
-            (*stat, *op, *limit),
-            "input {input:?}"
-        );
+        assert_eq!((c.stat, c.op, c.limit), (*stat, *op, *limit), "input {input:?}");
         assert_eq!(c.source, input.trim());
     }
 }
@@ -79,10 +74,7 @@ fn displays_canonically() {
     assert_eq!(cond("p(95)<300").to_string(), "p(95) < 300");
     assert_eq!(cond("p(99.9)   <=  800.0").to_string(), "p(99.9) <= 800");
     assert_eq!(cond("rate===0.99").to_string(), "rate == 0.99");
-    assert_eq!(
-        "avg>=1".parse::<Condition>().unwrap().to_string(),
-        "avg >= 1"
-    );
+    assert_eq!("avg>=1".parse::<Condition>().unwrap().to_string(), "avg >= 1");
 }
 
 /// (input, message, column, hint)
@@ -106,44 +98,19 @@ fn unknown_statistics_suggest_what_was_meant() {
     check(
         vec![
             ("p95 < 300", "unknown statistic \"p95\"", 0, mean("p(95)")),
-            (
-                "p99.9<800",
-                "unknown statistic \"p99.9\"",
-                0,
-                mean("p(99.9)"),
-            ),
+            ("p99.9<800", "unknown statistic \"p99.9\"", 0, mean("p(99.9)")),
             ("P(95) < 300", "unknown statistic \"P\"", 0, mean("p(95)")),
-            (
-                "percentile(90) < 3",
-                "unknown statistic \"percentile\"",
-                0,
-                mean("p(90)"),
-            ),
+            ("percentile(90) < 3", "unknown statistic \"percentile\"", 0, mean("p(90)")),
             ("p < 3", "unknown statistic \"p\"", 0, mean("p(N)")),
             ("AVG < 3", "unknown statistic \"AVG\"", 0, mean("avg")),
             ("mean < 3", "unknown statistic \"mean\"", 0, mean("avg")),
             ("median < 3", "unknown statistic \"median\"", 0, mean("med")),
             ("  avgg < 3", "unknown statistic \"avgg\"", 2, mean("avg")),
-            (
-                "mxa < 3",
-                "unknown statistic \"mxa\"",
-                0,
-                STAT_HINT.to_string(),
-            ),
+            ("mxa < 3", "unknown statistic \"mxa\"", 0, STAT_HINT.to_string()),
             ("maxx < 3", "unknown statistic \"maxx\"", 0, mean("max")),
             ("cuont > 1", "unknown statistic \"cuont\"", 0, mean("count")),
-            (
-                "stddev < 3",
-                "unknown statistic \"stddev\"",
-                0,
-                STAT_HINT.to_string(),
-            ),
-            (
-                "p200 < 3",
-                "unknown statistic \"p200\"",
-                0,
-                STAT_HINT.to_string(),
-            ),
+            ("stddev < 3", "unknown statistic \"stddev\"", 0, STAT_HINT.to_string()),
+            ("p200 < 3", "unknown statistic \"p200\"", 0, STAT_HINT.to_string()),
         ],
         cond_err,
     );
@@ -153,20 +120,13 @@ fn unknown_statistics_suggest_what_was_meant() {
 fn malformed_conditions_point_at_the_problem() {
     let op_hint = |op: &str| format!("did you mean `{op}`? {OP_HINT}");
     let missing_op = "compare with one of <, <=, >, >=, ==, !=, e.g. `p(95) < 300`".to_string();
-    let ms = |ms: &str, written: &str| {
-        format!("durations are compared in milliseconds: write `{ms}`, not `{written}`")
-    };
+    let ms = |ms: &str, written: &str| format!("durations are compared in milliseconds: write `{ms}`, not `{written}`");
     let several = "a condition is one statistic, one operator and one number; \
                    write each condition as its own string"
         .to_string();
     check(
         vec![
-            (
-                "",
-                "it is empty",
-                0,
-                "a condition is a statistic, an operator and a number, e.g. `p(95) < 300`".into(),
-            ),
+            ("", "it is empty", 0, "a condition is a statistic, an operator and a number, e.g. `p(95) < 300`".into()),
             ("p(95) <> 300", "unknown operator \"<>\"", 6, op_hint("!=")),
             ("avg = 200", "unknown operator \"=\"", 4, op_hint("==")),
             ("avg =< 200", "unknown operator \"=<\"", 4, op_hint("<=")),
@@ -175,107 +135,34 @@ fn malformed_conditions_point_at_the_problem() {
             ("avg << 200", "unknown operator \"<<\"", 4, OP_HINT.into()),
             ("avg lt 200", "unknown operator \"lt\"", 4, op_hint("<")),
             ("avg ~ 200", "unknown operator \"~\"", 4, OP_HINT.into()),
-            (
-                "avg 200",
-                "missing operator before \"200\"",
-                4,
-                missing_op.clone(),
-            ),
-            (
-                "p(95)",
-                "missing operator after \"p(95)\"",
-                5,
-                missing_op.clone(),
-            ),
+            ("avg 200", "missing operator before \"200\"", 4, missing_op.clone()),
+            ("p(95)", "missing operator after \"p(95)\"", 5, missing_op.clone()),
             (
                 "< 300",
                 "missing statistic before \"<\"",
                 0,
-                format!(
-                    "a condition starts with a statistic: {}",
-                    "avg, min, max, med, p(N), count, rate, value"
-                ),
+                format!("a condition starts with a statistic: {}", "avg, min, max, med, p(N), count, rate, value"),
             ),
-            (
-                "p(95) <",
-                "missing number after \"<\"",
-                7,
-                LIMIT_HINT.into(),
-            ),
-            (
-                "p(95) < abc",
-                "invalid number \"abc\"",
-                8,
-                LIMIT_HINT.into(),
-            ),
-            (
-                "p(95) < 1e999",
-                "number 1e999 is out of range",
-                8,
-                LIMIT_HINT.into(),
-            ),
-            (
-                "p(95) < 300ms",
-                "unexpected \"ms\" after the limit",
-                11,
-                ms("300", "300ms"),
-            ),
-            (
-                "p(95) < 2s",
-                "unexpected \"s\" after the limit",
-                9,
-                ms("2000", "2s"),
-            ),
-            (
-                "p(95) < 1.5 s ",
-                "unexpected \"s\" after the limit",
-                12,
-                ms("1500", "1.5s"),
-            ),
+            ("p(95) <", "missing number after \"<\"", 7, LIMIT_HINT.into()),
+            ("p(95) < abc", "invalid number \"abc\"", 8, LIMIT_HINT.into()),
+            ("p(95) < 1e999", "number 1e999 is out of range", 8, LIMIT_HINT.into()),
+            ("p(95) < 300ms", "unexpected \"ms\" after the limit", 11, ms("300", "300ms")),
+            ("p(95) < 2s", "unexpected \"s\" after the limit", 9, ms("2000", "2s")),
+            ("p(95) < 1.5 s ", "unexpected \"s\" after the limit", 12, ms("1500", "1.5s")),
             (
                 "rate > 99%",
                 "unexpected \"%\" after the limit",
                 9,
                 "rates are fractions from 0 to 1: write `0.99`, not `99%`".into(),
             ),
-            (
-                "p(95) < 300 && p(99) < 500",
-                "unexpected \"&& p(99) < 500\" after the limit",
-                12,
-                several.clone(),
-            ),
-            (
-                "p(95) < 300, avg < 200",
-                "unexpected \", avg < 200\" after the limit",
-                11,
-                several,
-            ),
+            ("p(95) < 300 && p(99) < 500", "unexpected \"&& p(99) < 500\" after the limit", 12, several.clone()),
+            ("p(95) < 300, avg < 200", "unexpected \", avg < 200\" after the limit", 11, several),
             ("p() < 3", "missing percentile in `p()`", 2, PCT_HINT.into()),
             ("p(x) < 3", "invalid percentile \"x\"", 2, PCT_HINT.into()),
-            (
-                "p(101) < 3",
-                "percentile 101 is out of range",
-                2,
-                PCT_HINT.into(),
-            ),
-            (
-                "p(-1) < 3",
-                "percentile -1 is out of range",
-                2,
-                PCT_HINT.into(),
-            ),
-            (
-                "p(95 < 3",
-                "unexpected '<' in percentile",
-                5,
-                PCT_HINT.into(),
-            ),
-            (
-                "p(95",
-                "unclosed \"(\"",
-                1,
-                "close the percentile: `p(95)`".into(),
-            ),
+            ("p(101) < 3", "percentile 101 is out of range", 2, PCT_HINT.into()),
+            ("p(-1) < 3", "percentile -1 is out of range", 2, PCT_HINT.into()),
+            ("p(95 < 3", "unexpected '<' in percentile", 5, PCT_HINT.into()),
+            ("p(95", "unclosed \"(\"", 1, "close the percentile: `p(95)`".into()),
         ],
         cond_err,
     );
@@ -283,10 +170,7 @@ fn malformed_conditions_point_at_the_problem() {
 
 #[test]
 fn error_display_quotes_the_input() {
-    assert_eq!(
-        cond_err("p(95) <> 300").to_string(),
-        "invalid threshold \"p(95) <> 300\": unknown operator \"<>\""
-    );
+    assert_eq!(cond_err("p(95) <> 300").to_string(), "invalid threshold \"p(95) <> 300\": unknown operator \"<>\"");
     assert_eq!(
         sel_err("http_req_duration{phase:peak").to_string(),
         "invalid threshold \"http_req_duration{phase:peak\": unclosed \"{\""
@@ -300,21 +184,10 @@ fn caret_renders_three_lines() {
         "p(95) <> 300\n      ^\nhint: did you mean `!=`? operators are <, <=, >, >=, ==, !="
     );
     // Tabs stay tabs under the input so the caret lines up in a terminal.
-    assert_eq!(
-        cond_err("avg\t<\tx").render_caret(),
-        format!("avg\t<\tx\n   \t \t^\nhint: {LIMIT_HINT}")
-    );
+    assert_eq!(cond_err("avg\t<\tx").render_caret(), format!("avg\t<\tx\n   \t \t^\nhint: {LIMIT_HINT}"));
     // The end of the input is a valid place for the caret.
-    assert_eq!(
-        cond_err("avg <").render_caret(),
-        format!("avg <\n     ^\nhint: {LIMIT_HINT}")
-    );
-    let bare = ThresholdError {
-        input: "x".into(),
-        message: "m".into(),
-        column: None,
-        hint: None,
-    };
+    assert_eq!(cond_err("avg <").render_caret(), format!("avg <\n     ^\nhint: {LIMIT_HINT}"));
+    let bare = ThresholdError { input: "x".into(), message: "m".into(), column: None, hint: None };
     assert_eq!(bare.render_caret(), "x");
 }
 
@@ -334,11 +207,7 @@ fn validates_the_statistic_against_the_metric_kind() {
         ("count>1", Trend),
     ];
     for (input, kind) in ok {
-        assert_eq!(
-            cond(input).validate_for(*kind),
-            Ok(()),
-            "{input} on {kind:?}"
-        );
+        assert_eq!(cond(input).validate_for(*kind), Ok(()), "{input} on {kind:?}");
     }
     let bad: &[(&str, MetricKind, &str, &str)] = &[
         (
@@ -381,21 +250,13 @@ fn validates_the_statistic_against_the_metric_kind() {
     for (input, kind, message, hint) in bad {
         let e = cond(input).validate_for(*kind).unwrap_err();
         assert_eq!(
-            (
-                e.input.as_str(),
-                e.message.as_str(),
-                e.column,
-                e.hint.as_deref()
-            ),
+            (e.input.as_str(), e.message.as_str(), e.column, e.hint.as_deref()),
             (*input, *message, Some(0), Some(*hint)),
             "{input} on {kind:?}"
         );
     }
     assert_eq!(
-        cond("  p(95) < 300 ")
-            .validate_for(Rate)
-            .unwrap_err()
-            .to_string(),
+        cond("  p(95) < 300 ").validate_for(Rate).unwrap_err().to_string(),
         "invalid threshold \"p(95) < 300\": p(95) does not apply to a rate metric (use rate)"
     );
 }
@@ -427,14 +288,7 @@ fn evaluates_trend_statistics() {
     ];
     for (sink, input, passed, observed) in cases {
         let v = cond(input).evaluate(sink, Z).unwrap();
-        assert_eq!(
-            v,
-            Verdict {
-                passed: *passed,
-                observed: Some(*observed)
-            },
-            "{input}"
-        );
+        assert_eq!(v, Verdict { passed: *passed, observed: Some(*observed) }, "{input}");
     }
 }
 
@@ -451,116 +305,41 @@ fn evaluates_percentiles_of_realistic_durations() {
     let observed = v.observed.unwrap();
     assert!((950.0..=950.5).contains(&observed), "{observed}");
     assert!(!p95("p(95) < 945").passed);
-    assert_eq!(
-        p95("p(100) <= 1000"),
-        Verdict {
-            passed: true,
-            observed: Some(1000.0)
-        }
-    );
+    assert_eq!(p95("p(100) <= 1000"), Verdict { passed: true, observed: Some(1000.0) });
     assert_eq!(p95("med > 500").observed.map(f64::round), Some(500.0));
 }
 
 #[test]
 fn evaluates_rates_counters_and_gauges() {
     let failed = sink(MetricKind::Rate, &[0.0, 0.0, 0.0, 1.0]);
-    assert_eq!(
-        cond("rate < 0.3").evaluate(&failed, Z).unwrap(),
-        Verdict {
-            passed: true,
-            observed: Some(0.25)
-        }
-    );
-    assert_eq!(
-        cond("rate >= 0.99").evaluate(&failed, Z).unwrap(),
-        Verdict {
-            passed: false,
-            observed: Some(0.25)
-        }
-    );
+    assert_eq!(cond("rate < 0.3").evaluate(&failed, Z).unwrap(), Verdict { passed: true, observed: Some(0.25) });
+    assert_eq!(cond("rate >= 0.99").evaluate(&failed, Z).unwrap(), Verdict { passed: false, observed: Some(0.25) });
 
     let reqs = sink(MetricKind::Counter, &[40.0, 80.0]);
     let ten_s = Duration::from_secs(10);
+    assert_eq!(cond("count > 100").evaluate(&reqs, ten_s).unwrap(), Verdict { passed: true, observed: Some(120.0) });
+    assert_eq!(cond("rate >= 12").evaluate(&reqs, ten_s).unwrap(), Verdict { passed: true, observed: Some(12.0) });
     assert_eq!(
-        cond("count > 100").evaluate(&reqs, ten_s).unwrap(),
-        Verdict {
-            passed: true,
-            observed: Some(120.0)
-        }
-    );
-    assert_eq!(
-        cond("rate >= 12").evaluate(&reqs, ten_s).unwrap(),
-        Verdict {
-            passed: true,
-            observed: Some(12.0)
-        }
-    );
-    assert_eq!(
-        cond("rate > 12")
-            .evaluate(&reqs, Duration::from_secs(20))
-            .unwrap(),
-        Verdict {
-            passed: false,
-            observed: Some(6.0)
-        }
+        cond("rate > 12").evaluate(&reqs, Duration::from_secs(20)).unwrap(),
+        Verdict { passed: false, observed: Some(6.0) }
     );
 
     let vus = sink(MetricKind::Gauge, &[10.0, 50.0, 20.0]);
-    assert_eq!(
-        cond("value < 25").evaluate(&vus, Z).unwrap(),
-        Verdict {
-            passed: true,
-            observed: Some(20.0)
-        }
-    );
-    assert_eq!(
-        cond("value == 50").evaluate(&vus, Z).unwrap(),
-        Verdict {
-            passed: false,
-            observed: Some(20.0)
-        }
-    );
+    assert_eq!(cond("value < 25").evaluate(&vus, Z).unwrap(), Verdict { passed: true, observed: Some(20.0) });
+    assert_eq!(cond("value == 50").evaluate(&vus, Z).unwrap(), Verdict { passed: false, observed: Some(20.0) });
 }
 
 #[test]
 fn no_data_is_not_a_pass() {
-    let none = Verdict {
-        passed: false,
-        observed: None,
-    };
-    assert_eq!(
-        cond("p(95) < 300")
-            .evaluate(&Sink::new(MetricKind::Trend), Z)
-            .unwrap(),
-        none
-    );
-    assert_eq!(
-        cond("avg > 0")
-            .evaluate(&Sink::new(MetricKind::Trend), Z)
-            .unwrap(),
-        none
-    );
-    assert_eq!(
-        cond("rate < 0.01")
-            .evaluate(&Sink::new(MetricKind::Rate), Z)
-            .unwrap(),
-        none
-    );
-    assert_eq!(
-        cond("value < 5")
-            .evaluate(&Sink::new(MetricKind::Gauge), Z)
-            .unwrap(),
-        none
-    );
+    let none = Verdict { passed: false, observed: None };
+    assert_eq!(cond("p(95) < 300").evaluate(&Sink::new(MetricKind::Trend), Z).unwrap(), none);
+    assert_eq!(cond("avg > 0").evaluate(&Sink::new(MetricKind::Trend), Z).unwrap(), none);
+    assert_eq!(cond("rate < 0.01").evaluate(&Sink::new(MetricKind::Rate), Z).unwrap(), none);
+    assert_eq!(cond("value < 5").evaluate(&Sink::new(MetricKind::Gauge), Z).unwrap(), none);
     // A counter that never moved is a real zero (k6's `errors: ['count<1']` passes).
     assert_eq!(
-        cond("count < 1")
-            .evaluate(&Sink::new(MetricKind::Counter), Z)
-            .unwrap(),
-        Verdict {
-            passed: true,
-            observed: Some(0.0)
-        }
+        cond("count < 1").evaluate(&Sink::new(MetricKind::Counter), Z).unwrap(),
+        Verdict { passed: true, observed: Some(0.0) }
     );
 }
 
@@ -568,16 +347,10 @@ fn no_data_is_not_a_pass() {
 fn evaluating_the_wrong_kind_is_an_error() {
     let rate = sink(MetricKind::Rate, &[1.0]);
     let e = cond("p(95) < 300").evaluate(&rate, Z).unwrap_err();
-    assert_eq!(
-        e.message,
-        "p(95) does not apply to a rate metric (use rate)"
-    );
+    assert_eq!(e.message, "p(95) does not apply to a rate metric (use rate)");
     // Sink::stat would answer `count` on a rate; the k6 table does not allow it.
     let e = cond("count > 0").evaluate(&rate, Z).unwrap_err();
-    assert_eq!(
-        e.message,
-        "count does not apply to a rate metric (use rate)"
-    );
+    assert_eq!(e.message, "count does not apply to a rate metric (use rate)");
 }
 
 #[test]
@@ -591,11 +364,7 @@ fn operators_compare_as_written_and_nan_never_passes() {
         (Op::Ne, [true, false, true]),
     ];
     for (op, expected) in table {
-        assert_eq!(
-            [op.holds(1.0, 2.0), op.holds(2.0, 2.0), op.holds(3.0, 2.0)],
-            expected,
-            "{op}"
-        );
+        assert_eq!([op.holds(1.0, 2.0), op.holds(2.0, 2.0), op.holds(3.0, 2.0)], expected, "{op}");
         assert!(!op.holds(f64::NAN, 2.0), "{op}");
     }
 }
@@ -603,18 +372,12 @@ fn operators_compare_as_written_and_nan_never_passes() {
 #[test]
 fn parses_selectors() {
     let s = sel("http_req_duration");
-    assert_eq!(
-        (s.metric.as_str(), s.filters.len()),
-        ("http_req_duration", 0)
-    );
+    assert_eq!((s.metric.as_str(), s.filters.len()), ("http_req_duration", 0));
     let s = sel(" http_req_duration { phase : peak , name:configure } ");
     assert_eq!(s.metric, "http_req_duration");
     assert_eq!(
         s.filters,
-        vec![
-            ("phase".to_string(), "peak".to_string()),
-            ("name".to_string(), "configure".to_string())
-        ]
+        vec![("phase".to_string(), "peak".to_string()), ("name".to_string(), "configure".to_string())]
     );
     // Values keep everything but `,` and `}`, including `:` and inner spaces.
     let s = sel("http_reqs{url:http://sim/configure?x=1,group:::setup a}");
@@ -631,10 +394,7 @@ fn parses_selectors() {
 #[test]
 fn displays_selectors_canonically() {
     assert_eq!(sel("http_req_duration").to_string(), "http_req_duration");
-    assert_eq!(
-        sel("http_req_duration{ phase: peak }").to_string(),
-        "http_req_duration{phase:peak}"
-    );
+    assert_eq!(sel("http_req_duration{ phase: peak }").to_string(), "http_req_duration{phase:peak}");
     assert_eq!(
         sel("http_req_duration{phase:peak ,name: configure}").to_string(),
         "http_req_duration{phase:peak,name:configure}"
@@ -651,10 +411,7 @@ fn selectors_match_samples_having_every_filter() {
     assert!(!s.matches(&[("phase", "peak")]));
     assert!(!s.matches(&[("phase", "peak"), ("name", "Configure")]));
     assert!(!s.matches(&[("phase", "ramp"), ("name", "configure")]));
-    let owned = vec![
-        ("phase".to_string(), "peak".to_string()),
-        ("name".to_string(), "configure".to_string()),
-    ];
+    let owned = vec![("phase".to_string(), "peak".to_string()), ("name".to_string(), "configure".to_string())];
     assert!(s.matches(&owned));
     let any = sel("http_reqs");
     let no_tags: [(&str, &str); 0] = [];
@@ -667,48 +424,17 @@ fn malformed_selectors_point_at_the_problem() {
     let name_hint = "metric names are letters, digits and `_`, not starting with a digit, \
                      optionally followed by tag filters: `http_req_duration{phase:peak}`"
         .to_string();
-    let filter_hint =
-        "write each filter as `tag:value`, e.g. `{phase:peak,name:configure}`".to_string();
+    let filter_hint = "write each filter as `tag:value`, e.g. `{phase:peak,name:configure}`".to_string();
     check(
         vec![
             ("", "missing metric name", 0, name_hint.clone()),
             ("   ", "missing metric name", 3, name_hint.clone()),
-            (
-                "{phase:peak}",
-                "missing metric name before \"{\"",
-                0,
-                name_hint.clone(),
-            ),
-            (
-                "http-req-duration",
-                "unexpected '-' in metric name",
-                4,
-                name_hint.clone(),
-            ),
-            (
-                "http_req_duration}",
-                "unexpected '}' in metric name",
-                17,
-                name_hint.clone(),
-            ),
-            (
-                "http req",
-                "unexpected \"req\" after metric name",
-                5,
-                name_hint.clone(),
-            ),
-            (
-                "9lives",
-                "metric name \"9lives\" starts with a digit",
-                0,
-                name_hint,
-            ),
-            (
-                "http_req_duration{phase:peak",
-                "unclosed \"{\"",
-                17,
-                "close the tag filters with `}`".into(),
-            ),
+            ("{phase:peak}", "missing metric name before \"{\"", 0, name_hint.clone()),
+            ("http-req-duration", "unexpected '-' in metric name", 4, name_hint.clone()),
+            ("http_req_duration}", "unexpected '}' in metric name", 17, name_hint.clone()),
+            ("http req", "unexpected \"req\" after metric name", 5, name_hint.clone()),
+            ("9lives", "metric name \"9lives\" starts with a digit", 0, name_hint),
+            ("http_req_duration{phase:peak", "unclosed \"{\"", 17, "close the tag filters with `}`".into()),
             (
                 "http_req_duration{phase:peak}x",
                 "unexpected \"x\" after \"}\"",
@@ -721,42 +447,12 @@ fn malformed_selectors_point_at_the_problem() {
                 17,
                 "remove the braces, or add filters like `{phase:peak}`".into(),
             ),
-            (
-                "http_req_duration{phase}",
-                "tag filter \"phase\" has no \":\"",
-                18,
-                filter_hint.clone(),
-            ),
-            (
-                "m{a:1, phase peak }",
-                "tag filter \"phase peak\" has no \":\"",
-                7,
-                filter_hint.clone(),
-            ),
-            (
-                "m{a:1,,b:2}",
-                "empty tag filter",
-                6,
-                "remove the extra `,`; filters are separated by one `,`".into(),
-            ),
-            (
-                "m{a:1,}",
-                "empty tag filter",
-                6,
-                "remove the extra `,`; filters are separated by one `,`".into(),
-            ),
-            (
-                "m{:peak}",
-                "missing tag name before \":\"",
-                2,
-                filter_hint.clone(),
-            ),
-            (
-                "m{my phase:peak}",
-                "invalid tag name \"my phase\"",
-                4,
-                filter_hint.clone(),
-            ),
+            ("http_req_duration{phase}", "tag filter \"phase\" has no \":\"", 18, filter_hint.clone()),
+            ("m{a:1, phase peak }", "tag filter \"phase peak\" has no \":\"", 7, filter_hint.clone()),
+            ("m{a:1,,b:2}", "empty tag filter", 6, "remove the extra `,`; filters are separated by one `,`".into()),
+            ("m{a:1,}", "empty tag filter", 6, "remove the extra `,`; filters are separated by one `,`".into()),
+            ("m{:peak}", "missing tag name before \":\"", 2, filter_hint.clone()),
+            ("m{my phase:peak}", "invalid tag name \"my phase\"", 4, filter_hint.clone()),
             ("m{phase:}", "tag \"phase\" has no value", 8, filter_hint),
             (
                 "m{phase:a, phase:b}",

@@ -1,0 +1,168 @@
+//! Judging at the end of a run: every declared threshold against the aggregate, the
+//! checks grouped by name, and per-request rows for the summary.
+
+use super::phase::PhaseSummary;
+use crate::metrics::{Aggregate, Sink, Stat};
+use crate::script::judge::DeclaredThreshold;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One threshold condition's verdict.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ThresholdResult {
+    /// The selector, e.g. `http_req_duration{phase:peak}`.
+    pub selector: String,
+    /// The condition, e.g. `p(95) < 300`.
+    pub condition: String,
+    /// Whether it held.
+    pub passed: bool,
+    /// The measured value (None: no data).
+    pub observed: Option<f64>,
+    /// Where it was declared.
+    pub origin: String,
+    /// Why it could not be evaluated, if so.
+    pub error: Option<String>,
+}
+
+/// Evaluates every threshold. A selector filtered by phase measures counter rates over
+/// that phase's wall time; otherwise over the whole run.
+pub fn thresholds(
+    agg: &Aggregate,
+    declared: &[DeclaredThreshold],
+    phases: &[PhaseSummary],
+    run: Duration,
+) -> Vec<ThresholdResult> {
+    let mut out = Vec::new();
+    for t in declared {
+        let elapsed = t
+            .selector
+            .filters
+            .iter()
+            .find(|(k, _)| k == "phase")
+            .and_then(|(_, v)| phases.iter().find(|p| &p.name == v))
+            .map(|p| p.elapsed)
+            .unwrap_or(run);
+        let sink = agg.query(&t.selector.metric, &t.selector.filters);
+        for c in &t.conditions {
+            let (passed, observed, error) = match &sink {
+                None => (false, None, Some("no data: nothing was recorded for this selection".to_string())),
+                Some(s) => match c.evaluate(s, elapsed) {
+                    Ok(v) => (v.passed, v.observed, None),
+                    Err(e) => (false, None, Some(e.message.clone())),
+                },
+            };
+            out.push(ThresholdResult {
+                selector: t.selector.to_string(),
+                condition: c.to_string(),
+                passed,
+                observed,
+                origin: t.origin.clone(),
+                error,
+            });
+        }
+    }
+    out
+}
+
+/// A check's totals.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CheckResult {
+    /// The check's name.
+    pub name: String,
+    /// Times it passed.
+    pub passes: u64,
+    /// Times it failed.
+    pub fails: u64,
+}
+
+/// Checks grouped by name.
+pub fn checks(agg: &Aggregate) -> Vec<CheckResult> {
+    agg.group_by("checks", "check", &[])
+        .into_iter()
+        .filter_map(|(name, sink)| match sink {
+            Sink::Rate(r) => Some(CheckResult { name, passes: r.trues, fails: r.total - r.trues }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One row of the per-request table.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RequestRow {
+    /// Method.
+    pub method: String,
+    /// The `name` tag.
+    pub name: String,
+    /// Requests sent (attempts).
+    pub count: u64,
+    /// Logical requests that failed.
+    pub failures: u64,
+    /// Logical requests (a retried call counts once).
+    pub logical: u64,
+    /// Requests per second over the run.
+    pub rps: f64,
+    /// Latency statistics in ms: mean, min, max, p50, p90, p95, p99, p99.9.
+    pub mean: f64,
+    /// See `mean`.
+    pub min: f64,
+    /// See `mean`.
+    pub max: f64,
+    /// See `mean`.
+    pub p50: f64,
+    /// See `mean`.
+    pub p90: f64,
+    /// See `mean`.
+    pub p95: f64,
+    /// See `mean`.
+    pub p99: f64,
+    /// See `mean`.
+    pub p999: f64,
+}
+
+/// Requests grouped by method and name.
+pub fn requests(agg: &Aggregate, run: Duration) -> Vec<RequestRow> {
+    let mut durations: BTreeMap<(String, String), Sink> = BTreeMap::new();
+    let mut failed: BTreeMap<(String, String), (u64, u64)> = BTreeMap::new();
+    for (tags, sink) in agg.series_of("http_req_duration") {
+        let key = (tags.get("name").unwrap_or("").to_string(), tags.get("method").unwrap_or("").to_string());
+        match durations.get_mut(&key) {
+            Some(acc) => acc.merge(sink),
+            None => {
+                durations.insert(key, sink.clone());
+            }
+        }
+    }
+    for (tags, sink) in agg.series_of("http_req_failed") {
+        if let Sink::Rate(r) = sink {
+            let key = (tags.get("name").unwrap_or("").to_string(), tags.get("method").unwrap_or("").to_string());
+            let e = failed.entry(key).or_default();
+            e.0 += r.trues;
+            e.1 += r.total;
+        }
+    }
+    let z = Duration::ZERO;
+    let get = |s: &Sink, st: Stat| s.stat(st, z).ok().flatten().unwrap_or(0.0);
+    durations
+        .into_iter()
+        .map(|((name, method), s)| {
+            let (failures, logical) = failed.get(&(name.clone(), method.clone())).copied().unwrap_or_default();
+            let count = get(&s, Stat::Count) as u64;
+            RequestRow {
+                rps: count as f64 / run.as_secs_f64().max(1e-9),
+                mean: get(&s, Stat::Avg),
+                min: get(&s, Stat::Min),
+                max: get(&s, Stat::Max),
+                p50: get(&s, Stat::Percentile(50.0)),
+                p90: get(&s, Stat::Percentile(90.0)),
+                p95: get(&s, Stat::Percentile(95.0)),
+                p99: get(&s, Stat::Percentile(99.0)),
+                p999: get(&s, Stat::Percentile(99.9)),
+                method,
+                name,
+                count,
+                failures,
+                logical,
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,94 @@
+//! The live view: once a second, close the aggregate's interval and show one line —
+//! redrawn in place on a terminal, a plain line every 10 s otherwise (CI logs).
+
+use super::phase::Phases;
+use crate::duration::format_duration;
+use crate::script::context::RunShared;
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How progress is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressMode {
+    /// A redrawn line on a terminal, plain lines every 10 s otherwise.
+    Auto,
+    /// Plain lines every 10 s.
+    Plain,
+    /// Nothing.
+    Off,
+}
+
+/// The ticker thread.
+pub struct Ticker {
+    done: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Ticker {
+    /// Starts ticking.
+    pub fn start(shared: Arc<RunShared>, phases: Arc<Phases>, mode: ProgressMode) -> Ticker {
+        let done = Arc::new(AtomicBool::new(false));
+        let d = done.clone();
+        let tty = mode == ProgressMode::Auto && std::io::stderr().is_terminal();
+        let handle = std::thread::Builder::new()
+            .name("volley-ticker".into())
+            .spawn(move || {
+                let mut next = Instant::now() + Duration::from_secs(1);
+                let mut last_plain = Instant::now();
+                let (mut total_reqs, mut total_fail) = (0u64, 0u64);
+                while !d.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if Instant::now() < next {
+                        continue;
+                    }
+                    next += Duration::from_secs(1);
+                    let row =
+                        shared.aggregate.lock().unwrap_or_else(|e| e.into_inner()).close_interval(phases.running());
+                    total_reqs += row.requests;
+                    total_fail += row.failures;
+                    if mode == ProgressMode::Off {
+                        continue;
+                    }
+                    let current = phases.current.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    let phase = match current {
+                        Some((name, started, nominal)) => {
+                            format!(
+                                "{name} {}/{}",
+                                format_duration(Duration::from_secs(started.elapsed().as_secs())),
+                                format_duration(nominal)
+                            )
+                        }
+                        None => "top level".to_string(),
+                    };
+                    let p95 = row.p95_ms.map(|v| format!("{v:.1}ms")).unwrap_or_else(|| "-".into());
+                    let fail = if total_reqs > 0 { 100.0 * total_fail as f64 / total_reqs as f64 } else { 0.0 };
+                    let line = format!(
+                        "{phase}  vus {}  req/s {}  p95 {p95}  requests {total_reqs}  failed {fail:.2}%",
+                        row.vus, row.requests
+                    );
+                    if tty {
+                        eprint!("\r\x1b[2K{line}");
+                        let _ = std::io::stderr().flush();
+                    } else if last_plain.elapsed() >= Duration::from_secs(10) {
+                        last_plain = Instant::now();
+                        eprintln!("[{:>5.0}s] {line}", row.t_s);
+                    }
+                }
+                if tty {
+                    eprint!("\r\x1b[2K");
+                }
+            })
+            .ok();
+        Ticker { done, handle }
+    }
+
+    /// Stops ticking and clears the line.
+    pub fn stop(mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The end-of-run summary printed to stdout: phases, requests per name with latency
+//! percentiles, checks, thresholds, assertions, script errors, and the verdict.
+
+use crate::duration::format_duration;
+use crate::engine::{ExitCode, RunReport};
+use crate::script::core::fmt_num;
+
+fn ms(v: f64) -> String {
+    if v >= 10_000.0 {
+        format!("{:.1}s", v / 1000.0)
+    } else if v >= 100.0 {
+        format!("{v:.0}ms")
+    } else {
+        format!("{v:.2}ms")
+    }
+}
+
+fn mark(passed: bool) -> &'static str {
+    if passed { "✓" } else { "✗" }
+}
+
+/// Renders the summary.
+pub fn render(r: &RunReport) -> String {
+    let mut out = String::new();
+    let scaled = if r.time_scale != 1.0 {
+        format!(" · time scale {} (durations and counts shortened)", fmt_num(r.time_scale))
+    } else {
+        String::new()
+    };
+    out.push_str(&format!(
+        "\nvolley {} · {} · {} · {} workers{scaled}\n",
+        env!("CARGO_PKG_VERSION"),
+        r.script,
+        format_duration(r.elapsed),
+        r.workers
+    ));
+    if !r.phases.is_empty() {
+        out.push_str("\nphases\n");
+        for p in &r.phases {
+            let dropped = if p.dropped > 0 { format!(", {} dropped", p.dropped) } else { String::new() };
+            out.push_str(&format!(
+                "  {:<20} {:<22} {:>8} {:>9} iterations{dropped}, up to {} VUs\n",
+                p.name,
+                p.executor,
+                format_duration(p.elapsed),
+                p.iterations,
+                p.vus_max
+            ));
+        }
+    }
+    if !r.requests.is_empty() {
+        let width = r.requests.iter().map(|q| q.method.len() + q.name.len() + 1).max().unwrap_or(8).clamp(8, 48);
+        out.push_str(&format!(
+            "\n{:<width$} {:>8} {:>7} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+            "requests", "count", "fail%", "req/s", "mean", "min", "p50", "p90", "p95", "p99", "p99.9", "max"
+        ));
+        for q in &r.requests {
+            let label: String = format!("{} {}", q.method, q.name).chars().take(width).collect();
+            let fail = if q.logical > 0 { 100.0 * q.failures as f64 / q.logical as f64 } else { 0.0 };
+            out.push_str(&format!(
+                "{label:<width$} {:>8} {:>6.2}% {:>8.1} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}\n",
+                q.count,
+                fail,
+                q.rps,
+                ms(q.mean),
+                ms(q.min),
+                ms(q.p50),
+                ms(q.p90),
+                ms(q.p95),
+                ms(q.p99),
+                ms(q.p999),
+                ms(q.max)
+            ));
+        }
+        let errors = error_kinds(r);
+        if !errors.is_empty() {
+            out.push_str(&format!("  failures by kind: {}\n", errors.join(", ")));
+        }
+    }
+    if !r.checks.is_empty() {
+        out.push_str("\nchecks\n");
+        for c in &r.checks {
+            let total = c.passes + c.fails;
+            out.push_str(&format!(
+                "  {} {:<40} {}/{} ({:.2}%)\n",
+                mark(c.fails == 0),
+                c.name,
+                c.passes,
+                total,
+                100.0 * c.passes as f64 / total.max(1) as f64
+            ));
+        }
+    }
+    if !r.thresholds.is_empty() {
+        out.push_str("\nthresholds\n");
+        for t in &r.thresholds {
+            let observed = match (&t.observed, &t.error) {
+                (_, Some(e)) => e.clone(),
+                (Some(v), None) => format!("observed {}", fmt_num(*v)),
+                (None, None) => "no data".into(),
+            };
+            out.push_str(&format!("  {} {} {}   ({observed}) {}\n", mark(t.passed), t.selector, t.condition, t.origin));
+        }
+    }
+    if !r.assertions.is_empty() {
+        out.push_str("\nassertions\n");
+        for a in &r.assertions {
+            let detail = a.detail.as_ref().map(|d| format!("   ({d})")).unwrap_or_default();
+            out.push_str(&format!("  {} {}{detail}   {}\n", mark(a.passed), a.message, a.origin));
+        }
+    }
+    if !r.iteration_errors.is_empty() {
+        out.push_str("\nscript errors inside iterations\n");
+        for e in &r.iteration_errors {
+            out.push_str(&format!("  {} iteration{}:\n", e.count, if e.count == 1 { "" } else { "s" }));
+            for line in e.rendered.lines() {
+                out.push_str(&format!("    {line}\n"));
+            }
+        }
+    }
+    if let Some(e) = &r.script_error {
+        out.push('\n');
+        out.push_str(e);
+    }
+    let verdict = match r.exit {
+        ExitCode::Passed => "PASSED".to_string(),
+        ExitCode::Failed => {
+            let t = r.thresholds.iter().filter(|t| !t.passed).count();
+            let a = r.assertions.iter().filter(|a| !a.passed).count();
+            format!("FAILED: {t} threshold(s) and {a} assertion(s) failed")
+        }
+        ExitCode::ScriptError => "SCRIPT ERROR".to_string(),
+        ExitCode::Interrupted => "INTERRUPTED: results up to the interruption".to_string(),
+        ExitCode::Usage => "USAGE ERROR".to_string(),
+    };
+    out.push_str(&format!("\nresult: {verdict} (exit {})\n", r.exit.code()));
+    out
+}
+
+/// Failed logical requests by kind ("status 503: 12", "timeout: 3"), most frequent first.
+pub fn error_kinds(r: &RunReport) -> Vec<String> {
+    let mut kinds: std::collections::BTreeMap<String, u64> = Default::default();
+    for (tags, sink) in r.aggregate.series_of("http_req_failed") {
+        if let crate::metrics::Sink::Rate(rate) = sink {
+            if rate.trues > 0 {
+                let kind = match tags.get("error") {
+                    Some(e) => e.to_string(),
+                    None => format!("status {}", tags.get("status").unwrap_or("?")),
+                };
+                *kinds.entry(kind).or_default() += rate.trues;
+            }
+        }
+    }
+    let mut list: Vec<(String, u64)> = kinds.into_iter().collect();
+    list.sort_by(|a, b| b.1.cmp(&a.1));
+    list.into_iter().map(|(k, n)| format!("{k}: {n}")).collect()
+}
