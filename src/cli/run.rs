@@ -45,10 +45,10 @@ pub fn default_workers() -> usize {
 
 /// Raises the open-files limit to the hard limit (each VU connection is a descriptor).
 pub fn raise_nofile() {
-    if let Ok((soft, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE) {
-        if soft < hard {
-            let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, hard, hard);
-        }
+    if let Ok((soft, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE)
+        && soft < hard
+    {
+        let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, hard, hard);
     }
 }
 

@@ -7,6 +7,24 @@ use crate::script::judge::DeclaredThreshold;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+/// Failed logical requests by kind (`status 503`, `timeout`, ...) among the series
+/// matching `filters`.
+pub fn failure_kinds(agg: &Aggregate, filters: &[(String, String)]) -> BTreeMap<String, u64> {
+    let mut kinds = BTreeMap::new();
+    for (tags, sink) in agg.series_of("http_req_failed") {
+        let Sink::Rate(rate) = sink else { continue };
+        if rate.trues == 0 || !tags.contains_all(filters) {
+            continue;
+        }
+        let kind = match tags.get("error") {
+            Some(e) => e.to_string(),
+            None => format!("status {}", tags.get("status").unwrap_or("?")),
+        };
+        *kinds.entry(kind).or_default() += rate.trues;
+    }
+    kinds
+}
+
 /// One threshold condition's verdict.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ThresholdResult {

@@ -221,22 +221,10 @@ pub fn results_for(agg: &Aggregate, tags: &Tags, elapsed: Duration) -> Map {
     m.insert("iteration_duration".into(), Dynamic::from_map(iter));
     let checks = agg.query("checks", &filters).map(|s| sink_to_map(&s, elapsed)).unwrap_or_default();
     m.insert("checks".into(), Dynamic::from_map(checks));
-    let mut errors = Map::new();
-    for (t, sink) in agg.series_of("http_req_failed") {
-        if !t.contains_all(&filters) {
-            continue;
-        }
-        if let Sink::Rate(r) = sink {
-            if r.trues > 0 {
-                let kind = match t.get("error") {
-                    Some(e) => e.to_string(),
-                    None => format!("status {}", t.get("status").unwrap_or("?")),
-                };
-                let prev = errors.get(kind.as_str()).and_then(|d| d.as_int().ok()).unwrap_or(0);
-                errors.insert(kind.into(), Dynamic::from_int(prev + r.trues as i64));
-            }
-        }
-    }
+    let errors: Map = super::judge::failure_kinds(agg, &filters)
+        .into_iter()
+        .map(|(k, n)| (k.into(), Dynamic::from_int(n as i64)))
+        .collect();
     m.insert("errors".into(), Dynamic::from_map(errors));
     m
 }

@@ -39,7 +39,7 @@ impl Ticker {
                 let mut last_plain = Instant::now();
                 let (mut total_reqs, mut total_fail) = (0u64, 0u64);
                 while !d.load(Ordering::Relaxed) {
-                    std::thread::sleep(Duration::from_millis(100));
+                    std::thread::park_timeout(Duration::from_millis(100));
                     if Instant::now() < next {
                         continue;
                     }
@@ -88,6 +88,7 @@ impl Ticker {
     pub fn stop(mut self) {
         self.done.store(true, Ordering::Relaxed);
         if let Some(h) = self.handle.take() {
+            h.thread().unpark();
             let _ = h.join();
         }
     }

@@ -139,19 +139,7 @@ pub fn render(r: &RunReport) -> String {
 
 /// Failed logical requests by kind ("status 503: 12", "timeout: 3"), most frequent first.
 pub fn error_kinds(r: &RunReport) -> Vec<String> {
-    let mut kinds: std::collections::BTreeMap<String, u64> = Default::default();
-    for (tags, sink) in r.aggregate.series_of("http_req_failed") {
-        if let crate::metrics::Sink::Rate(rate) = sink {
-            if rate.trues > 0 {
-                let kind = match tags.get("error") {
-                    Some(e) => e.to_string(),
-                    None => format!("status {}", tags.get("status").unwrap_or("?")),
-                };
-                *kinds.entry(kind).or_default() += rate.trues;
-            }
-        }
-    }
-    let mut list: Vec<(String, u64)> = kinds.into_iter().collect();
-    list.sort_by(|a, b| b.1.cmp(&a.1));
+    let mut list: Vec<(String, u64)> = crate::engine::judge::failure_kinds(&r.aggregate, &[]).into_iter().collect();
+    list.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
     list.into_iter().map(|(k, n)| format!("{k}: {n}")).collect()
 }

@@ -81,6 +81,9 @@ pub struct IterationError {
     pub count: u64,
 }
 
+/// Renders a script error with its source context.
+pub type RenderError = Box<dyn Fn(&EvalAltResult) -> String + Send + Sync>;
+
 /// State shared by every thread of one run.
 pub struct RunShared {
     /// The scenario file.
@@ -104,7 +107,7 @@ pub struct RunShared {
     /// The engine's phase runner (set once the workers are up).
     pub runner: OnceLock<Arc<dyn PhaseRunner>>,
     /// Renders a Rhai error with source context (set by the loader).
-    pub render_error: OnceLock<Box<dyn Fn(&EvalAltResult) -> String + Send + Sync>>,
+    pub render_error: OnceLock<RenderError>,
 }
 
 impl RunShared {

@@ -106,10 +106,10 @@ fn should_retry(result: &Dynamic, statuses: &[i64], on_network_error: bool) -> (
         let again = statuses.contains(&r.status) || (r.status == 0 && on_network_error);
         return (again, retry_after);
     }
-    if let Some(m) = result.read_lock::<Map>() {
-        if let Some(status) = m.get("status").and_then(|s| s.as_int().ok()) {
-            return (statuses.contains(&status) || (status == 0 && on_network_error), None);
-        }
+    if let Some(m) = result.read_lock::<Map>()
+        && let Some(status) = m.get("status").and_then(|s| s.as_int().ok())
+    {
+        return (statuses.contains(&status) || (status == 0 && on_network_error), None);
     }
     if let Ok(b) = result.as_bool() {
         return (!b, None);
@@ -472,10 +472,14 @@ fn push_assertion(a: Assertion) -> Result<(), Box<EvalAltResult>> {
 }
 
 fn declare_threshold(ctx: &NativeCallContext, selector: &str, conditions: &[String]) -> Result<(), Box<EvalAltResult>> {
-    let sel = Selector::parse(selector).map_err(|e| format!("{e}\n{}", e.render_caret()))?;
+    let with_hint = |e: crate::metrics::ThresholdError| match &e.hint {
+        Some(h) => format!("{e}; hint: {h}"),
+        None => e.to_string(),
+    };
+    let sel = Selector::parse(selector).map_err(with_hint)?;
     let mut parsed = Vec::new();
     for c in conditions {
-        let cond = Condition::parse(c).map_err(|e| format!("{e}\n{}", e.render_caret()))?;
+        let cond = Condition::parse(c).map_err(with_hint)?;
         if let Some(kind) = crate::metrics::series::kind_of(&sel.metric) {
             cond.validate_for(kind).map_err(|e| format!("threshold on {selector}: {e}"))?;
         }

@@ -8,19 +8,48 @@ use std::sync::Mutex;
 /// Source files read on demand for snippets (scripts and imported modules).
 #[derive(Default)]
 pub struct Sources {
-    files: Mutex<HashMap<String, Option<String>>>,
+    files: Mutex<HashMap<String, Option<(String, String)>>>,
+    dirs: Vec<std::path::PathBuf>,
 }
 
 impl Sources {
     /// Registers a file's text (the main script, already read).
     pub fn insert(&self, name: &str, text: String) {
-        self.files.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), Some(text));
+        self.files.lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), Some((name.to_string(), text)));
+    }
+
+    /// Sources that also find modules named by import path (`"lib/focus"`) in `dirs`.
+    pub fn with_dirs(dirs: Vec<std::path::PathBuf>) -> Sources {
+        Sources { files: Mutex::default(), dirs }
+    }
+
+    /// The file behind a source name (a module's import path maps to its .rhai file)
+    /// and its text.
+    fn file(&self, name: &str) -> Option<(String, String)> {
+        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
+        files
+            .entry(name.to_string())
+            .or_insert_with(|| {
+                let mut candidates = vec![std::path::PathBuf::from(name)];
+                for dir in &self.dirs {
+                    candidates.push(dir.join(format!("{name}.rhai")));
+                    candidates.push(dir.join(name));
+                }
+                candidates
+                    .into_iter()
+                    .find_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p.display().to_string(), t)))
+            })
+            .clone()
+    }
+
+    /// The path to show for a source name.
+    pub fn display_name(&self, name: &str) -> String {
+        self.file(name).map(|(path, _)| path).unwrap_or_else(|| name.to_string())
     }
 
     fn line(&self, name: &str, line: usize) -> Option<String> {
-        let mut files = self.files.lock().unwrap_or_else(|e| e.into_inner());
-        let text = files.entry(name.to_string()).or_insert_with(|| std::fs::read_to_string(name).ok());
-        text.as_ref()?.lines().nth(line.checked_sub(1)?).map(str::to_string)
+        let (_, text) = self.file(name)?;
+        text.lines().nth(line.checked_sub(1)?).map(str::to_string)
     }
 }
 
@@ -52,7 +81,7 @@ impl Diagnostic {
             match (self.position.line(), self.position.position()) {
                 (Some(line), col) => {
                     let col = col.unwrap_or(1);
-                    out.push_str(&format!(" --> {file}:{line}:{col}\n"));
+                    out.push_str(&format!(" --> {}:{line}:{col}\n", sources.display_name(file)));
                     if let Some(text) = sources.line(file, line) {
                         let gutter = " ".repeat(line.to_string().len());
                         let pad: String = text
@@ -63,7 +92,7 @@ impl Diagnostic {
                         out.push_str(&format!("{gutter} |\n{line} | {text}\n{gutter} | {pad}^\n"));
                     }
                 }
-                (None, _) => out.push_str(&format!(" --> {file}\n")),
+                (None, _) => out.push_str(&format!(" --> {}\n", sources.display_name(file))),
             }
         }
         for frame in &self.chain {
@@ -119,7 +148,11 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
     loop {
         match current {
             EvalAltResult::ErrorInFunctionCall(name, source, inner, pos) => {
-                chain.push(format!("in {} called at {}", describe_fn(name), location(&file, *pos)));
+                if pos.is_none() && name.starts_with("anon$") {
+                    chain.push("in the phase's function".to_string());
+                } else {
+                    chain.push(format!("in {} called at {}", describe_fn(name), location(&file, *pos)));
+                }
                 if !source.is_empty() {
                     file = source.clone();
                 }
@@ -163,9 +196,18 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
         EvalAltResult::ErrorTerminated(token, _) if token.to_string() == super::bridge::INTERRUPTED_TOKEN => {
             message = "interrupted".to_string();
         }
-        EvalAltResult::ErrorTooManyOperations(_) | EvalAltResult::ErrorTerminated(..) => {
+        EvalAltResult::ErrorTerminated(token, _) => {
+            message = token.to_string();
             hint = hint
                 .or(Some("a loop that never waits blocks its worker; add a sleep, or an exit condition".to_string()));
+        }
+        EvalAltResult::ErrorTooManyOperations(_) => {
+            hint = hint
+                .or(Some("a loop that never waits blocks its worker; add a sleep, or an exit condition".to_string()));
+        }
+        EvalAltResult::ErrorModuleNotFound(name, _) => {
+            message = format!("module \"{name}\" not found");
+            hint = Some("import paths are relative to the script's directory or to stdlib/, without .rhai (e.g. import \"focus\" as focus;)".to_string());
         }
         EvalAltResult::ErrorStackOverflow(_) => {
             hint = Some("recursion is limited to 32 levels in volley scripts".to_string());

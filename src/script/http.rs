@@ -9,7 +9,7 @@ pub use super::http_exec::{HttpClients, HttpSettings, TargetOptions};
 use super::opts::Opts;
 use super::response::Response;
 use rhai::plugin::*;
-use rhai::{Dynamic, EvalAltResult, Map};
+use rhai::{Dynamic, EvalAltResult, Map, NativeCallContext};
 
 const REQUEST_OPTIONS: &[&str] = &["headers", "query", "timeout", "name", "tags", "insecure", "expect", "body"];
 const TARGET_OPTIONS: &[&str] = &["headers", "timeout", "insecure"];
@@ -95,10 +95,19 @@ fn thread_settings(url: &str) -> Result<TargetOptions, Box<EvalAltResult>> {
     Ok(context::thread()?.shared.http.resolve(url))
 }
 
-fn run(method: &str, url: &str, body: Dynamic, options: &Map) -> Result<Response, Box<EvalAltResult>> {
-    let prepared = prepare(method, url, body, options)?;
-    let thread = context::thread()?;
-    http_exec::execute(&thread, prepared)
+fn run(
+    ctx: &NativeCallContext,
+    method: &str,
+    url: &str,
+    body: Dynamic,
+    options: &Map,
+) -> Result<Response, Box<EvalAltResult>> {
+    let go = || {
+        let prepared = prepare(method, url, body, options)?;
+        let thread = context::thread()?;
+        http_exec::execute(&thread, prepared)
+    };
+    go().map_err(|e| crate::script::at(ctx, e))
 }
 
 /// The `http` module.
@@ -112,8 +121,8 @@ pub mod http_api {
     /// check(r, "healthy", r.status == 200);
     /// ```
     #[rhai_fn(name = "get", return_raw)]
-    pub fn get(url: &str) -> Result<Response, Box<EvalAltResult>> {
-        run("GET", url, Dynamic::UNIT, &Map::new())
+    pub fn get(ctx: NativeCallContext, url: &str) -> Result<Response, Box<EvalAltResult>> {
+        run(&ctx, "GET", url, Dynamic::UNIT, &Map::new())
     }
 
     /// GET with options: `headers`, `query`, `timeout`, `name`, `tags`, `insecure`, `expect`.
@@ -121,8 +130,8 @@ pub mod http_api {
     /// let r = http::get(`${base}/alert`, #{ query: #{ startTime: t0 }, timeout: "5s", name: "alerts" });
     /// ```
     #[rhai_fn(name = "get", return_raw)]
-    pub fn get_with(url: &str, options: Map) -> Result<Response, Box<EvalAltResult>> {
-        run("GET", url, Dynamic::UNIT, &options)
+    pub fn get_with(ctx: NativeCallContext, url: &str, options: Map) -> Result<Response, Box<EvalAltResult>> {
+        run(&ctx, "GET", url, Dynamic::UNIT, &options)
     }
 
     /// POST a body: a map or array is sent as JSON, a string as text.
@@ -130,8 +139,8 @@ pub mod http_api {
     /// let r = http::post(`${base}/configure`, #{ view_type: "0" });
     /// ```
     #[rhai_fn(name = "post", return_raw)]
-    pub fn post(url: &str, body: Dynamic) -> Result<Response, Box<EvalAltResult>> {
-        run("POST", url, body, &Map::new())
+    pub fn post(ctx: NativeCallContext, url: &str, body: Dynamic) -> Result<Response, Box<EvalAltResult>> {
+        run(&ctx, "POST", url, body, &Map::new())
     }
 
     /// POST with options.
@@ -139,8 +148,13 @@ pub mod http_api {
     /// let r = http::post(`${base}/login`, #{ username: "volley", password: "volley" }, #{ name: "login", expect: [201] });
     /// ```
     #[rhai_fn(name = "post", return_raw)]
-    pub fn post_with(url: &str, body: Dynamic, options: Map) -> Result<Response, Box<EvalAltResult>> {
-        run("POST", url, body, &options)
+    pub fn post_with(
+        ctx: NativeCallContext,
+        url: &str,
+        body: Dynamic,
+        options: Map,
+    ) -> Result<Response, Box<EvalAltResult>> {
+        run(&ctx, "POST", url, body, &options)
     }
 
     /// PUT a body.
@@ -148,8 +162,8 @@ pub mod http_api {
     /// let r = http::put(`${base}/item/1`, #{ name: "x" });
     /// ```
     #[rhai_fn(name = "put", return_raw)]
-    pub fn put(url: &str, body: Dynamic) -> Result<Response, Box<EvalAltResult>> {
-        run("PUT", url, body, &Map::new())
+    pub fn put(ctx: NativeCallContext, url: &str, body: Dynamic) -> Result<Response, Box<EvalAltResult>> {
+        run(&ctx, "PUT", url, body, &Map::new())
     }
 
     /// PUT with options.
@@ -157,8 +171,13 @@ pub mod http_api {
     /// let r = http::put(`${base}/item/1`, #{ name: "x" }, #{ timeout: "2s" });
     /// ```
     #[rhai_fn(name = "put", return_raw)]
-    pub fn put_with(url: &str, body: Dynamic, options: Map) -> Result<Response, Box<EvalAltResult>> {
-        run("PUT", url, body, &options)
+    pub fn put_with(
+        ctx: NativeCallContext,
+        url: &str,
+        body: Dynamic,
+        options: Map,
+    ) -> Result<Response, Box<EvalAltResult>> {
+        run(&ctx, "PUT", url, body, &options)
     }
 
     /// PATCH a body.
@@ -166,8 +185,8 @@ pub mod http_api {
     /// let r = http::patch(`${base}/item/1`, #{ name: "y" });
     /// ```
     #[rhai_fn(name = "patch", return_raw)]
-    pub fn patch(url: &str, body: Dynamic) -> Result<Response, Box<EvalAltResult>> {
-        run("PATCH", url, body, &Map::new())
+    pub fn patch(ctx: NativeCallContext, url: &str, body: Dynamic) -> Result<Response, Box<EvalAltResult>> {
+        run(&ctx, "PATCH", url, body, &Map::new())
     }
 
     /// PATCH with options.
@@ -175,8 +194,13 @@ pub mod http_api {
     /// let r = http::patch(`${base}/item/1`, #{ name: "y" }, #{ name: "rename" });
     /// ```
     #[rhai_fn(name = "patch", return_raw)]
-    pub fn patch_with(url: &str, body: Dynamic, options: Map) -> Result<Response, Box<EvalAltResult>> {
-        run("PATCH", url, body, &options)
+    pub fn patch_with(
+        ctx: NativeCallContext,
+        url: &str,
+        body: Dynamic,
+        options: Map,
+    ) -> Result<Response, Box<EvalAltResult>> {
+        run(&ctx, "PATCH", url, body, &options)
     }
 
     /// DELETE a URL.
@@ -184,8 +208,8 @@ pub mod http_api {
     /// let r = http::delete(`${base}/job/${id}`);
     /// ```
     #[rhai_fn(name = "delete", return_raw)]
-    pub fn delete(url: &str) -> Result<Response, Box<EvalAltResult>> {
-        run("DELETE", url, Dynamic::UNIT, &Map::new())
+    pub fn delete(ctx: NativeCallContext, url: &str) -> Result<Response, Box<EvalAltResult>> {
+        run(&ctx, "DELETE", url, Dynamic::UNIT, &Map::new())
     }
 
     /// DELETE with options (`body` sends a body).
@@ -193,8 +217,8 @@ pub mod http_api {
     /// let r = http::delete(`${alerts}/alert/delete`, #{ body: #{ alertIds: ids }, expect: [200, 404] });
     /// ```
     #[rhai_fn(name = "delete", return_raw)]
-    pub fn delete_with(url: &str, options: Map) -> Result<Response, Box<EvalAltResult>> {
-        run("DELETE", url, Dynamic::UNIT, &options)
+    pub fn delete_with(ctx: NativeCallContext, url: &str, options: Map) -> Result<Response, Box<EvalAltResult>> {
+        run(&ctx, "DELETE", url, Dynamic::UNIT, &options)
     }
 
     /// Any method, with a body (or `()`) and options.
@@ -202,8 +226,14 @@ pub mod http_api {
     /// let r = http::request("OPTIONS", `${base}/ack`, (), #{});
     /// ```
     #[rhai_fn(name = "request", return_raw)]
-    pub fn request(method: &str, url: &str, body: Dynamic, options: Map) -> Result<Response, Box<EvalAltResult>> {
-        run(method, url, body, &options)
+    pub fn request(
+        ctx: NativeCallContext,
+        method: &str,
+        url: &str,
+        body: Dynamic,
+        options: Map,
+    ) -> Result<Response, Box<EvalAltResult>> {
+        run(&ctx, method, url, body, &options)
     }
 
     /// Defaults for every request of the run: `timeout`, `headers`, `insecure`.
@@ -211,10 +241,13 @@ pub mod http_api {
     /// http::defaults(#{ timeout: "15s", headers: #{ "User-Agent": "pz-suite" } });
     /// ```
     #[rhai_fn(name = "defaults", return_raw)]
-    pub fn defaults(options: Map) -> Result<(), Box<EvalAltResult>> {
-        let opts = Opts::new(&options, "http::defaults", TARGET_OPTIONS)?;
-        context::thread()?.shared.http.set_defaults(target_options(&opts)?);
-        Ok(())
+    pub fn defaults(ctx: NativeCallContext, options: Map) -> Result<(), Box<EvalAltResult>> {
+        let set = || {
+            let opts = Opts::new(&options, "http::defaults", TARGET_OPTIONS)?;
+            context::thread()?.shared.http.set_defaults(target_options(&opts)?);
+            Ok(())
+        };
+        set().map_err(|e| crate::script::at(&ctx, e))
     }
 
     /// Settings for every URL starting with a prefix, e.g. TLS verification off for a
@@ -223,10 +256,13 @@ pub mod http_api {
     /// http::target("https://focus.lab:8443", #{ insecure: true, timeout: "60s" });
     /// ```
     #[rhai_fn(name = "target", return_raw)]
-    pub fn target(prefix: &str, options: Map) -> Result<(), Box<EvalAltResult>> {
-        url::Url::parse(prefix).map_err(|e| bad_url(prefix, e))?;
-        let opts = Opts::new(&options, "http::target", TARGET_OPTIONS)?;
-        context::thread()?.shared.http.set_target(prefix.to_string(), target_options(&opts)?);
-        Ok(())
+    pub fn target(ctx: NativeCallContext, prefix: &str, options: Map) -> Result<(), Box<EvalAltResult>> {
+        let set = || {
+            url::Url::parse(prefix).map_err(|e| bad_url(prefix, e))?;
+            let opts = Opts::new(&options, "http::target", TARGET_OPTIONS)?;
+            context::thread()?.shared.http.set_target(prefix.to_string(), target_options(&opts)?);
+            Ok(())
+        };
+        set().map_err(|e| crate::script::at(&ctx, e))
     }
 }

@@ -226,10 +226,11 @@ pub fn execute(thread: &ThreadCtx, prepared: Prepared) -> Result<Response, Box<E
         let pairs: Vec<String> = jar.get_request_values(&url).map(|(n, v)| format!("{n}={v}")).collect();
         pairs.join("; ")
     })?;
-    if !cookie_header.is_empty() && !request.headers().contains_key(reqwest::header::COOKIE) {
-        if let Ok(v) = reqwest::header::HeaderValue::from_str(&cookie_header) {
-            request.headers_mut().insert(reqwest::header::COOKIE, v);
-        }
+    if !cookie_header.is_empty()
+        && !request.headers().contains_key(reqwest::header::COOKIE)
+        && let Ok(v) = reqwest::header::HeaderValue::from_str(&cookie_header)
+    {
+        request.headers_mut().insert(reqwest::header::COOKIE, v);
     }
     let client = thread.http.get(insecure).clone();
     let outcome = bridge::wait(send(client, request))?;

@@ -4,7 +4,7 @@
 use super::context;
 use crate::metrics::{Metric, MetricKind, define};
 use rhai::plugin::*;
-use rhai::{EvalAltResult, Map};
+use rhai::{EvalAltResult, Map, NativeCallContext};
 
 /// A handle to a custom metric.
 #[derive(Debug, Clone)]
@@ -36,8 +36,8 @@ pub mod metrics_api {
     /// sent.add(1);
     /// ```
     #[rhai_fn(name = "counter", return_raw)]
-    pub fn counter(name: &str) -> Result<CustomMetric, Box<EvalAltResult>> {
-        make(name, MetricKind::Counter)
+    pub fn counter(ctx: NativeCallContext, name: &str) -> Result<CustomMetric, Box<EvalAltResult>> {
+        make(name, MetricKind::Counter).map_err(|e| crate::script::at(&ctx, e))
     }
 
     /// A gauge (last value). Thresholds: `value`.
@@ -46,8 +46,8 @@ pub mod metrics_api {
     /// depth.add(42);
     /// ```
     #[rhai_fn(name = "gauge", return_raw)]
-    pub fn gauge(name: &str) -> Result<CustomMetric, Box<EvalAltResult>> {
-        make(name, MetricKind::Gauge)
+    pub fn gauge(ctx: NativeCallContext, name: &str) -> Result<CustomMetric, Box<EvalAltResult>> {
+        make(name, MetricKind::Gauge).map_err(|e| crate::script::at(&ctx, e))
     }
 
     /// A rate (share of true samples). Thresholds: `rate`.
@@ -56,8 +56,8 @@ pub mod metrics_api {
     /// stored.add(found);
     /// ```
     #[rhai_fn(name = "rate", return_raw)]
-    pub fn rate(name: &str) -> Result<CustomMetric, Box<EvalAltResult>> {
-        make(name, MetricKind::Rate)
+    pub fn rate(ctx: NativeCallContext, name: &str) -> Result<CustomMetric, Box<EvalAltResult>> {
+        make(name, MetricKind::Rate).map_err(|e| crate::script::at(&ctx, e))
     }
 
     /// A trend (distribution; HDR histogram). Thresholds: `avg`, `min`, `max`, `med`, `p(N)`.
@@ -66,15 +66,15 @@ pub mod metrics_api {
     /// e2e.add(now_ms() - t0);
     /// ```
     #[rhai_fn(name = "trend", return_raw)]
-    pub fn trend(name: &str) -> Result<CustomMetric, Box<EvalAltResult>> {
-        make(name, MetricKind::Trend)
+    pub fn trend(ctx: NativeCallContext, name: &str) -> Result<CustomMetric, Box<EvalAltResult>> {
+        make(name, MetricKind::Trend).map_err(|e| crate::script::at(&ctx, e))
     }
 
     /// Records a number (or `true`/`false` for rates).
     /// ```rhai
     /// metrics::trend("t").add(12.5);
     /// ```
-    #[rhai_fn(name = "add", return_raw)]
+    #[rhai_fn(global, name = "add", return_raw)]
     pub fn add_value(m: &mut CustomMetric, value: Dynamic) -> Result<(), Box<EvalAltResult>> {
         add(m, number(m, &value)?, None)
     }
@@ -83,7 +83,7 @@ pub mod metrics_api {
     /// ```rhai
     /// metrics::trend("per_type_ms").add(r.duration_ms, #{ class: "SC" });
     /// ```
-    #[rhai_fn(name = "add", return_raw)]
+    #[rhai_fn(global, name = "add", return_raw)]
     pub fn add_tagged(m: &mut CustomMetric, value: Dynamic, tags: Map) -> Result<(), Box<EvalAltResult>> {
         add(m, number(m, &value)?, Some(tags))
     }
@@ -92,7 +92,7 @@ pub mod metrics_api {
     /// ```rhai
     /// print(metrics::counter("c").name);
     /// ```
-    #[rhai_fn(get = "name", pure)]
+    #[rhai_fn(global, get = "name", pure)]
     pub fn name(m: &mut CustomMetric) -> String {
         m.0.name.to_string()
     }

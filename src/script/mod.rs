@@ -15,7 +15,7 @@ pub mod response;
 
 use diagnostics::{Diagnostic, Sources};
 use rhai::module_resolvers::{FileModuleResolver, ModuleResolversCollection};
-use rhai::{AST, Engine, Module, Shared, exported_module};
+use rhai::{AST, Engine, EvalAltResult, Module, Shared, exported_module};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,6 +36,15 @@ fn registry() -> Vec<(Namespace, Module)> {
         (Namespace::Static("http"), exported_module!(http::http_api)),
         (Namespace::Static("metrics"), exported_module!(metrics::metrics_api)),
     ]
+}
+
+/// Gives an error the position of the native call that raised it, when it has none
+/// (Rhai does not fill it in for namespaced functions such as `http::post`).
+pub fn at(ctx: &rhai::NativeCallContext, mut err: Box<EvalAltResult>) -> Box<EvalAltResult> {
+    if err.position().is_none() {
+        err.set_position(ctx.call_position());
+    }
+    err
 }
 
 /// Maximum script call depth: each level costs ~6 KB of a VU's coroutine stack.
@@ -131,7 +140,7 @@ pub fn module_dirs(script: &Path) -> Vec<PathBuf> {
 pub fn load(path: &Path) -> Result<Loaded, (Diagnostic, Arc<Sources>)> {
     let started = Instant::now();
     let name = path.display().to_string();
-    let sources = Arc::new(Sources::default());
+    let sources = Arc::new(Sources::with_dirs(module_dirs(path)));
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) => {

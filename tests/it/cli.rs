@@ -1,0 +1,80 @@
+//! The binary: exit codes, usage errors, and Ctrl-C still printing the summary.
+
+use crate::support::{self, script};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn volley() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_volley"))
+}
+
+#[test]
+fn exit_codes_follow_the_documented_table() {
+    let server = support::start();
+    let cases = [
+        ("let r = http::get(`${env(\"BASE_URL\")}/ok`);\nthreshold(\"http_reqs\", \"count == 1\");\n", 0),
+        ("threshold(\"http_reqs\", \"count > 1000\");\nhttp::get(`${env(\"BASE_URL\")}/ok`);\n", 99),
+        ("let x = ;\n", 107),
+    ];
+    for (text, expected) in cases {
+        let (_d, path) = script(text);
+        let out = volley()
+            .args(["run", "--progress", "off"])
+            .arg(&path)
+            .args(["-e", &format!("BASE_URL={}", server.base)])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(expected),
+            "{text}\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = volley().args(["run", "--time-scale", "0", "x.rhai"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected a number > 0"));
+    let out = volley().args(["run", "-e", "NOEQUALS", "x.rhai"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = volley().args(["run", "no/such/file.rhai"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read no/such/file.rhai"));
+}
+
+#[test]
+fn ctrl_c_stops_gracefully_and_prints_the_summary() {
+    let server = support::start();
+    let (_d, path) = script(
+        "let base = env(\"BASE_URL\");\nphase(\"long\", #{ executor: \"constant-vus\", vus: 5, duration: \"60s\" }, || { http::get(`${base}/ok`); sleep(\"50ms\"); });\nprint(\"after\");\n",
+    );
+    let child = volley()
+        .args(["run", "--progress", "off"])
+        .arg(&path)
+        .args(["-e", &format!("BASE_URL={}", server.base)])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = Instant::now();
+    // SAFETY: plain libc call on a child we own.
+    unsafe { libc_kill(child.id() as i32, 2) };
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?} to stop", started.elapsed());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}");
+    assert!(stdout.contains("result: INTERRUPTED"), "{stdout}");
+    assert!(stdout.contains("GET /ok"), "the summary keeps the results so far: {stdout}");
+    assert!(!stdout.contains("after"), "the script does not go on after Ctrl-C");
+    assert!(server.count("/ok") > 10);
+}
+
+unsafe extern "C" {
+    #[link_name = "kill"]
+    fn libc_kill(pid: i32, sig: i32) -> i32;
+}

@@ -1,0 +1,319 @@
+//! The engine against a real local HTTP server: load models, counts equal to what the
+//! server saw, judging, retries, network faults, cookies, JSON, custom metrics.
+
+use crate::support::{self, run, script};
+use std::time::Duration;
+use volley::engine::ExitCode;
+use volley::metrics::{Sink, Stat};
+
+fn summary(r: &volley::engine::RunReport) -> String {
+    volley::report::summary::render(r)
+}
+
+fn count(r: &volley::engine::RunReport, metric: &str, filters: &[(&str, &str)]) -> f64 {
+    let f: Vec<(String, String)> = filters.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    r.aggregate.query(metric, &f).and_then(|s| s.stat(Stat::Count, Duration::ZERO).ok().flatten()).unwrap_or(0.0)
+}
+
+#[test]
+fn closed_models_run_exactly_the_planned_iterations() {
+    let server = support::start();
+    let (_d, path) = script(
+        r#"
+        let base = env("BASE_URL");
+        let sh = phase("shared", #{ executor: "shared-iterations", vus: 5, iterations: 50 }, || {
+            http::get(`${base}/ok`, #{ name: "ok" });
+        });
+        let per_vu = phase("per-vu", #{ executor: "per-vu-iterations", vus: 3, iterations: 4 }, || {
+            http::get(`${base}/status/201`);
+        });
+        expect(sh.iterations, "== 50", "shared iterations");
+        expect(sh.requests, "== 50", "shared requests");
+        expect(per_vu.iterations, "== 12", "per-vu iterations");
+        expect(sh.success_rate, "== 1", "shared success");
+        expect(sh.vus_max, "<= 5", "shared vus");
+        "#,
+    );
+    let r = run(&path, &server.base);
+    assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
+    assert_eq!(server.count("/ok"), 50);
+    assert_eq!(server.count("/status/201"), 12);
+    let row = r.requests.iter().find(|q| q.name == "ok").unwrap();
+    assert_eq!((row.count, row.failures), (50, 0));
+}
+
+#[test]
+fn constant_vus_loop_for_the_duration() {
+    let server = support::start();
+    let (_d, path) = script(
+        r#"
+        let base = env("BASE_URL");
+        let p = phase("steady", #{ executor: "constant-vus", vus: 4, duration: "1s" }, || {
+            http::get(`${base}/ok`);
+            sleep("100ms");
+        });
+        // 4 VUs x ~10 iterations each; generous bounds for noisy machines.
+        expect(p.iterations, ">= 20", "iterations");
+        expect(p.iterations, "<= 44", "iterations");
+        expect(p.elapsed_s, "< 3", "elapsed");
+        "#,
+    );
+    let r = run(&path, &server.base);
+    assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
+    assert_eq!(server.count("/ok") as f64, count(&r, "http_reqs", &[("phase", "steady")]));
+}
+
+#[test]
+fn open_model_keeps_its_rate_and_counts_what_the_server_saw() {
+    let server = support::start();
+    let (_d, path) = script(
+        r#"
+        let base = env("BASE_URL");
+        let p = phase("open", #{ executor: "constant-arrival-rate", rate: 50, duration: "2s" }, || {
+            http::get(`${base}/ok`);
+        });
+        expect(p.iterations + p.dropped_iterations, "== 100", "arrivals scheduled");
+        expect(p.iterations, ">= 95", "iterations started");
+        expect(p.elapsed_s, "< 3.5", "elapsed");
+        "#,
+    );
+    let r = run(&path, &server.base);
+    assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
+    assert_eq!(server.count("/ok") as f64, count(&r, "http_reqs", &[]));
+}
+
+#[test]
+fn open_model_drops_iterations_instead_of_delaying_them() {
+    let server = support::start();
+    let (_d, path) = script(
+        r#"
+        let base = env("BASE_URL");
+        let p = phase("saturated", #{ executor: "constant-arrival-rate", rate: 40, duration: "1s", max_vus: 2 }, || {
+            http::get(`${base}/slow?ms=300`);
+        });
+        expect(p.dropped_iterations, ">= 20", "dropped");
+        expect(p.iterations + p.dropped_iterations, "== 40", "arrivals");
+        // Latency from the scheduled start: with free VUs a start is on time.
+        expect(p.iteration_duration.min, ">= 300", "iteration time includes the server's 300ms");
+        "#,
+    );
+    let r = run(&path, &server.base);
+    assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
+}
+
+#[test]
+fn ramping_arrival_rate_follows_its_stages() {
+    let server = support::start();
+    let (_d, path) = script(
+        r#"
+        let base = env("BASE_URL");
+        let p = phase("ramp", #{ executor: "ramping-arrival-rate", start_rate: 0, stages: [#{ duration: "2s", target: 40 }] }, || {
+            http::get(`${base}/ok`);
+        });
+        // The integral of a 0 -> 40/s ramp over 2 s is 40.
+        expect(p.iterations + p.dropped_iterations, "== 40", "arrivals");
+        "#,
+    );
+    let r = run(&path, &server.base);
+    assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
+}
+
+#[test]
+fn bursts_report_each_burst() {
+    let server = support::start();
+    let (_d, path) = script(
+        r#"
+        let base = env("BASE_URL");
+        let p = phase("burst", #{ executor: "bursts", bursts: 3, size: 10, pause: "100ms" }, || {
+            http::get(`${base}/slow?ms=50`);
+        });
+        expect(p.bursts.len(), "== 3", "bursts");
+        for b in p.bursts {
+            expect(b.requests, "== 10", `burst ${b.burst} requests`);
+            expect(b.success_rate, "== 1", `burst ${b.burst} success`);
+            // 10 concurrent iterations of a 50 ms call: about 50 ms, not 500.
+            expect(b.duration_ms, "< 400", `burst ${b.burst} ran concurrently`);
+        }
+        let b2 = stats("http_reqs{phase:burst,burst:2}");
+        expect(b2.count, "== 10", "stats() of one burst");
+        "#,
+    );
+    let r = run(&path, &server.base);
+    assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
+    assert_eq!(server.count("/slow"), 30);
+}
+
+#[test]
+fn thresholds_and_assertions_set_the_exit_code() {
+    let server = support::start();
+    let (_d, pass) = script(
+        r#"
+        let base = env("BASE_URL");
+        phase("p", #{ executor: "shared-iterations", vus: 2, iterations: 10 }, || { http::get(`${base}/ok`); });
+        threshold("http_req_duration{phase:p}", ["p(95) < 5000", "max < 10000"]);
+        threshold("http_req_failed", "rate == 0");
+        threshold("http_reqs{phase:p}", "count == 10");
+        "#,
+    );
+    let r = run(&pass, &server.base);
+    assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
+    assert_eq!(r.thresholds.len(), 4);
+
+    let (_d, fail) = script(
+        r#"
+        let base = env("BASE_URL");
+        phase("p", #{ executor: "shared-iterations", vus: 2, iterations: 10 }, || { http::get(`${base}/status/500`); });
+        threshold("http_req_failed{phase:p}", "rate < 0.1");
+        threshold("http_req_duration{phase:nonexistent}", "p(95) < 300");
+        "#,
+    );
+    let r = run(&fail, &server.base);
+    assert_eq!(r.exit, ExitCode::Failed, "{}", summary(&r));
+    assert_eq!(r.thresholds[0].observed, Some(1.0));
+    assert!(r.thresholds[1].error.as_deref().unwrap().starts_with("no data"));
+
+    let (_d, assertion) = script("assert(1 > 2, \"arithmetic\");\nassert(true, \"fine\");\n");
+    let r = run(&assertion, &server.base);
+    assert_eq!(r.exit, ExitCode::Failed);
+    assert_eq!(r.assertions.iter().filter(|a| !a.passed).count(), 1);
+}
+
+#[test]
+fn script_errors_exit_107_and_keep_results() {
+    let server = support::start();
+    let (_d, path) = script(
+        r#"
+        let base = env("BASE_URL");
+        phase("p", #{ executor: "shared-iterations", vus: 1, iterations: 3 }, || {
+            http::get(`${base}/ok`);
+            throw "boom";
+        });
+        "#,
+    );
+    let r = run(&path, &server.base);
+    assert_eq!(r.exit, ExitCode::ScriptError, "{}", summary(&r));
+    assert_eq!(r.iteration_errors.len(), 1);
+    assert_eq!(r.iteration_errors[0].count, 3);
+    assert_eq!(server.count("/ok"), 3);
+    assert_eq!(count(&r, "iteration_errors", &[]), 3.0);
+}
+
+#[test]
+fn retry_honours_retry_after_and_counts_the_request_once() {
+    let server = support::start();
+    let (_d, path) = script(
+        r#"
+        let base = env("BASE_URL");
+        let p = phase("p", #{ executor: "shared-iterations", vus: 1, iterations: 1 }, || {
+            let r = retry(#{ attempts: 5, base: "2s", statuses: [429] }, || http::get(`${base}/flaky`));
+            check(r, "finally 200", r.status == 200);
+        });
+        expect(p.requests, "== 3", "attempts on the wire");
+        expect(p.logical_requests, "== 1", "logical requests");
+        expect(p.success_rate, "== 1", "success rate counts the final outcome");
+        // Retry-After: 0.05 beats the 2 s backoff.
+        expect(p.elapsed_s, "< 1.5", "Retry-After honoured");
+        let a = stats("retry_attempts");
+        expect(a.max, "== 3", "attempts recorded");
+        "#,
+    );
+    let r = run(&path, &server.base);
+    assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
+}
+
+#[test]
+fn network_faults_are_failed_requests_with_a_kind() {
+    let server = support::start();
+    // A port nothing listens on: bind, read the port, close.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (_d, path) = script(&format!(
+        r#"
+        let base = env("BASE_URL");
+        let p = phase("faults", #{{ executor: "shared-iterations", vus: 2, iterations: 4 }}, || {{
+            let r = http::get("http://{closed}/x", #{{ name: "refused" }});
+            check(r, "refused", r.status == 0 && r.error == "refused");
+            let t = http::get(`${{base}}/slow?ms=800`, #{{ timeout: "100ms", name: "timeout" }});
+            check(t, "timeout", t.status == 0 && t.error == "timeout");
+        }});
+        expect(p.failed, "== 8", "failed requests");
+        expect(p.errors.refused, "== 4", "refused");
+        expect(p.errors.timeout, "== 4", "timeouts");
+        "#
+    ));
+    let r = run(&path, &server.base);
+    assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
+    assert!(r.checks.iter().all(|c| c.fails == 0), "{}", summary(&r));
+}
+
+#[test]
+fn each_vu_keeps_its_cookies_and_json_round_trips() {
+    let server = support::start();
+    let (_d, path) = script(
+        r#"
+        let base = env("BASE_URL");
+        phase("p", #{ executor: "per-vu-iterations", vus: 3, iterations: 3 }, || {
+            if vu_iteration() == 0 {
+                let l = http::post(`${base}/login`, #{ username: "volley" }, #{ expect: [201] });
+                check(l, "login 201", l.status == 201);
+            }
+            let me = http::get(`${base}/whoami`);
+            check(me, "cookie reused", me.status == 200);
+            let e = http::post(`${base}/echo`, #{ n: vu_id(), list: [1, 2] });
+            check(e, "json echo", e.json().got.list[1] == 2);
+        });
+        let top = http::get(`${base}/whoami`);
+        assert(top.status == 401, "the top level has its own jar");
+        "#,
+    );
+    let r = run(&path, &server.base);
+    assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
+    assert!(r.checks.iter().all(|c| c.fails == 0 && c.passes > 0), "{}", summary(&r));
+}
+
+#[test]
+fn custom_metrics_feed_thresholds() {
+    let server = support::start();
+    let (_d, path) = script(
+        r#"
+        let t = metrics::trend("e2e_ms");
+        let c = metrics::counter("alerts");
+        let ok = metrics::rate("stored");
+        phase("p", #{ executor: "shared-iterations", vus: 2, iterations: 20 }, || {
+            t.add(10 + vu_iteration(), #{ kind: "SC" });
+            c.add(1);
+            ok.add(true);
+        });
+        threshold("e2e_ms{kind:SC}", ["max < 100", "count == 20"]);
+        threshold("alerts", "count == 20");
+        threshold("stored", "rate == 1");
+        "#,
+    );
+    let r = run(&path, &server.base);
+    assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
+    match r.aggregate.query("e2e_ms", &[]) {
+        Some(Sink::Trend(t)) => assert_eq!(t.count(), 20),
+        other => panic!("no trend: {other:?}"),
+    }
+}
+
+#[test]
+fn modules_imported_at_the_top_are_visible_in_phases() {
+    let server = support::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("stdlib")).unwrap();
+    std::fs::write(
+        dir.path().join("stdlib/health.rhai"),
+        "fn ping(base) { http::get(`${base}/ok`, #{ name: \"ping\" }) }\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("scripts")).unwrap();
+    let path = dir.path().join("scripts/uses_stdlib.rhai");
+    std::fs::write(
+        &path,
+        "import \"health\" as health;\nlet base = env(\"BASE_URL\");\nphase(\"p\", #{ executor: \"shared-iterations\", vus: 2, iterations: 6 }, || {\n    let r = health::ping(base);\n    check(r, \"200\", r.status == 200);\n});\n",
+    )
+    .unwrap();
+    let r = run(&path, &server.base);
+    assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
+    assert_eq!(server.count("/ok"), 6);
+}

@@ -1,0 +1,6 @@
+//! volley's integration tests: one binary, a module per area.
+
+mod cli;
+mod diagnostics;
+mod engine;
+mod support;

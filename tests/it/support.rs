@@ -1,0 +1,116 @@
+//! A small in-process HTTP server for engine tests (ephemeral 127.0.0.1 port), counting
+//! what it received so tests compare volley's numbers with the server's.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Default)]
+pub struct Seen {
+    pub requests: AtomicU64,
+    pub by_path: Mutex<HashMap<String, u64>>,
+    pub flaky: AtomicU64,
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub seen: Arc<Seen>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl TestServer {
+    pub fn count(&self, path: &str) -> u64 {
+        self.seen.by_path.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+}
+
+async fn count(State(seen): State<Arc<Seen>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    seen.requests.fetch_add(1, Ordering::SeqCst);
+    *seen.by_path.lock().unwrap().entry(req.uri().path().to_string()).or_default() += 1;
+    next.run(req).await
+}
+
+pub fn start() -> TestServer {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let seen = Arc::new(Seen::default());
+    let app = Router::new()
+        .route("/ok", any(|| async { "ok" }))
+        .route(
+            "/status/{code}",
+            any(|Path(code): Path<u16>| async move { StatusCode::from_u16(code).unwrap_or(StatusCode::OK) }),
+        )
+        .route(
+            "/slow",
+            get(|Query(q): Query<HashMap<String, u64>>| async move {
+                tokio::time::sleep(Duration::from_millis(q.get("ms").copied().unwrap_or(100))).await;
+                "slow"
+            }),
+        )
+        .route("/echo", post(|Json(v): Json<serde_json::Value>| async move { Json(serde_json::json!({ "got": v })) }))
+        .route("/login", post(|| async { ([("set-cookie", "access-token=secret-1; Path=/")], StatusCode::CREATED) }))
+        .route(
+            "/whoami",
+            get(|headers: HeaderMap| async move {
+                let cookie = headers.get("cookie").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+                if cookie.contains("access-token=secret-1") {
+                    (StatusCode::OK, cookie)
+                } else {
+                    (StatusCode::UNAUTHORIZED, cookie)
+                }
+            }),
+        )
+        .route(
+            "/flaky",
+            // 429 with Retry-After: 0.05 on the first two calls of every three.
+            get(|State(seen): State<Arc<Seen>>| async move {
+                let n = seen.flaky.fetch_add(1, Ordering::SeqCst);
+                if n % 3 < 2 {
+                    (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "0.05")], "slow down").into_response()
+                } else {
+                    (StatusCode::OK, "finally").into_response()
+                }
+            }),
+        )
+        .layer(axum::middleware::from_fn_with_state(seen.clone(), count))
+        .with_state(seen.clone());
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    TestServer { base: format!("http://{addr}"), seen, _rt: rt }
+}
+
+/// Writes a script into a fresh temp dir and returns (dir guard, path).
+pub fn script(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("scenario.rhai");
+    std::fs::write(&path, text).unwrap();
+    (dir, path)
+}
+
+/// Runs a script with BASE_URL set.
+pub fn run(path: &std::path::Path, base: &str) -> volley::engine::RunReport {
+    run_with(path, &[("BASE_URL", base)], 1.0)
+}
+
+pub fn run_with(path: &std::path::Path, env: &[(&str, &str)], time_scale: f64) -> volley::engine::RunReport {
+    let config = volley::engine::RunConfig {
+        script: path.to_path_buf(),
+        env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        workers: 2,
+        time_scale,
+        progress: volley::engine::progress::ProgressMode::Off,
+    };
+    match volley::engine::run(&config) {
+        Ok(r) => r,
+        Err(f) => panic!("run failed to start: {}", f.rendered),
+    }
+}
