@@ -4,3 +4,5 @@
 
 pub mod duration;
 pub mod metrics;
+pub mod cli;
+pub mod sim;
