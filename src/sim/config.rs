@@ -286,9 +286,9 @@ impl SimConfig {
     /// Like [`SimConfig::from_toml_file`], with the preset chosen on the command line;
     /// a different `preset` key in the file is an error.
     pub fn from_toml_file_over(path: &Path, preset: Option<&str>) -> Result<SimConfig, SimError> {
-        let text = std::fs::read_to_string(path).map_err(|source| SimError::ReadConfig {
+        let text = std::fs::read_to_string(path).map_err(|cause| SimError::ReadConfig {
             path: path.display().to_string(),
-            source,
+            cause,
         })?;
         Self::from_toml_str(&text, &path.display().to_string(), preset)
     }

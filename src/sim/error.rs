@@ -16,12 +16,12 @@ pub enum SimError {
         known: String,
     },
     /// The config file could not be read.
-    #[error("cannot read simulator config {path}: {source}")]
+    #[error("cannot read simulator config {path}: {cause}")]
     ReadConfig {
         /// The path given.
         path: String,
         /// The I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The config file is not valid TOML or has an unknown key or a wrong type.
     #[error("{origin}:{line}:{column}: {message}\nhint: see docs/simulator.md for the config keys")]
@@ -48,12 +48,12 @@ pub enum SimError {
         hint: String,
     },
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}\nhint: pick another address with --listen (127.0.0.1:0 picks a free port)")]
+    #[error("cannot listen on {addr}: {cause}\nhint: pick another address with --listen (127.0.0.1:0 picks a free port)")]
     Bind {
         /// The address asked for.
         addr: std::net::SocketAddr,
         /// The OS error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The broker could not be reached or refused the login.
     #[error("cannot connect to RabbitMQ at {url}: {cause}\nhint: start RabbitMQ (rabbitmq-server -detached) or run without --amqp to keep the alert path in memory")]

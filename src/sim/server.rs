@@ -58,10 +58,10 @@ pub struct Ready {
 pub async fn prepare(config: SimConfig, listen: SocketAddr) -> Result<Ready, SimError> {
     let listener = TcpListener::bind(listen)
         .await
-        .map_err(|source| SimError::Bind { addr: listen, source })?;
+        .map_err(|cause| SimError::Bind { addr: listen, cause })?;
     let addr = listener
         .local_addr()
-        .map_err(|source| SimError::Bind { addr: listen, source })?;
+        .map_err(|cause| SimError::Bind { addr: listen, cause })?;
     let (sink, rx) = match &config.amqp_url {
         Some(url) => AlertSink::broker(url, &config.alerts).await?,
         None => AlertSink::memory(),
