@@ -2,7 +2,7 @@
 //! users run as stackful coroutines on one worker thread per core; samples flow one way
 //! from VUs to an aggregator to the outputs.
 
+pub mod cli;
 pub mod duration;
 pub mod metrics;
-pub mod cli;
 pub mod sim;

@@ -126,7 +126,10 @@ impl AlertSink {
                 FieldTable::default(),
             )
             .await
-            .map_err(setup(&format!("exchange.declare {} (topic, durable)", config.exchange)))?;
+            .map_err(setup(&format!(
+                "exchange.declare {} (topic, durable)",
+                config.exchange
+            )))?;
         publish
             .confirm_select(ConfirmSelectOptions::default())
             .await
@@ -157,7 +160,10 @@ impl AlertSink {
                 FieldTable::default(),
             )
             .await
-            .map_err(setup(&format!("queue.bind {} -> {}", config.routing_key, config.exchange)))?;
+            .map_err(setup(&format!(
+                "queue.bind {} -> {}",
+                config.routing_key, config.exchange
+            )))?;
         consume
             .basic_qos(PREFETCH, BasicQosOptions::default())
             .await

@@ -345,9 +345,7 @@ impl SimConfig {
             })?;
             merge(&mut merged, table);
             merged.insert("preset".into(), toml::Value::String(base_name));
-            toml::Value::Table(merged)
-                .try_into()
-                .map_err(parse_error)?
+            toml::Value::Table(merged).try_into().map_err(parse_error)?
         };
         config.validate(origin)?;
         Ok(config)
@@ -420,9 +418,16 @@ impl SimConfig {
             return Err(bad("focus.prr_hz", &self.focus.prr_hz, "use a rate > 0"));
         }
         if self.focus.first_stream_port == 0 {
-            return Err(bad("focus.first_stream_port", &0, "use a port from 1 to 65535"));
+            return Err(bad(
+                "focus.first_stream_port",
+                &0,
+                "use a port from 1 to 65535",
+            ));
         }
-        non_negative("alerts.processing_delay_ms", self.alerts.processing_delay_ms)?;
+        non_negative(
+            "alerts.processing_delay_ms",
+            self.alerts.processing_delay_ms,
+        )?;
         for (key, value) in [
             ("alerts.site_id", &self.alerts.site_id),
             ("alerts.username", &self.alerts.username),
@@ -430,7 +435,11 @@ impl SimConfig {
             ("alerts.routing_key", &self.alerts.routing_key),
         ] {
             if value.is_empty() || value.contains('/') && key == "alerts.site_id" {
-                return Err(bad(key, &format!("{value:?}"), "use a non-empty name without '/'"));
+                return Err(bad(
+                    key,
+                    &format!("{value:?}"),
+                    "use a non-empty name without '/'",
+                ));
             }
         }
         if let Some(url) = &self.amqp_url
@@ -516,7 +525,10 @@ mod tests {
         let c = SimConfig::from_toml_str(text, "sim.toml", None).unwrap();
         assert_eq!(c.preset, "overloaded");
         assert_eq!(c.limits.max_live_jobs, 7);
-        assert_eq!(c.limits.push_rate_per_s, 5.0, "unset keys keep the preset's value");
+        assert_eq!(
+            c.limits.push_rate_per_s, 5.0,
+            "unset keys keep the preset's value"
+        );
         let c = SimConfig::from_toml_str("[faults]\nerror_rate = 0.5\n", "s", None).unwrap();
         assert_eq!(c.limits.max_live_jobs, 2000);
         assert_eq!(c.faults.error_rate, 0.5);
@@ -542,12 +554,20 @@ mod tests {
         let e = SimConfig::from_toml_str("[faults]\nerror_rate = 1.5\n", "a.toml", None)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("faults.error_rate") && e.contains("1.5") && e.contains("hint"), "{e}");
+        assert!(
+            e.contains("faults.error_rate") && e.contains("1.5") && e.contains("hint"),
+            "{e}"
+        );
         let e = SimConfig::from_toml_str("[latency.endpoints.nope]\nbase_ms = 1\n", "a", None)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("latency.endpoints.nope") && e.contains("configure"), "{e}");
-        let e = SimConfig::from_toml_str("preset = \"calm\"\n", "a", None).unwrap_err().to_string();
+        assert!(
+            e.contains("latency.endpoints.nope") && e.contains("configure"),
+            "{e}"
+        );
+        let e = SimConfig::from_toml_str("preset = \"calm\"\n", "a", None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("\"calm\"") && e.contains("healthy"), "{e}");
         let e = SimConfig::from_toml_str("preset = \"degraded\"\n", "a", Some("overloaded"))
             .unwrap_err()
@@ -565,6 +585,9 @@ mod tests {
         let mut c = SimConfig::default();
         c.amqp_url = Some("amqp://u:p4ss@h/".into());
         let shown = c.to_toml_redacted();
-        assert!(shown.contains("u:***@h") && !shown.contains("p4ss"), "{shown}");
+        assert!(
+            shown.contains("u:***@h") && !shown.contains("p4ss"),
+            "{shown}"
+        );
     }
 }

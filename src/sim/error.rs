@@ -48,7 +48,9 @@ pub enum SimError {
         hint: String,
     },
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {cause}\nhint: pick another address with --listen (127.0.0.1:0 picks a free port)")]
+    #[error(
+        "cannot listen on {addr}: {cause}\nhint: pick another address with --listen (127.0.0.1:0 picks a free port)"
+    )]
     Bind {
         /// The address asked for.
         addr: std::net::SocketAddr,
@@ -56,7 +58,9 @@ pub enum SimError {
         cause: std::io::Error,
     },
     /// The broker could not be reached or refused the login.
-    #[error("cannot connect to RabbitMQ at {url}: {cause}\nhint: start RabbitMQ (rabbitmq-server -detached) or run without --amqp to keep the alert path in memory")]
+    #[error(
+        "cannot connect to RabbitMQ at {url}: {cause}\nhint: start RabbitMQ (rabbitmq-server -detached) or run without --amqp to keep the alert path in memory"
+    )]
     BrokerConnect {
         /// The URL with its password hidden.
         url: String,

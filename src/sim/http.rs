@@ -100,7 +100,10 @@ pub async fn read_json(body: Incoming) -> Result<Value, ApiError> {
                     format!("request body larger than {MAX_BODY_BYTES} bytes"),
                 )
             } else {
-                ApiError::new(StatusCode::BAD_REQUEST, format!("cannot read request body: {e}"))
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("cannot read request body: {e}"),
+                )
             }
         })?
         .to_bytes();

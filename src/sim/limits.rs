@@ -59,12 +59,10 @@ impl RateLimiter {
             }
             let next = tat.max(now_ns).saturating_add(self.interval_ns);
             // AcqRel: the winner's new TAT must be seen by the next contender's CAS.
-            match self.tat_ns.compare_exchange_weak(
-                tat,
-                next,
-                Ordering::AcqRel,
-                Ordering::Relaxed,
-            ) {
+            match self
+                .tat_ns
+                .compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Relaxed)
+            {
                 Ok(_) => return Ok(()),
                 Err(seen) => tat = seen,
             }

@@ -15,6 +15,8 @@
 mod alerts;
 mod amqp;
 mod config;
+mod configure;
+mod control;
 mod error;
 mod focus;
 mod http;
@@ -29,8 +31,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use config::{
-    AlertsConfig, EndpointLatency, FaultsConfig, FocusConfig, LatencyConfig, LimitsConfig,
-    PRESETS, SimConfig, redact_url,
+    AlertsConfig, EndpointLatency, FaultsConfig, FocusConfig, LatencyConfig, LimitsConfig, PRESETS,
+    SimConfig, redact_url,
 };
 pub use error::SimError;
 pub use stats::Endpoint;
@@ -65,7 +67,8 @@ impl SimHandle {
                 {
                     Ok(rt) => rt,
                     Err(e) => {
-                        let _ = ready_tx.send(Err(SimError::Startup(format!("tokio runtime: {e}"))));
+                        let _ =
+                            ready_tx.send(Err(SimError::Startup(format!("tokio runtime: {e}"))));
                         return;
                     }
                 };
@@ -95,7 +98,9 @@ impl SimHandle {
             }
             Err(_) => {
                 let _ = thread.join();
-                Err(SimError::Startup("the simulator thread exited while starting".into()))
+                Err(SimError::Startup(
+                    "the simulator thread exited while starting".into(),
+                ))
             }
         }
     }

@@ -1,6 +1,6 @@
 //! The HTTP server: accept loop, the per-request pipeline (faults, in-flight cap,
-//! latency, injected errors, counting), routing to the Focus and alerts handlers, and
-//! the `/sim/*` control endpoints (never delayed, limited or counted).
+//! latency, injected errors, counting) and routing to the Focus and alerts handlers;
+//! `/sim/*` goes to `control.rs` untouched by the pipeline.
 //!
 //! Served straight on hyper's HTTP/1 connection so that a request can end with its
 //! connection closed and no response (the drop fault).
@@ -24,7 +24,8 @@ use tokio::sync::watch;
 
 use super::alerts::{self, AlertStore, PushRequest, SESSION_COOKIE, Sessions};
 use super::amqp::AlertSink;
-use super::config::{FaultsConfig, SimConfig};
+use super::config::SimConfig;
+use super::configure;
 use super::error::SimError;
 use super::focus::{self, CreateError, Jobs};
 use super::http::{ApiError, Resp, cookie, json, query_param, read_json};
@@ -33,17 +34,17 @@ use super::stats::{Endpoint, Stats};
 
 /// Everything the handlers share.
 pub struct State {
-    config: SimConfig,
-    stats: Arc<Stats>,
-    in_flight: InFlight,
+    pub(super) config: SimConfig,
+    pub(super) stats: Arc<Stats>,
+    pub(super) in_flight: InFlight,
     latency: LatencyModel,
-    faults: Faults,
-    push_limiter: RateLimiter,
-    jobs: Jobs,
+    pub(super) faults: Faults,
+    pub(super) push_limiter: RateLimiter,
+    pub(super) jobs: Jobs,
     sessions: Sessions,
-    store: Arc<AlertStore>,
-    sink: AlertSink,
-    started: Instant,
+    pub(super) store: Arc<AlertStore>,
+    pub(super) sink: AlertSink,
+    pub(super) started: Instant,
 }
 
 /// A bound, ready server (broker topology declared) that has not started serving.
@@ -58,10 +59,14 @@ pub struct Ready {
 pub async fn prepare(config: SimConfig, listen: SocketAddr) -> Result<Ready, SimError> {
     let listener = TcpListener::bind(listen)
         .await
-        .map_err(|cause| SimError::Bind { addr: listen, cause })?;
-    let addr = listener
-        .local_addr()
-        .map_err(|cause| SimError::Bind { addr: listen, cause })?;
+        .map_err(|cause| SimError::Bind {
+            addr: listen,
+            cause,
+        })?;
+    let addr = listener.local_addr().map_err(|cause| SimError::Bind {
+        addr: listen,
+        cause,
+    })?;
     let (sink, rx) = match &config.amqp_url {
         Some(url) => AlertSink::broker(url, &config.alerts).await?,
         None => AlertSink::memory(),
@@ -98,7 +103,9 @@ impl Ready {
     /// Serves until `stop` turns true, then lets open requests finish and closes the
     /// broker connection.
     pub async fn serve(self, mut stop: watch::Receiver<bool>) {
-        let Ready { listener, state, .. } = self;
+        let Ready {
+            listener, state, ..
+        } = self;
         let mut connections = tokio::task::JoinSet::new();
         loop {
             while connections.try_join_next().is_some() {}
@@ -198,7 +205,9 @@ fn route(path: &str) -> Route<'_> {
             Some((site, "push-to-rabbit")) if !site.contains('/') => {
                 Route::Alerts(Endpoint::PushToRabbit, site)
             }
-            Some((site, "alert")) if !site.contains('/') => Route::Alerts(Endpoint::AlertQuery, site),
+            Some((site, "alert")) if !site.contains('/') => {
+                Route::Alerts(Endpoint::AlertQuery, site)
+            }
             Some((site, "alert/delete")) if !site.contains('/') => {
                 Route::Alerts(Endpoint::AlertDelete, site)
             }
@@ -233,7 +242,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, DropC
     let (parts, body) = req.into_parts();
     let route = route(parts.uri.path());
     if let Route::Control(name) = route {
-        return Ok(control(&state, name, &parts, body).await);
+        return Ok(super::control::control(&state, name, &parts, body).await);
     }
     let endpoint = route.endpoint();
     let stats = &state.stats;
@@ -253,7 +262,11 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, DropC
         .retry_after(std::time::Duration::from_secs(1))
         .into_response()
     } else {
-        let unit = if state.latency.has_jitter(endpoint) { rand::random::<f64>() } else { 0.0 };
+        let unit = if state.latency.has_jitter(endpoint) {
+            rand::random::<f64>()
+        } else {
+            0.0
+        };
         let delay = state.latency.delay(endpoint, in_flight, unit);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -266,14 +279,22 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, DropC
             let allowed = method_of(endpoint);
             let mut r = ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                format!("{} {} is not supported: use {allowed}", parts.method, parts.uri.path()),
+                format!(
+                    "{} {} is not supported: use {allowed}",
+                    parts.method,
+                    parts.uri.path()
+                ),
             )
             .into_response();
-            r.headers_mut()
-                .insert(ALLOW, HeaderValue::from_str(allowed.as_str()).unwrap_or(HeaderValue::from_static("GET")));
+            r.headers_mut().insert(
+                ALLOW,
+                HeaderValue::from_str(allowed.as_str()).unwrap_or(HeaderValue::from_static("GET")),
+            );
             r
         } else {
-            dispatch(&state, route, &parts, body).await.unwrap_or_else(ApiError::into_response)
+            dispatch(&state, route, &parts, body)
+                .await
+                .unwrap_or_else(ApiError::into_response)
         }
     };
     drop(slot);
@@ -281,7 +302,12 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, DropC
     Ok(response)
 }
 
-async fn dispatch(state: &State, route: Route<'_>, parts: &Parts, body: Incoming) -> Result<Resp, ApiError> {
+async fn dispatch(
+    state: &State,
+    route: Route<'_>,
+    parts: &Parts,
+    body: Incoming,
+) -> Result<Resp, ApiError> {
     let now = Instant::now();
     let stats = &state.stats;
     let focus_cfg = &state.config.focus;
@@ -296,14 +322,19 @@ async fn dispatch(state: &State, route: Route<'_>, parts: &Parts, body: Incoming
         Route::Focus(Endpoint::LiveMetadata, _) => Ok(focus::live_metadata(focus_cfg)),
         Route::Focus(Endpoint::Configure, _) => {
             let body = read_json(body).await?;
-            let response = focus::build_configure_response(&body, focus_cfg)?;
-            match state.jobs.create(response, &focus_cfg.stream_host, now, stats) {
+            let response = configure::build_configure_response(&body, focus_cfg)?;
+            match state
+                .jobs
+                .create(response, &focus_cfg.stream_host, now, stats)
+            {
                 Ok(m) => Ok(json(StatusCode::OK, &Value::Object(m))),
                 Err(CreateError::LimitReached { max, retry_after }) => {
                     stats.jobs.rejected_at_limit.fetch_add(1, Relaxed);
                     let e = ApiError::new(
                         StatusCode::SERVICE_UNAVAILABLE,
-                        format!("job limit reached: {max} live jobs (limits.max_live_jobs); cancel jobs or wait for them to expire"),
+                        format!(
+                            "job limit reached: {max} live jobs (limits.max_live_jobs); cancel jobs or wait for them to expire"
+                        ),
                     );
                     Err(match retry_after {
                         Some(after) => e.retry_after(after),
@@ -320,20 +351,32 @@ async fn dispatch(state: &State, route: Route<'_>, parts: &Parts, body: Incoming
             if focus_cfg.delete_job_returns_404 {
                 return Err(ApiError::new(
                     StatusCode::NOT_FOUND,
-                    format!("job {id:?} not found (focus.delete_job_returns_404 is on, as on the real server)"),
+                    format!(
+                        "job {id:?} not found (focus.delete_job_returns_404 is on, as on the real server)"
+                    ),
                 ));
             }
             state
                 .jobs
                 .cancel(id, now, stats)
                 .map(|v| json(StatusCode::OK, &v))
-                .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("Invalid job_id: no job {id:?}")))
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        format!("Invalid job_id: no job {id:?}"),
+                    )
+                })
         }
         Route::Focus(Endpoint::Metadata, Some(id)) => state
             .jobs
             .metadata(id, now, stats)
             .map(|v| json(StatusCode::OK, &v))
-            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("Invalid job_id: no job {id:?}"))),
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    format!("Invalid job_id: no job {id:?}"),
+                )
+            }),
         Route::Login => {
             let body = read_json(body).await?;
             let token = state.sessions.login(&body, &state.config.alerts)?;
@@ -348,27 +391,42 @@ async fn dispatch(state: &State, route: Route<'_>, parts: &Parts, body: Incoming
             Ok(r)
         }
         Route::Alerts(endpoint, site) => {
-            state.sessions.check(cookie(&parts.headers, SESSION_COOKIE))?;
+            state
+                .sessions
+                .check(cookie(&parts.headers, SESSION_COOKIE))?;
             let cfg = &state.config.alerts;
             if site != cfg.site_id {
                 return Err(ApiError::new(
                     StatusCode::NOT_FOUND,
-                    format!("unknown site {site:?}: this simulator serves site {:?} (alerts.site_id)", cfg.site_id),
+                    format!(
+                        "unknown site {site:?}: this simulator serves site {:?} (alerts.site_id)",
+                        cfg.site_id
+                    ),
                 ));
             }
             match endpoint {
                 Endpoint::PushToRabbit => push(state, body).await,
                 Endpoint::AlertQuery => {
                     let q = parts.uri.query();
-                    let start = query_param(q, "startTime").map(|v| alerts::parse_time("startTime", &v)).transpose()?;
-                    let end = query_param(q, "endTime").map(|v| alerts::parse_time("endTime", &v)).transpose()?;
-                    Ok(json(StatusCode::OK, &state.store.query(start, end, &cfg.site_id)))
+                    let start = query_param(q, "startTime")
+                        .map(|v| alerts::parse_time("startTime", &v))
+                        .transpose()?;
+                    let end = query_param(q, "endTime")
+                        .map(|v| alerts::parse_time("endTime", &v))
+                        .transpose()?;
+                    Ok(json(
+                        StatusCode::OK,
+                        &state.store.query(start, end, &cfg.site_id),
+                    ))
                 }
                 _ => {
                     let ids = alerts::parse_delete(&read_json(body).await?)?;
                     let deleted = state.store.delete(&ids);
                     stats.alerts.deleted.fetch_add(deleted as u64, Relaxed);
-                    Ok(json(StatusCode::OK, &json!({"deleted": deleted, "requested": ids.len()})))
+                    Ok(json(
+                        StatusCode::OK,
+                        &json!({"deleted": deleted, "requested": ids.len()}),
+                    ))
                 }
             }
         }
@@ -401,100 +459,14 @@ async fn push(state: &State, body: Incoming) -> Result<Resp, ApiError> {
         }
         stats.alerts.published.fetch_add(1, Relaxed);
     }
-    stats.alerts.accepted.fetch_add(request.reports().len() as u64, Relaxed);
-    Ok(json(StatusCode::CREATED, &request.created_json(&state.config.alerts.site_id)))
-}
-
-/// `/sim/stats`, `/sim/reset`, `/sim/fault`, `/sim/config`.
-async fn control(state: &State, name: &str, parts: &Parts, body: Incoming) -> Resp {
-    let method = &parts.method;
-    let result = match (name, method) {
-        ("stats", &Method::GET) => Ok(json(StatusCode::OK, &stats_json(state))),
-        ("reset", &Method::POST) => {
-            state.stats.reset();
-            state.jobs.clear();
-            state.store.clear();
-            state.push_limiter.reset();
-            Ok(json(StatusCode::OK, &json!({"reset": true})))
-        }
-        ("fault", &Method::GET) => Ok(json(StatusCode::OK, &json!(state.faults.get()))),
-        ("fault", &Method::POST) => set_faults(state, body).await,
-        ("config", &Method::GET) => {
-            let mut c = state.config.clone();
-            c.amqp_url = c.amqp_url.as_deref().map(super::config::redact_url);
-            Ok(json(StatusCode::OK, &json!(c)))
-        }
-        ("stats" | "config", _) | ("reset", _) | ("fault", _) => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("{method} /sim/{name} is not supported"),
-        )),
-        _ => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("no such control endpoint /sim/{name}: use stats, reset, fault or config"),
-        )),
-    };
-    result.unwrap_or_else(ApiError::into_response)
-}
-
-async fn set_faults(state: &State, body: Incoming) -> Result<Resp, ApiError> {
-    let body = read_json(body).await?;
-    let Value::Object(changes) = body else {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "fault body must be a JSON object"));
-    };
-    let mut merged = json!(state.faults.get());
-    for (k, v) in changes {
-        merged[k] = v;
-    }
-    let faults: FaultsConfig = serde_json::from_value(merged)
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid fault settings: {e}")))?;
-    let mut check = state.config.clone();
-    check.faults = faults.clone();
-    check
-        .validate("POST /sim/fault")
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
-    state.faults.set(&faults);
-    Ok(json(StatusCode::OK, &json!(faults)))
-}
-
-fn stats_json(state: &State) -> Value {
-    let s = &state.stats;
-    let a = &s.alerts;
-    let j = &s.jobs;
-    let live = state.jobs.live(Instant::now(), s);
-    json!({
-        "uptime_s": state.started.elapsed().as_secs_f64(),
-        "preset": state.config.preset,
-        "alert_path": state.sink.kind(),
-        "amqp_queue": state.sink.queue(),
-        "in_flight": state.in_flight.current(),
-        "max_in_flight_seen": s.max_in_flight_seen.load(Relaxed),
-        "requests": s.requests_json(),
-        "limits": {
-            "rate_limited": s.rate_limited.load(Relaxed),
-            "over_in_flight_cap": s.over_in_flight_cap.load(Relaxed),
-            "job_limit": j.rejected_at_limit.load(Relaxed),
-            "injected_errors": s.injected_errors.load(Relaxed),
-            "refused_connections": s.refused_connections.load(Relaxed),
-        },
-        "alerts": {
-            "accepted": a.accepted.load(Relaxed),
-            "published": a.published.load(Relaxed),
-            "publish_failed": a.publish_failed.load(Relaxed),
-            "processed": a.processed.load(Relaxed),
-            "stored": a.stored.load(Relaxed),
-            "deleted": a.deleted.load(Relaxed),
-            "foreign_skipped": a.foreign_skipped.load(Relaxed),
-            "invalid_messages": a.invalid_messages.load(Relaxed),
-            "in_store": state.store.count(),
-        },
-        "jobs": {
-            "created": j.created.load(Relaxed),
-            "live": live,
-            "expired": j.expired.load(Relaxed),
-            "cancelled": j.cancelled.load(Relaxed),
-            "rejected_at_limit": j.rejected_at_limit.load(Relaxed),
-        },
-    })
+    stats
+        .alerts
+        .accepted
+        .fetch_add(request.reports().len() as u64, Relaxed);
+    Ok(json(
+        StatusCode::CREATED,
+        &request.created_json(&state.config.alerts.site_id),
+    ))
 }
 
 #[cfg(test)]
@@ -503,14 +475,32 @@ mod tests {
 
     #[test]
     fn routes_split_paths_and_ids() {
-        assert!(matches!(route("/focus-server/ack"), Route::Focus(Endpoint::Ack, None)));
-        assert!(matches!(route("/focus-server/job/abc"), Route::Focus(Endpoint::JobDelete, Some("abc"))));
+        assert!(matches!(
+            route("/focus-server/ack"),
+            Route::Focus(Endpoint::Ack, None)
+        ));
+        assert!(matches!(
+            route("/focus-server/job/abc"),
+            Route::Focus(Endpoint::JobDelete, Some("abc"))
+        ));
         assert!(matches!(route("/focus-server/job/"), Route::Unknown));
-        assert!(matches!(route("/focus-server/metadata/a/b"), Route::Unknown));
+        assert!(matches!(
+            route("/focus-server/metadata/a/b"),
+            Route::Unknown
+        ));
         assert!(matches!(route("/prisma/api/auth/login"), Route::Login));
-        assert!(matches!(route("/prisma/api/s1/api/push-to-rabbit"), Route::Alerts(Endpoint::PushToRabbit, "s1")));
-        assert!(matches!(route("/prisma/api/s1/api/alert"), Route::Alerts(Endpoint::AlertQuery, "s1")));
-        assert!(matches!(route("/prisma/api/s1/api/alert/delete"), Route::Alerts(Endpoint::AlertDelete, "s1")));
+        assert!(matches!(
+            route("/prisma/api/s1/api/push-to-rabbit"),
+            Route::Alerts(Endpoint::PushToRabbit, "s1")
+        ));
+        assert!(matches!(
+            route("/prisma/api/s1/api/alert"),
+            Route::Alerts(Endpoint::AlertQuery, "s1")
+        ));
+        assert!(matches!(
+            route("/prisma/api/s1/api/alert/delete"),
+            Route::Alerts(Endpoint::AlertDelete, "s1")
+        ));
         assert!(matches!(route("/prisma/api/a/b/api/alert"), Route::Unknown));
         assert!(matches!(route("/sim/stats"), Route::Control("stats")));
         assert!(matches!(route("/"), Route::Unknown));
