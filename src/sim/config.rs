@@ -582,8 +582,10 @@ mod tests {
             "amqp://guest:***@127.0.0.1:5672/%2f"
         );
         assert_eq!(redact_url("amqp://127.0.0.1:5672"), "amqp://127.0.0.1:5672");
-        let mut c = SimConfig::default();
-        c.amqp_url = Some("amqp://u:p4ss@h/".into());
+        let c = SimConfig {
+            amqp_url: Some("amqp://u:p4ss@h/".into()),
+            ..SimConfig::default()
+        };
         let shown = c.to_toml_redacted();
         assert!(
             shown.contains("u:***@h") && !shown.contains("p4ss"),
