@@ -19,10 +19,7 @@ pub const DURATION_HINT: &str = "durations look like 500ms, 30s, 2m, 1h30m, or a
 /// Parses `"50ms"`, `"1.5s"`, `"2m"`, `"1h30m"`, `"10"` (seconds).
 pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
     let text = input.trim();
-    let err = |reason: &str| DurationError {
-        input: input.to_string(),
-        reason: reason.to_string(),
-    };
+    let err = |reason: &str| DurationError { input: input.to_string(), reason: reason.to_string() };
     if text.is_empty() {
         return Err(err("it is empty"));
     }
@@ -101,10 +98,7 @@ mod tests {
     #[test]
     fn rejects_with_the_input_quoted() {
         let e = parse_duration("5 parsecs").unwrap_err();
-        assert!(
-            e.to_string().starts_with("invalid duration \"5 parsecs\""),
-            "{e}"
-        );
+        assert!(e.to_string().starts_with("invalid duration \"5 parsecs\""), "{e}");
         assert!(parse_duration("").is_err());
         assert!(parse_duration("-3").is_err());
         assert!(parse_duration("1.5q").is_err());

@@ -197,11 +197,7 @@ impl Sink {
     pub fn new(kind: MetricKind) -> Sink {
         match kind {
             MetricKind::Counter => Sink::Counter(Counter::default()),
-            MetricKind::Gauge => Sink::Gauge(Gauge {
-                last: 0.0,
-                min: f64::INFINITY,
-                max: f64::NEG_INFINITY,
-            }),
+            MetricKind::Gauge => Sink::Gauge(Gauge { last: 0.0, min: f64::INFINITY, max: f64::NEG_INFINITY }),
             MetricKind::Rate => Sink::Rate(Rate::default()),
             MetricKind::Trend => Sink::Trend(Box::default()),
         }
@@ -279,10 +275,7 @@ impl Sink {
     /// Reads a statistic. `elapsed` is the time the counter ran, for a counter's rate.
     /// Empty sinks give `Ok(None)`: "no data", which thresholds treat as not passed.
     pub fn stat(&self, stat: Stat, elapsed: Duration) -> Result<Option<f64>, StatError> {
-        let bad = || StatError {
-            stat,
-            kind: self.kind(),
-        };
+        let bad = || StatError { stat, kind: self.kind() };
         Ok(match (self, stat) {
             (Sink::Counter(c), Stat::Count) => Some(c.sum),
             (Sink::Counter(c), Stat::Rate) => {
@@ -327,11 +320,7 @@ mod tests {
 
     #[test]
     fn merging_equals_recording_in_one_place() {
-        let (mut a, mut b, mut all) = (
-            Sink::new(MetricKind::Trend),
-            Sink::new(MetricKind::Trend),
-            Sink::new(MetricKind::Trend),
-        );
+        let (mut a, mut b, mut all) = (Sink::new(MetricKind::Trend), Sink::new(MetricKind::Trend), Sink::new(MetricKind::Trend));
         for v in 0..500 {
             a.add(v as f64);
             all.add(v as f64);
@@ -342,14 +331,7 @@ mod tests {
         }
         a.merge(&b);
         let z = Duration::ZERO;
-        for s in [
-            Stat::Avg,
-            Stat::Min,
-            Stat::Max,
-            Stat::Med,
-            Stat::Percentile(99.0),
-            Stat::Count,
-        ] {
+        for s in [Stat::Avg, Stat::Min, Stat::Max, Stat::Med, Stat::Percentile(99.0), Stat::Count] {
             assert_eq!(a.stat(s, z).unwrap(), all.stat(s, z).unwrap(), "{s}");
         }
     }
@@ -363,10 +345,7 @@ mod tests {
         assert_eq!(r.stat(Stat::Rate, Duration::ZERO).unwrap(), Some(0.75));
         let mut c = Sink::new(MetricKind::Counter);
         c.add(30.0);
-        assert_eq!(
-            c.stat(Stat::Rate, Duration::from_secs(10)).unwrap(),
-            Some(3.0)
-        );
+        assert_eq!(c.stat(Stat::Rate, Duration::from_secs(10)).unwrap(), Some(3.0));
         let mut g = Sink::new(MetricKind::Gauge);
         g.add(5.0);
         g.add(2.0);
@@ -376,28 +355,13 @@ mod tests {
 
     #[test]
     fn wrong_stat_for_kind_is_an_error_naming_the_allowed_ones() {
-        let e = Sink::new(MetricKind::Rate)
-            .stat(Stat::Percentile(95.0), Duration::ZERO)
-            .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "p(95) does not apply to a rate metric (use rate)"
-        );
+        let e = Sink::new(MetricKind::Rate).stat(Stat::Percentile(95.0), Duration::ZERO).unwrap_err();
+        assert_eq!(e.to_string(), "p(95) does not apply to a rate metric (use rate)");
     }
 
     #[test]
     fn empty_sinks_have_no_data() {
-        assert_eq!(
-            Sink::new(MetricKind::Trend)
-                .stat(Stat::Avg, Duration::ZERO)
-                .unwrap(),
-            None
-        );
-        assert_eq!(
-            Sink::new(MetricKind::Rate)
-                .stat(Stat::Rate, Duration::ZERO)
-                .unwrap(),
-            None
-        );
+        assert_eq!(Sink::new(MetricKind::Trend).stat(Stat::Avg, Duration::ZERO).unwrap(), None);
+        assert_eq!(Sink::new(MetricKind::Rate).stat(Stat::Rate, Duration::ZERO).unwrap(), None);
     }
 }
