@@ -9,4 +9,5 @@ pub mod executor;
 pub mod metrics;
 pub mod report;
 pub mod script;
+pub mod sim;
 pub mod tagexpr;

@@ -4,6 +4,5 @@ use clap::Parser;
 
 fn main() {
     let cli = volley::cli::Cli::parse();
-    volley::cli::run::install_signal_handler();
     std::process::exit(volley::cli::execute(cli));
 }

@@ -1,6 +1,7 @@
 //! The command line: clap definitions and one file per subcommand.
 
 pub mod run;
+pub mod sim;
 
 use clap::{Parser, Subcommand};
 
@@ -18,11 +19,20 @@ pub struct Cli {
 pub enum Command {
     /// Run a scenario and judge it (exit 0 passed, 99 failed, 107 script error, 130 interrupted).
     Run(run::RunArgs),
+    /// Start the built-in simulator of the Focus Server, alerts API and alert path.
+    Sim(sim::SimArgs),
 }
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn execute(cli: Cli) -> i32 {
     match cli.command {
         Command::Run(args) => run::execute(args),
+        Command::Sim(args) => match sim::execute(args) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                2
+            }
+        },
     }
 }

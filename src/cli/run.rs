@@ -54,6 +54,7 @@ pub fn raise_nofile() {
 
 /// Runs `volley run`.
 pub fn execute(args: RunArgs) -> i32 {
+    install_signal_handler();
     raise_nofile();
     let config = RunConfig {
         script: args.script,

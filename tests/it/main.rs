@@ -3,5 +3,6 @@
 mod cli;
 mod diagnostics;
 mod engine;
+mod sim;
 mod support;
 mod tls;

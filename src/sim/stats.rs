@@ -1,0 +1,294 @@
+//! What the simulator received and did, as exact atomic counters: requests by endpoint
+//! and status, connection faults, the alert pipeline and the job lifecycle. Rendered as
+//! the JSON of `GET /sim/stats`; cleared by `POST /sim/reset`.
+//!
+//! Depends on nothing else in the simulator.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde_json::{Map, Value, json};
+
+/// The endpoints the simulator tells apart in its counters and latency settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `POST /focus-server/configure`
+    Configure,
+    /// `DELETE /focus-server/job/{id}`
+    JobDelete,
+    /// `GET /focus-server/ack`
+    Ack,
+    /// `GET /focus-server/channels`
+    Channels,
+    /// `GET /focus-server/live_metadata`
+    LiveMetadata,
+    /// `GET /focus-server/metadata/{id}`
+    Metadata,
+    /// `POST /prisma/api/auth/login`
+    Login,
+    /// `POST /prisma/api/{site}/api/push-to-rabbit`
+    PushToRabbit,
+    /// `GET /prisma/api/{site}/api/alert`
+    AlertQuery,
+    /// `DELETE /prisma/api/{site}/api/alert/delete`
+    AlertDelete,
+    /// Any other path (answered 404).
+    Other,
+}
+
+const ENDPOINTS: [Endpoint; 11] = [
+    Endpoint::Configure,
+    Endpoint::JobDelete,
+    Endpoint::Ack,
+    Endpoint::Channels,
+    Endpoint::LiveMetadata,
+    Endpoint::Metadata,
+    Endpoint::Login,
+    Endpoint::PushToRabbit,
+    Endpoint::AlertQuery,
+    Endpoint::AlertDelete,
+    Endpoint::Other,
+];
+
+impl Endpoint {
+    /// Stable name used in `/sim/stats` and in `latency.endpoints` keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Configure => "configure",
+            Endpoint::JobDelete => "job_delete",
+            Endpoint::Ack => "ack",
+            Endpoint::Channels => "channels",
+            Endpoint::LiveMetadata => "live_metadata",
+            Endpoint::Metadata => "metadata",
+            Endpoint::Login => "login",
+            Endpoint::PushToRabbit => "push_to_rabbit",
+            Endpoint::AlertQuery => "alert_query",
+            Endpoint::AlertDelete => "alert_delete",
+            Endpoint::Other => "other",
+        }
+    }
+
+    /// The endpoint with this [`Endpoint::name`].
+    pub fn from_name(name: &str) -> Option<Endpoint> {
+        ENDPOINTS.into_iter().find(|e| e.name() == name)
+    }
+
+    /// All names, for hints.
+    pub fn names() -> Vec<&'static str> {
+        ENDPOINTS.iter().map(|e| e.name()).collect()
+    }
+
+    /// Dense index for per-endpoint arrays.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Number of endpoints (array size).
+    pub const COUNT: usize = ENDPOINTS.len();
+}
+
+/// Statuses 100..=599 get their own counter; anything else is not produced.
+const STATUS_SLOTS: usize = 600;
+
+/// Per-endpoint request counters.
+struct EndpointCounters {
+    by_status: Box<[AtomicU64]>,
+    dropped: AtomicU64,
+}
+
+/// Counters of the alert pipeline (counted per alert, not per request).
+#[derive(Default)]
+pub struct AlertCounters {
+    /// Alerts in 201 answers of push-to-rabbit.
+    pub accepted: AtomicU64,
+    /// Alerts handed to the broker and confirmed (or queued in memory).
+    pub published: AtomicU64,
+    /// Alerts whose publish failed (the request got 503).
+    pub publish_failed: AtomicU64,
+    /// Messages taken by the processing stage and accepted for processing.
+    pub processed: AtomicU64,
+    /// Alerts written to the store.
+    pub stored: AtomicU64,
+    /// Alerts removed through the delete endpoint.
+    pub deleted: AtomicU64,
+    /// Messages on the queue that another publisher sent (skipped unless configured).
+    pub foreign_skipped: AtomicU64,
+    /// Messages whose body was not a valid alert report.
+    pub invalid_messages: AtomicU64,
+}
+
+/// Counters of the job lifecycle.
+#[derive(Default)]
+pub struct JobCounters {
+    /// Jobs created by `/configure`.
+    pub created: AtomicU64,
+    /// Jobs removed by idle expiry.
+    pub expired: AtomicU64,
+    /// Jobs cancelled by `DELETE /job/{id}`.
+    pub cancelled: AtomicU64,
+    /// `/configure` requests refused by the live-job cap.
+    pub rejected_at_limit: AtomicU64,
+}
+
+/// All counters; shared by every connection task.
+pub struct Stats {
+    endpoints: Vec<EndpointCounters>,
+    /// Connections closed at accept time by `refuse_connections`.
+    pub refused_connections: AtomicU64,
+    /// Requests answered 429 by the push-to-rabbit rate limiter.
+    pub rate_limited: AtomicU64,
+    /// Requests answered 503 by the in-flight cap.
+    pub over_in_flight_cap: AtomicU64,
+    /// Requests answered with an injected error.
+    pub injected_errors: AtomicU64,
+    /// Highest number of requests in flight seen.
+    pub max_in_flight_seen: AtomicU64,
+    /// Alert pipeline counters.
+    pub alerts: AlertCounters,
+    /// Job lifecycle counters.
+    pub jobs: JobCounters,
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            endpoints: (0..Endpoint::COUNT)
+                .map(|_| EndpointCounters {
+                    by_status: (0..STATUS_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+                    dropped: AtomicU64::new(0),
+                })
+                .collect(),
+            refused_connections: AtomicU64::new(0),
+            rate_limited: AtomicU64::new(0),
+            over_in_flight_cap: AtomicU64::new(0),
+            injected_errors: AtomicU64::new(0),
+            max_in_flight_seen: AtomicU64::new(0),
+            alerts: AlertCounters::default(),
+            jobs: JobCounters::default(),
+        }
+    }
+}
+
+impl Stats {
+    /// Counts one answered request.
+    pub fn record(&self, endpoint: Endpoint, status: u16) {
+        let slot = usize::from(status).min(STATUS_SLOTS - 1);
+        // Relaxed: counters are independent; readers only need each value to be exact.
+        self.endpoints[endpoint.index()].by_status[slot].fetch_add(1, Relaxed);
+    }
+
+    /// Counts one request whose connection was closed without a response.
+    pub fn record_dropped(&self, endpoint: Endpoint) {
+        self.endpoints[endpoint.index()]
+            .dropped
+            .fetch_add(1, Relaxed);
+    }
+
+    /// Sets every counter to zero.
+    pub fn reset(&self) {
+        for e in &self.endpoints {
+            for c in e.by_status.iter() {
+                c.store(0, Relaxed);
+            }
+            e.dropped.store(0, Relaxed);
+        }
+        let a = &self.alerts;
+        let j = &self.jobs;
+        for c in [
+            &self.refused_connections,
+            &self.rate_limited,
+            &self.over_in_flight_cap,
+            &self.injected_errors,
+            &self.max_in_flight_seen,
+            &a.accepted,
+            &a.published,
+            &a.publish_failed,
+            &a.processed,
+            &a.stored,
+            &a.deleted,
+            &a.foreign_skipped,
+            &a.invalid_messages,
+            &j.created,
+            &j.expired,
+            &j.cancelled,
+            &j.rejected_at_limit,
+        ] {
+            c.store(0, Relaxed);
+        }
+    }
+
+    /// The `requests` part of `/sim/stats`: totals, by status, and by endpoint.
+    pub fn requests_json(&self) -> Value {
+        let mut total = 0u64;
+        let mut dropped_total = 0u64;
+        let mut by_status_total: Vec<u64> = vec![0; STATUS_SLOTS];
+        let mut by_endpoint = Map::new();
+        for endpoint in ENDPOINTS {
+            let counters = &self.endpoints[endpoint.index()];
+            let mut by_status = Map::new();
+            let mut endpoint_total = 0u64;
+            for (status, c) in counters.by_status.iter().enumerate() {
+                let n = c.load(Relaxed);
+                if n > 0 {
+                    by_status.insert(status.to_string(), json!(n));
+                    by_status_total[status] += n;
+                    endpoint_total += n;
+                }
+            }
+            let dropped = counters.dropped.load(Relaxed);
+            if endpoint_total + dropped > 0 {
+                by_endpoint.insert(
+                    endpoint.name().into(),
+                    json!({
+                        "total": endpoint_total + dropped,
+                        "by_status": by_status,
+                        "dropped": dropped,
+                    }),
+                );
+            }
+            total += endpoint_total + dropped;
+            dropped_total += dropped;
+        }
+        let by_status: Map<String, Value> = by_status_total
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(s, n)| (s.to_string(), json!(n)))
+            .collect();
+        json!({
+            "total": total,
+            "dropped": dropped_total,
+            "by_status": by_status,
+            "by_endpoint": by_endpoint,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for e in ENDPOINTS {
+            assert_eq!(Endpoint::from_name(e.name()), Some(e));
+        }
+        assert_eq!(Endpoint::from_name("nope"), None);
+    }
+
+    #[test]
+    fn counts_and_resets() {
+        let s = Stats::default();
+        s.record(Endpoint::Ack, 200);
+        s.record(Endpoint::Ack, 200);
+        s.record(Endpoint::PushToRabbit, 429);
+        s.record_dropped(Endpoint::Ack);
+        let j = s.requests_json();
+        assert_eq!(j["total"], 4);
+        assert_eq!(j["by_status"]["200"], 2);
+        assert_eq!(j["by_endpoint"]["ack"]["total"], 3);
+        assert_eq!(j["by_endpoint"]["ack"]["dropped"], 1);
+        assert_eq!(j["by_endpoint"]["push_to_rabbit"]["by_status"]["429"], 1);
+        s.reset();
+        assert_eq!(s.requests_json()["total"], 0);
+    }
+}
