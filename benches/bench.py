@@ -59,8 +59,10 @@ def measured(cmd, env=None):
     return out.stdout, cpu, after.ru_maxrss / 1024.0, wall
 
 
-def volley(script, **env_vars):
+def volley(script, workers=None, **env_vars):
     args = [VOLLEY, "run", "--progress", "off", os.path.join(ROOT, "benches", script), "-e", f"BASE_URL={BASE}"]
+    if workers:
+        args += ["--workers", str(workers)]
     for k, v in env_vars.items():
         args += ["-e", f"{k}={v}"]
     out, cpu, rss, wall = measured(args)
@@ -84,10 +86,13 @@ def main():
         reqs = int(re.search(r"(\d+) requests in", out).group(1))
         wrk_us = cpu / reqs * 1e6
         print(f"| wrk -t1 -c50 | {reqs} | {reqs / secs:.0f} | {wrk_us:.2f} | {rss:.1f} |")
-        m, cpu, rss, wall = volley("http_loop.rhai", VUS=50, DURATION=f"{secs}s")
-        v_us = cpu / m["requests"] * 1e6
-        print(f"| volley 50 VUs | {m['requests']:.0f} | {m['requests'] / m['elapsed_s']:.0f} | {v_us:.2f} | {rss:.1f} |")
-        print(f"\nvolley / wrk CPU per request: {v_us / wrk_us:.2f}x\n")
+        ratios = []
+        for workers in (1, 2):
+            m, cpu, rss, wall = volley("http_loop.rhai", workers=workers, VUS=50, DURATION=f"{secs}s")
+            v_us = cpu / m["requests"] * 1e6
+            ratios.append(f"{workers} worker(s) {v_us / wrk_us:.2f}x")
+            print(f"| volley --workers {workers}, 50 VUs | {m['requests']:.0f} | {m['requests'] / m['elapsed_s']:.0f} | {v_us:.2f} | {rss:.1f} |")
+        print(f"\nvolley / wrk CPU per request: {', '.join(ratios)}\n")
 
         print("## Memory at many VUs (each loops a GET and a 1 s sleep)")
         print("| VUs | iterations | failed | peak RSS MiB | RSS per VU KiB |\n|---|---|---|---|---|")

@@ -153,9 +153,7 @@ pub fn execute(args: SimArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot build the signal runtime")?;
-    runtime
-        .block_on(tokio::signal::ctrl_c())
-        .context("cannot listen for Ctrl-C")?;
+    runtime.block_on(tokio::signal::ctrl_c()).context("cannot listen for Ctrl-C")?;
     println!("volley sim: stopping");
     handle.stop();
     println!("volley sim: stopped");

@@ -172,7 +172,7 @@ pub fn kind_of(name: &str) -> Option<MetricKind> {
 /// One thread's samples since the last drain: metric name -> tags -> sink.
 #[derive(Default)]
 pub struct Store {
-    series: HashMap<Str, HashMap<Tags, Sink>>,
+    series: rustc_hash::FxHashMap<Str, rustc_hash::FxHashMap<Tags, Sink>>,
 }
 
 impl Store {

@@ -202,6 +202,9 @@ pub struct VuCtx {
     pub retry_depth: Cell<u32>,
     /// Outcomes of requests made by the current retry attempt: (tags, failed).
     pub pending_outcomes: RefCell<Vec<(Tags, bool)>>,
+    /// This VU's idle HTTP/1.1 connections by origin (`host:port`): a VU is a user
+    /// with its own connections, as in a browser.
+    pub conns: RefCell<rustc_hash::FxHashMap<String, super::http_fast::Conn>>,
 }
 
 impl VuCtx {
@@ -217,6 +220,7 @@ impl VuCtx {
             running_since: Cell::new(Instant::now()),
             retry_depth: Cell::new(0),
             pending_outcomes: RefCell::new(Vec::new()),
+            conns: RefCell::default(),
         }
     }
 }

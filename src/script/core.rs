@@ -164,15 +164,33 @@ pub mod core_api {
         runner.run_phase(PhaseRequest { name: name.to_string(), options, func, position: ctx.call_position() })
     }
 
-    /// Pauses the VU: `"500ms"`, `"2s"`, or seconds.
+    /// Pauses the VU for a duration such as `"500ms"` or `"2s"`, without blocking
+    /// other VUs.
     /// ```rhai
     /// sleep("100ms");
+    /// ```
+    #[rhai_fn(name = "sleep", return_raw)]
+    pub fn sleep_text(duration: &str) -> Result<(), Box<EvalAltResult>> {
+        pause(&Dynamic::from(duration.to_string()))
+    }
+
+    /// Pauses the VU for a number of seconds. (This replaces Rhai's built-in `sleep`,
+    /// which would block the whole worker thread.)
+    /// ```rhai
     /// sleep(0.5);
     /// ```
     #[rhai_fn(name = "sleep", return_raw)]
-    pub fn sleep(duration: Dynamic) -> Result<(), Box<EvalAltResult>> {
-        let d = opts::to_duration(&duration, "sleep")?;
-        bridge::wait(tokio::time::sleep(d))
+    pub fn sleep_float(seconds: f64) -> Result<(), Box<EvalAltResult>> {
+        pause(&Dynamic::from_float(seconds))
+    }
+
+    /// Pauses the VU for a whole number of seconds.
+    /// ```rhai
+    /// sleep(2);
+    /// ```
+    #[rhai_fn(name = "sleep", return_raw)]
+    pub fn sleep_int(seconds: i64) -> Result<(), Box<EvalAltResult>> {
+        pause(&Dynamic::from_int(seconds))
     }
 
     /// Pauses for a random time between two durations (think time).
@@ -451,6 +469,11 @@ pub fn fmt_num(v: f64) -> String {
         let s = format!("{v:.4}");
         s.trim_end_matches('0').trim_end_matches('.').to_string()
     }
+}
+
+fn pause(duration: &Dynamic) -> Result<(), Box<EvalAltResult>> {
+    let d = opts::to_duration(duration, "sleep")?;
+    bridge::wait(tokio::time::sleep(d))
 }
 
 fn lookup_env(name: &str) -> Result<Option<String>, Box<EvalAltResult>> {

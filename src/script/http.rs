@@ -21,6 +21,28 @@ fn bad_url(url: &str, reason: impl std::fmt::Display) -> Box<EvalAltResult> {
     .into()
 }
 
+thread_local! {
+    /// Parsed URLs by text: scripts request the same few URLs over and over, and URL
+    /// parsing (with IDNA) was ~2.5% of CPU per request.
+    static URLS: std::cell::RefCell<rustc_hash::FxHashMap<String, url::Url>> = std::cell::RefCell::default();
+}
+
+fn parse_url(url: &str) -> Result<url::Url, Box<EvalAltResult>> {
+    if let Some(u) = URLS.with(|c| c.borrow().get(url).cloned()) {
+        return Ok(u);
+    }
+    let parsed = url::Url::parse(url).map_err(|e| bad_url(url, e))?;
+    URLS.with(|c| {
+        let mut cache = c.borrow_mut();
+        // Bounded: scripts with ids in URLs would otherwise grow it without end.
+        if cache.len() >= 4096 {
+            cache.clear();
+        }
+        cache.insert(url.to_string(), parsed.clone());
+    });
+    Ok(parsed)
+}
+
 fn target_options(opts: &Opts) -> Result<TargetOptions, Box<EvalAltResult>> {
     Ok(TargetOptions {
         insecure: opts.bool("insecure")?,
@@ -33,7 +55,7 @@ fn target_options(opts: &Opts) -> Result<TargetOptions, Box<EvalAltResult>> {
 fn prepare(method: &str, url: &str, body: Dynamic, options: &Map) -> Result<Prepared, Box<EvalAltResult>> {
     let what = format!("http::{}", method.to_ascii_lowercase());
     let opts = Opts::new(options, &what, REQUEST_OPTIONS)?;
-    let mut parsed = url::Url::parse(url).map_err(|e| bad_url(url, e))?;
+    let mut parsed = parse_url(url)?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(bad_url(url, format!("unsupported scheme `{}`", parsed.scheme())));
     }
@@ -82,13 +104,18 @@ fn prepare(method: &str, url: &str, body: Dynamic, options: &Map) -> Result<Prep
     let insecure = opts.bool("insecure")?.or(target.insecure).unwrap_or(false);
     let header_bytes: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
     let bytes_sent = (method.len() + parsed.as_str().len() + 12 + header_bytes + bytes.len()) as u64;
-    let mut request = reqwest::Request::new(method_value, parsed);
-    *request.headers_mut() = headers;
-    *request.timeout_mut() = Some(timeout);
-    if !bytes.is_empty() {
-        *request.body_mut() = Some(bytes.into());
-    }
-    Ok(Prepared { request, insecure, name, tags, expect: opts.int_list("expect")?.unwrap_or_default(), bytes_sent })
+    Ok(Prepared {
+        method: method_value,
+        url: parsed,
+        headers,
+        body: bytes.into(),
+        timeout,
+        insecure,
+        name,
+        tags,
+        expect: opts.int_list("expect")?.unwrap_or_default(),
+        bytes_sent,
+    })
 }
 
 fn thread_settings(url: &str) -> Result<TargetOptions, Box<EvalAltResult>> {

@@ -66,7 +66,7 @@ fn build_client(insecure: bool) -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let builder = reqwest::Client::builder()
         .tcp_nodelay(true)
-        .user_agent(concat!("volley/", env!("CARGO_PKG_VERSION")))
+        .user_agent(USER_AGENT)
         .pool_idle_timeout(Duration::from_secs(90))
         .redirect(reqwest::redirect::Policy::limited(10))
         .tls_danger_accept_invalid_certs(insecure);
@@ -94,8 +94,16 @@ impl Default for HttpClients {
 
 /// A request prepared by `http::*`.
 pub struct Prepared {
-    /// The request.
-    pub request: reqwest::Request,
+    /// Method.
+    pub method: reqwest::Method,
+    /// Full URL.
+    pub url: url::Url,
+    /// Headers (without Cookie and Host, added when sending).
+    pub headers: reqwest::header::HeaderMap,
+    /// Body bytes (empty = none).
+    pub body: bytes::Bytes,
+    /// Timeout of the whole exchange.
+    pub timeout: Duration,
     /// Use the non-verifying client.
     pub insecure: bool,
     /// The `name` tag.
@@ -111,8 +119,11 @@ pub struct Prepared {
 /// What came back from the network.
 struct Outcome {
     status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
+    /// Headers as the script sees them (lowercase names, repeats joined with ", ").
+    headers: Map,
+    /// Set-Cookie values, for the VU's jar.
+    set_cookies: Vec<String>,
+    body: ImmutableString,
     error: Option<(&'static str, String)>,
     duration: Duration,
     bytes_received: u64,
@@ -167,82 +178,176 @@ fn error_chain(e: &reqwest::Error) -> String {
     parts.join(": ")
 }
 
+/// Reads a response head into the script's header map, the Set-Cookie values and the
+/// approximate size on the wire.
+fn read_head(headers: &reqwest::header::HeaderMap) -> (Map, Vec<String>, u64) {
+    let mut map = Map::new();
+    let mut set_cookies = Vec::new();
+    let mut bytes: u64 = 17;
+    for (k, v) in headers {
+        let value = String::from_utf8_lossy(v.as_bytes());
+        bytes += (k.as_str().len() + value.len() + 4) as u64;
+        if k == reqwest::header::SET_COOKIE {
+            set_cookies.push(value.to_string());
+        }
+        match map.get_mut(k.as_str()) {
+            Some(existing) => *existing = format!("{existing}, {value}").into(),
+            None => {
+                map.insert(k.as_str().into(), ImmutableString::from(value.as_ref()).into());
+            }
+        }
+    }
+    (map, set_cookies, bytes)
+}
+
+/// The body as text, with at most one copy (valid UTF-8, the usual case, is taken as is).
+fn body_text(body: bytes::Bytes) -> ImmutableString {
+    match String::from_utf8(Vec::from(body)) {
+        Ok(text) => text.into(),
+        Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned().into(),
+    }
+}
+
+fn failed(kind: &'static str, message: String, duration: Duration, url: String) -> Outcome {
+    Outcome {
+        status: 0,
+        headers: Map::new(),
+        set_cookies: Vec::new(),
+        body: ImmutableString::new(),
+        error: Some((kind, message)),
+        duration,
+        bytes_received: 0,
+        url,
+    }
+}
+
+/// Sends through reqwest (https, redirects).
 async fn send(client: reqwest::Client, request: reqwest::Request) -> Outcome {
     let url = request.url().to_string();
     let start = Instant::now();
     let response = match client.execute(request).await {
         Ok(r) => r,
-        Err(e) => {
-            return Outcome {
-                status: 0,
-                headers: Vec::new(),
-                body: Vec::new(),
-                error: Some((classify(&e), error_chain(&e))),
-                duration: start.elapsed(),
-                bytes_received: 0,
-                url,
-            };
-        }
+        Err(e) => return failed(classify(&e), error_chain(&e), start.elapsed(), url),
     };
     let status = response.status().as_u16();
-    let headers: Vec<(String, String)> = response
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
-        .collect();
-    let header_bytes: u64 = headers.iter().map(|(k, v)| (k.len() + v.len() + 4) as u64).sum::<u64>() + 17;
+    let (headers, set_cookies, header_bytes) = read_head(response.headers());
     let url = response.url().to_string();
     match response.bytes().await {
         Ok(body) => Outcome {
             status,
             bytes_received: header_bytes + body.len() as u64,
             headers,
-            body: body.to_vec(),
+            set_cookies,
+            body: body_text(body),
             error: None,
             duration: start.elapsed(),
             url,
         },
         // The status line arrived but the body did not: a failed request.
-        Err(e) => Outcome {
-            status: 0,
-            headers,
-            body: Vec::new(),
-            error: Some((classify(&e), error_chain(&e))),
-            duration: start.elapsed(),
-            bytes_received: header_bytes,
-            url,
-        },
+        Err(e) => {
+            Outcome { bytes_received: header_bytes, ..failed(classify(&e), error_chain(&e), start.elapsed(), url) }
+        }
     }
 }
 
-/// Sends a prepared request for the calling VU (suspending it) and records its samples.
-pub fn execute(thread: &ThreadCtx, prepared: Prepared) -> Result<Response, Box<EvalAltResult>> {
-    let Prepared { mut request, insecure, name, tags, expect, bytes_sent } = prepared;
-    let url = request.url().clone();
-    let method = request.method().as_str().to_string();
-    // Cookies of this VU for this URL (a login cookie is reused across iterations).
-    let cookie_header = context::with_vu(|vu| {
-        let jar = vu.cookies.borrow();
-        let pairs: Vec<String> = jar.get_request_values(&url).map(|(n, v)| format!("{n}={v}")).collect();
-        pairs.join("; ")
-    })?;
-    if !cookie_header.is_empty()
-        && !request.headers().contains_key(reqwest::header::COOKIE)
-        && let Ok(v) = reqwest::header::HeaderValue::from_str(&cookie_header)
-    {
-        request.headers_mut().insert(reqwest::header::COOKIE, v);
-    }
-    let client = thread.http.get(insecure).clone();
-    let outcome = bridge::wait(send(client, request))?;
+fn is_redirect(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
+}
 
-    context::with_vu(|vu| {
-        let mut jar = vu.cookies.borrow_mut();
-        for (k, v) in &outcome.headers {
-            if k.eq_ignore_ascii_case("set-cookie") {
-                let _ = jar.parse(v, &url);
+/// Sends on the VU's own HTTP/1.1 connection (plain http).
+fn send_fast(prepared: &Prepared, cookie: Option<reqwest::header::HeaderValue>) -> Result<Outcome, Box<EvalAltResult>> {
+    let url = &prepared.url;
+    let host = url.host_str().unwrap_or("127.0.0.1").to_string();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let origin = format!("{host}:{port}");
+    let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
+    let mut request = hyper::Request::new(http_body_util::Full::new(prepared.body.clone()));
+    *request.method_mut() = prepared.method.clone();
+    *request.uri_mut() = path.parse().map_err(|e| format!("invalid URL path {path:?}: {e}"))?;
+    let mut headers = prepared.headers.clone();
+    if let Ok(v) = reqwest::header::HeaderValue::from_str(&url[url::Position::BeforeHost..url::Position::AfterPort]) {
+        headers.entry(reqwest::header::HOST).or_insert(v);
+    }
+    headers.entry(reqwest::header::USER_AGENT).or_insert(reqwest::header::HeaderValue::from_static(USER_AGENT));
+    if let Some(c) = cookie {
+        headers.entry(reqwest::header::COOKIE).or_insert(c);
+    }
+    *request.headers_mut() = headers;
+    let reused = super::http_fast::take_conn(&origin);
+    let exchange = bridge::wait(super::http_fast::exchange(reused, host, port, request, prepared.timeout))?;
+    if let Some(conn) = exchange.conn {
+        super::http_fast::keep_conn(origin, conn);
+    }
+    Ok(match exchange.result {
+        Ok((parts, body)) => {
+            let (headers, set_cookies, header_bytes) = read_head(&parts.headers);
+            Outcome {
+                status: parts.status.as_u16(),
+                bytes_received: header_bytes + body.len() as u64,
+                headers,
+                set_cookies,
+                body: body_text(body),
+                error: None,
+                duration: exchange.duration,
+                url: url.to_string(),
             }
         }
+        Err((kind, message)) => failed(kind, message, exchange.duration, url.to_string()),
+    })
+}
+
+const USER_AGENT: &str = concat!("volley/", env!("CARGO_PKG_VERSION"));
+
+/// Sends a prepared request for the calling VU (suspending it) and records its samples.
+pub fn execute(thread: &ThreadCtx, prepared: Prepared) -> Result<Response, Box<EvalAltResult>> {
+    // Cookies of this VU for this URL (a login cookie is reused across iterations).
+    let cookie = context::with_vu(|vu| {
+        let jar = vu.cookies.borrow();
+        let pairs: Vec<String> = jar.get_request_values(&prepared.url).map(|(n, v)| format!("{n}={v}")).collect();
+        pairs.join("; ")
     })?;
+    let cookie = if cookie.is_empty() { None } else { reqwest::header::HeaderValue::from_str(&cookie).ok() };
+    let fast = if prepared.url.scheme() == "http" { Some(send_fast(&prepared, cookie.clone())?) } else { None };
+    let Prepared { method, url, mut headers, body, timeout, insecure, name, tags, expect, bytes_sent } = prepared;
+    let mut hop: Option<Outcome> = None;
+    let outcome = match fast {
+        Some(o) if o.error.is_some() || !is_redirect(o.status) => o,
+        first => {
+            // https, or a redirect answered on the fast path: reqwest (TLS, redirect
+            // policy), continuing from the Location so the server sees no repeat.
+            let (mut method, mut url, mut body) = (method.clone(), url.clone(), body.clone());
+            if let Some(o) = first {
+                let location = o.headers.get("location").map(|l| l.to_string()).unwrap_or_default();
+                url = url.join(&location).map_err(|e| format!("redirect to an invalid Location {location:?}: {e}"))?;
+                if matches!(o.status, 301..=303) && method != reqwest::Method::HEAD {
+                    method = reqwest::Method::GET;
+                    body = bytes::Bytes::new();
+                    headers.remove(reqwest::header::CONTENT_TYPE);
+                }
+                hop = Some(o);
+            }
+            if let Some(c) = cookie {
+                headers.entry(reqwest::header::COOKIE).or_insert(c);
+            }
+            let mut request = reqwest::Request::new(method, url);
+            *request.headers_mut() = headers;
+            *request.timeout_mut() = Some(timeout);
+            if !body.is_empty() {
+                *request.body_mut() = Some(body.into());
+            }
+            let client = thread.http.get(insecure).clone();
+            bridge::wait(send(client, request))?
+        }
+    };
+    let method = method.as_str().to_string();
+    if !outcome.set_cookies.is_empty() {
+        context::with_vu(|vu| {
+            let mut jar = vu.cookies.borrow_mut();
+            for v in &outcome.set_cookies {
+                let _ = jar.parse(v, &url);
+            }
+        })?;
+    }
 
     let ok = outcome.error.is_none()
         && if expect.is_empty() {
@@ -261,27 +366,25 @@ pub fn execute(thread: &ThreadCtx, prepared: Prepared) -> Result<Response, Box<E
     extra.extend(tags);
     let tags = context::vu_tags(extra)?;
     let duration_ms = outcome.duration.as_secs_f64() * 1000.0;
+    if let Some(h) = &hop {
+        // The redirect answered on the fast path is a request of its own on the wire.
+        let hop_tags = tags.with([(Str::from("status"), Str::from(h.status.to_string().as_str()))]);
+        thread.record(&builtin::HTTP_REQS, &hop_tags, 1.0);
+        thread.record(&builtin::HTTP_REQ_DURATION, &hop_tags, h.duration.as_secs_f64() * 1000.0);
+        thread.record(&builtin::DATA_RECEIVED, &hop_tags, h.bytes_received as f64);
+    }
     thread.record(&builtin::HTTP_REQS, &tags, 1.0);
     thread.record(&builtin::HTTP_REQ_DURATION, &tags, duration_ms);
     thread.record(&builtin::DATA_SENT, &tags, bytes_sent as f64);
     thread.record(&builtin::DATA_RECEIVED, &tags, outcome.bytes_received as f64);
     record_outcome(thread, tags, !ok)?;
 
-    let mut headers = Map::new();
-    for (k, v) in outcome.headers {
-        match headers.get_mut(k.as_str()) {
-            Some(existing) => *existing = format!("{existing}, {v}").into(),
-            None => {
-                headers.insert(k.into(), v.into());
-            }
-        }
-    }
     let (error, error_message) = outcome.error.map(|(k, m)| (k.into(), m.into())).unwrap_or_default();
     Ok(Response {
         status: outcome.status as i64,
         ok,
-        headers,
-        body: String::from_utf8_lossy(&outcome.body).into_owned().into(),
+        headers: outcome.headers,
+        body: outcome.body,
         duration_ms,
         error,
         error_message,

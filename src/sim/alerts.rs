@@ -58,13 +58,8 @@ impl Sessions {
     pub fn login(&self, body: &Value, config: &AlertsConfig) -> Result<String, ApiError> {
         let field = |name: &str| match body.get(name) {
             Some(Value::String(s)) => Ok(s.as_str()),
-            None | Some(Value::Null) => {
-                Err(ApiError::bad_field(name, format!("{name} is required")))
-            }
-            Some(v) => Err(ApiError::bad_field(
-                name,
-                format!("{name} must be a string, got {v}"),
-            )),
+            None | Some(Value::Null) => Err(ApiError::bad_field(name, format!("{name} is required"))),
+            Some(v) => Err(ApiError::bad_field(name, format!("{name} must be a string, got {v}"))),
         };
         if !body.is_object() {
             return Err(ApiError::new(
@@ -74,40 +69,23 @@ impl Sessions {
         }
         let (user, password) = (field("username")?, field("password")?);
         if user != config.username || password != config.password {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                format!("invalid credentials for user {user:?}"),
-            ));
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, format!("invalid credentials for user {user:?}")));
         }
         let token = uuid::Uuid::new_v4().simple().to_string();
-        self.tokens
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(token.clone());
+        self.tokens.write().unwrap_or_else(|p| p.into_inner()).insert(token.clone());
         Ok(token)
     }
 
     /// Accepts a request carrying a token this simulator issued.
     pub fn check(&self, token: Option<&str>) -> Result<(), ApiError> {
-        let known = token.is_some_and(|t| {
-            self.tokens
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(t)
-        });
+        let known = token.is_some_and(|t| self.tokens.read().unwrap_or_else(|p| p.into_inner()).contains(t));
         if known {
             Ok(())
         } else {
-            let why = if token.is_some() {
-                "is not valid"
-            } else {
-                "is missing"
-            };
+            let why = if token.is_some() { "is not valid" } else { "is missing" };
             Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                format!(
-                    "unauthorized: cookie {SESSION_COOKIE} {why}; log in with POST /prisma/api/auth/login"
-                ),
+                format!("unauthorized: cookie {SESSION_COOKIE} {why}; log in with POST /prisma/api/auth/login"),
             ))
         }
     }
@@ -132,26 +110,16 @@ impl PushRequest {
         };
         let int = |key: &str, ok: &dyn Fn(i64) -> bool, rule: &str| -> Result<i64, ApiError> {
             match obj.get(key) {
-                None | Some(Value::Null) => Err(ApiError::bad_field(
-                    key,
-                    format!("{key} is required ({rule})"),
-                )),
+                None | Some(Value::Null) => Err(ApiError::bad_field(key, format!("{key} is required ({rule})"))),
                 Some(v) => match v.as_i64() {
                     Some(n) if ok(n) => Ok(n),
-                    _ => Err(ApiError::bad_field(
-                        key,
-                        format!("{key} must be {rule}, got {v}"),
-                    )),
+                    _ => Err(ApiError::bad_field(key, format!("{key} must be {rule}, got {v}"))),
                 },
             }
         };
         let amount = match obj.get("alertsAmount") {
             None | Some(Value::Null) => 1,
-            Some(_) => int(
-                "alertsAmount",
-                &|n| (1..=MAX_ALERTS_PER_PUSH).contains(&n),
-                "an integer from 1 to 100",
-            )?,
+            Some(_) => int("alertsAmount", &|n| (1..=MAX_ALERTS_PER_PUSH).contains(&n), "an integer from 1 to 100")?,
         };
         let distance = int("dofM", &|n| n >= 0, "an integer >= 0 (metres)")?;
         let class_id = int("classId", &|n| n == 103 || n == 104, "103 (SC) or 104 (SD)")?;
@@ -170,19 +138,13 @@ impl PushRequest {
                 })
                 .collect::<Result<_, _>>()?,
             Some(v) => {
-                return Err(ApiError::bad_field(
-                    "alertIds",
-                    format!("alertIds must be an array of strings, got {v}"),
-                ));
+                return Err(ApiError::bad_field("alertIds", format!("alertIds must be an array of strings, got {v}")));
             }
         };
         if ids.len() as i64 > amount {
             return Err(ApiError::bad_field(
                 "alertIds",
-                format!(
-                    "{} alertIds for alertsAmount {amount}: send at most alertsAmount ids",
-                    ids.len()
-                ),
+                format!("{} alertIds for alertsAmount {amount}: send at most alertsAmount ids", ids.len()),
             ));
         }
         let alert_time = iso_ms(now);
@@ -190,10 +152,7 @@ impl PushRequest {
         let reports = (0..amount as usize)
             .map(|i| AlertReport {
                 algorun_id: algorun_id.clone(),
-                alert_id: ids
-                    .get(i)
-                    .cloned()
-                    .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                alert_id: ids.get(i).cloned().unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
                 class_id,
                 severity,
                 distance_m: distance,
@@ -282,10 +241,7 @@ pub struct AlertStore {
 impl AlertStore {
     /// An empty store.
     pub fn new(max: u32) -> AlertStore {
-        AlertStore {
-            alerts: Mutex::new(VecDeque::new()),
-            max: (max as usize).max(1),
-        }
+        AlertStore { alerts: Mutex::new(VecDeque::new()), max: (max as usize).max(1) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<StoredAlert>> {
@@ -301,18 +257,11 @@ impl AlertStore {
     }
 
     /// Alerts whose alert time is in `[start, end]` (either bound optional).
-    pub fn query(
-        &self,
-        start: Option<OffsetDateTime>,
-        end: Option<OffsetDateTime>,
-        site_id: &str,
-    ) -> Value {
+    pub fn query(&self, start: Option<OffsetDateTime>, end: Option<OffsetDateTime>, site_id: &str) -> Value {
         let a = self.lock();
         let list: Vec<Value> = a
             .iter()
-            .filter(|s| {
-                start.is_none_or(|t| s.alert_time >= t) && end.is_none_or(|t| s.alert_time <= t)
-            })
+            .filter(|s| start.is_none_or(|t| s.alert_time >= t) && end.is_none_or(|t| s.alert_time <= t))
             .map(|s| s.to_json(site_id))
             .collect();
         Value::Array(list)
@@ -345,21 +294,14 @@ pub fn parse_delete(body: &Value) -> Result<HashSet<String>, ApiError> {
             .enumerate()
             .map(|(i, v)| {
                 v.as_str().map(str::to_string).ok_or_else(|| {
-                    ApiError::bad_field(
-                        format!("alertIds[{i}]"),
-                        format!("alertIds[{i}] must be a string, got {v}"),
-                    )
+                    ApiError::bad_field(format!("alertIds[{i}]"), format!("alertIds[{i}] must be a string, got {v}"))
                 })
             })
             .collect(),
-        None | Some(Value::Null) => Err(ApiError::bad_field(
-            "alertIds",
-            "alertIds is required (an array of alert ids)",
-        )),
-        Some(v) => Err(ApiError::bad_field(
-            "alertIds",
-            format!("alertIds must be an array of strings, got {v}"),
-        )),
+        None | Some(Value::Null) => {
+            Err(ApiError::bad_field("alertIds", "alertIds is required (an array of alert ids)"))
+        }
+        Some(v) => Err(ApiError::bad_field("alertIds", format!("alertIds must be an array of strings, got {v}"))),
     }
 }
 
@@ -367,15 +309,11 @@ pub fn parse_delete(body: &Value) -> Result<HashSet<String>, ApiError> {
 pub fn parse_time(name: &str, value: &str) -> Result<OffsetDateTime, ApiError> {
     OffsetDateTime::parse(value, &Rfc3339)
         .or_else(|_| OffsetDateTime::parse(value, &Iso8601::DEFAULT))
-        .or_else(|_| {
-            time::PrimitiveDateTime::parse(value, &Iso8601::DEFAULT).map(|t| t.assume_utc())
-        })
+        .or_else(|_| time::PrimitiveDateTime::parse(value, &Iso8601::DEFAULT).map(|t| t.assume_utc()))
         .map_err(|e| {
             ApiError::bad_field(
                 name,
-                format!(
-                    "{name} must be an ISO-8601 time like 2025-11-23T10:00:00Z, got {value:?} ({e})"
-                ),
+                format!("{name} must be an ISO-8601 time like 2025-11-23T10:00:00Z, got {value:?} ({e})"),
             )
         })
 }
@@ -420,15 +358,9 @@ pub async fn processing_stage(
         // Consumed in order and the delay is constant, so deadlines never decrease:
         // one sequential task keeps order without delaying anyone beyond their deadline.
         tokio::time::sleep_until(msg.consumed_at + delay).await;
-        let consumed_at =
-            OffsetDateTime::now_utc() - (tokio::time::Instant::now() - msg.consumed_at);
+        let consumed_at = OffsetDateTime::now_utc() - (tokio::time::Instant::now() - msg.consumed_at);
         let alert_time = parse_time("alert_time", &report.alert_time).unwrap_or(consumed_at);
-        store.insert(StoredAlert {
-            report,
-            alert_time,
-            consumed_at,
-            stored_at: OffsetDateTime::now_utc(),
-        });
+        store.insert(StoredAlert { report, alert_time, consumed_at, stored_at: OffsetDateTime::now_utc() });
         stats.alerts.stored.fetch_add(1, Relaxed);
         msg.ack().await;
     }
@@ -449,26 +381,11 @@ mod tests {
         for (body, field) in [
             (json!({"dofM": 1, "classId": 105, "severity": 1}), "classId"),
             (json!({"dofM": -1, "classId": 103, "severity": 1}), "dofM"),
-            (
-                json!({"dofM": 1, "classId": 103, "severity": 4}),
-                "severity",
-            ),
-            (
-                json!({"dofM": 1, "classId": 103, "severity": 1, "alertIds": "x"}),
-                "alertIds",
-            ),
-            (
-                json!({"dofM": 1, "classId": 103, "severity": 1, "alertIds": [1]}),
-                "alertIds[0]",
-            ),
-            (
-                json!({"dofM": 1, "classId": 103, "severity": 1, "alertIds": ["a", "b"]}),
-                "alertIds",
-            ),
-            (
-                json!({"dofM": 1, "classId": 103, "severity": 1, "alertsAmount": 0}),
-                "alertsAmount",
-            ),
+            (json!({"dofM": 1, "classId": 103, "severity": 4}), "severity"),
+            (json!({"dofM": 1, "classId": 103, "severity": 1, "alertIds": "x"}), "alertIds"),
+            (json!({"dofM": 1, "classId": 103, "severity": 1, "alertIds": [1]}), "alertIds[0]"),
+            (json!({"dofM": 1, "classId": 103, "severity": 1, "alertIds": ["a", "b"]}), "alertIds"),
+            (json!({"dofM": 1, "classId": 103, "severity": 1, "alertsAmount": 0}), "alertsAmount"),
         ] {
             let e = PushRequest::parse(&body, now).unwrap_err();
             assert_eq!(e.field.as_deref(), Some(field), "{body}: {}", e.message);
@@ -479,39 +396,23 @@ mod tests {
     fn times_parse_and_format() {
         let t = parse_time("startTime", "2025-11-23T10:00:00.5Z").unwrap();
         assert_eq!(iso_ms(t), "2025-11-23T10:00:00.500Z");
-        assert_eq!(
-            parse_time("x", "2025-11-23T10:00:00").unwrap(),
-            parse_time("x", "2025-11-23T10:00:00Z").unwrap()
-        );
+        assert_eq!(parse_time("x", "2025-11-23T10:00:00").unwrap(), parse_time("x", "2025-11-23T10:00:00Z").unwrap());
         assert_eq!(
             parse_time("x", "2025-11-23T12:00:00+02:00").unwrap(),
             parse_time("x", "2025-11-23T10:00:00Z").unwrap()
         );
-        assert_eq!(
-            parse_time("endTime", "yesterday")
-                .unwrap_err()
-                .field
-                .as_deref(),
-            Some("endTime")
-        );
+        assert_eq!(parse_time("endTime", "yesterday").unwrap_err().field.as_deref(), Some("endTime"));
     }
 
     #[test]
     fn sessions_accept_only_issued_tokens() {
         let s = Sessions::default();
         let c = AlertsConfig::default();
-        let t = s
-            .login(&json!({"username": "volley", "password": "volley"}), &c)
-            .unwrap();
+        let t = s.login(&json!({"username": "volley", "password": "volley"}), &c).unwrap();
         assert!(s.check(Some(&t)).is_ok());
-        assert_eq!(
-            s.check(Some("forged")).unwrap_err().status,
-            StatusCode::UNAUTHORIZED
-        );
+        assert_eq!(s.check(Some("forged")).unwrap_err().status, StatusCode::UNAUTHORIZED);
         assert_eq!(s.check(None).unwrap_err().status, StatusCode::UNAUTHORIZED);
-        let e = s
-            .login(&json!({"username": "volley", "password": "x"}), &c)
-            .unwrap_err();
+        let e = s.login(&json!({"username": "volley", "password": "x"}), &c).unwrap_err();
         assert_eq!(e.status, StatusCode::UNAUTHORIZED);
         let e = s.login(&json!({"username": "volley"}), &c).unwrap_err();
         assert_eq!(e.field.as_deref(), Some("password"));

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
-    ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -90,10 +90,7 @@ impl AlertSink {
         {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
-                return Err(SimError::BrokerConnect {
-                    url: shown,
-                    cause: e.to_string(),
-                });
+                return Err(SimError::BrokerConnect { url: shown, cause: e.to_string() });
             }
             Err(_) => {
                 return Err(SimError::BrokerConnect {
@@ -105,47 +102,24 @@ impl AlertSink {
         let setup = |step: &str| {
             let url = shown.clone();
             let step = step.to_string();
-            move |e: lapin::Error| SimError::BrokerSetup {
-                url,
-                step,
-                cause: e.to_string(),
-            }
+            move |e: lapin::Error| SimError::BrokerSetup { url, step, cause: e.to_string() }
         };
-        let publish = connection
-            .create_channel()
-            .await
-            .map_err(setup("channel.open"))?;
+        let publish = connection.create_channel().await.map_err(setup("channel.open"))?;
         publish
             .exchange_declare(
                 config.exchange.as_str().into(),
                 ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
+                ExchangeDeclareOptions { durable: true, ..Default::default() },
                 FieldTable::default(),
             )
             .await
-            .map_err(setup(&format!(
-                "exchange.declare {} (topic, durable)",
-                config.exchange
-            )))?;
-        publish
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(setup("confirm.select"))?;
-        let consume = connection
-            .create_channel()
-            .await
-            .map_err(setup("channel.open"))?;
+            .map_err(setup(&format!("exchange.declare {} (topic, durable)", config.exchange)))?;
+        publish.confirm_select(ConfirmSelectOptions::default()).await.map_err(setup("confirm.select"))?;
+        let consume = connection.create_channel().await.map_err(setup("channel.open"))?;
         let queue = consume
             .queue_declare(
                 "".into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
+                QueueDeclareOptions { exclusive: true, auto_delete: true, ..Default::default() },
                 FieldTable::default(),
             )
             .await
@@ -160,14 +134,8 @@ impl AlertSink {
                 FieldTable::default(),
             )
             .await
-            .map_err(setup(&format!(
-                "queue.bind {} -> {}",
-                config.routing_key, config.exchange
-            )))?;
-        consume
-            .basic_qos(PREFETCH, BasicQosOptions::default())
-            .await
-            .map_err(setup("basic.qos"))?;
+            .map_err(setup(&format!("queue.bind {} -> {}", config.routing_key, config.exchange)))?;
+        consume.basic_qos(PREFETCH, BasicQosOptions::default()).await.map_err(setup("basic.qos"))?;
         let mut consumer = consume
             .basic_consume(
                 queue_name.as_str().into(),
@@ -183,11 +151,7 @@ impl AlertSink {
         tokio::spawn(async move {
             // Ends when the connection closes (shutdown) or the consumer is cancelled.
             while let Some(Ok(delivery)) = consumer.next().await {
-                let own = delivery
-                    .properties
-                    .app_id()
-                    .as_ref()
-                    .is_some_and(|a| a.as_str() == own_id);
+                let own = delivery.properties.app_id().as_ref().is_some_and(|a| a.as_str() == own_id);
                 let msg = Consumed {
                     own,
                     consumed_at: tokio::time::Instant::now(),
@@ -216,12 +180,7 @@ impl AlertSink {
         let data = serde_json::to_vec(report).map_err(|e| e.to_string())?;
         match self {
             AlertSink::Memory(tx) => tx
-                .send(Consumed {
-                    data,
-                    own: true,
-                    consumed_at: tokio::time::Instant::now(),
-                    acker: None,
-                })
+                .send(Consumed { data, own: true, consumed_at: tokio::time::Instant::now(), acker: None })
                 .map_err(|_| "the processing stage has stopped".to_string()),
             AlertSink::Broker(link) => {
                 let props = BasicProperties::default()
@@ -240,9 +199,7 @@ impl AlertSink {
                     )
                     .await
                     .map_err(|e| format!("publish to {}: {e}", link.url))?;
-                let confirmation = confirm
-                    .await
-                    .map_err(|e| format!("publish confirm from {}: {e}", link.url))?;
+                let confirmation = confirm.await.map_err(|e| format!("publish confirm from {}: {e}", link.url))?;
                 if confirmation.is_nack() {
                     return Err(format!("broker {} refused (nack) the message", link.url));
                 }
@@ -270,11 +227,9 @@ impl AlertSink {
     /// Closes the broker connection (deleting the stage's exclusive queue).
     pub async fn close(&self) {
         if let AlertSink::Broker(link) = self {
-            let _ = tokio::time::timeout(
-                Duration::from_secs(2),
-                link.connection.close(200, "volley sim stopping".into()),
-            )
-            .await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), link.connection.close(200, "volley sim stopping".into()))
+                    .await;
         }
     }
 }

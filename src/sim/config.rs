@@ -161,10 +161,7 @@ impl Default for LatencyConfig {
             growth_starts_at_in_flight: 100,
             endpoints: BTreeMap::from([(
                 Endpoint::Configure.name().to_string(),
-                EndpointLatency {
-                    base_ms: Some(5.0),
-                    jitter_ms: Some(10.0),
-                },
+                EndpointLatency { base_ms: Some(5.0), jitter_ms: Some(10.0) },
             )]),
         }
     }
@@ -186,12 +183,7 @@ impl Default for LimitsConfig {
 
 impl Default for FaultsConfig {
     fn default() -> Self {
-        FaultsConfig {
-            error_rate: 0.0,
-            error_status: 500,
-            drop_rate: 0.0,
-            refuse_connections: false,
-        }
+        FaultsConfig { error_rate: 0.0, error_status: 500, drop_rate: 0.0, refuse_connections: false }
     }
 }
 
@@ -235,10 +227,7 @@ impl SimConfig {
                 c.latency.growth_starts_at_in_flight = 20;
                 c.latency.endpoints = BTreeMap::from([(
                     Endpoint::Configure.name().to_string(),
-                    EndpointLatency {
-                        base_ms: Some(150.0),
-                        jitter_ms: Some(250.0),
-                    },
+                    EndpointLatency { base_ms: Some(150.0), jitter_ms: Some(250.0) },
                 )]);
                 c.limits.max_in_flight = 200;
                 c.limits.push_rate_per_s = 50.0;
@@ -254,10 +243,7 @@ impl SimConfig {
                 c.latency.growth_starts_at_in_flight = 4;
                 c.latency.endpoints = BTreeMap::from([(
                     Endpoint::Configure.name().to_string(),
-                    EndpointLatency {
-                        base_ms: Some(60.0),
-                        jitter_ms: Some(60.0),
-                    },
+                    EndpointLatency { base_ms: Some(60.0), jitter_ms: Some(60.0) },
                 )]);
                 c.limits.max_in_flight = 40;
                 c.limits.push_rate_per_s = 5.0;
@@ -267,10 +253,7 @@ impl SimConfig {
                 c.alerts.processing_delay_ms = 800.0;
             }
             other => {
-                return Err(SimError::UnknownPreset {
-                    name: other.to_string(),
-                    known: PRESETS.join(", "),
-                });
+                return Err(SimError::UnknownPreset { name: other.to_string(), known: PRESETS.join(", ") });
             }
         }
         c.preset = name.to_string();
@@ -286,30 +269,16 @@ impl SimConfig {
     /// Like [`SimConfig::from_toml_file`], with the preset chosen on the command line;
     /// a different `preset` key in the file is an error.
     pub fn from_toml_file_over(path: &Path, preset: Option<&str>) -> Result<SimConfig, SimError> {
-        let text = std::fs::read_to_string(path).map_err(|cause| SimError::ReadConfig {
-            path: path.display().to_string(),
-            cause,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|cause| SimError::ReadConfig { path: path.display().to_string(), cause })?;
         Self::from_toml_str(&text, &path.display().to_string(), preset)
     }
 
     /// Parses TOML text; `origin` names the text in errors (usually the file path).
-    pub fn from_toml_str(
-        text: &str,
-        origin: &str,
-        preset: Option<&str>,
-    ) -> Result<SimConfig, SimError> {
+    pub fn from_toml_str(text: &str, origin: &str, preset: Option<&str>) -> Result<SimConfig, SimError> {
         let parse_error = |e: toml::de::Error| {
-            let (line, column) = e
-                .span()
-                .map(|span| line_column(text, span.start))
-                .unwrap_or((0, 0));
-            SimError::ParseConfig {
-                origin: origin.to_string(),
-                line,
-                column,
-                message: e.message().to_string(),
-            }
+            let (line, column) = e.span().map(|span| line_column(text, span.start)).unwrap_or((0, 0));
+            SimError::ParseConfig { origin: origin.to_string(), line, column, message: e.message().to_string() }
         };
         // Deserializing the text itself reports unknown keys and wrong types with their
         // position; the merge below then cannot fail on them.
@@ -360,18 +329,10 @@ impl SimConfig {
             hint: hint.to_string(),
         };
         let non_negative = |key: &str, v: f64| {
-            if v.is_finite() && v >= 0.0 {
-                Ok(())
-            } else {
-                Err(bad(key, &v, "use a finite number >= 0"))
-            }
+            if v.is_finite() && v >= 0.0 { Ok(()) } else { Err(bad(key, &v, "use a finite number >= 0")) }
         };
         let fraction = |key: &str, v: f64| {
-            if (0.0..=1.0).contains(&v) {
-                Ok(())
-            } else {
-                Err(bad(key, &v, "use a fraction between 0.0 and 1.0"))
-            }
+            if (0.0..=1.0).contains(&v) { Ok(()) } else { Err(bad(key, &v, "use a fraction between 0.0 and 1.0")) }
         };
         let l = &self.latency;
         non_negative("latency.base_ms", l.base_ms)?;
@@ -405,11 +366,7 @@ impl SimConfig {
         fraction("faults.error_rate", self.faults.error_rate)?;
         fraction("faults.drop_rate", self.faults.drop_rate)?;
         if !(500..=599).contains(&self.faults.error_status) {
-            return Err(bad(
-                "faults.error_status",
-                &self.faults.error_status,
-                "injected errors use a 5xx status",
-            ));
+            return Err(bad("faults.error_status", &self.faults.error_status, "injected errors use a 5xx status"));
         }
         if self.focus.number_of_channels == 0 {
             return Err(bad("focus.number_of_channels", &0, "use at least 1"));
@@ -418,16 +375,9 @@ impl SimConfig {
             return Err(bad("focus.prr_hz", &self.focus.prr_hz, "use a rate > 0"));
         }
         if self.focus.first_stream_port == 0 {
-            return Err(bad(
-                "focus.first_stream_port",
-                &0,
-                "use a port from 1 to 65535",
-            ));
+            return Err(bad("focus.first_stream_port", &0, "use a port from 1 to 65535"));
         }
-        non_negative(
-            "alerts.processing_delay_ms",
-            self.alerts.processing_delay_ms,
-        )?;
+        non_negative("alerts.processing_delay_ms", self.alerts.processing_delay_ms)?;
         for (key, value) in [
             ("alerts.site_id", &self.alerts.site_id),
             ("alerts.username", &self.alerts.username),
@@ -435,11 +385,7 @@ impl SimConfig {
             ("alerts.routing_key", &self.alerts.routing_key),
         ] {
             if value.is_empty() || value.contains('/') && key == "alerts.site_id" {
-                return Err(bad(
-                    key,
-                    &format!("{value:?}"),
-                    "use a non-empty name without '/'",
-                ));
+                return Err(bad(key, &format!("{value:?}"), "use a non-empty name without '/'"));
             }
         }
         if let Some(url) = &self.amqp_url
@@ -471,12 +417,9 @@ pub fn redact_url(url: &str) -> String {
     let authority_end = rest.find('/').unwrap_or(rest.len());
     let authority = &rest[..authority_end];
     match (authority.rfind('@'), authority.find(':')) {
-        (Some(at), Some(colon)) if colon < at => format!(
-            "{}{}:***{}",
-            &url[..scheme_end],
-            &authority[..colon],
-            &rest[at..]
-        ),
+        (Some(at), Some(colon)) if colon < at => {
+            format!("{}{}:***{}", &url[..scheme_end], &authority[..colon], &rest[at..])
+        }
         _ => url.to_string(),
     }
 }
@@ -525,10 +468,7 @@ mod tests {
         let c = SimConfig::from_toml_str(text, "sim.toml", None).unwrap();
         assert_eq!(c.preset, "overloaded");
         assert_eq!(c.limits.max_live_jobs, 7);
-        assert_eq!(
-            c.limits.push_rate_per_s, 5.0,
-            "unset keys keep the preset's value"
-        );
+        assert_eq!(c.limits.push_rate_per_s, 5.0, "unset keys keep the preset's value");
         let c = SimConfig::from_toml_str("[faults]\nerror_rate = 0.5\n", "s", None).unwrap();
         assert_eq!(c.limits.max_live_jobs, 2000);
         assert_eq!(c.faults.error_rate, 0.5);
@@ -547,49 +487,25 @@ mod tests {
 
     #[test]
     fn wrong_type_and_bad_range_are_reported_with_the_value() {
-        let e = SimConfig::from_toml_str("[limits]\nmax_in_flight = \"many\"\n", "a.toml", None)
-            .unwrap_err()
-            .to_string();
+        let e =
+            SimConfig::from_toml_str("[limits]\nmax_in_flight = \"many\"\n", "a.toml", None).unwrap_err().to_string();
         assert!(e.contains("a.toml:2:17"), "{e}");
-        let e = SimConfig::from_toml_str("[faults]\nerror_rate = 1.5\n", "a.toml", None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("faults.error_rate") && e.contains("1.5") && e.contains("hint"),
-            "{e}"
-        );
-        let e = SimConfig::from_toml_str("[latency.endpoints.nope]\nbase_ms = 1\n", "a", None)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("latency.endpoints.nope") && e.contains("configure"),
-            "{e}"
-        );
-        let e = SimConfig::from_toml_str("preset = \"calm\"\n", "a", None)
-            .unwrap_err()
-            .to_string();
+        let e = SimConfig::from_toml_str("[faults]\nerror_rate = 1.5\n", "a.toml", None).unwrap_err().to_string();
+        assert!(e.contains("faults.error_rate") && e.contains("1.5") && e.contains("hint"), "{e}");
+        let e = SimConfig::from_toml_str("[latency.endpoints.nope]\nbase_ms = 1\n", "a", None).unwrap_err().to_string();
+        assert!(e.contains("latency.endpoints.nope") && e.contains("configure"), "{e}");
+        let e = SimConfig::from_toml_str("preset = \"calm\"\n", "a", None).unwrap_err().to_string();
         assert!(e.contains("\"calm\"") && e.contains("healthy"), "{e}");
-        let e = SimConfig::from_toml_str("preset = \"degraded\"\n", "a", Some("overloaded"))
-            .unwrap_err()
-            .to_string();
+        let e = SimConfig::from_toml_str("preset = \"degraded\"\n", "a", Some("overloaded")).unwrap_err().to_string();
         assert!(e.contains("--preset overloaded"), "{e}");
     }
 
     #[test]
     fn redaction_hides_only_the_password() {
-        assert_eq!(
-            redact_url("amqp://guest:guest@127.0.0.1:5672/%2f"),
-            "amqp://guest:***@127.0.0.1:5672/%2f"
-        );
+        assert_eq!(redact_url("amqp://guest:guest@127.0.0.1:5672/%2f"), "amqp://guest:***@127.0.0.1:5672/%2f");
         assert_eq!(redact_url("amqp://127.0.0.1:5672"), "amqp://127.0.0.1:5672");
-        let c = SimConfig {
-            amqp_url: Some("amqp://u:p4ss@h/".into()),
-            ..SimConfig::default()
-        };
+        let c = SimConfig { amqp_url: Some("amqp://u:p4ss@h/".into()), ..SimConfig::default() };
         let shown = c.to_toml_redacted();
-        assert!(
-            shown.contains("u:***@h") && !shown.contains("p4ss"),
-            "{shown}"
-        );
+        assert!(shown.contains("u:***@h") && !shown.contains("p4ss"), "{shown}");
     }
 }

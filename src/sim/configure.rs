@@ -16,21 +16,13 @@ pub const MAX_FREQUENCY_HZ: i64 = 1000;
 pub const MAX_NFFT: i64 = 65536;
 
 /// Reads an optional integer member; `null` counts as absent.
-fn int(
-    obj: &Map<String, Value>,
-    key: &str,
-    path: &str,
-    errors: &mut Vec<(String, String)>,
-) -> Option<i64> {
+fn int(obj: &Map<String, Value>, key: &str, path: &str, errors: &mut Vec<(String, String)>) -> Option<i64> {
     match obj.get(key) {
         None | Some(Value::Null) => None,
         Some(v) => match v.as_i64() {
             Some(n) => Some(n),
             None => {
-                errors.push((
-                    path.to_string(),
-                    format!("{path} must be an integer, got {v}"),
-                ));
+                errors.push((path.to_string(), format!("{path} must be an integer, got {v}")));
                 None
             }
         },
@@ -60,10 +52,7 @@ fn object<'a>(
 
 /// Checks a configure body against the documented rules and builds the response
 /// (without the per-job members). Every problem is reported, the first names `field`.
-pub fn build_configure_response(
-    body: &Value,
-    focus: &FocusConfig,
-) -> Result<Map<String, Value>, ApiError> {
+pub fn build_configure_response(body: &Value, focus: &FocusConfig) -> Result<Map<String, Value>, ApiError> {
     let Some(obj) = body.as_object() else {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -83,24 +72,15 @@ pub fn build_configure_response(
     let duration = positive("displayTimeAxisDuration", &mut errors).unwrap_or(10);
     let nfft = positive("nfftSelection", &mut errors).unwrap_or(1024);
     if nfft > MAX_NFFT {
-        errors.push((
-            "nfftSelection".into(),
-            format!("nfftSelection must be <= {MAX_NFFT}, got {nfft}"),
-        ));
+        errors.push(("nfftSelection".into(), format!("nfftSelection must be <= {MAX_NFFT}, got {nfft}")));
     }
     if let Some(info) = object(obj, "displayInfo", true, &mut errors) {
         match int(info, "height", "displayInfo.height", &mut errors) {
             None if !info.contains_key("height") || info["height"].is_null() => {
-                errors.push((
-                    "displayInfo.height".into(),
-                    "displayInfo.height is required".into(),
-                ));
+                errors.push(("displayInfo.height".into(), "displayInfo.height is required".into()));
             }
             Some(h) if h <= 0 => {
-                errors.push((
-                    "displayInfo.height".into(),
-                    format!("displayInfo.height must be > 0, got {h}"),
-                ));
+                errors.push(("displayInfo.height".into(), format!("displayInfo.height must be > 0, got {h}")));
             }
             _ => {}
         }
@@ -113,10 +93,7 @@ pub fn build_configure_response(
         match (min, max) {
             (Some(min), Some(max)) => {
                 if min < 1 {
-                    errors.push((
-                        "channels.min".into(),
-                        format!("channels.min must be >= 1, got {min}"),
-                    ));
+                    errors.push(("channels.min".into(), format!("channels.min must be >= 1, got {min}")));
                 } else if max < min {
                     errors.push((
                         "channels.max".into(),
@@ -125,7 +102,10 @@ pub fn build_configure_response(
                 } else if max - min + 1 > MAX_CHANNELS_PER_JOB {
                     errors.push((
                         "channels".into(),
-                        format!("at most {MAX_CHANNELS_PER_JOB} channels per job, got {} ({min}..={max})", max - min + 1),
+                        format!(
+                            "at most {MAX_CHANNELS_PER_JOB} channels per job, got {} ({min}..={max})",
+                            max - min + 1
+                        ),
                     ));
                 } else if max > highest {
                     errors.push((
@@ -139,10 +119,7 @@ pub fn build_configure_response(
             _ => {
                 for key in ["min", "max"] {
                     if ch.get(key).is_none_or(Value::is_null) {
-                        errors.push((
-                            format!("channels.{key}"),
-                            format!("channels.{key} is required"),
-                        ));
+                        errors.push((format!("channels.{key}"), format!("channels.{key} is required")));
                     }
                 }
             }
@@ -154,10 +131,7 @@ pub fn build_configure_response(
         let min = int(fr, "min", "frequencyRange.min", &mut errors).unwrap_or(0);
         let max = int(fr, "max", "frequencyRange.max", &mut errors).unwrap_or(MAX_FREQUENCY_HZ);
         if min < 0 {
-            errors.push((
-                "frequencyRange.min".into(),
-                format!("frequencyRange.min must be >= 0, got {min}"),
-            ));
+            errors.push(("frequencyRange.min".into(), format!("frequencyRange.min must be >= 0, got {min}")));
         } else if max > MAX_FREQUENCY_HZ {
             errors.push((
                 "frequencyRange.max".into(),
@@ -177,22 +151,14 @@ pub fn build_configure_response(
     let end = int(obj, "end_time", "end_time", &mut errors);
     match (start, end) {
         (Some(s), Some(e)) if e <= s => {
-            errors.push((
-                "end_time".into(),
-                format!("end_time must be after start_time ({s}), got {e}"),
-            ));
+            errors.push(("end_time".into(), format!("end_time must be after start_time ({s}), got {e}")));
         }
         (Some(_), None) if !obj.contains_key("end_time") || obj["end_time"].is_null() => {
-            errors.push((
-                "end_time".into(),
-                "end_time is required when start_time is set (null both for live)".into(),
-            ));
+            errors.push(("end_time".into(), "end_time is required when start_time is set (null both for live)".into()));
         }
         (None, Some(_)) if !obj.contains_key("start_time") || obj["start_time"].is_null() => {
-            errors.push((
-                "start_time".into(),
-                "start_time is required when end_time is set (null both for live)".into(),
-            ));
+            errors
+                .push(("start_time".into(), "start_time is required when end_time is set (null both for live)".into()));
         }
         _ => {}
     }
@@ -202,58 +168,39 @@ pub fn build_configure_response(
         None | Some(Value::Null) => {
             errors.push((
                 "view_type".into(),
-                "view_type is required: \"0\" multichannel, \"1\" single channel, \"2\" waterfall"
-                    .into(),
+                "view_type is required: \"0\" multichannel, \"1\" single channel, \"2\" waterfall".into(),
             ));
             None
         }
         Some(v) => {
-            errors.push((
-                "view_type".into(),
-                format!("view_type must be \"0\", \"1\" or \"2\", got {v}"),
-            ));
+            errors.push(("view_type".into(), format!("view_type must be \"0\", \"1\" or \"2\", got {v}")));
             None
         }
     };
     if let Some((field, message)) = errors.first().cloned() {
-        let all: Vec<Value> = errors
-            .iter()
-            .map(|(f, m)| json!({"field": f, "message": m}))
-            .collect();
+        let all: Vec<Value> = errors.iter().map(|(f, m)| json!({"field": f, "message": m})).collect();
         let mut e = ApiError::bad_field(field, message);
         e.extra = Some(("errors", Value::Array(all)));
         return Err(e);
     }
     let (Some((ch_min, ch_max)), Some(view_type)) = (channel_range, view_type) else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid configure request",
-        ));
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid configure request"));
     };
     let df = focus.prr_hz / nfft as f64;
     let first_bin = (f_min / df).ceil() as i64;
     let last_bin = (f_max / df).floor() as i64;
-    let frequencies: Vec<f64> = (first_bin..=last_bin)
-        .map(|k| (k as f64 * df * 1000.0).round() / 1000.0)
-        .collect();
+    let frequencies: Vec<f64> = (first_bin..=last_bin).map(|k| (k as f64 * df * 1000.0).round() / 1000.0).collect();
     let single = view_type == "1";
-    let channel_to_stream: Map<String, Value> = (ch_min..=ch_max)
-        .map(|c| (c.to_string(), json!(if single { 0 } else { c - ch_min })))
-        .collect();
+    let channel_to_stream: Map<String, Value> =
+        (ch_min..=ch_max).map(|c| (c.to_string(), json!(if single { 0 } else { c - ch_min }))).collect();
     let channel_amount = ch_max - ch_min + 1;
     let mut m = Map::new();
     m.insert("status".into(), json!("success"));
     m.insert("frequencies_amount".into(), json!(frequencies.len()));
     m.insert("frequencies_list".into(), json!(frequencies));
     m.insert("lines_dt".into(), json!(nfft as f64 / focus.prr_hz));
-    m.insert(
-        "channel_to_stream_index".into(),
-        Value::Object(channel_to_stream),
-    );
-    m.insert(
-        "stream_amount".into(),
-        json!(if single { 1 } else { channel_amount }),
-    );
+    m.insert("channel_to_stream_index".into(), Value::Object(channel_to_stream));
+    m.insert("stream_amount".into(), json!(if single { 1 } else { channel_amount }));
     m.insert("channel_amount".into(), json!(channel_amount));
     m.insert("view_type".into(), json!(view_type));
     m.insert("display_time_axis_duration".into(), json!(duration));
@@ -286,10 +233,7 @@ mod tests {
             assert!(m.contains_key(key), "{key}");
         }
         assert_eq!(m["channel_amount"], 50);
-        assert_eq!(
-            m["frequencies_amount"],
-            m["frequencies_list"].as_array().unwrap().len()
-        );
+        assert_eq!(m["frequencies_amount"], m["frequencies_list"].as_array().unwrap().len());
     }
 
     #[test]

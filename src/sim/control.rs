@@ -33,10 +33,9 @@ pub async fn control(state: &State, name: &str, parts: &Parts, body: Incoming) -
             c.amqp_url = c.amqp_url.as_deref().map(super::config::redact_url);
             Ok(json(StatusCode::OK, &json!(c)))
         }
-        ("stats" | "config", _) | ("reset", _) | ("fault", _) => Err(ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("{method} /sim/{name} is not supported"),
-        )),
+        ("stats" | "config", _) | ("reset", _) | ("fault", _) => {
+            Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{method} /sim/{name} is not supported")))
+        }
         _ => Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no such control endpoint /sim/{name}: use stats, reset, fault or config"),
@@ -48,26 +47,17 @@ pub async fn control(state: &State, name: &str, parts: &Parts, body: Incoming) -
 async fn set_faults(state: &State, body: Incoming) -> Result<Resp, ApiError> {
     let body = read_json(body).await?;
     let Value::Object(changes) = body else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "fault body must be a JSON object",
-        ));
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "fault body must be a JSON object"));
     };
     let mut merged = json!(state.faults.get());
     for (k, v) in changes {
         merged[k] = v;
     }
-    let faults: FaultsConfig = serde_json::from_value(merged).map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("invalid fault settings: {e}"),
-        )
-    })?;
+    let faults: FaultsConfig = serde_json::from_value(merged)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid fault settings: {e}")))?;
     let mut check = state.config.clone();
     check.faults = faults.clone();
-    check
-        .validate("POST /sim/fault")
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    check.validate("POST /sim/fault").map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     state.faults.set(&faults);
     Ok(json(StatusCode::OK, &json!(faults)))
 }

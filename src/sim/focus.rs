@@ -68,10 +68,7 @@ impl Jobs {
     /// An empty table.
     pub fn new(limits: &LimitsConfig, focus: &FocusConfig) -> Jobs {
         Jobs {
-            table: Mutex::new(JobTable {
-                next_port: u32::from(focus.first_stream_port),
-                ..JobTable::default()
-            }),
+            table: Mutex::new(JobTable { next_port: u32::from(focus.first_stream_port), ..JobTable::default() }),
             limits: limits.clone(),
             first_port: focus.first_stream_port,
         }
@@ -96,10 +93,7 @@ impl Jobs {
         t.sweep(now, stats);
         let max = self.limits.max_live_jobs;
         if max > 0 && t.live >= max as usize {
-            let retry_after = t
-                .expiries
-                .front()
-                .map(|(at, _)| at.saturating_duration_since(now));
+            let retry_after = t.expiries.front().map(|(at, _)| at.saturating_duration_since(now));
             return Err(CreateError::LimitReached { max, retry_after });
         }
         let port = match t.free_ports.pop() {
@@ -113,23 +107,13 @@ impl Jobs {
         let id = uuid::Uuid::new_v4().to_string();
         response.insert("job_id".into(), json!(id));
         response.insert("stream_port".into(), json!(port));
-        response.insert(
-            "stream_url".into(),
-            json!(format!("grpc://{stream_host}:{port}")),
-        );
-        let expires_at = (self.limits.job_idle_expiry_s > 0.0)
-            .then(|| now + Duration::from_secs_f64(self.limits.job_idle_expiry_s));
+        response.insert("stream_url".into(), json!(format!("grpc://{stream_host}:{port}")));
+        let expires_at =
+            (self.limits.job_idle_expiry_s > 0.0).then(|| now + Duration::from_secs_f64(self.limits.job_idle_expiry_s));
         if let Some(at) = expires_at {
             t.expiries.push_back((at, id.clone()));
         }
-        t.jobs.insert(
-            id,
-            Job {
-                response: response.clone(),
-                port,
-                state: JobState::Running { expires_at },
-            },
-        );
+        t.jobs.insert(id, Job { response: response.clone(), port, state: JobState::Running { expires_at } });
         t.live += 1;
         stats.jobs.created.fetch_add(1, Relaxed);
         Ok(response)
@@ -177,10 +161,7 @@ impl Jobs {
     /// Forgets every job.
     pub fn clear(&self) {
         let mut t = self.lock();
-        *t = JobTable {
-            next_port: u32::from(self.first_port),
-            ..JobTable::default()
-        };
+        *t = JobTable { next_port: u32::from(self.first_port), ..JobTable::default() };
     }
 }
 
@@ -209,13 +190,7 @@ impl JobTable {
                 break;
             }
             if let Some((_, id)) = self.removals.pop_front()
-                && matches!(
-                    self.jobs.get(&id),
-                    Some(Job {
-                        state: JobState::Cancelled,
-                        ..
-                    })
-                )
+                && matches!(self.jobs.get(&id), Some(Job { state: JobState::Cancelled, .. }))
             {
                 self.jobs.remove(&id);
             }
@@ -225,10 +200,7 @@ impl JobTable {
 
 /// `GET /channels`.
 pub fn channels(focus: &FocusConfig) -> Resp {
-    json(
-        StatusCode::OK,
-        &json!({"lowest_channel": 1, "highest_channel": focus.number_of_channels}),
-    )
+    json(StatusCode::OK, &json!({"lowest_channel": 1, "highest_channel": focus.number_of_channels}))
 }
 
 /// `GET /live_metadata`.
@@ -266,40 +238,17 @@ mod tests {
         let stats = Stats::default();
         let t0 = Instant::now();
         let a = jobs.create(Map::new(), "h", t0, &stats).unwrap();
-        let b = jobs
-            .create(Map::new(), "h", t0 + Duration::from_secs(1), &stats)
-            .unwrap();
-        assert_eq!(
-            (a["stream_port"].as_u64(), b["stream_port"].as_u64()),
-            (Some(50051), Some(50052))
-        );
-        let e = jobs
-            .create(Map::new(), "h", t0 + Duration::from_secs(2), &stats)
-            .unwrap_err();
-        assert_eq!(
-            e,
-            CreateError::LimitReached {
-                max: 2,
-                retry_after: Some(Duration::from_secs(8))
-            }
-        );
+        let b = jobs.create(Map::new(), "h", t0 + Duration::from_secs(1), &stats).unwrap();
+        assert_eq!((a["stream_port"].as_u64(), b["stream_port"].as_u64()), (Some(50051), Some(50052)));
+        let e = jobs.create(Map::new(), "h", t0 + Duration::from_secs(2), &stats).unwrap_err();
+        assert_eq!(e, CreateError::LimitReached { max: 2, retry_after: Some(Duration::from_secs(8)) });
         // Cancel frees a slot and the port; the job stays visible until its TTL.
         let a_id = a["job_id"].as_str().unwrap();
-        jobs.cancel(a_id, t0 + Duration::from_secs(3), &stats)
-            .unwrap();
-        assert_eq!(
-            jobs.metadata(a_id, t0 + Duration::from_secs(4), &stats)
-                .unwrap()["status"],
-            "cancelled"
-        );
-        let c = jobs
-            .create(Map::new(), "h", t0 + Duration::from_secs(4), &stats)
-            .unwrap();
+        jobs.cancel(a_id, t0 + Duration::from_secs(3), &stats).unwrap();
+        assert_eq!(jobs.metadata(a_id, t0 + Duration::from_secs(4), &stats).unwrap()["status"], "cancelled");
+        let c = jobs.create(Map::new(), "h", t0 + Duration::from_secs(4), &stats).unwrap();
         assert_eq!(c["stream_port"], 50051);
-        assert!(
-            jobs.metadata(a_id, t0 + Duration::from_secs(9), &stats)
-                .is_none()
-        );
+        assert!(jobs.metadata(a_id, t0 + Duration::from_secs(9), &stats).is_none());
         // b expires at 11 s, c at 14 s.
         assert_eq!(jobs.live(t0 + Duration::from_secs(11), &stats), 1);
         assert_eq!(jobs.live(t0 + Duration::from_secs(14), &stats), 0);

@@ -20,8 +20,7 @@ pub fn json(status: StatusCode, value: &Value) -> Resp {
     let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     r
 }
 
@@ -43,23 +42,14 @@ pub struct ApiError {
 impl ApiError {
     /// An error with a status and message.
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
-        ApiError {
-            status,
-            message: message.into(),
-            field: None,
-            extra: None,
-            retry_after: None,
-        }
+        ApiError { status, message: message.into(), field: None, extra: None, retry_after: None }
     }
 
     /// 400 naming a field.
     pub fn bad_field(field: impl Into<String>, message: impl Into<String>) -> ApiError {
         let field = field.into();
         let message = message.into();
-        ApiError {
-            field: Some(field),
-            ..ApiError::new(StatusCode::BAD_REQUEST, message)
-        }
+        ApiError { field: Some(field), ..ApiError::new(StatusCode::BAD_REQUEST, message) }
     }
 
     /// Adds `Retry-After`.
@@ -81,8 +71,7 @@ impl ApiError {
         if let Some(after) = self.retry_after {
             // Whole seconds, rounded up, at least 1: clients sleep on this value.
             let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-            r.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
+            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         r
     }
@@ -95,23 +84,14 @@ pub async fn read_json(body: Incoming) -> Result<Value, ApiError> {
         .await
         .map_err(|e| {
             if e.is::<http_body_util::LengthLimitError>() {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("request body larger than {MAX_BODY_BYTES} bytes"),
-                )
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body larger than {MAX_BODY_BYTES} bytes"))
             } else {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("cannot read request body: {e}"),
-                )
+                ApiError::new(StatusCode::BAD_REQUEST, format!("cannot read request body: {e}"))
             }
         })?
         .to_bytes();
     if bytes.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "request body is empty: a JSON object is expected",
-        ));
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "request body is empty: a JSON object is expected"));
     }
     serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
@@ -131,9 +111,7 @@ pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 
 /// The decoded value of query parameter `name`.
 pub fn query_param(query: Option<&str>, name: &str) -> Option<String> {
-    url::form_urlencoded::parse(query?.as_bytes())
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.into_owned())
+    url::form_urlencoded::parse(query?.as_bytes()).find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
 
 #[cfg(test)]
@@ -143,10 +121,7 @@ mod tests {
     #[test]
     fn cookie_and_query_parsing() {
         let mut h = HeaderMap::new();
-        h.insert(
-            hyper::header::COOKIE,
-            HeaderValue::from_static("a=1; access-token=xyz; b=2"),
-        );
+        h.insert(hyper::header::COOKIE, HeaderValue::from_static("a=1; access-token=xyz; b=2"));
         assert_eq!(cookie(&h, "access-token"), Some("xyz"));
         assert_eq!(cookie(&h, "c"), None);
         assert_eq!(
@@ -162,9 +137,8 @@ mod tests {
             .retry_after(Duration::from_millis(1200))
             .into_response();
         assert_eq!(r.headers()[RETRY_AFTER], "2");
-        let r = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "x")
-            .retry_after(Duration::from_millis(10))
-            .into_response();
+        let r =
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "x").retry_after(Duration::from_millis(10)).into_response();
         assert_eq!(r.headers()[RETRY_AFTER], "1");
     }
 }

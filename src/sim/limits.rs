@@ -28,11 +28,7 @@ pub struct RateLimiter {
 impl RateLimiter {
     /// A full bucket. `rate_per_s <= 0` disables limiting.
     pub fn new(rate_per_s: f64, burst: u32) -> RateLimiter {
-        let interval_ns = if rate_per_s > 0.0 {
-            ((1e9 / rate_per_s).round() as u64).max(1)
-        } else {
-            0
-        };
+        let interval_ns = if rate_per_s > 0.0 { ((1e9 / rate_per_s).round() as u64).max(1) } else { 0 };
         RateLimiter {
             epoch: Instant::now(),
             interval_ns,
@@ -59,10 +55,7 @@ impl RateLimiter {
             }
             let next = tat.max(now_ns).saturating_add(self.interval_ns);
             // AcqRel: the winner's new TAT must be seen by the next contender's CAS.
-            match self
-                .tat_ns
-                .compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Relaxed)
-            {
+            match self.tat_ns.compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Relaxed) {
                 Ok(_) => return Ok(()),
                 Err(seen) => tat = seen,
             }
@@ -173,14 +166,10 @@ impl Faults {
 
     /// Replaces every switch.
     pub fn set(&self, config: &FaultsConfig) {
-        self.error_rate
-            .store(config.error_rate.to_bits(), Ordering::Relaxed);
-        self.error_status
-            .store(config.error_status, Ordering::Relaxed);
-        self.drop_rate
-            .store(config.drop_rate.to_bits(), Ordering::Relaxed);
-        self.refuse_connections
-            .store(config.refuse_connections, Ordering::Relaxed);
+        self.error_rate.store(config.error_rate.to_bits(), Ordering::Relaxed);
+        self.error_status.store(config.error_status, Ordering::Relaxed);
+        self.drop_rate.store(config.drop_rate.to_bits(), Ordering::Relaxed);
+        self.refuse_connections.store(config.refuse_connections, Ordering::Relaxed);
     }
 
     /// The switches as settings.
@@ -251,9 +240,7 @@ mod tests {
     fn bucket_sustains_its_rate() {
         let b = RateLimiter::new(10.0, 1);
         // One request every 50 ms for 2 s: half are admitted.
-        let admitted = (0..40)
-            .filter(|i| b.try_acquire_at(SEC + i * SEC / 20).is_ok())
-            .count();
+        let admitted = (0..40).filter(|i| b.try_acquire_at(SEC + i * SEC / 20).is_ok()).count();
         assert_eq!(admitted, 20);
         let unlimited = RateLimiter::new(0.0, 0);
         assert!((0..1000).all(|_| unlimited.try_acquire_at(0).is_ok()));
@@ -281,13 +268,7 @@ mod tests {
             growth_starts_at_in_flight: 3,
             endpoints: Default::default(),
         };
-        c.endpoints.insert(
-            "ack".into(),
-            EndpointLatency {
-                base_ms: Some(0.0),
-                jitter_ms: None,
-            },
-        );
+        c.endpoints.insert("ack".into(), EndpointLatency { base_ms: Some(0.0), jitter_ms: None });
         let m = LatencyModel::new(&c);
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         assert!((ms(m.delay(Endpoint::Configure, 1, 0.0)) - 10.0).abs() < 1e-9);
@@ -308,12 +289,7 @@ mod tests {
         assert_eq!(g.current(), 1);
         let f = Faults::new(&FaultsConfig::default());
         assert!(!f.draw_drop() && f.draw_error().is_none() && !f.refuse());
-        let all = FaultsConfig {
-            error_rate: 1.0,
-            error_status: 502,
-            drop_rate: 1.0,
-            refuse_connections: true,
-        };
+        let all = FaultsConfig { error_rate: 1.0, error_status: 502, drop_rate: 1.0, refuse_connections: true };
         f.set(&all);
         assert_eq!(f.get(), all);
         assert!(f.draw_drop() && f.refuse());

@@ -31,8 +31,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 pub use config::{
-    AlertsConfig, EndpointLatency, FaultsConfig, FocusConfig, LatencyConfig, LimitsConfig, PRESETS,
-    SimConfig, redact_url,
+    AlertsConfig, EndpointLatency, FaultsConfig, FocusConfig, LatencyConfig, LimitsConfig, PRESETS, SimConfig,
+    redact_url,
 };
 pub use error::SimError;
 pub use stats::Endpoint;
@@ -67,8 +67,7 @@ impl SimHandle {
                 {
                     Ok(rt) => rt,
                     Err(e) => {
-                        let _ =
-                            ready_tx.send(Err(SimError::Startup(format!("tokio runtime: {e}"))));
+                        let _ = ready_tx.send(Err(SimError::Startup(format!("tokio runtime: {e}"))));
                         return;
                     }
                 };
@@ -87,20 +86,14 @@ impl SimHandle {
             })
             .map_err(|e| SimError::Startup(format!("cannot spawn the simulator thread: {e}")))?;
         match ready_rx.recv() {
-            Ok(Ok(addr)) => Ok(SimHandle {
-                addr,
-                stop: stop_tx,
-                thread: Some(thread),
-            }),
+            Ok(Ok(addr)) => Ok(SimHandle { addr, stop: stop_tx, thread: Some(thread) }),
             Ok(Err(e)) => {
                 let _ = thread.join();
                 Err(e)
             }
             Err(_) => {
                 let _ = thread.join();
-                Err(SimError::Startup(
-                    "the simulator thread exited while starting".into(),
-                ))
+                Err(SimError::Startup("the simulator thread exited while starting".into()))
             }
         }
     }

@@ -57,28 +57,15 @@ pub struct Ready {
 
 /// Binds, connects the alert path and starts the processing stage.
 pub async fn prepare(config: SimConfig, listen: SocketAddr) -> Result<Ready, SimError> {
-    let listener = TcpListener::bind(listen)
-        .await
-        .map_err(|cause| SimError::Bind {
-            addr: listen,
-            cause,
-        })?;
-    let addr = listener.local_addr().map_err(|cause| SimError::Bind {
-        addr: listen,
-        cause,
-    })?;
+    let listener = TcpListener::bind(listen).await.map_err(|cause| SimError::Bind { addr: listen, cause })?;
+    let addr = listener.local_addr().map_err(|cause| SimError::Bind { addr: listen, cause })?;
     let (sink, rx) = match &config.amqp_url {
         Some(url) => AlertSink::broker(url, &config.alerts).await?,
         None => AlertSink::memory(),
     };
     let stats = Arc::new(Stats::default());
     let store = Arc::new(AlertStore::new(config.alerts.max_stored_alerts));
-    tokio::spawn(alerts::processing_stage(
-        rx,
-        store.clone(),
-        stats.clone(),
-        config.alerts.clone(),
-    ));
+    tokio::spawn(alerts::processing_stage(rx, store.clone(), stats.clone(), config.alerts.clone()));
     let state = State {
         in_flight: InFlight::default(),
         latency: LatencyModel::new(&config.latency),
@@ -92,20 +79,14 @@ pub async fn prepare(config: SimConfig, listen: SocketAddr) -> Result<Ready, Sim
         started: Instant::now(),
         config,
     };
-    Ok(Ready {
-        addr,
-        listener,
-        state: Arc::new(state),
-    })
+    Ok(Ready { addr, listener, state: Arc::new(state) })
 }
 
 impl Ready {
     /// Serves until `stop` turns true, then lets open requests finish and closes the
     /// broker connection.
     pub async fn serve(self, mut stop: watch::Receiver<bool>) {
-        let Ready {
-            listener, state, ..
-        } = self;
+        let Ready { listener, state, .. } = self;
         let mut connections = tokio::task::JoinSet::new();
         loop {
             while connections.try_join_next().is_some() {}
@@ -188,12 +169,8 @@ fn route(path: &str) -> Route<'_> {
                 "live_metadata" => Route::Focus(Endpoint::LiveMetadata, None),
                 _ => Route::Unknown,
             },
-            Some(("job", id)) if !id.is_empty() && !id.contains('/') => {
-                Route::Focus(Endpoint::JobDelete, Some(id))
-            }
-            Some(("metadata", id)) if !id.is_empty() && !id.contains('/') => {
-                Route::Focus(Endpoint::Metadata, Some(id))
-            }
+            Some(("job", id)) if !id.is_empty() && !id.contains('/') => Route::Focus(Endpoint::JobDelete, Some(id)),
+            Some(("metadata", id)) if !id.is_empty() && !id.contains('/') => Route::Focus(Endpoint::Metadata, Some(id)),
             _ => Route::Unknown,
         };
     }
@@ -202,15 +179,9 @@ fn route(path: &str) -> Route<'_> {
             return Route::Login;
         }
         return match rest.split_once("/api/") {
-            Some((site, "push-to-rabbit")) if !site.contains('/') => {
-                Route::Alerts(Endpoint::PushToRabbit, site)
-            }
-            Some((site, "alert")) if !site.contains('/') => {
-                Route::Alerts(Endpoint::AlertQuery, site)
-            }
-            Some((site, "alert/delete")) if !site.contains('/') => {
-                Route::Alerts(Endpoint::AlertDelete, site)
-            }
+            Some((site, "push-to-rabbit")) if !site.contains('/') => Route::Alerts(Endpoint::PushToRabbit, site),
+            Some((site, "alert")) if !site.contains('/') => Route::Alerts(Endpoint::AlertQuery, site),
+            Some((site, "alert/delete")) if !site.contains('/') => Route::Alerts(Endpoint::AlertDelete, site),
             _ => Route::Unknown,
         };
     }
@@ -262,11 +233,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, DropC
         .retry_after(std::time::Duration::from_secs(1))
         .into_response()
     } else {
-        let unit = if state.latency.has_jitter(endpoint) {
-            rand::random::<f64>()
-        } else {
-            0.0
-        };
+        let unit = if state.latency.has_jitter(endpoint) { rand::random::<f64>() } else { 0.0 };
         let delay = state.latency.delay(endpoint, in_flight, unit);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
@@ -279,22 +246,14 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, DropC
             let allowed = method_of(endpoint);
             let mut r = ApiError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
-                format!(
-                    "{} {} is not supported: use {allowed}",
-                    parts.method,
-                    parts.uri.path()
-                ),
+                format!("{} {} is not supported: use {allowed}", parts.method, parts.uri.path()),
             )
             .into_response();
-            r.headers_mut().insert(
-                ALLOW,
-                HeaderValue::from_str(allowed.as_str()).unwrap_or(HeaderValue::from_static("GET")),
-            );
+            r.headers_mut()
+                .insert(ALLOW, HeaderValue::from_str(allowed.as_str()).unwrap_or(HeaderValue::from_static("GET")));
             r
         } else {
-            dispatch(&state, route, &parts, body)
-                .await
-                .unwrap_or_else(ApiError::into_response)
+            dispatch(&state, route, &parts, body).await.unwrap_or_else(ApiError::into_response)
         }
     };
     drop(slot);
@@ -302,20 +261,14 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, DropC
     Ok(response)
 }
 
-async fn dispatch(
-    state: &State,
-    route: Route<'_>,
-    parts: &Parts,
-    body: Incoming,
-) -> Result<Resp, ApiError> {
+async fn dispatch(state: &State, route: Route<'_>, parts: &Parts, body: Incoming) -> Result<Resp, ApiError> {
     let now = Instant::now();
     let stats = &state.stats;
     let focus_cfg = &state.config.focus;
     match route {
         Route::Focus(Endpoint::Ack, _) => {
             let mut r = Response::new(Full::new(Bytes::from_static(b"{}")));
-            r.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             Ok(r)
         }
         Route::Focus(Endpoint::Channels, _) => Ok(focus::channels(focus_cfg)),
@@ -323,10 +276,7 @@ async fn dispatch(
         Route::Focus(Endpoint::Configure, _) => {
             let body = read_json(body).await?;
             let response = configure::build_configure_response(&body, focus_cfg)?;
-            match state
-                .jobs
-                .create(response, &focus_cfg.stream_host, now, stats)
-            {
+            match state.jobs.create(response, &focus_cfg.stream_host, now, stats) {
                 Ok(m) => Ok(json(StatusCode::OK, &Value::Object(m))),
                 Err(CreateError::LimitReached { max, retry_after }) => {
                     stats.jobs.rejected_at_limit.fetch_add(1, Relaxed);
@@ -351,39 +301,25 @@ async fn dispatch(
             if focus_cfg.delete_job_returns_404 {
                 return Err(ApiError::new(
                     StatusCode::NOT_FOUND,
-                    format!(
-                        "job {id:?} not found (focus.delete_job_returns_404 is on, as on the real server)"
-                    ),
+                    format!("job {id:?} not found (focus.delete_job_returns_404 is on, as on the real server)"),
                 ));
             }
             state
                 .jobs
                 .cancel(id, now, stats)
                 .map(|v| json(StatusCode::OK, &v))
-                .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::NOT_FOUND,
-                        format!("Invalid job_id: no job {id:?}"),
-                    )
-                })
+                .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("Invalid job_id: no job {id:?}")))
         }
         Route::Focus(Endpoint::Metadata, Some(id)) => state
             .jobs
             .metadata(id, now, stats)
             .map(|v| json(StatusCode::OK, &v))
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    format!("Invalid job_id: no job {id:?}"),
-                )
-            }),
+            .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("Invalid job_id: no job {id:?}"))),
         Route::Login => {
             let body = read_json(body).await?;
             let token = state.sessions.login(&body, &state.config.alerts)?;
-            let mut r = json(
-                StatusCode::CREATED,
-                &json!({"username": state.config.alerts.username, "authenticated": true}),
-            );
+            let mut r =
+                json(StatusCode::CREATED, &json!({"username": state.config.alerts.username, "authenticated": true}));
             let cookie = format!("{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax");
             if let Ok(v) = HeaderValue::from_str(&cookie) {
                 r.headers_mut().insert(SET_COOKIE, v);
@@ -391,42 +327,27 @@ async fn dispatch(
             Ok(r)
         }
         Route::Alerts(endpoint, site) => {
-            state
-                .sessions
-                .check(cookie(&parts.headers, SESSION_COOKIE))?;
+            state.sessions.check(cookie(&parts.headers, SESSION_COOKIE))?;
             let cfg = &state.config.alerts;
             if site != cfg.site_id {
                 return Err(ApiError::new(
                     StatusCode::NOT_FOUND,
-                    format!(
-                        "unknown site {site:?}: this simulator serves site {:?} (alerts.site_id)",
-                        cfg.site_id
-                    ),
+                    format!("unknown site {site:?}: this simulator serves site {:?} (alerts.site_id)", cfg.site_id),
                 ));
             }
             match endpoint {
                 Endpoint::PushToRabbit => push(state, body).await,
                 Endpoint::AlertQuery => {
                     let q = parts.uri.query();
-                    let start = query_param(q, "startTime")
-                        .map(|v| alerts::parse_time("startTime", &v))
-                        .transpose()?;
-                    let end = query_param(q, "endTime")
-                        .map(|v| alerts::parse_time("endTime", &v))
-                        .transpose()?;
-                    Ok(json(
-                        StatusCode::OK,
-                        &state.store.query(start, end, &cfg.site_id),
-                    ))
+                    let start = query_param(q, "startTime").map(|v| alerts::parse_time("startTime", &v)).transpose()?;
+                    let end = query_param(q, "endTime").map(|v| alerts::parse_time("endTime", &v)).transpose()?;
+                    Ok(json(StatusCode::OK, &state.store.query(start, end, &cfg.site_id)))
                 }
                 _ => {
                     let ids = alerts::parse_delete(&read_json(body).await?)?;
                     let deleted = state.store.delete(&ids);
                     stats.alerts.deleted.fetch_add(deleted as u64, Relaxed);
-                    Ok(json(
-                        StatusCode::OK,
-                        &json!({"deleted": deleted, "requested": ids.len()}),
-                    ))
+                    Ok(json(StatusCode::OK, &json!({"deleted": deleted, "requested": ids.len()})))
                 }
             }
         }
@@ -444,7 +365,10 @@ async fn push(state: &State, body: Incoming) -> Result<Resp, ApiError> {
         let l = &state.config.limits;
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            format!("rate limit exceeded: {} requests/s, burst {} (limits.push_rate_per_s, limits.push_burst)", l.push_rate_per_s, l.push_burst),
+            format!(
+                "rate limit exceeded: {} requests/s, burst {} (limits.push_rate_per_s, limits.push_burst)",
+                l.push_rate_per_s, l.push_burst
+            ),
         )
         .retry_after(wait));
     }
@@ -459,14 +383,8 @@ async fn push(state: &State, body: Incoming) -> Result<Resp, ApiError> {
         }
         stats.alerts.published.fetch_add(1, Relaxed);
     }
-    stats
-        .alerts
-        .accepted
-        .fetch_add(request.reports().len() as u64, Relaxed);
-    Ok(json(
-        StatusCode::CREATED,
-        &request.created_json(&state.config.alerts.site_id),
-    ))
+    stats.alerts.accepted.fetch_add(request.reports().len() as u64, Relaxed);
+    Ok(json(StatusCode::CREATED, &request.created_json(&state.config.alerts.site_id)))
 }
 
 #[cfg(test)]
@@ -475,32 +393,14 @@ mod tests {
 
     #[test]
     fn routes_split_paths_and_ids() {
-        assert!(matches!(
-            route("/focus-server/ack"),
-            Route::Focus(Endpoint::Ack, None)
-        ));
-        assert!(matches!(
-            route("/focus-server/job/abc"),
-            Route::Focus(Endpoint::JobDelete, Some("abc"))
-        ));
+        assert!(matches!(route("/focus-server/ack"), Route::Focus(Endpoint::Ack, None)));
+        assert!(matches!(route("/focus-server/job/abc"), Route::Focus(Endpoint::JobDelete, Some("abc"))));
         assert!(matches!(route("/focus-server/job/"), Route::Unknown));
-        assert!(matches!(
-            route("/focus-server/metadata/a/b"),
-            Route::Unknown
-        ));
+        assert!(matches!(route("/focus-server/metadata/a/b"), Route::Unknown));
         assert!(matches!(route("/prisma/api/auth/login"), Route::Login));
-        assert!(matches!(
-            route("/prisma/api/s1/api/push-to-rabbit"),
-            Route::Alerts(Endpoint::PushToRabbit, "s1")
-        ));
-        assert!(matches!(
-            route("/prisma/api/s1/api/alert"),
-            Route::Alerts(Endpoint::AlertQuery, "s1")
-        ));
-        assert!(matches!(
-            route("/prisma/api/s1/api/alert/delete"),
-            Route::Alerts(Endpoint::AlertDelete, "s1")
-        ));
+        assert!(matches!(route("/prisma/api/s1/api/push-to-rabbit"), Route::Alerts(Endpoint::PushToRabbit, "s1")));
+        assert!(matches!(route("/prisma/api/s1/api/alert"), Route::Alerts(Endpoint::AlertQuery, "s1")));
+        assert!(matches!(route("/prisma/api/s1/api/alert/delete"), Route::Alerts(Endpoint::AlertDelete, "s1")));
         assert!(matches!(route("/prisma/api/a/b/api/alert"), Route::Unknown));
         assert!(matches!(route("/sim/stats"), Route::Control("stats")));
         assert!(matches!(route("/"), Route::Unknown));

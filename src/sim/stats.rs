@@ -178,9 +178,7 @@ impl Stats {
 
     /// Counts one request whose connection was closed without a response.
     pub fn record_dropped(&self, endpoint: Endpoint) {
-        self.endpoints[endpoint.index()]
-            .dropped
-            .fetch_add(1, Relaxed);
+        self.endpoints[endpoint.index()].dropped.fetch_add(1, Relaxed);
     }
 
     /// Sets every counter to zero.

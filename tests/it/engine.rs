@@ -317,3 +317,23 @@ fn modules_imported_at_the_top_are_visible_in_phases() {
     assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
     assert_eq!(server.count("/ok"), 6);
 }
+
+/// Regression: Rhai's own `sleep(FLOAT)` blocks the thread; ours must suspend only the
+/// VU, so 40 VUs sleeping 200 ms each finish together, not one after another.
+#[test]
+fn numeric_sleeps_do_not_block_other_vus() {
+    let server = support::start();
+    let (_d, path) = script(
+        r#"
+        let p = phase("sleepers", #{ executor: "per-vu-iterations", vus: 40, iterations: 1 }, || {
+            sleep(0.2);
+            sleep(0);
+            sleep("10ms");
+        });
+        expect(p.iterations, "== 40", "iterations");
+        expect(p.elapsed_s, "< 1.5", "40 concurrent 0.2 s sleeps take about 0.2 s, not 4 s");
+        "#,
+    );
+    let r = run(&path, &server.base);
+    assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
+}

@@ -35,10 +35,7 @@ fn start(config: SimConfig) -> SimHandle {
 
 fn client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(15))
-        .build()
-        .unwrap()
+    reqwest::Client::builder().timeout(Duration::from_secs(15)).build().unwrap()
 }
 
 struct Reply {
@@ -47,18 +44,10 @@ struct Reply {
     body: Value,
 }
 
-async fn send(
-    c: &reqwest::Client,
-    method: Method,
-    url: &str,
-    body: Option<&Value>,
-    cookie: Option<&str>,
-) -> Reply {
+async fn send(c: &reqwest::Client, method: Method, url: &str, body: Option<&Value>, cookie: Option<&str>) -> Reply {
     let mut rb = c.request(method, url);
     if let Some(b) = body {
-        rb = rb
-            .header("content-type", "application/json")
-            .body(serde_json::to_vec(b).unwrap());
+        rb = rb.header("content-type", "application/json").body(serde_json::to_vec(b).unwrap());
     }
     if let Some(token) = cookie {
         rb = rb.header("cookie", format!("access-token={token}"));
@@ -67,17 +56,9 @@ async fn send(
     let status = r.status();
     let headers = r.headers().clone();
     let bytes = r.bytes().await.unwrap();
-    let body = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-        panic!(
-            "{url}: body is not JSON ({e}): {}",
-            String::from_utf8_lossy(&bytes)
-        )
-    });
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    let body = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("{url}: body is not JSON ({e}): {}", String::from_utf8_lossy(&bytes)));
+    Reply { status, headers, body }
 }
 
 fn job_payload() -> Value {
@@ -99,22 +80,12 @@ async fn login(c: &reqwest::Client, sim: &SimHandle) -> String {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_string();
-    let token = cookie
-        .strip_prefix("access-token=")
-        .expect("cookie access-token");
+    let token = cookie.strip_prefix("access-token=").expect("cookie access-token");
     token.split(';').next().unwrap().to_string()
 }
 
 async fn stats(c: &reqwest::Client, sim: &SimHandle) -> Value {
-    send(
-        c,
-        Method::GET,
-        &format!("{}/sim/stats", sim.base_url()),
-        None,
-        None,
-    )
-    .await
-    .body
+    send(c, Method::GET, &format!("{}/sim/stats", sim.base_url()), None, None).await.body
 }
 
 fn push_url(sim: &SimHandle) -> String {
@@ -122,10 +93,7 @@ fn push_url(sim: &SimHandle) -> String {
 }
 
 fn query_url(sim: &SimHandle) -> String {
-    format!(
-        "{}/{SITE}/api/alert?startTime=2000-01-01T00:00:00Z&endTime=2100-01-01T00:00:00Z",
-        sim.alerts_url()
-    )
+    format!("{}/{SITE}/api/alert?startTime=2000-01-01T00:00:00Z&endTime=2100-01-01T00:00:00Z", sim.alerts_url())
 }
 
 /// Polls `/sim/stats` until `done` holds (at most 10 s).
@@ -148,10 +116,7 @@ async fn every_focus_endpoint_answers_as_documented() {
     let r = send(&c, Method::GET, &format!("{f}/ack"), None, None).await;
     assert_eq!((r.status, r.body), (StatusCode::OK, json!({})));
     let r = send(&c, Method::GET, &format!("{f}/channels"), None, None).await;
-    assert_eq!(
-        r.body,
-        json!({"lowest_channel": 1, "highest_channel": 2222})
-    );
+    assert_eq!(r.body, json!({"lowest_channel": 1, "highest_channel": 2222}));
     let r = send(&c, Method::GET, &format!("{f}/live_metadata"), None, None).await;
     for key in [
         "prr",
@@ -166,14 +131,7 @@ async fn every_focus_endpoint_answers_as_documented() {
     ] {
         assert!(r.body.get(key).is_some(), "live_metadata lacks {key}");
     }
-    let job = send(
-        &c,
-        Method::POST,
-        &format!("{f}/configure"),
-        Some(&job_payload()),
-        None,
-    )
-    .await;
+    let job = send(&c, Method::POST, &format!("{f}/configure"), Some(&job_payload()), None).await;
     assert_eq!(job.status, StatusCode::OK, "{}", job.body);
     for key in [
         "status",
@@ -194,14 +152,7 @@ async fn every_focus_endpoint_answers_as_documented() {
     assert_eq!(job.body["channel_amount"], 50);
     let id = job.body["job_id"].as_str().unwrap();
     assert!(uuid::Uuid::parse_str(id).is_ok());
-    let second = send(
-        &c,
-        Method::POST,
-        &format!("{f}/configure"),
-        Some(&job_payload()),
-        None,
-    )
-    .await;
+    let second = send(&c, Method::POST, &format!("{f}/configure"), Some(&job_payload()), None).await;
     assert_eq!(second.body["stream_port"], 50052);
     let meta = send(&c, Method::GET, &format!("{f}/metadata/{id}"), None, None).await;
     assert_eq!(meta.body["status"], "running");
@@ -212,18 +163,10 @@ async fn every_focus_endpoint_answers_as_documented() {
     let meta = send(&c, Method::GET, &format!("{f}/metadata/{id}"), None, None).await;
     assert_eq!(meta.body["status"], "cancelled");
     for path in ["metadata/unknown-id", "job/unknown-id"] {
-        let method = if path.starts_with("job") {
-            Method::DELETE
-        } else {
-            Method::GET
-        };
+        let method = if path.starts_with("job") { Method::DELETE } else { Method::GET };
         let r = send(&c, method, &format!("{f}/{path}"), None, None).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
-        assert!(
-            r.body["error"].as_str().unwrap().contains("unknown-id"),
-            "{}",
-            r.body
-        );
+        assert!(r.body["error"].as_str().unwrap().contains("unknown-id"), "{}", r.body);
     }
     let s = stats(&c, &sim).await;
     assert_eq!(s["jobs"]["created"], 2);
@@ -252,26 +195,13 @@ async fn invalid_requests_get_json_4xx_never_500() {
         (with("channels.max", json!("50")), "channels.max"),
         (with("view_type", json!("3")), "view_type"),
         (with("displayInfo.height", json!(0)), "displayInfo.height"),
-        (
-            with("frequencyRange.max", json!(1001)),
-            "frequencyRange.max",
-        ),
+        (with("frequencyRange.max", json!(1001)), "frequencyRange.max"),
         (with("nfftSelection", json!(-1)), "nfftSelection"),
         (with("start_time", json!(1700000000)), "end_time"),
-        (
-            json!({"channels": {"min": 1, "max": 2}, "view_type": "0"}),
-            "displayInfo",
-        ),
+        (json!({"channels": {"min": 1, "max": 2}, "view_type": "0"}), "displayInfo"),
     ];
     for (body, field) in cases {
-        let r = send(
-            &c,
-            Method::POST,
-            &format!("{f}/configure"),
-            Some(&body),
-            None,
-        )
-        .await;
+        let r = send(&c, Method::POST, &format!("{f}/configure"), Some(&body), None).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
         assert_eq!(r.body["field"], field, "{}", r.body);
     }
@@ -281,42 +211,16 @@ async fn invalid_requests_get_json_4xx_never_500() {
         async move {
             let r = c.request(m, url).body(body).send().await.unwrap();
             let status = r.status();
-            let v: Value =
-                serde_json::from_slice(&r.bytes().await.unwrap()).expect("JSON error body");
+            let v: Value = serde_json::from_slice(&r.bytes().await.unwrap()).expect("JSON error body");
             assert!(v["error"].is_string(), "{v}");
             status
         }
     };
-    assert_eq!(
-        raw(
-            Method::POST,
-            format!("{f}/configure"),
-            b"{not json".to_vec()
-        )
-        .await,
-        StatusCode::BAD_REQUEST
-    );
-    assert_eq!(
-        raw(Method::POST, format!("{f}/configure"), Vec::new()).await,
-        StatusCode::BAD_REQUEST
-    );
-    assert_eq!(
-        raw(Method::POST, format!("{f}/configure"), vec![b' '; 70_000]).await,
-        StatusCode::PAYLOAD_TOO_LARGE
-    );
-    assert_eq!(
-        raw(Method::GET, format!("{f}/configure"), Vec::new()).await,
-        StatusCode::METHOD_NOT_ALLOWED
-    );
-    assert_eq!(
-        raw(
-            Method::GET,
-            format!("{}/nowhere", sim.base_url()),
-            Vec::new()
-        )
-        .await,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(raw(Method::POST, format!("{f}/configure"), b"{not json".to_vec()).await, StatusCode::BAD_REQUEST);
+    assert_eq!(raw(Method::POST, format!("{f}/configure"), Vec::new()).await, StatusCode::BAD_REQUEST);
+    assert_eq!(raw(Method::POST, format!("{f}/configure"), vec![b' '; 70_000]).await, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(raw(Method::GET, format!("{f}/configure"), Vec::new()).await, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(raw(Method::GET, format!("{}/nowhere", sim.base_url()), Vec::new()).await, StatusCode::NOT_FOUND);
     let token = login(&c, &sim).await;
     let bad_alerts = [
         json!({"dofM": 1, "classId": 105, "severity": 1}),
@@ -327,18 +231,9 @@ async fn invalid_requests_get_json_4xx_never_500() {
         let r = send(&c, Method::POST, &push_url(&sim), Some(&body), Some(&token)).await;
         assert_eq!(r.status, StatusCode::BAD_REQUEST, "{body}");
     }
-    let r = send(
-        &c,
-        Method::GET,
-        &format!("{}/{SITE}/api/alert?startTime=soon", sim.alerts_url()),
-        None,
-        Some(&token),
-    )
-    .await;
-    assert_eq!(
-        (r.status, r.body["field"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("startTime"))
-    );
+    let r = send(&c, Method::GET, &format!("{}/{SITE}/api/alert?startTime=soon", sim.alerts_url()), None, Some(&token))
+        .await;
+    assert_eq!((r.status, r.body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("startTime")));
     let r = send(
         &c,
         Method::DELETE,
@@ -347,10 +242,7 @@ async fn invalid_requests_get_json_4xx_never_500() {
         Some(&token),
     )
     .await;
-    assert_eq!(
-        (r.status, r.body["field"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("alertIds"))
-    );
+    assert_eq!((r.status, r.body["field"].as_str()), (StatusCode::BAD_REQUEST, Some("alertIds")));
     let r = send(
         &c,
         Method::POST,
@@ -371,32 +263,11 @@ async fn delete_job_can_answer_404_like_the_real_server() {
     config.focus.delete_job_returns_404 = true;
     let sim = start(config);
     let c = client();
-    let job = send(
-        &c,
-        Method::POST,
-        &format!("{}/configure", sim.focus_url()),
-        Some(&job_payload()),
-        None,
-    )
-    .await;
+    let job = send(&c, Method::POST, &format!("{}/configure", sim.focus_url()), Some(&job_payload()), None).await;
     let id = job.body["job_id"].as_str().unwrap();
-    let r = send(
-        &c,
-        Method::DELETE,
-        &format!("{}/job/{id}", sim.focus_url()),
-        None,
-        None,
-    )
-    .await;
+    let r = send(&c, Method::DELETE, &format!("{}/job/{id}", sim.focus_url()), None, None).await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let meta = send(
-        &c,
-        Method::GET,
-        &format!("{}/metadata/{id}", sim.focus_url()),
-        None,
-        None,
-    )
-    .await;
+    let meta = send(&c, Method::GET, &format!("{}/metadata/{id}", sim.focus_url()), None, None).await;
     assert_eq!(meta.body["status"], "running", "the job was not cancelled");
 }
 
@@ -414,14 +285,7 @@ async fn live_job_cap_answers_503_and_expiry_frees_slots() {
         match r.status {
             StatusCode::OK => ok += 1,
             StatusCode::SERVICE_UNAVAILABLE => {
-                assert!(
-                    r.body["error"]
-                        .as_str()
-                        .unwrap()
-                        .contains("job limit reached"),
-                    "{}",
-                    r.body
-                );
+                assert!(r.body["error"].as_str().unwrap().contains("job limit reached"), "{}", r.body);
                 assert!(r.headers.contains_key("retry-after"));
             }
             other => panic!("unexpected {other}"),
@@ -429,25 +293,13 @@ async fn live_job_cap_answers_503_and_expiry_frees_slots() {
     }
     assert_eq!(ok, 3);
     let s = stats(&c, &sim).await;
-    assert_eq!(
-        (
-            s["jobs"]["live"].as_u64(),
-            s["jobs"]["rejected_at_limit"].as_u64()
-        ),
-        (Some(3), Some(2))
-    );
-    assert_eq!(
-        s["requests"]["by_endpoint"]["configure"]["by_status"]["503"],
-        2
-    );
+    assert_eq!((s["jobs"]["live"].as_u64(), s["jobs"]["rejected_at_limit"].as_u64()), (Some(3), Some(2)));
+    assert_eq!(s["requests"]["by_endpoint"]["configure"]["by_status"]["503"], 2);
     tokio::time::sleep(Duration::from_millis(800)).await;
     let r = send(&c, Method::POST, &url, Some(&job_payload()), None).await;
     assert_eq!(r.status, StatusCode::OK, "expired jobs free their slots");
     let s = stats(&c, &sim).await;
-    assert_eq!(
-        (s["jobs"]["expired"].as_u64(), s["jobs"]["live"].as_u64()),
-        (Some(3), Some(1))
-    );
+    assert_eq!((s["jobs"]["expired"].as_u64(), s["jobs"]["live"].as_u64()), (Some(3), Some(1)));
 }
 
 #[tokio::test]
@@ -458,49 +310,24 @@ async fn alert_endpoints_need_the_login_cookie() {
     let sim = start(config);
     let c = client();
     let login_url = format!("{}/auth/login", sim.alerts_url());
-    let r = send(
-        &c,
-        Method::POST,
-        &login_url,
-        Some(&json!({"username": "volley", "password": "volley"})),
-        None,
-    )
-    .await;
+    let r = send(&c, Method::POST, &login_url, Some(&json!({"username": "volley", "password": "volley"})), None).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.body["error"].is_string());
-    let r = send(
-        &c,
-        Method::POST,
-        &login_url,
-        Some(&json!({"username": "qa"})),
-        None,
-    )
-    .await;
+    let r = send(&c, Method::POST, &login_url, Some(&json!({"username": "qa"})), None).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let delete_url = format!("{}/{SITE}/api/alert/delete", sim.alerts_url());
     for token in [None, Some("forged")] {
         for (m, url, body) in [
             (Method::POST, push_url(&sim), Some(alert("a"))),
             (Method::GET, query_url(&sim), None),
-            (
-                Method::DELETE,
-                delete_url.clone(),
-                Some(json!({"alertIds": ["a"]})),
-            ),
+            (Method::DELETE, delete_url.clone(), Some(json!({"alertIds": ["a"]}))),
         ] {
             let r = send(&c, m, &url, body.as_ref(), token).await;
             assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{url} with {token:?}");
             assert!(r.body["error"].as_str().unwrap().contains("access-token"));
         }
     }
-    let r = send(
-        &c,
-        Method::POST,
-        &login_url,
-        Some(&json!({"username": "qa", "password": "s3cret"})),
-        None,
-    )
-    .await;
+    let r = send(&c, Method::POST, &login_url, Some(&json!({"username": "qa", "password": "s3cret"})), None).await;
     assert_eq!(r.status, StatusCode::CREATED);
     let token = r.headers["set-cookie"]
         .to_str()
@@ -510,14 +337,7 @@ async fn alert_endpoints_need_the_login_cookie() {
         .unwrap()
         .trim_start_matches("access-token=")
         .to_string();
-    let r = send(
-        &c,
-        Method::POST,
-        &push_url(&sim),
-        Some(&alert("a")),
-        Some(&token),
-    )
-    .await;
+    let r = send(&c, Method::POST, &push_url(&sim), Some(&alert("a")), Some(&token)).await;
     assert_eq!(r.status, StatusCode::CREATED);
     let s = stats(&c, &sim).await;
     assert_eq!(s["requests"]["by_status"]["401"], 7);
@@ -535,30 +355,12 @@ async fn push_rate_limit_gives_exact_429_count_with_retry_after() {
     let url = push_url(&sim);
     let replies = join_all((0..12).map(|i| {
         let (c, url, token) = (c.clone(), url.clone(), token.clone());
-        async move {
-            send(
-                &c,
-                Method::POST,
-                &url,
-                Some(&alert(&format!("rl-{i}"))),
-                Some(&token),
-            )
-            .await
-        }
+        async move { send(&c, Method::POST, &url, Some(&alert(&format!("rl-{i}"))), Some(&token)).await }
     }))
     .await;
-    let limited: Vec<&Reply> = replies
-        .iter()
-        .filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS)
-        .collect();
+    let limited: Vec<&Reply> = replies.iter().filter(|r| r.status == StatusCode::TOO_MANY_REQUESTS).collect();
     assert_eq!(limited.len(), 7);
-    assert_eq!(
-        replies
-            .iter()
-            .filter(|r| r.status == StatusCode::CREATED)
-            .count(),
-        5
-    );
+    assert_eq!(replies.iter().filter(|r| r.status == StatusCode::CREATED).count(), 5);
     for r in &limited {
         let after: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
         assert!(after >= 1, "Retry-After {after}");
@@ -566,10 +368,7 @@ async fn push_rate_limit_gives_exact_429_count_with_retry_after() {
     }
     let s = stats(&c, &sim).await;
     assert_eq!(s["limits"]["rate_limited"], 7);
-    assert_eq!(
-        s["requests"]["by_endpoint"]["push_to_rabbit"]["by_status"]["429"],
-        7
-    );
+    assert_eq!(s["requests"]["by_endpoint"]["push_to_rabbit"]["by_status"]["429"], 7);
     assert_eq!(s["alerts"]["accepted"], 5);
 }
 
@@ -586,25 +385,11 @@ async fn in_flight_cap_answers_503_above_it() {
         async move { send(&c, Method::GET, &url, None, None).await }
     }))
     .await;
-    let over: Vec<&Reply> = replies
-        .iter()
-        .filter(|r| r.status == StatusCode::SERVICE_UNAVAILABLE)
-        .collect();
+    let over: Vec<&Reply> = replies.iter().filter(|r| r.status == StatusCode::SERVICE_UNAVAILABLE).collect();
     assert_eq!(over.len(), 6);
-    assert_eq!(
-        replies
-            .iter()
-            .filter(|r| r.status == StatusCode::OK)
-            .count(),
-        4
-    );
+    assert_eq!(replies.iter().filter(|r| r.status == StatusCode::OK).count(), 4);
     assert_eq!(over[0].headers["retry-after"], "1");
-    assert!(
-        over[0].body["error"]
-            .as_str()
-            .unwrap()
-            .contains("in flight")
-    );
+    assert!(over[0].body["error"].as_str().unwrap().contains("in flight"));
     let s = stats(&c, &sim).await;
     assert_eq!(s["limits"]["over_in_flight_cap"], 6);
     // Refusals leave at once, so the peak is the cap plus refusals still on their way out.
@@ -623,10 +408,7 @@ async fn latency_has_a_base_and_grows_with_requests_in_flight() {
     let t = Instant::now();
     send(&c, Method::GET, &url, None, None).await;
     let alone = t.elapsed();
-    assert!(
-        alone >= Duration::from_millis(100) && alone < Duration::from_millis(700),
-        "{alone:?}"
-    );
+    assert!(alone >= Duration::from_millis(100) && alone < Duration::from_millis(700), "{alone:?}");
     let times = join_all((0..8).map(|_| {
         let (c, url) = (c.clone(), url.clone());
         async move {
@@ -653,59 +435,19 @@ async fn injected_errors_dropped_and_refused_connections() {
     let r = send(&c, Method::GET, &ack, None, None).await;
     assert_eq!(r.status, StatusCode::BAD_GATEWAY);
     assert!(r.body["error"].as_str().unwrap().contains("injected"));
-    let r = send(
-        &c,
-        Method::POST,
-        &fault,
-        Some(&json!({"error_rate": 0.0, "drop_rate": 1.0})),
-        None,
-    )
-    .await;
-    assert_eq!(
-        (r.status, r.body["drop_rate"].as_f64()),
-        (StatusCode::OK, Some(1.0))
-    );
+    let r = send(&c, Method::POST, &fault, Some(&json!({"error_rate": 0.0, "drop_rate": 1.0})), None).await;
+    assert_eq!((r.status, r.body["drop_rate"].as_f64()), (StatusCode::OK, Some(1.0)));
     for _ in 0..3 {
-        let e = c
-            .get(&ack)
-            .send()
-            .await
-            .expect_err("connection closed without a response");
+        let e = c.get(&ack).send().await.expect_err("connection closed without a response");
         assert!(e.is_request() || e.is_connect(), "{e:?}");
     }
-    send(
-        &c,
-        Method::POST,
-        &fault,
-        Some(&json!({"drop_rate": 0.0, "refuse_connections": true})),
-        None,
-    )
-    .await;
+    send(&c, Method::POST, &fault, Some(&json!({"drop_rate": 0.0, "refuse_connections": true})), None).await;
     let fresh = client();
     assert!(fresh.get(&ack).send().await.is_err(), "refused");
-    let r = send(
-        &c,
-        Method::POST,
-        &fault,
-        Some(&json!({"drop_rate": 2.0})),
-        None,
-    )
-    .await;
+    let r = send(&c, Method::POST, &fault, Some(&json!({"drop_rate": 2.0})), None).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(
-        r.body["error"]
-            .as_str()
-            .unwrap()
-            .contains("faults.drop_rate")
-    );
-    send(
-        &c,
-        Method::POST,
-        &fault,
-        Some(&json!({"refuse_connections": false})),
-        None,
-    )
-    .await;
+    assert!(r.body["error"].as_str().unwrap().contains("faults.drop_rate"));
+    send(&c, Method::POST, &fault, Some(&json!({"refuse_connections": false})), None).await;
     let r = send(&c, Method::GET, &ack, None, None).await;
     assert_eq!(r.status, StatusCode::OK);
     let s = stats(&c, &sim).await;
@@ -723,26 +465,12 @@ async fn stats_equal_what_was_sent_and_reset_clears_them() {
         send(&c, Method::GET, &format!("{f}/ack"), None, None).await;
     }
     for _ in 0..3 {
-        send(
-            &c,
-            Method::POST,
-            &format!("{f}/configure"),
-            Some(&job_payload()),
-            None,
-        )
-        .await;
+        send(&c, Method::POST, &format!("{f}/configure"), Some(&job_payload()), None).await;
     }
     send(&c, Method::GET, &format!("{f}/metadata/nope"), None, None).await;
     let token = login(&c, &sim).await;
     for i in 0..4 {
-        send(
-            &c,
-            Method::POST,
-            &push_url(&sim),
-            Some(&alert(&format!("st-{i}"))),
-            Some(&token),
-        )
-        .await;
+        send(&c, Method::POST, &push_url(&sim), Some(&alert(&format!("st-{i}"))), Some(&token)).await;
     }
     let s = stats(&c, &sim).await;
     let e = &s["requests"]["by_endpoint"];
@@ -755,29 +483,12 @@ async fn stats_equal_what_was_sent_and_reset_clears_them() {
     assert_eq!(s["alerts"]["accepted"], 4);
     assert_eq!(s["jobs"]["created"], 3);
     assert_eq!(s["alert_path"], "memory");
-    let r = send(
-        &c,
-        Method::POST,
-        &format!("{}/sim/reset", sim.base_url()),
-        None,
-        None,
-    )
-    .await;
+    let r = send(&c, Method::POST, &format!("{}/sim/reset", sim.base_url()), None, None).await;
     assert_eq!(r.status, StatusCode::OK);
     let s = stats(&c, &sim).await;
     assert_eq!(s["requests"]["total"], 0);
-    assert_eq!(
-        (s["jobs"]["live"].as_u64(), s["alerts"]["in_store"].as_u64()),
-        (Some(0), Some(0))
-    );
-    let cfg = send(
-        &c,
-        Method::GET,
-        &format!("{}/sim/config", sim.base_url()),
-        None,
-        None,
-    )
-    .await;
+    assert_eq!((s["jobs"]["live"].as_u64(), s["alerts"]["in_store"].as_u64()), (Some(0), Some(0)));
+    let cfg = send(&c, Method::GET, &format!("{}/sim/config", sim.base_url()), None, None).await;
     assert_eq!(cfg.body["preset"], "healthy");
 }
 
@@ -788,60 +499,35 @@ async fn in_memory_alert_path_stores_after_the_processing_delay() {
     let sim = start(config);
     let c = client();
     let token = login(&c, &sim).await;
-    let body = json!({"alertsAmount": 3, "dofM": 800, "classId": 103, "severity": 1, "alertIds": ["m-1", "m-2", "m-3"]});
+    let body =
+        json!({"alertsAmount": 3, "dofM": 800, "classId": 103, "severity": 1, "alertIds": ["m-1", "m-2", "m-3"]});
     let r = send(&c, Method::POST, &push_url(&sim), Some(&body), Some(&token)).await;
     assert_eq!(r.status, StatusCode::CREATED);
     for key in ["ext_id", "class_id", "severity", "distance_m", "start_time"] {
         assert!(r.body.get(key).is_some(), "created alert lacks {key}");
     }
-    assert_eq!(
-        (r.body["ext_id"].as_str(), r.body["class_id"].as_i64()),
-        (Some("m-1"), Some(103))
-    );
+    assert_eq!((r.body["ext_id"].as_str(), r.body["class_id"].as_i64()), (Some("m-1"), Some(103)));
     let s = wait_stats(&c, &sim, |s| s["alerts"]["stored"] == 3).await;
     assert_eq!(s["alerts"]["published"], 3);
     assert_eq!(s["alerts"]["processed"], 3);
-    let stored = send(&c, Method::GET, &query_url(&sim), None, Some(&token))
-        .await
-        .body;
+    let stored = send(&c, Method::GET, &query_url(&sim), None, Some(&token)).await.body;
     let list = stored.as_array().unwrap();
     assert_eq!(list.len(), 3);
     let parse = |v: &Value| {
-        time::OffsetDateTime::parse(
-            v.as_str().unwrap(),
-            &time::format_description::well_known::Rfc3339,
-        )
-        .unwrap()
+        time::OffsetDateTime::parse(v.as_str().unwrap(), &time::format_description::well_known::Rfc3339).unwrap()
     };
     for a in list {
         assert!(a["id"] == a["alert_id"] && a["ext_id"] == a["id"]);
         let waited = parse(&a["stored_at"]) - parse(&a["start_time"]);
         assert!(waited >= time::Duration::milliseconds(149), "{a}");
     }
-    let past = format!(
-        "{}/{SITE}/api/alert?startTime=2000-01-01T00:00:00Z&endTime=2000-01-02T00:00:00",
-        sim.alerts_url()
-    );
-    assert_eq!(
-        send(&c, Method::GET, &past, None, Some(&token)).await.body,
-        json!([])
-    );
+    let past =
+        format!("{}/{SITE}/api/alert?startTime=2000-01-01T00:00:00Z&endTime=2000-01-02T00:00:00", sim.alerts_url());
+    assert_eq!(send(&c, Method::GET, &past, None, Some(&token)).await.body, json!([]));
     let del = format!("{}/{SITE}/api/alert/delete", sim.alerts_url());
-    let r = send(
-        &c,
-        Method::DELETE,
-        &del,
-        Some(&json!({"alertIds": ["m-1", "m-3", "zzz"]})),
-        Some(&token),
-    )
-    .await;
-    assert_eq!(
-        (r.status, r.body["deleted"].as_u64()),
-        (StatusCode::OK, Some(2))
-    );
-    let left = send(&c, Method::GET, &query_url(&sim), None, Some(&token))
-        .await
-        .body;
+    let r = send(&c, Method::DELETE, &del, Some(&json!({"alertIds": ["m-1", "m-3", "zzz"]})), Some(&token)).await;
+    assert_eq!((r.status, r.body["deleted"].as_u64()), (StatusCode::OK, Some(2)));
+    let left = send(&c, Method::GET, &query_url(&sim), None, Some(&token)).await.body;
     assert_eq!(left.as_array().unwrap().len(), 1);
     assert_eq!(left[0]["id"], "m-2");
 }
@@ -856,32 +542,21 @@ struct Observer {
 impl Observer {
     async fn bind() -> Observer {
         use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-        let connection =
-            lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default())
-                .await
-                .expect("RabbitMQ on 127.0.0.1:5672 (see shared/notes/rabbitmq-setup.md)");
+        let connection = lapin::Connection::connect(AMQP_URL, lapin::ConnectionProperties::default())
+            .await
+            .expect("RabbitMQ on 127.0.0.1:5672 (see shared/notes/rabbitmq-setup.md)");
         let channel = connection.create_channel().await.unwrap();
         channel
             .exchange_declare(
                 "prisma".into(),
                 lapin::ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
+                ExchangeDeclareOptions { durable: true, ..Default::default() },
                 Default::default(),
             )
             .await
             .unwrap();
         let queue = format!("volley-it-sim-{}", uuid::Uuid::new_v4());
-        channel
-            .queue_declare(
-                queue.as_str().into(),
-                QueueDeclareOptions::default(),
-                Default::default(),
-            )
-            .await
-            .unwrap();
+        channel.queue_declare(queue.as_str().into(), QueueDeclareOptions::default(), Default::default()).await.unwrap();
         channel
             .queue_bind(
                 queue.as_str().into(),
@@ -892,11 +567,7 @@ impl Observer {
             )
             .await
             .unwrap();
-        Observer {
-            connection,
-            channel,
-            queue,
-        }
+        Observer { connection, channel, queue }
     }
 
     /// Deliveries whose `alert_id` starts with `prefix`, until `n` or 10 s.
@@ -904,12 +575,7 @@ impl Observer {
         use lapin::options::{BasicAckOptions, BasicConsumeOptions};
         let mut consumer = self
             .channel
-            .basic_consume(
-                self.queue.as_str().into(),
-                "it".into(),
-                BasicConsumeOptions::default(),
-                Default::default(),
-            )
+            .basic_consume(self.queue.as_str().into(), "it".into(), BasicConsumeOptions::default(), Default::default())
             .await
             .unwrap();
         let mut seen = Vec::new();
@@ -920,10 +586,7 @@ impl Observer {
             };
             d.ack(BasicAckOptions::default()).await.unwrap();
             let v: Value = serde_json::from_slice(&d.data).unwrap_or_default();
-            if v["alert_id"]
-                .as_str()
-                .is_some_and(|id| id.starts_with(prefix))
-            {
+            if v["alert_id"].as_str().is_some_and(|id| id.starts_with(prefix)) {
                 seen.push(d);
             }
         }
@@ -931,10 +594,7 @@ impl Observer {
     }
 
     async fn delete(self) {
-        let _ = self
-            .channel
-            .queue_delete(self.queue.as_str().into(), Default::default())
-            .await;
+        let _ = self.channel.queue_delete(self.queue.as_str().into(), Default::default()).await;
         let _ = self.connection.close(200, "done".into()).await;
     }
 }
@@ -951,14 +611,7 @@ async fn amqp_alert_path_publishes_processes_and_stores() {
     let prefix = format!("it-{}-", uuid::Uuid::new_v4().simple());
     const N: usize = 20;
     for i in 0..N {
-        let r = send(
-            &c,
-            Method::POST,
-            &push_url(&sim),
-            Some(&alert(&format!("{prefix}{i}"))),
-            Some(&token),
-        )
-        .await;
+        let r = send(&c, Method::POST, &push_url(&sim), Some(&alert(&format!("{prefix}{i}"))), Some(&token)).await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
     }
     let seen = observer.collect(&prefix, N).await;
@@ -968,30 +621,16 @@ async fn amqp_alert_path_publishes_processes_and_stores() {
         .map(|d| {
             assert_eq!(d.exchange.as_str(), "prisma");
             assert_eq!(d.routing_key.as_str(), "Algorithm.AlertReport.MLGround");
-            assert_eq!(
-                d.properties.content_type().as_ref().map(|s| s.as_str()),
-                Some("application/json")
-            );
+            assert_eq!(d.properties.content_type().as_ref().map(|s| s.as_str()), Some("application/json"));
             assert_eq!(*d.properties.delivery_mode(), Some(2));
             let v: Value = serde_json::from_slice(&d.data).unwrap();
             let keys: HashSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-            let documented: HashSet<&str> = [
-                "algorun_id",
-                "alert_id",
-                "class_id",
-                "severity",
-                "distance_m",
-                "alert_time",
-                "time_interval_s",
-            ]
-            .into();
+            let documented: HashSet<&str> =
+                ["algorun_id", "alert_id", "class_id", "severity", "distance_m", "alert_time", "time_interval_s"]
+                    .into();
             assert_eq!(keys, documented, "{v}");
             assert_eq!(
-                (
-                    v["class_id"].as_i64(),
-                    v["severity"].as_i64(),
-                    v["distance_m"].as_i64()
-                ),
+                (v["class_id"].as_i64(), v["severity"].as_i64(), v["distance_m"].as_i64()),
                 (Some(104), Some(2), Some(1500))
             );
             assert_eq!(v["time_interval_s"], 150);
@@ -1009,15 +648,9 @@ async fn amqp_alert_path_publishes_processes_and_stores() {
     for key in ["accepted", "published", "processed", "stored"] {
         assert_eq!(s["alerts"][key], N, "{key}: {s}");
     }
-    let stored = send(&c, Method::GET, &query_url(&sim), None, Some(&token))
-        .await
-        .body;
-    let stored_ids: HashSet<String> = stored
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|a| a["id"].as_str().unwrap().to_string())
-        .collect();
+    let stored = send(&c, Method::GET, &query_url(&sim), None, Some(&token)).await.body;
+    let stored_ids: HashSet<String> =
+        stored.as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap().to_string()).collect();
     assert_eq!(stored_ids, ids);
     sim.stop();
     observer.delete().await;
@@ -1048,39 +681,16 @@ async fn amqp_direct_publishes_are_processed_only_when_configured() {
         .await
         .unwrap();
     let c = client();
-    let s = wait_stats(&c, &foreign_ok, |s| {
-        s["alerts"]["stored"].as_u64() >= Some(1)
-    })
-    .await;
+    let s = wait_stats(&c, &foreign_ok, |s| s["alerts"]["stored"].as_u64() >= Some(1)).await;
     assert!(s["alerts"]["stored"].as_u64() >= Some(1), "{s}");
     let token = login(&c, &foreign_ok).await;
-    let stored = send(&c, Method::GET, &query_url(&foreign_ok), None, Some(&token))
-        .await
-        .body;
-    assert!(
-        stored
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["id"] == id.as_str()),
-        "{stored}"
-    );
-    let s = wait_stats(&c, &own_only, |s| {
-        s["alerts"]["foreign_skipped"].as_u64() >= Some(1)
-    })
-    .await;
+    let stored = send(&c, Method::GET, &query_url(&foreign_ok), None, Some(&token)).await.body;
+    assert!(stored.as_array().unwrap().iter().any(|a| a["id"] == id.as_str()), "{stored}");
+    let s = wait_stats(&c, &own_only, |s| s["alerts"]["foreign_skipped"].as_u64() >= Some(1)).await;
     assert!(s["alerts"]["foreign_skipped"].as_u64() >= Some(1), "{s}");
     let token = login(&c, &own_only).await;
-    let stored = send(&c, Method::GET, &query_url(&own_only), None, Some(&token))
-        .await
-        .body;
-    assert!(
-        !stored
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|a| a["id"] == id.as_str())
-    );
+    let stored = send(&c, Method::GET, &query_url(&own_only), None, Some(&token)).await.body;
+    assert!(!stored.as_array().unwrap().iter().any(|a| a["id"] == id.as_str()));
     observer.delete().await;
 }
 
@@ -1093,10 +703,7 @@ fn unreachable_broker_fails_start_with_url_cause_and_hint() {
     let msg = e.to_string();
     assert!(msg.contains("amqp://guest:***@127.0.0.1:1/%2f"), "{msg}");
     assert!(!msg.contains("hunter2"), "{msg}");
-    assert!(
-        msg.contains("refused") && msg.contains("hint: start RabbitMQ"),
-        "{msg}"
-    );
+    assert!(msg.contains("refused") && msg.contains("hint: start RabbitMQ"), "{msg}");
 }
 
 #[test]
@@ -1108,10 +715,7 @@ fn starts_from_a_plain_thread_and_stops_cleanly() {
     let addr = sim.local_addr();
     assert!(std::net::TcpStream::connect(addr).is_ok());
     sim.stop();
-    assert!(
-        std::net::TcpStream::connect(addr).is_err(),
-        "port closed after stop"
-    );
+    assert!(std::net::TcpStream::connect(addr).is_err(), "port closed after stop");
     let taken = std::net::TcpListener::bind(ephemeral()).unwrap();
     let e = SimHandle::start(quick(), taken.local_addr().unwrap()).unwrap_err();
     assert!(e.to_string().contains("cannot listen on"), "{e}");
@@ -1120,14 +724,7 @@ fn starts_from_a_plain_thread_and_stops_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starts_from_inside_another_runtime() {
     let sim = start(quick());
-    let r = send(
-        &client(),
-        Method::GET,
-        &format!("{}/ack", sim.focus_url()),
-        None,
-        None,
-    )
-    .await;
+    let r = send(&client(), Method::GET, &format!("{}/ack", sim.focus_url()), None, None).await;
     assert_eq!(r.status, StatusCode::OK);
     drop(sim);
 }
@@ -1136,23 +733,13 @@ async fn starts_from_inside_another_runtime() {
 fn config_file_errors_name_the_file_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sim.toml");
-    std::fs::write(
-        &path,
-        "preset = \"overloaded\"\n\n[limits]\nmax_live_jobs = \"lots\"\n",
-    )
-    .unwrap();
+    std::fs::write(&path, "preset = \"overloaded\"\n\n[limits]\nmax_live_jobs = \"lots\"\n").unwrap();
     let msg = SimConfig::from_toml_file(&path).unwrap_err().to_string();
     assert!(msg.contains(&format!("{}:4:17", path.display())), "{msg}");
-    std::fs::write(
-        &path,
-        "preset = \"overloaded\"\n[limits]\nmax_live_jobs = 9\n",
-    )
-    .unwrap();
+    std::fs::write(&path, "preset = \"overloaded\"\n[limits]\nmax_live_jobs = 9\n").unwrap();
     let c = SimConfig::from_toml_file(&path).unwrap();
     assert_eq!((c.limits.max_live_jobs, c.limits.max_in_flight), (9, 40));
-    let e = SimConfig::from_toml_file(&dir.path().join("missing.toml"))
-        .unwrap_err()
-        .to_string();
+    let e = SimConfig::from_toml_file(&dir.path().join("missing.toml")).unwrap_err().to_string();
     assert!(e.contains("missing.toml"), "{e}");
 }
 
@@ -1164,30 +751,13 @@ async fn healthy_defaults_absorb_the_catalogs_bursts() {
     let token = login(&c, &sim).await;
     let pushes = join_all((0..100).map(|i| {
         let (c, url, token) = (c.clone(), push_url(&sim), token.clone());
-        async move {
-            send(
-                &c,
-                Method::POST,
-                &url,
-                Some(&alert(&format!("b-{i}"))),
-                Some(&token),
-            )
-            .await
-            .status
-        }
+        async move { send(&c, Method::POST, &url, Some(&alert(&format!("b-{i}"))), Some(&token)).await.status }
     }))
     .await;
-    assert!(
-        pushes.iter().all(|s| *s == StatusCode::CREATED),
-        "{pushes:?}"
-    );
+    assert!(pushes.iter().all(|s| *s == StatusCode::CREATED), "{pushes:?}");
     let jobs = join_all((0..50).map(|_| {
         let (c, url) = (c.clone(), format!("{}/configure", sim.focus_url()));
-        async move {
-            send(&c, Method::POST, &url, Some(&job_payload()), None)
-                .await
-                .status
-        }
+        async move { send(&c, Method::POST, &url, Some(&job_payload()), None).await.status }
     }))
     .await;
     assert!(jobs.iter().all(|s| *s == StatusCode::OK), "{jobs:?}");
@@ -1199,55 +769,26 @@ async fn overloaded_preset_produces_429s_503s_and_a_job_limit() {
     let c = client();
     let fault = format!("{}/sim/fault", sim.base_url());
     // Injected errors would blur exact counts here; the preset's other limits stay.
-    send(
-        &c,
-        Method::POST,
-        &fault,
-        Some(&json!({"error_rate": 0.0})),
-        None,
-    )
-    .await;
+    send(&c, Method::POST, &fault, Some(&json!({"error_rate": 0.0})), None).await;
     let token = login(&c, &sim).await;
     let pushes = join_all((0..60).map(|i| {
         let (c, url, token) = (c.clone(), push_url(&sim), token.clone());
-        async move {
-            send(
-                &c,
-                Method::POST,
-                &url,
-                Some(&alert(&format!("o-{i}"))),
-                Some(&token),
-            )
-            .await
-            .status
-        }
+        async move { send(&c, Method::POST, &url, Some(&alert(&format!("o-{i}"))), Some(&token)).await.status }
     }))
     .await;
     let count = |s: StatusCode| pushes.iter().filter(|x| **x == s).count();
     assert!(count(StatusCode::TOO_MANY_REQUESTS) >= 1, "{pushes:?}");
     assert!(count(StatusCode::SERVICE_UNAVAILABLE) >= 1, "{pushes:?}");
     let s = stats(&c, &sim).await;
-    assert_eq!(
-        s["limits"]["rate_limited"],
-        count(StatusCode::TOO_MANY_REQUESTS)
-    );
-    assert_eq!(
-        s["limits"]["over_in_flight_cap"],
-        count(StatusCode::SERVICE_UNAVAILABLE)
-    );
+    assert_eq!(s["limits"]["rate_limited"], count(StatusCode::TOO_MANY_REQUESTS));
+    assert_eq!(s["limits"]["over_in_flight_cap"], count(StatusCode::SERVICE_UNAVAILABLE));
     let jobs = join_all((0..30).map(|_| {
         let (c, url) = (c.clone(), format!("{}/configure", sim.focus_url()));
         async move { send(&c, Method::POST, &url, Some(&job_payload()), None).await }
     }))
     .await;
-    assert_eq!(
-        jobs.iter().filter(|r| r.status == StatusCode::OK).count(),
-        25
-    );
-    let limited = jobs
-        .iter()
-        .filter(|r| r.status == StatusCode::SERVICE_UNAVAILABLE)
-        .count();
+    assert_eq!(jobs.iter().filter(|r| r.status == StatusCode::OK).count(), 25);
+    let limited = jobs.iter().filter(|r| r.status == StatusCode::SERVICE_UNAVAILABLE).count();
     assert_eq!(limited, 5);
     assert!(
         jobs.iter()

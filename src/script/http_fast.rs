@@ -1,0 +1,130 @@
+//! The HTTP/1.1 fast path: each VU owns one connection per origin (`scheme://host:port`),
+//! driven by `hyper::client::conn::http1` on its worker, as oha does. No shared pool, no
+//! middleware: about half reqwest's CPU per request. Used for `http://` URLs; `https://`
+//! and redirects go through reqwest (see `http_exec`).
+
+use super::context;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper::client::conn::http1::SendRequest;
+use std::time::{Duration, Instant};
+
+/// A VU's idle connection to one origin.
+pub type Conn = SendRequest<Full<Bytes>>;
+
+/// What a fast-path exchange returns to `http_exec`.
+pub struct Exchange {
+    /// The response head and body, or the error kind and message.
+    pub result: Result<(hyper::http::response::Parts, Bytes), (&'static str, String)>,
+    /// Time from send to the last byte.
+    pub duration: Duration,
+    /// The connection, to keep for the next request when it is still usable.
+    pub conn: Option<Conn>,
+}
+
+/// Classifies an I/O or hyper error into the kinds reports count.
+fn classify(e: &(dyn std::error::Error + 'static)) -> &'static str {
+    let mut source = Some(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind as K;
+            match io.kind() {
+                K::ConnectionRefused => return "refused",
+                K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => return "reset",
+                K::TimedOut => return "timeout",
+                _ => {}
+            }
+        }
+        if let Some(h) = s.downcast_ref::<hyper::Error>()
+            && (h.is_incomplete_message() || h.is_closed() || h.is_canceled())
+        {
+            return "reset";
+        }
+        source = s.source();
+    }
+    "other"
+}
+
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        parts.push(s.to_string());
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+async fn dial(host: String, port: u16) -> Result<Conn, (&'static str, String)> {
+    let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| {
+        let kind = match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => "refused",
+            std::io::ErrorKind::TimedOut => "timeout",
+            _ if e.to_string().contains("lookup") || e.to_string().contains("resolve") => "dns",
+            _ => "connect",
+        };
+        (kind, format!("cannot connect to {host}:{port}: {e}"))
+    })?;
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .map_err(|e| (classify(&e), chain(&e)))?;
+    // The connection task lives on this thread's runtime (workers and the top level are
+    // current-thread runtimes); it ends when the sender drops.
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// Sends one request on the VU's connection (dialled if needed) within `timeout`.
+pub async fn exchange(
+    reused: Option<Conn>,
+    host: String,
+    port: u16,
+    request: hyper::Request<Full<Bytes>>,
+    timeout: Duration,
+) -> Exchange {
+    let start = Instant::now();
+    let work = async move {
+        // A kept connection the server has closed meanwhile is replaced by a new one.
+        let reusable = match reused {
+            Some(mut c) => c.ready().await.is_ok().then_some(c),
+            None => None,
+        };
+        let mut conn = match reusable {
+            Some(c) => c,
+            None => dial(host, port).await?,
+        };
+        let response = conn.send_request(request).await.map_err(|e| (classify(&e), chain(&e)))?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(|e| (classify(&e), chain(&e)))?.to_bytes();
+        let keep =
+            parts.headers.get(hyper::header::CONNECTION).is_none_or(|v| !v.as_bytes().eq_ignore_ascii_case(b"close"));
+        Ok::<_, (&'static str, String)>(((parts, body), keep.then_some(conn)))
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(Ok((response, conn))) => Exchange { result: Ok(response), duration: start.elapsed(), conn },
+        Ok(Err(e)) => Exchange { result: Err(e), duration: start.elapsed(), conn: None },
+        Err(_) => Exchange {
+            result: Err((
+                "timeout",
+                format!("no complete response within {}", crate::duration::format_duration(timeout)),
+            )),
+            duration: start.elapsed(),
+            conn: None,
+        },
+    }
+}
+
+/// Takes the VU's idle connection to an origin, if any.
+pub fn take_conn(origin: &str) -> Option<Conn> {
+    context::with_vu(|vu| vu.conns.borrow_mut().remove(origin)).ok().flatten()
+}
+
+/// Gives a connection back to the VU for its next request to the origin.
+pub fn keep_conn(origin: String, conn: Conn) {
+    let _ = context::with_vu(|vu| {
+        vu.conns.borrow_mut().insert(origin, conn);
+    });
+}
