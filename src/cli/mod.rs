@@ -20,14 +20,14 @@ pub enum Command {
     /// Run a scenario and judge it (exit 0 passed, 99 failed, 107 script error, 130 interrupted).
     Run(run::RunArgs),
     /// Start the built-in simulator of the Focus Server, alerts API and alert path.
-    Sim(sim::SimArgs),
+    Sim(Box<sim::SimArgs>),
 }
 
 /// Runs the parsed command line and returns the process exit code.
 pub fn execute(cli: Cli) -> i32 {
     match cli.command {
         Command::Run(args) => run::execute(args),
-        Command::Sim(args) => match sim::execute(args) {
+        Command::Sim(args) => match sim::execute(*args) {
             Ok(()) => 0,
             Err(e) => {
                 eprintln!("error: {e:#}");
