@@ -22,6 +22,26 @@ pub struct RunArgs {
     /// Live view: a redrawn line on a terminal, plain lines every 10 s in logs, or off.
     #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
     pub progress: ProgressMode,
+    /// Start the built-in simulator in-process on an ephemeral port and point the script
+    /// at it (sets BASE_URL, FOCUS_URL, ALERTS_URL unless given with -e).
+    #[arg(long)]
+    pub sim: bool,
+    /// The simulator's preset with --sim: healthy, degraded or overloaded.
+    #[arg(long, value_name = "NAME", default_value = "healthy", requires = "sim")]
+    pub sim_preset: String,
+}
+
+/// Starts the simulator for `--sim` and returns it with the values to give the script.
+pub fn start_sim(preset: &str) -> Result<(crate::sim::SimHandle, Vec<(String, String)>), String> {
+    let config = crate::sim::SimConfig::preset(preset).map_err(|e| e.to_string())?;
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let sim = crate::sim::SimHandle::start(config, listen).map_err(|e| format!("cannot start the simulator: {e}"))?;
+    let env = vec![
+        ("BASE_URL".to_string(), sim.base_url()),
+        ("FOCUS_URL".to_string(), sim.focus_url()),
+        ("ALERTS_URL".to_string(), sim.alerts_url()),
+    ];
+    Ok((sim, env))
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -56,9 +76,26 @@ pub fn raise_nofile() {
 pub fn execute(args: RunArgs) -> i32 {
     install_signal_handler();
     raise_nofile();
+    let mut env: HashMap<String, String> = HashMap::new();
+    let _sim = if args.sim {
+        match start_sim(&args.sim_preset) {
+            Ok((sim, values)) => {
+                eprintln!("volley: simulator ({}) on {}", args.sim_preset, sim.base_url());
+                env.extend(values);
+                Some(sim)
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::Usage.code();
+            }
+        }
+    } else {
+        None
+    };
+    env.extend(args.env);
     let config = RunConfig {
         script: args.script,
-        env: args.env.into_iter().collect::<HashMap<_, _>>(),
+        env,
         workers: args.workers.map(usize::from).unwrap_or_else(default_workers),
         time_scale: args.time_scale,
         progress: args.progress,

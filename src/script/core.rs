@@ -204,7 +204,7 @@ pub mod core_api {
             return Err(format!("sleep: max ({hi:?}) is below min ({lo:?})").into());
         }
         let d = lo + (hi - lo).mul_f64(rand::random::<f64>());
-        bridge::wait(tokio::time::sleep(d))
+        bridge::wait(async move { tokio::time::sleep(d).await })
     }
 
     /// An environment value (`-e KEY=VALUE` first, then the process environment).
@@ -409,7 +409,7 @@ pub mod core_api {
                 (true, Some(ra)) => ra.min(cap),
                 _ => backoff,
             };
-            if let Err(e) = bridge::wait(tokio::time::sleep(delay)) {
+            if let Err(e) = bridge::wait(async move { tokio::time::sleep(delay).await }) {
                 flush_outcomes(keep_from, depth)?;
                 return Err(e);
             }
@@ -473,7 +473,7 @@ pub fn fmt_num(v: f64) -> String {
 
 fn pause(duration: &Dynamic) -> Result<(), Box<EvalAltResult>> {
     let d = opts::to_duration(duration, "sleep")?;
-    bridge::wait(tokio::time::sleep(d))
+    bridge::wait(async move { tokio::time::sleep(d).await })
 }
 
 fn lookup_env(name: &str) -> Result<Option<String>, Box<EvalAltResult>> {

@@ -337,3 +337,36 @@ fn numeric_sleeps_do_not_block_other_vus() {
     let r = run(&path, &server.base);
     assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
 }
+
+#[test]
+fn redirects_are_followed_once_and_connections_are_kept_per_vu() {
+    let server = support::start();
+    let (_d, path) = script(
+        r#"
+        let base = env("BASE_URL");
+        let r = http::get(`${base}/redirect`);
+        expect(r.status, "== 200", "redirect followed");
+        assert(r.body == "ok", "final body");
+        let s = http::post(`${base}/see-other`, #{ a: 1 });
+        assert(s.body == "GET", `303 turns POST into GET (got ${s.body})`);
+        phase("keepalive", #{ executor: "per-vu-iterations", vus: 2, iterations: 5 }, || {
+            let port = http::get(`${base}/conn`).body;
+            if vu_iteration() == 0 {
+                metrics::gauge(`first_port_vu${vu_id()}`).add(parse_int(port));
+            } else {
+                let same = stats(`first_port_vu${vu_id()}`).value == parse_int(port);
+                check(port, "same connection as the first iteration", same);
+            }
+        });
+        threshold("checks", "rate == 1");
+        "#,
+    );
+    let r = run(&path, &server.base);
+    assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
+    assert_eq!(server.count("/redirect"), 1);
+    assert_eq!(server.count("/ok"), 1);
+    assert_eq!(server.count("/see-other"), 1);
+    assert_eq!(server.count("/echo-method"), 1);
+    // Two hops on the wire for each redirected call.
+    assert_eq!(count(&r, "http_reqs", &[("status", "302")]), 1.0);
+}

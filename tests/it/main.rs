@@ -3,6 +3,7 @@
 mod cli;
 mod diagnostics;
 mod engine;
+mod examples;
 mod sim;
 mod support;
 mod tls;

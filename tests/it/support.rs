@@ -53,6 +53,13 @@ pub fn start() -> TestServer {
                 "slow"
             }),
         )
+        .route("/redirect", any(|| async { (StatusCode::FOUND, [("location", "/ok")]) }))
+        .route("/see-other", post(|| async { (StatusCode::SEE_OTHER, [("location", "/echo-method")]) }))
+        .route("/echo-method", any(|method: axum::http::Method| async move { method.to_string() }))
+        .route(
+            "/conn",
+            get(|axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>| async move { peer.port().to_string() }),
+        )
         .route("/echo", post(|Json(v): Json<serde_json::Value>| async move { Json(serde_json::json!({ "got": v })) }))
         .route("/login", post(|| async { ([("set-cookie", "access-token=secret-1; Path=/")], StatusCode::CREATED) }))
         .route(
@@ -83,7 +90,7 @@ pub fn start() -> TestServer {
     let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let addr = listener.local_addr().unwrap();
     rt.spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        let _ = axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await;
     });
     TestServer { base: format!("http://{addr}"), seen, _rt: rt }
 }
