@@ -27,6 +27,8 @@ pub struct PhaseSummary {
     pub dropped: u64,
     /// Most iterations running at once.
     pub vus_max: u64,
+    /// Why the script stopped it early (`stop_phase`), if it did.
+    pub stopped: Option<String>,
 }
 
 /// The engine's phase runner.
@@ -92,7 +94,7 @@ impl Phases {
         let mut reports = Vec::new();
         let mut bursts = Array::new();
         for b in 0..plan.bursts {
-            if self.shared.stop.is_interrupted() {
+            if self.shared.stop.is_interrupted() || self.shared.phase_stop.is_stopped() {
                 break;
             }
             let burst_tags = tags.with([(Str::from("burst"), Str::from((b + 1).to_string().as_str()))]);
@@ -143,6 +145,7 @@ impl PhaseRunner for Phases {
             return Err(crate::script::bridge::interrupted());
         }
         let tags = Tags::new(vec![(Str::from("phase"), Str::from(req.name.as_str()))]);
+        self.shared.phase_stop.reset();
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((req.name.clone(), Instant::now(), executor.nominal_duration()));
         let started = Instant::now();
@@ -163,6 +166,7 @@ impl PhaseRunner for Phases {
             iterations: reports.iter().map(|r| r.iterations).sum(),
             dropped: reports.iter().map(|r| r.dropped).sum(),
             vus_max: reports.iter().map(|r| r.max_concurrent).sum(),
+            stopped: self.shared.phase_stop.reason(),
         };
         let agg = self.shared.aggregate.lock().unwrap_or_else(|e| e.into_inner());
         let mut result = results_for(&agg, &tags, elapsed);
@@ -170,6 +174,7 @@ impl PhaseRunner for Phases {
         result.insert("name".into(), req.name.clone().into());
         result.insert("executor".into(), summary.executor.clone().into());
         result.insert("vus_max".into(), Dynamic::from_int(summary.vus_max as i64));
+        result.insert("stopped".into(), summary.stopped.clone().unwrap_or_default().into());
         if let Some(list) = bursts {
             result.insert("bursts".into(), Dynamic::from_array(list));
         }

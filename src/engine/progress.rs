@@ -44,14 +44,24 @@ impl Ticker {
                         continue;
                     }
                     next += Duration::from_secs(1);
-                    let row =
-                        shared.aggregate.lock().unwrap_or_else(|e| e.into_inner()).close_interval(phases.running());
+                    let running = phases.running();
+                    let current = phases.current.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                    let row = {
+                        let mut agg = shared.aggregate.lock().unwrap_or_else(|e| e.into_inner());
+                        let mut store = crate::metrics::Store::default();
+                        let tags = match &current {
+                            Some((name, ..)) => crate::metrics::Tags::new(vec![("phase".into(), name.as_str().into())]),
+                            None => crate::metrics::Tags::default(),
+                        };
+                        store.add(&crate::metrics::builtin::VUS, &tags, running as f64);
+                        agg.merge(store.drain());
+                        agg.close_interval(running)
+                    };
                     total_reqs += row.requests;
                     total_fail += row.failures;
                     if mode == ProgressMode::Off {
                         continue;
                     }
-                    let current = phases.current.lock().unwrap_or_else(|e| e.into_inner()).clone();
                     let phase = match current {
                         Some((name, started, nominal)) => {
                             format!(

@@ -82,6 +82,8 @@ pub struct RunReport {
     pub script_error: Option<String>,
     /// Whether the run was interrupted.
     pub interrupted: bool,
+    /// Why the script skipped itself (`skip(reason)`), if it did.
+    pub skipped: Option<String>,
     /// The verdict.
     pub exit: ExitCode,
     /// The run's aggregate, for outputs.
@@ -161,8 +163,9 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
     let elapsed = started.elapsed();
 
     let interrupted = shared.stop.is_interrupted();
+    let skipped = shared.skipped.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let script_error = match &outcome {
-        Err(e) if !super::vu::is_interrupted(e) => {
+        Err(e) if !super::vu::is_interrupted(e) && !is_skip(e) => {
             Some(diagnostics::from_eval_error(e, &loaded.name, &loaded.functions).render(&loaded.sources))
         }
         _ => None,
@@ -195,9 +198,14 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
         iteration_errors,
         script_error,
         interrupted,
+        skipped,
         exit,
         aggregate,
     })
+}
+
+fn is_skip(e: &rhai::EvalAltResult) -> bool {
+    matches!(e, rhai::EvalAltResult::ErrorTerminated(token, _) if token.to_string() == crate::script::bridge::SKIPPED_TOKEN)
 }
 
 /// A diagnostic for a script that is not loadable, rendered.

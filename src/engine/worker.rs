@@ -301,7 +301,8 @@ async fn schedule_closed(
     let end = job.start + plan.duration;
     loop {
         let now = Instant::now();
-        if now >= end || worker.thread.shared.stop.is_interrupted() {
+        let shared = &worker.thread.shared;
+        if now >= end || shared.stop.is_interrupted() || shared.phase_stop.is_stopped() {
             break;
         }
         let target = plan.vus_at(now - job.start);
@@ -344,7 +345,12 @@ async fn vu_loop(
 ) {
     loop {
         let now = Instant::now();
-        if now >= end || worker.thread.shared.stop.is_interrupted() || plan.vus_at(now - job.start) <= global {
+        let shared = &worker.thread.shared;
+        if now >= end
+            || shared.stop.is_interrupted()
+            || shared.phase_stop.is_stopped()
+            || plan.vus_at(now - job.start) <= global
+        {
             return;
         }
         let allowed = match plan.iterations {
@@ -380,8 +386,12 @@ async fn schedule_open(
     let mut i = w;
     while let Some(offset) = plan.arrival(i) {
         let at = job.start + offset;
-        tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await;
-        if worker.thread.shared.stop.is_interrupted() {
+        let shared = &worker.thread.shared;
+        tokio::select! {
+            () = tokio::time::sleep_until(tokio::time::Instant::from_std(at)) => {}
+            () = shared.phase_stop.wait() => break,
+        }
+        if shared.stop.is_interrupted() {
             break;
         }
         let busy = created.get() - free.borrow().len() as u64;

@@ -37,7 +37,10 @@ pub fn render(r: &RunReport) -> String {
     if !r.phases.is_empty() {
         out.push_str("\nphases\n");
         for p in &r.phases {
-            let dropped = if p.dropped > 0 { format!(", {} dropped", p.dropped) } else { String::new() };
+            let mut dropped = if p.dropped > 0 { format!(", {} dropped", p.dropped) } else { String::new() };
+            if let Some(why) = &p.stopped {
+                dropped.push_str(&format!(", stopped early: {why}"));
+            }
             out.push_str(&format!(
                 "  {:<20} {:<22} {:>8} {:>9} iterations{dropped}, up to {} VUs\n",
                 p.name,
@@ -123,6 +126,7 @@ pub fn render(r: &RunReport) -> String {
         out.push_str(e);
     }
     let verdict = match r.exit {
+        ExitCode::Passed if r.skipped.is_some() => format!("SKIPPED: {}", r.skipped.as_deref().unwrap_or_default()),
         ExitCode::Passed => "PASSED".to_string(),
         ExitCode::Failed => {
             let t = r.thresholds.iter().filter(|t| !t.passed).count();

@@ -11,6 +11,9 @@ use std::future::Future;
 /// The token a terminated evaluation carries when the run was interrupted.
 pub const INTERRUPTED_TOKEN: &str = "volley:interrupted";
 
+/// The token of `skip(reason)`.
+pub const SKIPPED_TOKEN: &str = "volley:skipped";
+
 /// The error natives return when the run was interrupted while they waited.
 pub fn interrupted() -> Box<EvalAltResult> {
     EvalAltResult::ErrorTerminated(Dynamic::from(INTERRUPTED_TOKEN), Position::NONE).into()

@@ -54,6 +54,62 @@ impl Stop {
     }
 }
 
+/// A phase stopped early by the script (`stop_phase(reason)`): no new iterations start,
+/// running ones finish. Reset at the start of every phase.
+#[derive(Debug)]
+pub struct PhaseStop {
+    stopped: AtomicBool,
+    reason: Mutex<Option<String>>,
+    tx: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for PhaseStop {
+    fn default() -> Self {
+        PhaseStop {
+            stopped: AtomicBool::new(false),
+            reason: Mutex::new(None),
+            tx: tokio::sync::watch::channel(false).0,
+        }
+    }
+}
+
+impl PhaseStop {
+    /// Clears the flag (a new phase starts).
+    pub fn reset(&self) {
+        self.stopped.store(false, Ordering::SeqCst);
+        *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        self.tx.send_replace(false);
+    }
+
+    /// Stops the running phase; the first reason wins.
+    pub fn stop(&self, reason: &str) {
+        let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
+        if r.is_none() {
+            *r = Some(reason.to_string());
+        }
+        self.stopped.store(true, Ordering::SeqCst);
+        self.tx.send_replace(true);
+    }
+
+    /// Whether the running phase was stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::Relaxed)
+    }
+
+    /// Why it was stopped.
+    pub fn reason(&self) -> Option<String> {
+        self.reason.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Completes when the running phase is stopped.
+    pub fn wait(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let mut rx = self.tx.subscribe();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }
+}
+
 /// A request from the script to run a phase, handed to the engine.
 pub struct PhaseRequest {
     /// The phase's name (its `phase` tag).
@@ -94,6 +150,12 @@ pub struct RunShared {
     pub aggregate: Mutex<Aggregate>,
     /// Ctrl-C and friends.
     pub stop: Stop,
+    /// `stop_phase(reason)` for the running phase.
+    pub phase_stop: PhaseStop,
+    /// `skip(reason)`: the script could not run (e.g. no broker).
+    pub skipped: Mutex<Option<String>>,
+    /// `test_case(name)`: the test case assertions and thresholds belong to.
+    pub current_case: Mutex<Option<String>>,
     /// Checks, thresholds and assertions declared by the script.
     pub judge: Mutex<Judge>,
     /// HTTP defaults and per-target settings.
@@ -118,6 +180,9 @@ impl RunShared {
             env,
             aggregate: Mutex::new(Aggregate::new()),
             stop: Stop::default(),
+            phase_stop: PhaseStop::default(),
+            skipped: Mutex::new(None),
+            current_case: Mutex::new(None),
             judge: Mutex::new(Judge::default()),
             http: HttpSettings::default(),
             time_scale,

@@ -288,7 +288,7 @@ pub mod core_api {
     /// ```
     #[rhai_fn(name = "assert", return_raw)]
     pub fn assert(ctx: NativeCallContext, passed: bool, message: &str) -> Result<bool, Box<EvalAltResult>> {
-        push_assertion(Assertion { message: message.into(), passed, detail: None, origin: origin(&ctx) })?;
+        push_assertion(Assertion { message: message.into(), passed, detail: None, origin: origin(&ctx), case: None })?;
         Ok(passed)
     }
 
@@ -311,7 +311,13 @@ pub mod core_api {
         })?;
         let passed = compare(measured, op, limit);
         let detail = format!("measured {}, required {op} {}", fmt_num(measured), fmt_num(limit));
-        push_assertion(Assertion { message: message.into(), passed, detail: Some(detail), origin: origin(&ctx) })?;
+        push_assertion(Assertion {
+            message: message.into(),
+            passed,
+            detail: Some(detail),
+            origin: origin(&ctx),
+            case: None,
+        })?;
         Ok(passed)
     }
 
@@ -417,6 +423,71 @@ pub mod core_api {
         }
     }
 
+    /// Stops the running phase early (a circuit breaker): no new iterations start, the
+    /// running ones finish, and the phase result's `stopped` says why. The first reason
+    /// wins.
+    /// ```rhai
+    /// if unauthorized >= 5 { stop_phase("5 consecutive 401s: check the credentials"); }
+    /// ```
+    #[rhai_fn(name = "stop_phase", return_raw)]
+    pub fn stop_phase(reason: &str) -> Result<(), Box<EvalAltResult>> {
+        context::thread()?.shared.phase_stop.stop(reason);
+        Ok(())
+    }
+
+    /// Ends the script as skipped (not passed, not failed), e.g. when a needed broker
+    /// is missing. Only at the top level.
+    /// ```rhai
+    /// if !amqp::available() { skip("needs RabbitMQ at AMQP_URL"); }
+    /// ```
+    #[rhai_fn(name = "skip", return_raw)]
+    pub fn skip(reason: &str) -> Result<(), Box<EvalAltResult>> {
+        if in_iteration()? {
+            return Err("skip() ends the whole script: call it at the top level".into());
+        }
+        *context::thread()?.shared.skipped.lock().unwrap_or_else(|e| e.into_inner()) = Some(reason.to_string());
+        Err(EvalAltResult::ErrorTerminated(Dynamic::from(bridge::SKIPPED_TOKEN), rhai::Position::NONE).into())
+    }
+
+    /// Starts a named test case: the assertions and thresholds that follow belong to it
+    /// (JUnit reports one test case each). Without it, everything belongs to the script.
+    /// ```rhai
+    /// test_case("PZ-13771 (2) concurrent task polling");
+    /// ```
+    #[rhai_fn(name = "test_case", return_raw)]
+    pub fn test_case(name: &str) -> Result<(), Box<EvalAltResult>> {
+        *context::thread()?.shared.current_case.lock().unwrap_or_else(|e| e.into_inner()) = Some(name.to_string());
+        Ok(())
+    }
+
+    /// The run's time scale (`--time-scale`, 1.0 when not scaled).
+    /// ```rhai
+    /// if time_scale() < 1.0 { print("shortened run"); }
+    /// ```
+    #[rhai_fn(name = "time_scale", return_raw)]
+    pub fn time_scale() -> Result<f64, Box<EvalAltResult>> {
+        Ok(context::thread()?.shared.time_scale)
+    }
+
+    /// Scales a count (rounded, at least 1) or a duration (`"30s"` -> seconds) by the
+    /// run's time scale, for counts and pauses outside phases.
+    /// ```rhai
+    /// sleep(scale("30s"));            // 3 s at --time-scale 0.1
+    /// let alerts = scale(1000);       // 100 at --time-scale 0.1
+    /// ```
+    #[rhai_fn(name = "scale", return_raw)]
+    pub fn scale(value: Dynamic) -> Result<Dynamic, Box<EvalAltResult>> {
+        let f = context::thread()?.shared.time_scale;
+        if let Ok(i) = value.as_int() {
+            return Ok(Dynamic::from_int(((i as f64 * f).round() as i64).max(1)));
+        }
+        if let Ok(x) = value.as_float() {
+            return Ok(Dynamic::from_float(x * f));
+        }
+        let d = opts::to_duration(&value, "scale")?;
+        Ok(Dynamic::from_float(d.as_secs_f64() * f))
+    }
+
     /// The current VU's number (1-based; 0 at the top level).
     /// ```rhai
     /// let user = `user-${vu_id()}`;
@@ -488,7 +559,12 @@ fn record_check(name: &str, passed: bool) -> Result<(), Box<EvalAltResult>> {
     Ok(())
 }
 
-fn push_assertion(a: Assertion) -> Result<(), Box<EvalAltResult>> {
+fn current_case() -> Result<Option<String>, Box<EvalAltResult>> {
+    Ok(context::thread()?.shared.current_case.lock().unwrap_or_else(|e| e.into_inner()).clone())
+}
+
+fn push_assertion(mut a: Assertion) -> Result<(), Box<EvalAltResult>> {
+    a.case = current_case()?;
     let thread = context::thread()?;
     thread.shared.judge.lock().unwrap_or_else(|e| e.into_inner()).assertions.push(a);
     Ok(())
@@ -513,6 +589,7 @@ fn declare_threshold(ctx: &NativeCallContext, selector: &str, conditions: &[Stri
         selector: sel,
         conditions: parsed,
         origin: origin(ctx),
+        case: current_case()?,
     });
     Ok(())
 }

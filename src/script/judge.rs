@@ -12,6 +12,8 @@ pub struct DeclaredThreshold {
     pub conditions: Vec<Condition>,
     /// `file:line` of the declaration (or the SLO file).
     pub origin: String,
+    /// The test case it belongs to (`test_case(name)`), if any.
+    pub case: Option<String>,
 }
 
 /// One assertion's outcome.
@@ -25,6 +27,8 @@ pub struct Assertion {
     pub detail: Option<String>,
     /// `file:line` of the call.
     pub origin: String,
+    /// The test case it belongs to (`test_case(name)`), if any.
+    pub case: Option<String>,
 }
 
 /// The run's thresholds and assertions.
