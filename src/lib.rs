@@ -10,4 +10,5 @@ pub mod metrics;
 pub mod report;
 pub mod script;
 pub mod sim;
+pub mod suite;
 pub mod tagexpr;

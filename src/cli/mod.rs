@@ -1,5 +1,6 @@
 //! The command line: clap definitions and one file per subcommand.
 
+pub mod list;
 pub mod run;
 pub mod sim;
 
@@ -19,6 +20,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a scenario and judge it (exit 0 passed, 99 failed, 107 script error, 130 interrupted).
     Run(run::RunArgs),
+    /// List scripts (id, title, tags, nominal duration) without running them.
+    List(list::ListArgs),
     /// Start the built-in simulator of the Focus Server, alerts API and alert path.
     Sim(Box<sim::SimArgs>),
 }
@@ -27,6 +30,7 @@ pub enum Command {
 pub fn execute(cli: Cli) -> i32 {
     match cli.command {
         Command::Run(args) => run::execute(args),
+        Command::List(args) => list::execute(args),
         Command::Sim(args) => match sim::execute(*args) {
             Ok(()) => 0,
             Err(e) => {

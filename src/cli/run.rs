@@ -8,8 +8,21 @@ use std::path::PathBuf;
 /// Options of `volley run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// The scenario (.rhai).
-    pub script: PathBuf,
+    /// Scenario files or directories (every .rhai inside, in path order; stdlib/ skipped).
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Run only scripts whose tags match, e.g. "load or performance", "alerts and not slow".
+    #[arg(long, value_name = "EXPR", value_parser = parse_tags)]
+    pub tags: Option<crate::tagexpr::TagExpr>,
+    /// Run only the script with this id, e.g. PZ-14802 (repeatable).
+    #[arg(long = "id", value_name = "ID")]
+    pub ids: Vec<String>,
+    /// Write JUnit XML (one test case per script id or test_case).
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    /// Write every result as JSON (schema volley.suite/1, see the README).
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
     /// Set a value scripts read with env("KEY"), e.g. -e BASE_URL=http://127.0.0.1:8080 (repeatable).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub env: Vec<(String, String)>,
@@ -32,8 +45,12 @@ pub struct RunArgs {
 }
 
 /// Starts the simulator for `--sim` and returns it with the values to give the script.
-pub fn start_sim(preset: &str) -> Result<(crate::sim::SimHandle, Vec<(String, String)>), String> {
-    let config = crate::sim::SimConfig::preset(preset).map_err(|e| e.to_string())?;
+pub fn start_sim(
+    preset: &str,
+    amqp_url: Option<&str>,
+) -> Result<(crate::sim::SimHandle, Vec<(String, String)>), String> {
+    let mut config = crate::sim::SimConfig::preset(preset).map_err(|e| e.to_string())?;
+    config.amqp_url = amqp_url.map(str::to_string);
     let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let sim = crate::sim::SimHandle::start(config, listen).map_err(|e| format!("cannot start the simulator: {e}"))?;
     let env = vec![
@@ -42,6 +59,26 @@ pub fn start_sim(preset: &str) -> Result<(crate::sim::SimHandle, Vec<(String, St
         ("ALERTS_URL".to_string(), sim.alerts_url()),
     ];
     Ok((sim, env))
+}
+
+/// The default broker URL.
+pub const DEFAULT_AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// Whether something listens at an AMQP URL's host and port (300 ms at most).
+pub fn broker_answers(amqp_url: &str) -> bool {
+    let Ok(url) = url::Url::parse(amqp_url) else { return false };
+    let host = url.host_str().unwrap_or("127.0.0.1").to_string();
+    let port = url.port().unwrap_or(5672);
+    use std::net::ToSocketAddrs;
+    let Ok(mut addrs) = (host.as_str(), port).to_socket_addrs() else { return false };
+    addrs
+        .next()
+        .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, std::time::Duration::from_millis(300)).is_ok())
+}
+
+/// Parses a `--tags` expression, pointing at the problem.
+pub fn parse_tags(s: &str) -> Result<crate::tagexpr::TagExpr, String> {
+    crate::tagexpr::TagExpr::parse(s).map_err(|e| format!("{e}\n{}", e.render_caret()))
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -76,12 +113,39 @@ pub fn raise_nofile() {
 pub fn execute(args: RunArgs) -> i32 {
     install_signal_handler();
     raise_nofile();
+    let selection = crate::suite::Selection { tags: args.tags.clone(), ids: args.ids.clone() };
+    let scripts = match crate::suite::select(&args.paths, &selection) {
+        Ok(s) if s.is_empty() => {
+            eprintln!("error: no scripts selected; hint: `volley list PATH` shows ids and tags");
+            return ExitCode::Usage.code();
+        }
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::Usage.code();
+        }
+    };
+    let user_env: HashMap<String, String> = args.env.into_iter().collect();
     let mut env: HashMap<String, String> = HashMap::new();
     let _sim = if args.sim {
-        match start_sim(&args.sim_preset) {
+        let amqp = user_env
+            .get("AMQP_URL")
+            .cloned()
+            .or_else(|| std::env::var("AMQP_URL").ok())
+            .unwrap_or_else(|| DEFAULT_AMQP_URL.to_string());
+        let broker = broker_answers(&amqp).then_some(amqp.as_str());
+        match start_sim(&args.sim_preset, broker) {
             Ok((sim, values)) => {
-                eprintln!("volley: simulator ({}) on {}", args.sim_preset, sim.base_url());
+                let path = if broker.is_some() {
+                    "alert path through RabbitMQ"
+                } else {
+                    "alert path in memory (no broker answered)"
+                };
+                eprintln!("volley: simulator ({}) on {}, {path}", args.sim_preset, sim.base_url());
                 env.extend(values);
+                if broker.is_some() {
+                    env.insert("AMQP_URL".into(), amqp.clone());
+                }
                 Some(sim)
             }
             Err(e) => {
@@ -92,24 +156,93 @@ pub fn execute(args: RunArgs) -> i32 {
     } else {
         None
     };
-    env.extend(args.env);
-    let config = RunConfig {
-        script: args.script,
-        env,
-        workers: args.workers.map(usize::from).unwrap_or_else(default_workers),
-        time_scale: args.time_scale,
-        progress: args.progress,
-    };
-    match engine::run(&config) {
-        Ok(report) => {
-            print!("{}", crate::report::summary::render(&report));
-            report.exit.code()
+    env.extend(user_env);
+    let workers = args.workers.map(usize::from).unwrap_or_else(default_workers);
+    let suite = scripts.len() > 1;
+    let started = std::time::Instant::now();
+    let mut results = Vec::new();
+    for meta in scripts {
+        if suite {
+            println!("\n━━ {} {} ({})", meta.id, meta.title, meta.path.display());
         }
-        Err(failure) => {
-            eprint!("{}", failure.rendered);
-            failure.exit.code()
+        let config = RunConfig {
+            script: meta.path.clone(),
+            env: env.clone(),
+            workers,
+            time_scale: args.time_scale,
+            progress: args.progress,
+        };
+        let result = match engine::run(&config) {
+            Ok(report) => {
+                print!("{}", crate::report::summary::render(&report));
+                crate::report::suite::ScriptResult::from_report(meta, report)
+            }
+            Err(failure) => {
+                eprint!("{}", failure.rendered);
+                if !suite {
+                    return failure.exit.code();
+                }
+                crate::report::suite::ScriptResult::not_started(meta, failure.rendered)
+            }
+        };
+        let interrupted = result.verdict == crate::report::suite::Verdict::Interrupted;
+        results.push(result);
+        if interrupted {
+            break;
         }
     }
+    if suite {
+        print!("{}", crate::report::suite::render_table(&results, args.time_scale));
+    }
+    if let Err(e) = write_outputs(&args.junit, &args.json, &results, args.time_scale, started.elapsed()) {
+        eprintln!("error: {e}");
+        return ExitCode::Usage.code();
+    }
+    suite_exit(&results)
+}
+
+fn write_outputs(
+    junit: &Option<PathBuf>,
+    json: &Option<PathBuf>,
+    results: &[crate::report::suite::ScriptResult],
+    time_scale: f64,
+    elapsed: std::time::Duration,
+) -> Result<(), String> {
+    let write = |path: &PathBuf, text: String| {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
+    };
+    if let Some(path) = junit {
+        write(path, crate::report::junit::render(results, "volley", time_scale))?;
+    }
+    if let Some(path) = json {
+        let doc = crate::report::suite::to_json(results, time_scale, elapsed);
+        write(path, serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n")?;
+    }
+    Ok(())
+}
+
+/// The exit code of a suite: interrupted, then script errors, then failures.
+fn suite_exit(results: &[crate::report::suite::ScriptResult]) -> i32 {
+    use crate::report::suite::Verdict;
+    let any = |v: Verdict| results.iter().any(|r| r.verdict == v);
+    if results.len() == 1 {
+        if let Some(r) = results[0].report.as_ref() {
+            return r.exit.code();
+        }
+    }
+    let code = if any(Verdict::Interrupted) {
+        ExitCode::Interrupted
+    } else if any(Verdict::Error) {
+        ExitCode::ScriptError
+    } else if any(Verdict::Failed) {
+        ExitCode::Failed
+    } else {
+        ExitCode::Passed
+    };
+    code.code()
 }
 
 /// Installs the Ctrl-C / SIGTERM handler: the first signal interrupts the run (the

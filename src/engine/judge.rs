@@ -40,6 +40,8 @@ pub struct ThresholdResult {
     pub origin: String,
     /// Why it could not be evaluated, if so.
     pub error: Option<String>,
+    /// The test case it belongs to.
+    pub case: Option<String>,
 }
 
 /// Evaluates every threshold. A selector filtered by phase measures counter rates over
@@ -76,6 +78,7 @@ pub fn thresholds(
                 observed,
                 origin: t.origin.clone(),
                 error,
+                case: t.case.clone(),
             });
         }
     }

@@ -43,7 +43,7 @@ fn usage_errors_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     let out = volley().args(["run", "no/such/file.rhai"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read no/such/file.rhai"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such file or directory: no/such/file.rhai"));
 }
 
 #[test]

@@ -5,5 +5,6 @@ mod diagnostics;
 mod engine;
 mod examples;
 mod sim;
+mod suite;
 mod support;
 mod tls;
