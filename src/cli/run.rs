@@ -228,10 +228,10 @@ fn write_outputs(
 fn suite_exit(results: &[crate::report::suite::ScriptResult]) -> i32 {
     use crate::report::suite::Verdict;
     let any = |v: Verdict| results.iter().any(|r| r.verdict == v);
-    if results.len() == 1 {
-        if let Some(r) = results[0].report.as_ref() {
-            return r.exit.code();
-        }
+    if let [only] = results
+        && let Some(r) = only.report.as_ref()
+    {
+        return r.exit.code();
     }
     let code = if any(Verdict::Interrupted) {
         ExitCode::Interrupted

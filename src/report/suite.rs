@@ -139,16 +139,16 @@ impl ScriptResult {
             if logical > 0 {
                 parts.push(format!("{:.1}% ok", 100.0 * (logical - failed) as f64 / logical as f64));
             }
-            if let Some(Sink::Trend(t)) = r.aggregate.query("http_req_duration", &[]).as_ref() {
-                if let Some(p95) = t.percentile(95.0) {
-                    parts.push(format!("p95 {}ms", fmt_num((p95 * 10.0).round() / 10.0)));
-                }
+            if let Some(Sink::Trend(t)) = r.aggregate.query("http_req_duration", &[]).as_ref()
+                && let Some(p95) = t.percentile(95.0)
+            {
+                parts.push(format!("p95 {}ms", fmt_num((p95 * 10.0).round() / 10.0)));
             }
         }
-        if let Some(s) = r.aggregate.query("amqp_published", &[]) {
-            if let Ok(Some(n)) = s.stat(Stat::Count, Duration::ZERO) {
-                parts.push(format!("{n} published"));
-            }
+        if let Some(s) = r.aggregate.query("amqp_published", &[])
+            && let Ok(Some(n)) = s.stat(Stat::Count, Duration::ZERO)
+        {
+            parts.push(format!("{n} published"));
         }
         let failed_criteria: usize = self.cases.iter().map(|c| c.failures.len()).sum();
         if failed_criteria > 0 {
