@@ -38,6 +38,9 @@ impl Ticker {
                 let mut next = Instant::now() + Duration::from_secs(1);
                 let mut last_plain = Instant::now();
                 let (mut total_reqs, mut total_fail) = (0u64, 0u64);
+                // Workers drain once a second, not in step with this tick: average the
+                // last few seconds so the rate shown does not jump.
+                let mut recent: std::collections::VecDeque<u64> = std::collections::VecDeque::new();
                 while !d.load(Ordering::Relaxed) {
                     std::thread::park_timeout(Duration::from_millis(100));
                     if Instant::now() < next {
@@ -59,6 +62,11 @@ impl Ticker {
                     };
                     total_reqs += row.requests;
                     total_fail += row.failures;
+                    recent.push_back(row.requests);
+                    if recent.len() > 3 {
+                        recent.pop_front();
+                    }
+                    let rate = recent.iter().sum::<u64>() as f64 / recent.len() as f64;
                     if mode == ProgressMode::Off {
                         continue;
                     }
@@ -75,8 +83,8 @@ impl Ticker {
                     let p95 = row.p95_ms.map(|v| format!("{v:.1}ms")).unwrap_or_else(|| "-".into());
                     let fail = if total_reqs > 0 { 100.0 * total_fail as f64 / total_reqs as f64 } else { 0.0 };
                     let line = format!(
-                        "{phase}  vus {}  req/s {}  p95 {p95}  requests {total_reqs}  failed {fail:.2}%",
-                        row.vus, row.requests
+                        "{phase}  vus {}  req/s {rate:.0}  p95 {p95}  requests {total_reqs}  failed {fail:.2}%",
+                        row.vus
                     );
                     if tty {
                         eprint!("\r\x1b[2K{line}");

@@ -134,7 +134,7 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
         LoadFailure { rendered: format!("error: cannot start {workers} worker threads: {e}\n"), exit: ExitCode::Usage }
     })?;
     let phases = Arc::new(Phases::new(pool, shared.clone()));
-    let _ = shared.runner.set(phases.clone());
+    *shared.runner.lock().unwrap_or_else(|e| e.into_inner()) = Some(phases.clone());
     let ticker = Ticker::start(shared.clone(), phases.clone(), config.progress);
 
     // The top level runs on this thread; natives block on a small runtime here.
@@ -159,6 +159,9 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
 
     ticker.stop();
     let phase_summaries = phases.shutdown();
+    // Break the cycle shared -> runner -> shared so the run's state is freed.
+    *shared.runner.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    drop(phases);
     *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
     let elapsed = started.elapsed();
 

@@ -167,7 +167,8 @@ pub struct RunShared {
     /// Set when a script error ended the run or an iteration.
     pub had_script_error: AtomicBool,
     /// The engine's phase runner (set once the workers are up).
-    pub runner: OnceLock<Arc<dyn PhaseRunner>>,
+    /// Cleared at the end of the run: the runner holds this state too.
+    pub runner: Mutex<Option<Arc<dyn PhaseRunner>>>,
     /// Renders a Rhai error with source context (set by the loader).
     pub render_error: OnceLock<RenderError>,
 }
@@ -188,7 +189,7 @@ impl RunShared {
             time_scale,
             iteration_errors: Mutex::new(Vec::new()),
             had_script_error: AtomicBool::new(false),
-            runner: OnceLock::new(),
+            runner: Mutex::new(None),
             render_error: OnceLock::new(),
         }
     }

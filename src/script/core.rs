@@ -158,8 +158,9 @@ pub mod core_api {
         let runner = thread
             .shared
             .runner
-            .get()
-            .cloned()
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
             .ok_or("phase(): the engine is not running (was this called by `volley check`?)")?;
         runner.run_phase(PhaseRequest { name: name.to_string(), options, func, position: ctx.call_position() })
     }
