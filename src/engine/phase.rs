@@ -3,7 +3,7 @@
 //! script inspects. Each phase's summary is kept for the report.
 
 use super::worker::{PhaseJob, WorkerPool, WorkerReport};
-use crate::executor::{BurstPlan, ClosedPlan, Executor, Iterations, Plan, VuStage};
+use crate::executor::{BurstPlan, Executor, Plan, SharedIterations};
 use crate::metrics::{Aggregate, Sink, Stat, Str, Tags};
 use crate::script::context::{PhaseRequest, PhaseRunner, RunShared};
 use crate::script::core::sink_to_map;
@@ -98,15 +98,14 @@ impl Phases {
                 break;
             }
             let burst_tags = tags.with([(Str::from("burst"), Str::from((b + 1).to_string().as_str()))]);
-            let closed = ClosedPlan {
-                stages: vec![VuStage { duration: plan.max_duration, target: plan.size }],
-                start_vus: plan.size,
-                max_vus: plan.size,
-                iterations: Iterations::Shared(plan.size),
-                duration: plan.max_duration,
+            // One burst = `size` VUs sharing `size` iterations: all start at once.
+            let closed = SharedIterations {
+                vus: plan.size,
+                iterations: plan.size,
+                max_duration: plan.max_duration,
                 graceful_stop: plan.graceful_stop,
-                graceful_ramp_down: Duration::ZERO,
-            };
+            }
+            .plan();
             let started = Instant::now();
             reports.extend(self.dispatch(Plan::Closed(closed), burst_tags.clone(), func, plan.size));
             let elapsed = started.elapsed();

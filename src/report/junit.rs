@@ -27,25 +27,17 @@ pub fn render(results: &[ScriptResult], suite_name: &str, time_scale: f64) -> St
     let cases: Vec<_> = results.iter().flat_map(|r| r.cases.iter().map(move |c| (r, c))).collect();
     let count = |v: Verdict| cases.iter().filter(|(_, c)| c.verdict == v).count();
     let total_time: f64 = results.iter().map(|r| r.elapsed.as_secs_f64()).sum();
+    let totals = format!(
+        "name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{total_time:.3}\"",
+        escape(suite_name),
+        cases.len(),
+        count(Verdict::Failed),
+        count(Verdict::Error) + count(Verdict::Interrupted),
+        count(Verdict::Skipped)
+    );
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let _ = writeln!(
-        out,
-        "<testsuites name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{total_time:.3}\">",
-        escape(suite_name),
-        cases.len(),
-        count(Verdict::Failed),
-        count(Verdict::Error) + count(Verdict::Interrupted),
-        count(Verdict::Skipped)
-    );
-    let _ = writeln!(
-        out,
-        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{}\" errors=\"{}\" skipped=\"{}\" time=\"{total_time:.3}\">",
-        escape(suite_name),
-        cases.len(),
-        count(Verdict::Failed),
-        count(Verdict::Error) + count(Verdict::Interrupted),
-        count(Verdict::Skipped)
-    );
+    let _ = writeln!(out, "<testsuites {totals}>");
+    let _ = writeln!(out, "  <testsuite {totals}>");
     let _ = writeln!(out, "    <properties><property name=\"time_scale\" value=\"{time_scale}\"/></properties>");
     for (r, c) in cases {
         let name = if c.name == r.meta.id { format!("{} {}", r.meta.id, r.meta.title) } else { c.name.clone() };

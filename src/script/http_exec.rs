@@ -135,18 +135,8 @@ pub fn classify(e: &reqwest::Error) -> &'static str {
     if e.is_timeout() {
         return "timeout";
     }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            use std::io::ErrorKind as K;
-            match io.kind() {
-                K::ConnectionRefused => return "refused",
-                K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => return "reset",
-                K::TimedOut => return "timeout",
-                _ => {}
-            }
-        }
-        source = s.source();
+    if let Some(kind) = super::http_fast::network_kind(e) {
+        return kind;
     }
     let text = format!("{e:?}").to_ascii_lowercase();
     if text.contains("dns error") || text.contains("failed to lookup") || text.contains("name or service not known") {

@@ -22,27 +22,32 @@ pub struct Exchange {
     pub conn: Option<Conn>,
 }
 
-/// Classifies an I/O or hyper error into the kinds reports count.
-fn classify(e: &(dyn std::error::Error + 'static)) -> &'static str {
+/// The kind of a network error found in an error's source chain (an I/O error, or a
+/// connection hyper saw closed), if any. Shared with the reqwest path.
+pub fn network_kind(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
     let mut source = Some(e);
     while let Some(s) = source {
         if let Some(io) = s.downcast_ref::<std::io::Error>() {
             use std::io::ErrorKind as K;
             match io.kind() {
-                K::ConnectionRefused => return "refused",
-                K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => return "reset",
-                K::TimedOut => return "timeout",
+                K::ConnectionRefused => return Some("refused"),
+                K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => return Some("reset"),
+                K::TimedOut => return Some("timeout"),
                 _ => {}
             }
         }
         if let Some(h) = s.downcast_ref::<hyper::Error>()
             && (h.is_incomplete_message() || h.is_closed() || h.is_canceled())
         {
-            return "reset";
+            return Some("reset");
         }
         source = s.source();
     }
-    "other"
+    None
+}
+
+fn classify(e: &(dyn std::error::Error + 'static)) -> &'static str {
+    network_kind(e).unwrap_or("other")
 }
 
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {

@@ -8,7 +8,7 @@ pub mod core;
 pub mod diagnostics;
 pub mod http;
 mod http_exec;
-mod http_fast;
+pub mod http_fast;
 pub mod judge;
 pub mod metrics;
 pub mod opts;
