@@ -370,3 +370,27 @@ fn redirects_are_followed_once_and_connections_are_kept_per_vu() {
     // Two hops on the wire for each redirected call.
     assert_eq!(count(&r, "http_reqs", &[("status", "302")]), 1.0);
 }
+
+#[test]
+fn ramping_vus_follow_their_stages() {
+    let server = support::start();
+    let (_d, path) = script(
+        r#"
+        let base = env("BASE_URL");
+        let p = phase("ramp", #{ executor: "ramping-vus", start_vus: 0, stages: [
+            #{ duration: "1s", target: 6 }, #{ duration: "500ms", target: 6 }, #{ duration: "500ms", target: 0 }
+        ] }, || {
+            http::get(`${base}/ok`);
+            sleep("100ms");
+        });
+        expect(p.vus_max, ">= 4", "VUs ramped up");
+        expect(p.vus_max, "<= 6", "never above the target");
+        // About 6 VUs x 10/s over the ~1 s plateau plus the ramps: a wide band.
+        expect(p.iterations, ">= 40", "iterations");
+        expect(p.iterations, "<= 130", "iterations");
+        expect(p.elapsed_s, "< 4", "ends with its stages");
+        "#,
+    );
+    let r = run(&path, &server.base);
+    assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
+}
