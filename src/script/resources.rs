@@ -332,7 +332,7 @@ mod tests {
         assert!(samples.windows(2).all(|w| w[0].t_s <= w[1].t_s));
         let summary = summarize(&samples, Some("no-such-process-volley"));
         let target = summary["target"].read_lock::<Map>().unwrap().clone();
-        assert_eq!(target["found"].as_bool().unwrap(), false);
+        assert!(!target["found"].as_bool().unwrap());
         assert!(target["error"].to_string().contains("no-such-process-volley"));
         assert!(summary["window_s"].as_float().unwrap() >= 0.1);
     }
