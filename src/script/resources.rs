@@ -66,7 +66,9 @@ impl Probe {
             self.system.refresh_processes_specifics(ProcessesToUpdate::All, true, kind);
             self.target_pid = self.find_target();
         }
-        let pids: Vec<Pid> = std::iter::once(self.me).chain(self.target_pid).collect();
+        let mut pids: Vec<Pid> = std::iter::once(self.me).chain(self.target_pid).collect();
+        pids.dedup(); // the target may be this process; a repeated pid is not found at all
+
         self.system.refresh_processes_specifics(ProcessesToUpdate::Some(&pids), true, kind);
         self.networks.refresh(true);
     }
