@@ -12,6 +12,7 @@ pub mod http_fast;
 pub mod judge;
 pub mod metrics;
 pub mod opts;
+pub mod resources;
 pub mod response;
 
 use diagnostics::{Diagnostic, Sources};
@@ -36,6 +37,7 @@ fn registry() -> Vec<(Namespace, Module)> {
         (Namespace::Global, exported_module!(response::response_api)),
         (Namespace::Static("http"), exported_module!(http::http_api)),
         (Namespace::Static("metrics"), exported_module!(metrics::metrics_api)),
+        (Namespace::Static("resources"), exported_module!(resources::resources_api)),
     ]
 }
 

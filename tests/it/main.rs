@@ -4,6 +4,7 @@ mod cli;
 mod diagnostics;
 mod engine;
 mod examples;
+mod pz;
 mod sim;
 mod suite;
 mod support;
