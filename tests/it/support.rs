@@ -58,7 +58,9 @@ pub fn start() -> TestServer {
         .route("/echo-method", any(|method: axum::http::Method| async move { method.to_string() }))
         .route(
             "/conn",
-            get(|axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>| async move { peer.port().to_string() }),
+            get(|axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>| async move {
+                peer.port().to_string()
+            }),
         )
         .route("/echo", post(|Json(v): Json<serde_json::Value>| async move { Json(serde_json::json!({ "got": v })) }))
         .route("/login", post(|| async { ([("set-cookie", "access-token=secret-1; Path=/")], StatusCode::CREATED) }))
