@@ -221,10 +221,11 @@ impl Amqp {
                 Ok(conn)
             }
             Err((kind, e)) => {
-                let what = if lost || self.ever_connected.get() {
-                    "lost the connection to RabbitMQ and cannot reconnect to"
-                } else {
-                    "cannot connect to RabbitMQ at"
+                let cause = self.last_event_error.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let what = match cause {
+                    _ if !(lost || self.ever_connected.get()) => "cannot connect to RabbitMQ at".to_string(),
+                    Some(cause) => format!("lost the connection to RabbitMQ ({cause}) and cannot reconnect to"),
+                    None => "lost the connection to RabbitMQ and cannot reconnect to".to_string(),
                 };
                 let err = AmqpError::new(kind, format!("{what} {}: {e}; {START_HINT}", redact(&self.url)));
                 let backoff = self.backoff.get();
