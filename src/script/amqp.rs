@@ -116,13 +116,7 @@ fn table(opts: &Opts, key: &str) -> Result<FieldTable, Box<EvalAltResult>> {
 
 /// Builds a publish from the script's options; the body's type sets the default
 /// content type.
-fn prepare(
-    what: &str,
-    exchange: &str,
-    routing_key: &str,
-    content_type: &str,
-    opts: &Opts,
-) -> Result<Publish, Box<EvalAltResult>> {
+fn prepare(exchange: &str, routing_key: &str, content_type: &str, opts: &Opts) -> Result<Publish, Box<EvalAltResult>> {
     let mut properties = BasicProperties::default()
         .with_content_type(opts.string("content_type")?.unwrap_or_else(|| content_type.to_string()).into());
     if opts.bool("persistent")?.unwrap_or(false) {
@@ -140,7 +134,6 @@ fn prepare(
         extra.push(("name".into(), name.as_str().into()));
     }
     extra.extend(opts.string_pairs("tags")?.into_iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())));
-    let _ = what;
     Ok(Publish {
         exchange: exchange.to_string(),
         routing_key: routing_key.to_string(),
@@ -164,7 +157,7 @@ fn publish_impl(
         let what = "amqp::publish";
         let opts = Opts::new(options, what, PUBLISH_OPTIONS)?;
         let (bytes, content_type) = body_bytes(&body, what)?;
-        let p = prepare(what, exchange, routing_key, content_type, &opts)?;
+        let p = prepare(exchange, routing_key, content_type, &opts)?;
         let (thread, amqp) = current()?;
         let (tags, confirm) = (p.tags.clone(), p.confirm);
         let (outcome, took) = bridge::wait(amqp_ops::publish_one(amqp, p, bytes))?;
@@ -216,7 +209,7 @@ fn publish_many_impl(
                 (Bodies::Repeat(bytes, count as usize), ct)
             }
         };
-        let p = prepare(what, exchange, routing_key, content_type, &opts)?;
+        let p = prepare(exchange, routing_key, content_type, &opts)?;
         let (thread, amqp) = current()?;
         let s = bridge::wait(amqp_ops::publish_many(amqp, thread, p, bodies, window as usize))?;
         let mut out = Map::new();
