@@ -153,6 +153,9 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
     context::set_current_vu(&top);
     let outcome = loaded.engine.run_ast(&loaded.ast);
     context::set_current_vu(std::ptr::null());
+    if let Some(rt) = thread.blocking.as_ref() {
+        rt.block_on(crate::script::amqp_conn::close_thread());
+    }
     thread.flush();
     context::uninstall_thread();
     drop(thread);

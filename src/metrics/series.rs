@@ -114,6 +114,11 @@ pub mod builtin {
         DATA_SENT = "data_sent", Counter, "Bytes sent (request line, headers and body)";
         DATA_RECEIVED = "data_received", Counter, "Bytes received (status line, headers and body)";
         RETRY_ATTEMPTS = "retry_attempts", Trend, "Attempts per retry() call (1 = no retry needed)";
+        AMQP_PUBLISHED = "amqp_published", Counter, "AMQP messages published (confirmed by the broker when confirms are on)";
+        AMQP_PUBLISH_FAILED = "amqp_publish_failed", Rate, "Share of AMQP publishes that failed (nack, unroutable, timeout, broker lost, ...); tagged by `error`";
+        AMQP_PUBLISH_DURATION = "amqp_publish_duration", Trend, "AMQP publisher-confirm latency in ms: from publishing to seeing the broker's ack";
+        AMQP_CONSUMED = "amqp_consumed", Counter, "AMQP messages consumed (amqp::consume and amqp::get)";
+        AMQP_E2E_LATENCY = "amqp_e2e_latency", Trend, "AMQP end-to-end latency in ms: from amqp::publish (volley-sent-at header) to the message being consumed";
     }
 }
 

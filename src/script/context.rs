@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
 /// How a run is being stopped.
@@ -171,6 +171,8 @@ pub struct RunShared {
     pub runner: Mutex<Option<Arc<dyn PhaseRunner>>>,
     /// Renders a Rhai error with source context (set by the loader).
     pub render_error: OnceLock<RenderError>,
+    /// The broker URL set by `amqp::url(...)` (else `AMQP_URL`, else the default).
+    pub amqp_url: RwLock<Option<String>>,
 }
 
 impl RunShared {
@@ -191,6 +193,7 @@ impl RunShared {
             had_script_error: AtomicBool::new(false),
             runner: Mutex::new(None),
             render_error: OnceLock::new(),
+            amqp_url: RwLock::new(None),
         }
     }
 

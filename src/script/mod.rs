@@ -2,6 +2,9 @@
 //! modules, the loader (stdlib resolver, imports), diagnostics, the coroutine bridge,
 //! and one file per primitive module.
 
+pub mod amqp;
+pub mod amqp_conn;
+mod amqp_ops;
 pub mod bridge;
 pub mod context;
 pub mod core;
@@ -38,6 +41,7 @@ fn registry() -> Vec<(Namespace, Module)> {
         (Namespace::Static("http"), exported_module!(http::http_api)),
         (Namespace::Static("metrics"), exported_module!(metrics::metrics_api)),
         (Namespace::Static("resources"), exported_module!(resources::resources_api)),
+        (Namespace::Static("amqp"), exported_module!(amqp::amqp_api)),
     ]
 }
 
@@ -65,6 +69,7 @@ pub fn build_engine() -> Engine {
     engine.set_max_map_size(1_000_000);
     engine.register_type_with_name::<response::Response>("Response");
     engine.register_type_with_name::<metrics::CustomMetric>("Metric");
+    engine.register_type_with_name::<amqp::Message>("AmqpMessage");
     for (ns, module) in registry() {
         let module: Shared<Module> = module.into();
         match ns {

@@ -1,5 +1,6 @@
 //! volley's integration tests: one binary, a module per area.
 
+mod amqp;
 mod cli;
 mod diagnostics;
 mod engine;
