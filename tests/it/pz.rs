@@ -1,6 +1,6 @@
 //! The PZ suite (scripts/): every non-AMQP script passes against the healthy simulator
 //! (shortened), and the load scripts whose criteria the overloaded simulator breaks fail
-//! for the documented reason. AMQP scripts are tested where the broker is set up.
+//! for the documented reason. The AMQP scripts run against the real broker on 5672.
 
 use crate::support::run_with;
 use volley::engine::{ExitCode, RunReport};
@@ -169,4 +169,56 @@ fn overloaded_pz_13771_finds_the_job_limit() {
     let steps: Vec<&str> = r.phases.iter().filter(|p| p.name.starts_with("max-")).map(|p| p.name.as_str()).collect();
     assert!(steps.len() < 5, "the search stops at the job limit (25): {steps:?}\n{summary}");
     assert!(!failed(&r).iter().any(|m| m.contains("maximum reliable")), "at least 10 is reliable:\n{summary}");
+}
+
+const BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// The AMQP scripts against the real broker: the simulator's alert path publishes to
+/// it (exchange `prisma`), as `volley run --sim` sets it up when a broker answers.
+fn passes_with_broker(script: &str, scale: f64) -> RunReport {
+    let mut config = SimConfig::preset("healthy").unwrap();
+    config.amqp_url = Some(BROKER.to_string());
+    let sim = SimHandle::start(config, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let (focus, alerts) = (sim.focus_url(), sim.alerts_url());
+    let env = [("FOCUS_URL", focus.as_str()), ("ALERTS_URL", alerts.as_str()), ("AMQP_URL", BROKER)];
+    let r = run_with(std::path::Path::new(&format!("scripts/{script}.rhai")), &env, scale);
+    assert_eq!(r.exit, ExitCode::Passed, "{script}:\n{}", volley::report::summary::render(&r));
+    assert!(r.skipped.is_none(), "{script} must run, not skip, with a broker: {:?}", r.skipped);
+    r
+}
+
+#[test]
+fn pz_14957_rabbitmq_capacity() {
+    let r = passes_with_broker("alerts/pz_14957_rabbitmq_capacity", 0.05);
+    let published = r.aggregate.query("amqp_published", &[]).unwrap();
+    assert_eq!(published.stat(volley::metrics::Stat::Count, std::time::Duration::ZERO).unwrap(), Some(50.0));
+}
+
+#[test]
+fn pz_14960_latency() {
+    let r = passes_with_broker("alerts/pz_14960_latency", 0.2);
+    assert!(
+        r.checks.iter().any(|c| c.name == "alert observed on RabbitMQ" && c.passes >= 10 && c.fails == 0),
+        "{:?}",
+        r.checks
+    );
+}
+
+#[test]
+fn pz_14962_end_to_end() {
+    passes_with_broker("alerts/pz_14962_end_to_end", 0.2);
+}
+
+#[test]
+fn pz_14963_rabbitmq_performance() {
+    passes_with_broker("alerts/pz_14963_rabbitmq_performance", 0.1);
+}
+
+#[test]
+fn amqp_scripts_skip_without_a_broker() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let url = format!("amqp://guest:guest@{closed}/%2f");
+    let r = run("alerts/pz_14957_rabbitmq_capacity", "healthy", &[("AMQP_URL", url.as_str())], 0.05);
+    assert_eq!(r.exit, ExitCode::Passed);
+    assert!(r.skipped.as_deref().is_some_and(|s| s.contains("needs RabbitMQ")), "{:?}", r.skipped);
 }
