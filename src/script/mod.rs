@@ -4,6 +4,7 @@
 
 pub mod amqp;
 pub mod amqp_conn;
+pub mod amqp_message;
 mod amqp_ops;
 pub mod bridge;
 pub mod context;
@@ -42,6 +43,7 @@ fn registry() -> Vec<(Namespace, Module)> {
         (Namespace::Static("metrics"), exported_module!(metrics::metrics_api)),
         (Namespace::Static("resources"), exported_module!(resources::resources_api)),
         (Namespace::Static("amqp"), exported_module!(amqp::amqp_api)),
+        (Namespace::Global, exported_module!(amqp_message::message_api)),
     ]
 }
 
