@@ -1,8 +1,10 @@
 //! The command line: clap definitions and one file per subcommand.
 
+pub mod check;
 pub mod list;
 pub mod run;
 pub mod sim;
+pub mod watch;
 
 use clap::{Parser, Subcommand};
 
@@ -20,6 +22,10 @@ pub struct Cli {
 pub enum Command {
     /// Run a scenario and judge it (exit 0 passed, 99 failed, 107 script error, 130 interrupted).
     Run(run::RunArgs),
+    /// Compile scripts and their modules and report every problem found without traffic.
+    Check(check::CheckArgs),
+    /// Run, then re-run on every save of the script or a module it imports.
+    Watch(watch::WatchArgs),
     /// List scripts (id, title, tags, nominal duration) without running them.
     List(list::ListArgs),
     /// Start the built-in simulator of the Focus Server, alerts API and alert path.
@@ -31,6 +37,8 @@ pub fn execute(cli: Cli) -> i32 {
     match cli.command {
         Command::Run(args) => run::execute(args),
         Command::List(args) => list::execute(args),
+        Command::Check(args) => check::execute(args),
+        Command::Watch(args) => watch::execute(args),
         Command::Sim(args) => match sim::execute(*args) {
             Ok(()) => 0,
             Err(e) => {

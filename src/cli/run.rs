@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 /// Options of `volley run`.
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
     /// Scenario files or directories (every .rhai inside, in path order; stdlib/ skipped).
     #[arg(required = true, value_name = "PATH")]
@@ -113,21 +113,47 @@ pub fn raise_nofile() {
 pub fn execute(args: RunArgs) -> i32 {
     install_signal_handler();
     raise_nofile();
+    let scripts = match select(&args) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let (_sim, env) = match prepare_env(&args) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    let started = std::time::Instant::now();
+    let results = match run_scripts(&args, scripts, &env) {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    if let Err(e) = write_outputs(&args.junit, &args.json, &results, args.time_scale, started.elapsed()) {
+        eprintln!("error: {e}");
+        return ExitCode::Usage.code();
+    }
+    suite_exit(&results)
+}
+
+/// The scripts `args` selects, or the exit code of a usage error (already printed).
+pub fn select(args: &RunArgs) -> Result<Vec<crate::suite::ScriptMeta>, i32> {
     let selection = crate::suite::Selection { tags: args.tags.clone(), ids: args.ids.clone() };
-    let scripts = match crate::suite::select(&args.paths, &selection) {
+    match crate::suite::select(&args.paths, &selection) {
         Ok(s) if s.is_empty() => {
             eprintln!("error: no scripts selected; hint: `volley list PATH` shows ids and tags");
-            return ExitCode::Usage.code();
+            Err(ExitCode::Usage.code())
         }
-        Ok(s) => s,
+        Ok(s) => Ok(s),
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::Usage.code();
+            Err(ExitCode::Usage.code())
         }
-    };
-    let user_env: HashMap<String, String> = args.env.into_iter().collect();
+    }
+}
+
+/// Starts the simulator when asked and gathers the scripts' environment (`-e` wins).
+pub fn prepare_env(args: &RunArgs) -> Result<(Option<crate::sim::SimHandle>, HashMap<String, String>), i32> {
+    let user_env: HashMap<String, String> = args.env.iter().cloned().collect();
     let mut env: HashMap<String, String> = HashMap::new();
-    let _sim = if args.sim {
+    let sim = if args.sim {
         let amqp = user_env
             .get("AMQP_URL")
             .cloned()
@@ -150,16 +176,25 @@ pub fn execute(args: RunArgs) -> i32 {
             }
             Err(e) => {
                 eprintln!("error: {e}");
-                return ExitCode::Usage.code();
+                return Err(ExitCode::Usage.code());
             }
         }
     } else {
         None
     };
     env.extend(user_env);
+    Ok((sim, env))
+}
+
+/// Runs the scripts in order, printing each summary (and the suite table for several).
+/// A script that cannot start ends a single-script run with its exit code.
+pub fn run_scripts(
+    args: &RunArgs,
+    scripts: Vec<crate::suite::ScriptMeta>,
+    env: &HashMap<String, String>,
+) -> Result<Vec<crate::report::suite::ScriptResult>, i32> {
     let workers = args.workers.map(usize::from).unwrap_or_else(default_workers);
     let suite = scripts.len() > 1;
-    let started = std::time::Instant::now();
     let mut results = Vec::new();
     for meta in scripts {
         if suite {
@@ -180,7 +215,7 @@ pub fn execute(args: RunArgs) -> i32 {
             Err(failure) => {
                 eprint!("{}", failure.rendered);
                 if !suite {
-                    return failure.exit.code();
+                    return Err(failure.exit.code());
                 }
                 crate::report::suite::ScriptResult::not_started(meta, failure.rendered)
             }
@@ -194,11 +229,7 @@ pub fn execute(args: RunArgs) -> i32 {
     if suite {
         print!("{}", crate::report::suite::render_table(&results, args.time_scale));
     }
-    if let Err(e) = write_outputs(&args.junit, &args.json, &results, args.time_scale, started.elapsed()) {
-        eprintln!("error: {e}");
-        return ExitCode::Usage.code();
-    }
-    suite_exit(&results)
+    Ok(results)
 }
 
 fn write_outputs(
@@ -245,12 +276,18 @@ fn suite_exit(results: &[crate::report::suite::ScriptResult]) -> i32 {
     code.code()
 }
 
+static CTRL_C: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether the user pressed Ctrl-C (or sent SIGTERM).
+pub fn stop_requested() -> bool {
+    CTRL_C.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Installs the Ctrl-C / SIGTERM handler: the first signal interrupts the run (the
 /// summary is still printed), a second one exits at once.
 pub fn install_signal_handler() {
     let _ = ctrlc::set_handler(|| {
-        static SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-        if SEEN.swap(true, std::sync::atomic::Ordering::SeqCst) || !engine::interrupt_active() {
+        if CTRL_C.swap(true, std::sync::atomic::Ordering::SeqCst) || !engine::interrupt_active() {
             std::process::exit(ExitCode::Interrupted.code());
         }
         eprintln!("\nvolley: interrupted, finishing up (Ctrl-C again to quit at once)");

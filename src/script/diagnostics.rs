@@ -117,10 +117,14 @@ fn describe_fn(name: &str) -> String {
     if name.starts_with("anon$") { "a closure".to_string() } else { format!("`{name}`") }
 }
 
-/// Turns a parse error into a diagnostic.
-pub fn from_parse_error(err: &ParseError, file: &str) -> Diagnostic {
+/// Turns a parse error into a diagnostic (`text` is the file's source).
+pub fn from_parse_error(err: &ParseError, file: &str, text: &str) -> Diagnostic {
     let message = err.err_type().to_string();
+    let past_end = err.position().line().is_some_and(|l| l > text.lines().count());
     let hint = match err.err_type() {
+        _ if past_end => {
+            Some("the file ended before the statement did: check that every `{`, `(` and `[` is closed".to_string())
+        }
         rhai::ParseErrorType::MissingToken(tok, _) if tok == ";" => Some("statements end with `;`".to_string()),
         rhai::ParseErrorType::UnknownOperator(op) if op == "=>" => {
             Some("map literals are written #{ key: value }".to_string())

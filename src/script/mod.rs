@@ -7,6 +7,7 @@ pub mod amqp_conn;
 pub mod amqp_message;
 mod amqp_ops;
 pub mod bridge;
+pub mod check;
 pub mod context;
 pub mod core;
 pub mod diagnostics;
@@ -106,7 +107,7 @@ pub fn build_engine() -> Engine {
 /// Every script-facing function name (`http::get`, `sleep`, ...), for hints.
 pub fn function_names(engine: &Engine) -> Vec<String> {
     let mut names: Vec<String> = engine
-        .gen_fn_signatures(false)
+        .gen_fn_signatures(true)
         .into_iter()
         .filter_map(|sig| sig.split('(').next().map(|s| s.trim().to_string()))
         .collect();
@@ -146,6 +147,21 @@ pub fn module_dirs(script: &Path) -> Vec<PathBuf> {
     dirs
 }
 
+/// The module files a loaded scenario imports at its top level (for `volley check`).
+pub fn imported_files(loaded: &Loaded) -> Vec<PathBuf> {
+    let dirs = module_dirs(std::path::Path::new(&loaded.name));
+    let mut out = Vec::new();
+    for stmt in loaded.ast.statements() {
+        if let rhai::Stmt::Import(x, _) = stmt
+            && let Some(path) = x.0.get_literal_value(None).and_then(|d| d.into_immutable_string().ok())
+            && let Some(file) = dirs.iter().map(|d| d.join(format!("{path}.rhai"))).find(|f| f.is_file())
+        {
+            out.push(std::fs::canonicalize(&file).unwrap_or(file));
+        }
+    }
+    out
+}
+
 /// Reads and compiles a scenario, resolving its top-level imports.
 pub fn load(path: &Path) -> Result<Loaded, (Diagnostic, Arc<Sources>)> {
     let started = Instant::now();
@@ -172,7 +188,7 @@ pub fn load(path: &Path) -> Result<Loaded, (Diagnostic, Arc<Sources>)> {
     let functions = function_names(&engine);
     let mut ast = match engine.compile(&text) {
         Ok(ast) => ast,
-        Err(e) => return Err((diagnostics::from_parse_error(&e, &name), sources)),
+        Err(e) => return Err((diagnostics::from_parse_error(&e, &name, &text), sources)),
     };
     ast.set_source(name.as_str());
     // Closures run on workers with a fresh global state, where top-level `import`s are
@@ -192,6 +208,8 @@ pub fn load(path: &Path) -> Result<Loaded, (Diagnostic, Arc<Sources>)> {
             }
         }
     }
+    // Now with the imported modules, for hints and `volley check`.
+    let functions = function_names(&engine);
     Ok(Loaded {
         engine: Arc::new(engine),
         ast: Arc::new(ast),

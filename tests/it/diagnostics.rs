@@ -45,6 +45,26 @@ diag_test!(bad_duration, ExitCode::ScriptError);
 diag_test!(missing_env, ExitCode::ScriptError);
 diag_test!(missing_module, ExitCode::ScriptError);
 diag_test!(metric_kind_conflict, ExitCode::ScriptError);
+diag_test!(wrong_argument_type, ExitCode::ScriptError);
+diag_test!(retry_option_typo, ExitCode::ScriptError);
+diag_test!(index_out_of_bounds, ExitCode::ScriptError);
+diag_test!(divide_by_zero, ExitCode::ScriptError);
+diag_test!(throw_in_phase, ExitCode::ScriptError);
+diag_test!(bad_expect_condition, ExitCode::ScriptError);
+diag_test!(phase_inside_iteration, ExitCode::ScriptError);
+diag_test!(duplicate_phase_name, ExitCode::ScriptError);
+diag_test!(unclosed_brace, ExitCode::ScriptError);
+diag_test!(map_arrow, ExitCode::ScriptError);
+diag_test!(metric_bad_name, ExitCode::ScriptError);
+diag_test!(http_option_typo, ExitCode::ScriptError);
+diag_test!(threshold_stat_for_kind, ExitCode::ScriptError);
+diag_test!(runaway_recursion, ExitCode::ScriptError);
+diag_test!(string_too_long, ExitCode::ScriptError);
+diag_test!(module_syntax_error, ExitCode::ScriptError);
+diag_test!(http_option_wrong_type, ExitCode::ScriptError);
+diag_test!(sleep_range_reversed, ExitCode::ScriptError);
+diag_test!(metric_value_type, ExitCode::ScriptError);
+diag_test!(unknown_global_function, ExitCode::ScriptError);
 
 #[test]
 fn a_missing_script_is_a_usage_error() {

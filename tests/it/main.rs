@@ -10,3 +10,4 @@ mod sim;
 mod suite;
 mod support;
 mod tls;
+mod watch;

@@ -1,0 +1,124 @@
+//! `volley check PATH...`: compile every script and the modules it imports, validate
+//! what can be known without traffic, and report every problem in every file at once.
+//! `--list-functions` prints every script-facing function with its documentation.
+
+use crate::script::{self, check, diagnostics::Diagnostic};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Options of `volley check`.
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// Files or directories to check.
+    #[arg(value_name = "PATH", required_unless_present = "list_functions")]
+    pub paths: Vec<PathBuf>,
+    /// Print every script-facing function with its signature and example, then exit.
+    #[arg(long)]
+    pub list_functions: bool,
+}
+
+/// Runs `volley check`; exit 0 when clean, 107 when a problem was found, 2 on bad paths.
+pub fn execute(args: CheckArgs) -> i32 {
+    if args.list_functions {
+        print!("{}", list_functions());
+        return 0;
+    }
+    let started = Instant::now();
+    let scripts = match crate::suite::discover(&args.paths) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let mut problems = 0;
+    let mut modules_checked = std::collections::BTreeSet::new();
+    for path in &scripts {
+        let mut diags: Vec<Diagnostic> = Vec::new();
+        if let Err(e) = crate::suite::read_meta(path) {
+            diags.push(Diagnostic::plain(
+                e.to_string(),
+                Some("the header is `// key: value` lines: id, title, tags, duration, purpose".into()),
+            ));
+        }
+        let sources = match script::load(path) {
+            Ok(loaded) => {
+                diags.extend(check::check(&loaded));
+                for module in script::imported_files(&loaded) {
+                    if modules_checked.insert(module.clone()) {
+                        match script::load(&module) {
+                            Ok(m) => diags.extend(check::check(&m)),
+                            Err((d, _)) => diags.push(d),
+                        }
+                    }
+                }
+                loaded.sources
+            }
+            Err((d, sources)) => {
+                diags.push(d);
+                sources
+            }
+        };
+        for d in &diags {
+            eprint!("{}", d.render(&sources));
+            eprintln!();
+        }
+        problems += diags.len();
+    }
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    let verdict = if problems == 0 { "no problems".to_string() } else { format!("{problems} problem(s)") };
+    eprintln!("checked {} script(s) and {} module(s) in {ms:.0} ms: {verdict}", scripts.len(), modules_checked.len());
+    if problems == 0 { 0 } else { 107 }
+}
+
+/// Every script-facing function: signature, then its doc comment (with the example).
+pub fn list_functions() -> String {
+    let engine = script::build_engine();
+    let json = engine.gen_fn_metadata_to_json(false).unwrap_or_default();
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+    let mut entries: Vec<(String, String)> = Vec::new();
+    let mut collect = |functions: &serde_json::Value, ns: &str| {
+        for f in functions.as_array().into_iter().flatten() {
+            let sig = f["signature"].as_str().unwrap_or_default();
+            let sig = if ns.is_empty() || sig.starts_with(&format!("{ns}::")) {
+                sig.to_string()
+            } else {
+                format!("{ns}::{sig}")
+            };
+            let comments: Vec<String> = f["docComments"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.as_str())
+                .flat_map(|c| {
+                    c.lines()
+                        .map(|l| {
+                            l.trim()
+                                .trim_start_matches("///")
+                                .trim_start_matches("/**")
+                                .trim_end_matches("*/")
+                                .to_string()
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            if !comments.is_empty() {
+                entries.push((sig, comments.join("\n    ")));
+            }
+        }
+    };
+    collect(&doc["functions"], "");
+    if let Some(modules) = doc["modules"].as_object() {
+        for (name, m) in modules {
+            collect(&m["functions"], name);
+        }
+    }
+    entries.sort();
+    entries.dedup();
+    let mut out = String::new();
+    for (sig, docs) in &entries {
+        out.push_str(&format!("{sig}\n    {docs}\n\n"));
+    }
+    out.push_str(&format!("{} functions\n", entries.len()));
+    out
+}
