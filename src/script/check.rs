@@ -138,10 +138,8 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
             }
             ("threshold", args) => check_threshold(file, *pos, args, &mut out),
             ("sleep", [d]) | ("sleep", [d, _]) => check_duration(file, *pos, "sleep", Some(d), &mut out),
-            ("scale", [d]) => {
-                if d.get_literal_value(None).is_some_and(|v: Dynamic| v.is_string()) {
-                    check_duration(file, *pos, "scale", Some(d), &mut out)
-                }
+            ("scale", [d]) if d.get_literal_value(None).is_some_and(|v: Dynamic| v.is_string()) => {
+                check_duration(file, *pos, "scale", Some(d), &mut out)
             }
             _ => {}
         }
