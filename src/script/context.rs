@@ -154,6 +154,8 @@ pub struct RunShared {
     pub phase_stop: PhaseStop,
     /// `skip(reason)`: the script could not run (e.g. no broker).
     pub skipped: Mutex<Option<String>>,
+    /// Data files read by `data::*`, parsed once and shared by every VU.
+    pub data: Mutex<HashMap<PathBuf, Dynamic>>,
     /// `test_case(name)`: the test case assertions and thresholds belong to.
     pub current_case: Mutex<Option<String>>,
     /// Checks, thresholds and assertions declared by the script.
@@ -186,6 +188,7 @@ impl RunShared {
             phase_stop: PhaseStop::default(),
             skipped: Mutex::new(None),
             current_case: Mutex::new(None),
+            data: Mutex::new(HashMap::new()),
             judge: Mutex::new(Judge::default()),
             http: HttpSettings::default(),
             time_scale,

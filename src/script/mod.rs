@@ -10,6 +10,7 @@ pub mod bridge;
 pub mod check;
 pub mod context;
 pub mod core;
+pub mod data;
 pub mod diagnostics;
 pub mod http;
 mod http_exec;
@@ -42,6 +43,7 @@ fn registry() -> Vec<(Namespace, Module)> {
         (Namespace::Global, exported_module!(response::response_api)),
         (Namespace::Static("http"), exported_module!(http::http_api)),
         (Namespace::Static("metrics"), exported_module!(metrics::metrics_api)),
+        (Namespace::Static("data"), exported_module!(data::data_api)),
         (Namespace::Static("resources"), exported_module!(resources::resources_api)),
         (Namespace::Static("amqp"), exported_module!(amqp::amqp_api)),
         (Namespace::Global, exported_module!(amqp_message::message_api)),

@@ -64,6 +64,9 @@ diag_test!(module_syntax_error, ExitCode::ScriptError);
 diag_test!(http_option_wrong_type, ExitCode::ScriptError);
 diag_test!(sleep_range_reversed, ExitCode::ScriptError);
 diag_test!(metric_value_type, ExitCode::ScriptError);
+diag_test!(data_missing_file, ExitCode::ScriptError);
+diag_test!(data_outside_dir, ExitCode::ScriptError);
+diag_test!(data_ragged_csv, ExitCode::ScriptError);
 diag_test!(unknown_global_function, ExitCode::ScriptError);
 
 #[test]

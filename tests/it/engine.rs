@@ -394,3 +394,31 @@ fn ramping_vus_follow_their_stages() {
     let r = run(&path, &server.base);
     assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
 }
+
+#[test]
+fn data_files_are_read_once_and_shared_by_vus() {
+    let server = support::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("data")).unwrap();
+    std::fs::write(dir.path().join("data/users.csv"), "name,role\nann,admin\n\"bob, jr\",viewer\n").unwrap();
+    std::fs::write(dir.path().join("data/config.json"), r#"{"paths": ["/ok", "/status/201"]}"#).unwrap();
+    let path = dir.path().join("scenario.rhai");
+    std::fs::write(
+        &path,
+        r#"
+        let base = env("BASE_URL");
+        let users = data::csv("data/users.csv");
+        assert(users.len() == 2 && users[1].name == "bob, jr", "CSV quoting");
+        phase("p", #{ executor: "per-vu-iterations", vus: 4, iterations: 2 }, || {
+            let cfg = data::json("data/config.json");
+            let u = data::csv("data/users.csv")[vu_id() % 2];
+            http::get(`${base}${cfg.paths[vu_iteration()]}`, #{ tags: #{ role: u.role } });
+        });
+        threshold("http_reqs{role:admin}", "count == 4");
+        "#,
+    )
+    .unwrap();
+    let r = run(&path, &server.base);
+    assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
+    assert_eq!((server.count("/ok"), server.count("/status/201")), (4, 4));
+}
