@@ -38,10 +38,12 @@ pub fn wait<T: 'static>(fut: impl Future<Output = T> + 'static) -> Result<T, Box
         return Err("internal error: no runtime to wait on outside a VU".into());
     };
     let stop = thread.shared.stop.wait();
-    rt.block_on(async move {
+    let out = rt.block_on(async move {
         tokio::select! {
             out = fut => Ok(out),
             () = stop => Err(interrupted()),
         }
-    })
+    });
+    context::with_vu(|vu| vu.running_since.set(std::time::Instant::now()))?;
+    out
 }

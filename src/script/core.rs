@@ -162,7 +162,11 @@ pub mod core_api {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
             .ok_or("phase(): the engine is not running (was this called by `volley check`?)")?;
-        runner.run_phase(PhaseRequest { name: name.to_string(), options, func, position: ctx.call_position() })
+        let result =
+            runner.run_phase(PhaseRequest { name: name.to_string(), options, func, position: ctx.call_position() });
+        // Waiting for the phase is not running script code (the runaway-loop guard).
+        context::with_vu(|vu| vu.running_since.set(std::time::Instant::now()))?;
+        result
     }
 
     /// Pauses the VU for a duration such as `"500ms"` or `"2s"`, without blocking

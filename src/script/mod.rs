@@ -61,8 +61,20 @@ pub fn at(ctx: &rhai::NativeCallContext, mut err: Box<EvalAltResult>) -> Box<Eva
 
 /// Maximum script call depth: each level costs ~6 KB of a VU's coroutine stack.
 pub const MAX_CALL_LEVELS: usize = 32;
-/// A VU that runs script code this long without waiting is stopped (runaway loop).
+/// Script code that runs this long without waiting is stopped (a runaway loop), unless
+/// `VOLLEY_BUSY_LIMIT` (a duration such as "30s") says otherwise.
 pub const MAX_BUSY: Duration = Duration::from_secs(10);
+
+/// The runaway-loop limit in force.
+pub fn busy_limit() -> Duration {
+    static LIMIT: std::sync::LazyLock<Duration> = std::sync::LazyLock::new(|| {
+        std::env::var("VOLLEY_BUSY_LIMIT")
+            .ok()
+            .and_then(|v| crate::duration::parse_duration(&v).ok())
+            .unwrap_or(MAX_BUSY)
+    });
+    *LIMIT
+}
 
 /// Builds an engine with every module, the limits, and the stop/runaway guard.
 pub fn build_engine() -> Engine {
@@ -91,15 +103,17 @@ pub fn build_engine() -> Engine {
         if thread.shared.stop.is_interrupted() {
             return Some(bridge::INTERRUPTED_TOKEN.into());
         }
-        let busy = context::with_vu(|vu| (vu.id != 0).then(|| vu.running_since.get().elapsed())).ok().flatten();
+        let busy = context::with_vu(|vu| (vu.id, vu.running_since.get().elapsed())).ok();
+        let limit = busy_limit();
         match busy {
-            Some(d) if d > MAX_BUSY => Some(
-                format!(
-                    "this VU ran script code for {}s without waiting (an endless loop?); it was stopped",
-                    MAX_BUSY.as_secs()
+            Some((id, d)) if d > limit => {
+                let who = if id == 0 { "the script's top level".to_string() } else { format!("VU {id}") };
+                let limit = crate::duration::format_duration(limit);
+                Some(
+                    format!("{who} ran script code for {limit} without waiting (an endless loop?); it was stopped")
+                        .into(),
                 )
-                .into(),
-            ),
+            }
             _ => None,
         }
     });

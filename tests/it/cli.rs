@@ -78,3 +78,24 @@ unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+#[test]
+fn endless_loops_are_stopped_with_a_clear_message() {
+    for (text, who) in [
+        ("let i = 0;\nloop { i += 1; }\n", "the script's top level ran script code for 500ms without waiting"),
+        (
+            "phase(\"spin\", #{ executor: \"shared-iterations\" }, || { loop { } });\n",
+            "VU 1 ran script code for 500ms without waiting",
+        ),
+    ] {
+        let (_d, path) = script(text);
+        let started = Instant::now();
+        let out =
+            volley().args(["run", "--progress", "off"]).arg(&path).env("VOLLEY_BUSY_LIMIT", "500ms").output().unwrap();
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(107), "{all}");
+        assert!(all.contains(who), "{all}");
+        assert!(all.contains("hint: a loop that never waits blocks its worker"), "{all}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
+}
