@@ -23,6 +23,11 @@ pub struct RunArgs {
     /// Write every result as JSON (schema volley.suite/1, see the README).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Write an output of each run: json=FILE (schema volley.run/1), csv=PREFIX
+    /// (PREFIX_stats.csv, PREFIX_failures.csv, PREFIX_stats_history.csv), md=FILE
+    /// (repeatable). In a suite the script id goes into the name: run.json -> run-PZ-1.json.
+    #[arg(long = "out", value_name = "KIND=TARGET", value_parser = crate::report::parse_out)]
+    pub outs: Vec<crate::report::OutSpec>,
     /// Set a value scripts read with env("KEY"), e.g. -e BASE_URL=http://127.0.0.1:8080 (repeatable).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub env: Vec<(String, String)>,
@@ -161,6 +166,7 @@ pub fn execute(args: RunArgs) -> i32 {
     let suite = scripts.len() > 1;
     let started = std::time::Instant::now();
     let mut results = Vec::new();
+    let mut output_failed = false;
     for meta in scripts {
         if suite {
             println!("\n━━ {} {} ({})", meta.id, meta.title, meta.path.display());
@@ -175,6 +181,22 @@ pub fn execute(args: RunArgs) -> i32 {
         let result = match engine::run(&config) {
             Ok(report) => {
                 print!("{}", crate::report::summary::render(&report));
+                let run_meta = crate::report::RunMeta {
+                    id: meta.id.clone(),
+                    script: meta.path.display().to_string(),
+                    target: env.get("BASE_URL").cloned(),
+                    time_scale: args.time_scale,
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                };
+                for spec in &args.outs {
+                    match spec.for_script(suite.then_some(meta.id.as_str())).finish(&report, &run_meta) {
+                        Ok(written) => eprintln!("volley: {} written to {}", spec.kind, written.join(", ")),
+                        Err(e) => {
+                            eprintln!("error: --out {}: {e}", spec.kind);
+                            output_failed = true;
+                        }
+                    }
+                }
                 crate::report::suite::ScriptResult::from_report(meta, report)
             }
             Err(failure) => {
@@ -196,6 +218,9 @@ pub fn execute(args: RunArgs) -> i32 {
     }
     if let Err(e) = write_outputs(&args.junit, &args.json, &results, args.time_scale, started.elapsed()) {
         eprintln!("error: {e}");
+        return ExitCode::Usage.code();
+    }
+    if output_failed {
         return ExitCode::Usage.code();
     }
     suite_exit(&results)

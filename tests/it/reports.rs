@@ -1,0 +1,67 @@
+//! `--out` outputs written by the binary, `volley compare`, SLO files.
+
+use crate::support::{self, script};
+use std::process::Command;
+
+fn volley() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_volley"))
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+pub const SCENARIO: &str = r#"
+let base = env("BASE_URL");
+phase("p", #{ executor: "shared-iterations", vus: 2, iterations: 20 }, || {
+    http::get(`${base}/ok`);
+    http::get(`${base}/status/503`);
+});
+threshold("http_req_duration", "p(95) < 5000");
+"#;
+
+#[test]
+fn json_csv_and_markdown_outputs_are_written() {
+    let server = support::start();
+    let (dir, path) = script(SCENARIO);
+    let (json, csv, md) = (dir.path().join("out/run.json"), dir.path().join("out/res"), dir.path().join("run.md"));
+    let out = volley()
+        .args(["run", "--progress", "off"])
+        .arg(&path)
+        .args(["-e", &format!("BASE_URL={}", server.base)])
+        .arg("--out")
+        .arg(format!("json={}", json.display()))
+        .arg("--out")
+        .arg(format!("csv={}", csv.display()))
+        .arg("--out")
+        .arg(format!("md={}", md.display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(doc["schema"], "volley.run/1");
+    assert_eq!(doc["totals"]["requests"], 40);
+    assert_eq!(doc["totals"]["failures"], 20);
+    assert_eq!(doc["errors_by_kind"]["status 503"], 20);
+    assert_eq!(doc["requests"].as_array().unwrap().len(), 2);
+    let hdr = doc["requests"][0]["hdr_histogram"].as_str().unwrap();
+    assert_eq!(volley::report::json::decode_hdr(hdr).unwrap().len(), 20);
+
+    let stats = std::fs::read_to_string(dir.path().join("out/res_stats.csv")).unwrap();
+    assert!(stats.starts_with("Type,Name,Request Count,Failure Count,Median Response Time,"), "{stats}");
+    assert!(stats.lines().last().unwrap().starts_with(",Aggregated,40,20,"), "{stats}");
+    let failures = std::fs::read_to_string(dir.path().join("out/res_failures.csv")).unwrap();
+    assert!(failures.contains(",status 503,20"), "{failures}");
+    let history = std::fs::read_to_string(dir.path().join("out/res_stats_history.csv")).unwrap();
+    assert!(history.starts_with("Timestamp,User Count,"), "{history}");
+    let md = std::fs::read_to_string(&md).unwrap();
+    assert!(md.contains("✅ PASSED") && md.contains("| Request | Count |"), "{md}");
+}
+
+#[test]
+fn an_unknown_output_kind_suggests_the_right_one() {
+    let out = volley().args(["run", "--out", "jsno=x.json", "x.rhai"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("unknown output kind `jsno`"), "{}", text(&out));
+    assert!(text(&out).contains("did you mean `json`?"), "{}", text(&out));
+}
