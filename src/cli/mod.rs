@@ -1,5 +1,6 @@
 //! The command line: clap definitions and one file per subcommand.
 
+pub mod compare;
 pub mod list;
 pub mod run;
 pub mod sim;
@@ -20,6 +21,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a scenario and judge it (exit 0 passed, 99 failed, 107 script error, 130 interrupted).
     Run(run::RunArgs),
+    /// Compare two run results (--out json=FILE); exit 99 when B is worse than A beyond the margin.
+    Compare(compare::CompareArgs),
     /// List scripts (id, title, tags, nominal duration) without running them.
     List(list::ListArgs),
     /// Start the built-in simulator of the Focus Server, alerts API and alert path.
@@ -30,6 +33,7 @@ pub enum Command {
 pub fn execute(cli: Cli) -> i32 {
     match cli.command {
         Command::Run(args) => run::execute(args),
+        Command::Compare(args) => compare::execute(args),
         Command::List(args) => list::execute(args),
         Command::Sim(args) => match sim::execute(*args) {
             Ok(()) => 0,

@@ -28,6 +28,13 @@ pub struct RunArgs {
     /// (repeatable). In a suite the script id goes into the name: run.json -> run-PZ-1.json.
     #[arg(long = "out", value_name = "KIND=TARGET", value_parser = crate::report::parse_out)]
     pub outs: Vec<crate::report::OutSpec>,
+    /// Compare the run with an earlier result (--out json=FILE) and fail (exit 99) when
+    /// it is worse beyond --max-regression / --max-error-increase. In a suite, only the
+    /// script with the baseline's id is compared.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: super::compare::LimitArgs,
     /// Set a value scripts read with env("KEY"), e.g. -e BASE_URL=http://127.0.0.1:8080 (repeatable).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub env: Vec<(String, String)>,
@@ -167,6 +174,14 @@ pub fn execute(args: RunArgs) -> i32 {
     let started = std::time::Instant::now();
     let mut results = Vec::new();
     let mut output_failed = false;
+    let mut baseline_regressed = false;
+    let baseline = match args.baseline.as_deref().map(crate::report::json::read).transpose() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: --baseline: {e}");
+            return ExitCode::Usage.code();
+        }
+    };
     for meta in scripts {
         if suite {
             println!("\n━━ {} {} ({})", meta.id, meta.title, meta.path.display());
@@ -197,6 +212,13 @@ pub fn execute(args: RunArgs) -> i32 {
                         }
                     }
                 }
+                if let Some(base) = baseline.as_ref().filter(|b| !suite || b.id == meta.id) {
+                    let doc = crate::report::json::document(&report, &run_meta);
+                    let c = crate::report::compare::compare(base, &doc, args.limits.limits());
+                    let name = args.baseline.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+                    print!("\nbaseline\n{}", crate::report::compare::render(&c, &name, "this run"));
+                    baseline_regressed |= c.regressed();
+                }
                 crate::report::suite::ScriptResult::from_report(meta, report)
             }
             Err(failure) => {
@@ -223,7 +245,10 @@ pub fn execute(args: RunArgs) -> i32 {
     if output_failed {
         return ExitCode::Usage.code();
     }
-    suite_exit(&results)
+    match suite_exit(&results) {
+        0 if baseline_regressed => ExitCode::Failed.code(),
+        code => code,
+    }
 }
 
 fn write_outputs(

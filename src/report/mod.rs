@@ -2,6 +2,7 @@
 //! the one aggregate), never raw samples. `--out KIND=TARGET` picks them; every file
 //! output implements [`Output`].
 
+pub mod compare;
 pub mod csv;
 pub mod json;
 pub mod junit;

@@ -65,3 +65,48 @@ fn an_unknown_output_kind_suggests_the_right_one() {
     assert!(text(&out).contains("unknown output kind `jsno`"), "{}", text(&out));
     assert!(text(&out).contains("did you mean `json`?"), "{}", text(&out));
 }
+
+fn run_json(server: &support::TestServer, path: &std::path::Path, json: &std::path::Path, extra: &[&str]) -> i32 {
+    let out = volley()
+        .args(["run", "--progress", "off"])
+        .arg(path)
+        .args(["-e", &format!("BASE_URL={}", server.base)])
+        .arg("--out")
+        .arg(format!("json={}", json.display()))
+        .args(extra)
+        .output()
+        .unwrap();
+    out.status.code().unwrap_or(-1)
+}
+
+#[test]
+fn compare_fails_when_b_is_worse_beyond_the_margin() {
+    let server = support::start();
+    let fast = "let base = env(\"BASE_URL\");\nphase(\"p\", #{ executor: \"shared-iterations\", vus: 2, iterations: 20 }, || { http::get(`${base}/slow?ms=5`); });\n";
+    let slow = fast.replace("ms=5", "ms=60");
+    let (dir, fast_path) = script(fast);
+    let slow_path = dir.path().join("slow.rhai");
+    std::fs::write(&slow_path, slow).unwrap();
+    let (a, b) = (dir.path().join("a.json"), dir.path().join("b.json"));
+    assert_eq!(run_json(&server, &fast_path, &a, &[]), 0);
+    assert_eq!(run_json(&server, &slow_path, &b, &[]), 0);
+
+    let out = volley().arg("compare").arg(&a).arg(&a).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("verdict: B is within the margin of A"), "{}", text(&out));
+    let out = volley().arg("compare").arg(&a).arg(&b).args(["--max-regression", "20%"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(99), "{}", text(&out));
+    assert!(text(&out).contains("all requests  p95 ms"), "{}", text(&out));
+    assert!(text(&out).contains("verdict: B is worse than A beyond the margin (latency +20%"), "{}", text(&out));
+    // Faster is never worse.
+    let out = volley().arg("compare").arg(&b).arg(&a).args(["--max-regression", "20%"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    // --baseline at the end of a run.
+    let c = dir.path().join("c.json");
+    assert_eq!(run_json(&server, &slow_path, &c, &["--baseline", a.to_str().unwrap()]), 99);
+    assert_eq!(run_json(&server, &fast_path, &c, &["--baseline", b.to_str().unwrap(), "--max-error-increase", "0"]), 0);
+
+    let out = volley().arg("compare").arg(&a).arg("Cargo.toml").output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
