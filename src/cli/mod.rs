@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a scenario and judge it (exit 0 passed, 99 failed, 107 script error, 130 interrupted).
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Compare two run results (--out json=FILE); exit 99 when B is worse than A beyond the margin.
     Compare(compare::CompareArgs),
     /// List scripts (id, title, tags, nominal duration) without running them.
@@ -32,7 +32,7 @@ pub enum Command {
 /// Runs the parsed command line and returns the process exit code.
 pub fn execute(cli: Cli) -> i32 {
     match cli.command {
-        Command::Run(args) => run::execute(args),
+        Command::Run(args) => run::execute(*args),
         Command::Compare(args) => compare::execute(args),
         Command::List(args) => list::execute(args),
         Command::Sim(args) => match sim::execute(*args) {

@@ -35,6 +35,12 @@ pub struct RunArgs {
     pub baseline: Option<PathBuf>,
     #[command(flatten)]
     pub limits: super::compare::LimitArgs,
+    /// Thresholds (and grading bands) from a TOML SLO file, judged with the script's own.
+    #[arg(long, value_name = "FILE")]
+    pub slo: Option<PathBuf>,
+    /// The SLO file's environment whose thresholds override the defaults, e.g. production.
+    #[arg(long, value_name = "NAME", requires = "slo")]
+    pub environment: Option<String>,
     /// Set a value scripts read with env("KEY"), e.g. -e BASE_URL=http://127.0.0.1:8080 (repeatable).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub env: Vec<(String, String)>,
@@ -175,6 +181,14 @@ pub fn execute(args: RunArgs) -> i32 {
     let mut results = Vec::new();
     let mut output_failed = false;
     let mut baseline_regressed = false;
+    let slo = match args.slo.as_deref().map(|p| engine::slo::load(p, args.environment.as_deref())).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: --slo: {e}");
+            return ExitCode::Usage.code();
+        }
+    };
+    let bands = slo.as_ref().map(|s| s.bands).unwrap_or_default();
     let baseline = match args.baseline.as_deref().map(crate::report::json::read).transpose() {
         Ok(b) => b,
         Err(e) => {
@@ -194,14 +208,24 @@ pub fn execute(args: RunArgs) -> i32 {
             progress: args.progress,
         };
         let result = match engine::run(&config) {
-            Ok(report) => {
+            Ok(mut report) => {
+                if let Some(slo) = &slo {
+                    let extra =
+                        engine::judge::thresholds(&report.aggregate, &slo.thresholds, &report.phases, report.elapsed);
+                    if report.exit == ExitCode::Passed && extra.iter().any(|t| !t.passed) {
+                        report.exit = ExitCode::Failed;
+                    }
+                    report.thresholds.extend(extra);
+                }
                 print!("{}", crate::report::summary::render(&report));
+                print!("{}", bands.render(&report.requests));
                 let run_meta = crate::report::RunMeta {
                     id: meta.id.clone(),
                     script: meta.path.display().to_string(),
                     target: env.get("BASE_URL").cloned(),
                     time_scale: args.time_scale,
                     version: env!("CARGO_PKG_VERSION").to_string(),
+                    bands,
                 };
                 for spec in &args.outs {
                     match spec.for_script(suite.then_some(meta.id.as_str())).finish(&report, &run_meta) {

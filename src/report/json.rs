@@ -96,6 +96,9 @@ pub struct RequestStats {
     pub rps: f64,
     /// Latency in ms, keys as in [`Totals::latency_ms`].
     pub latency_ms: BTreeMap<String, f64>,
+    /// excellent, good, acceptable or poor (README, "Grades").
+    #[serde(default)]
+    pub grade: Option<String>,
     /// The HDR histogram of latency in microseconds (values x1000 of ms), V2 deflate
     /// serialized, base64 (standard alphabet).
     pub hdr_histogram: Option<String>,
@@ -164,6 +167,7 @@ pub fn document(report: &RunReport, meta: &RunMeta) -> RunDoc {
                 logical: r.logical,
                 error_rate: ratio(r.failures, r.logical),
                 rps: round3(r.rps),
+                grade: Some(meta.bands.grade_row(r).as_str().to_string()),
                 latency_ms: sink.map(latency).unwrap_or_default(),
                 hdr_histogram: sink.and_then(hdr_base64),
             }

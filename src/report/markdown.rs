@@ -73,15 +73,15 @@ pub fn render(report: &RunReport, meta: &RunMeta) -> String {
     if !report.requests.is_empty() {
         writeln!(
             out,
-            "\n## Requests\n\n| Request | Count | Failures | Error rate | req/s | avg ms | p50 ms | p95 ms | p99 ms | max ms |\n\
-             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            "\n## Requests\n\n| Request | Count | Failures | Error rate | req/s | avg ms | p50 ms | p95 ms | p99 ms | max ms | Grade |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
         )
         .ok();
         for r in &report.requests {
             let rate = if r.logical == 0 { 0.0 } else { r.failures as f64 / r.logical as f64 * 100.0 };
             writeln!(
                 out,
-                "| {} {} | {} | {} | {rate:.2}% | {:.1} | {} | {} | {} | {} | {} |",
+                "| {} {} | {} | {} | {rate:.2}% | {:.1} | {} | {} | {} | {} | {} | {} |",
                 cell(&r.method),
                 cell(&r.name),
                 r.count,
@@ -91,7 +91,8 @@ pub fn render(report: &RunReport, meta: &RunMeta) -> String {
                 ms(r.p50),
                 ms(r.p95),
                 ms(r.p99),
-                ms(r.max)
+                ms(r.max),
+                meta.bands.grade_row(r).as_str()
             )
             .ok();
         }

@@ -4,6 +4,7 @@
 
 pub mod compare;
 pub mod csv;
+pub mod grade;
 pub mod json;
 pub mod junit;
 pub mod markdown;
@@ -28,6 +29,8 @@ pub struct RunMeta {
     pub time_scale: f64,
     /// volley's version.
     pub version: String,
+    /// Grading bands for request names.
+    pub bands: grade::Bands,
 }
 
 /// One output of a finished run (`--out KIND=TARGET`).
@@ -211,6 +214,7 @@ pub(crate) mod fixture {
             target: Some("http://127.0.0.1:8080".into()),
             time_scale: 1.0,
             version: "0.1.0".into(),
+            bands: Default::default(),
         }
     }
 }

@@ -110,3 +110,51 @@ fn compare_fails_when_b_is_worse_beyond_the_margin() {
     let out = volley().arg("compare").arg(&a).arg("Cargo.toml").output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+#[test]
+fn slo_files_add_thresholds_per_environment_with_their_origin() {
+    let server = support::start();
+    let (dir, path) = script(SCENARIO);
+    let slo = dir.path().join("slo.toml");
+    std::fs::write(
+        &slo,
+        "[thresholds]\nhttp_req_failed = \"rate < 0.9\"\n\n\
+         [environments.staging.thresholds]\nhttp_req_failed = \"rate < 0.6\"\n\n\
+         [environments.production.thresholds]\nhttp_req_failed = \"rate < 0.01\"\n",
+    )
+    .unwrap();
+    let json = dir.path().join("r.json");
+    let run = |env: &str| {
+        let mut cmd = volley();
+        cmd.args(["run", "--progress", "off"])
+            .arg(&path)
+            .args(["-e", &format!("BASE_URL={}", server.base)])
+            .arg("--slo")
+            .arg(&slo)
+            .arg("--out")
+            .arg(format!("json={}", json.display()));
+        if !env.is_empty() {
+            cmd.args(["--environment", env]);
+        }
+        cmd.output().unwrap()
+    };
+    let out = run("staging");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("grades (p95 / errors"), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let t = doc["thresholds"].as_array().unwrap();
+    assert_eq!(t.len(), 2, "script's own and the SLO file's: {t:?}");
+    assert_eq!(t[1]["origin"], "slo.toml [staging]");
+    assert_eq!(t[1]["condition"], "rate < 0.6");
+    let grades: Vec<&str> = doc["requests"].as_array().unwrap().iter().map(|r| r["grade"].as_str().unwrap()).collect();
+    assert_eq!(grades, ["excellent", "poor"], "/ok, then /status/503");
+
+    let out = run("production");
+    assert_eq!(out.status.code(), Some(99), "{}", text(&out));
+    assert!(text(&out).contains("slo.toml [production]"), "{}", text(&out));
+    let out = run("");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = run("prod");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("did you mean `production`?"), "{}", text(&out));
+}
