@@ -23,7 +23,7 @@ pub struct RunArgs {
     /// Write every result as JSON (schema volley.suite/1, see the README).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Write an output of each run: json=FILE (schema volley.run/1), csv=PREFIX
+    /// Write an output of each run: json=FILE (schema volley.run/1), html=FILE, csv=PREFIX
     /// (PREFIX_stats.csv, PREFIX_failures.csv, PREFIX_stats_history.csv), md=FILE
     /// (repeatable). In a suite the script id goes into the name: run.json -> run-PZ-1.json.
     #[arg(long = "out", value_name = "KIND=TARGET", value_parser = crate::report::parse_out)]

@@ -5,6 +5,7 @@
 pub mod compare;
 pub mod csv;
 pub mod grade;
+pub mod html;
 pub mod json;
 pub mod junit;
 pub mod markdown;
@@ -40,14 +41,14 @@ pub trait Output {
 }
 
 /// The kinds `--out` accepts.
-pub const KINDS: &[&str] = &["json", "csv", "md"];
+pub const KINDS: &[&str] = &["json", "csv", "md", "html"];
 
 /// A parsed `--out KIND=TARGET`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutSpec {
-    /// `json`, `csv` or `md`.
+    /// `json`, `csv`, `md` or `html`.
     pub kind: String,
-    /// A file (json, md) or a file prefix (csv).
+    /// A file (json, md, html) or a file prefix (csv).
     pub target: String,
 }
 
@@ -83,6 +84,7 @@ impl OutSpec {
         match self.kind.as_str() {
             "json" => Box::new(json::JsonOutput { path }),
             "csv" => Box::new(csv::CsvOutput { prefix: path }),
+            "html" => Box::new(html::HtmlOutput { path }),
             _ => Box::new(markdown::MarkdownOutput { path }),
         }
     }

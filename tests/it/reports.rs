@@ -158,3 +158,61 @@ fn slo_files_add_thresholds_per_environment_with_their_origin() {
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
     assert!(text(&out).contains("did you mean `production`?"), "{}", text(&out));
 }
+
+const TWO_PHASES: &str = r#"
+let base = env("BASE_URL");
+phase("warm", #{ executor: "constant-vus", vus: 2, duration: "2s" }, || {
+    http::get(`${base}/slow?ms=20`, #{ name: "slow" });
+    http::get(`${base}/ok`, #{ name: "ok" });
+});
+phase("peak", #{ executor: "constant-vus", vus: 4, duration: "2s" }, || {
+    http::get(`${base}/slow?ms=40`, #{ name: "slow" });
+    http::get(`${base}/status/503`, #{ name: "broken" });
+});
+threshold("http_req_duration", "p(95) < 5000");
+"#;
+
+#[test]
+fn the_html_report_renders_in_headless_chromium() {
+    let server = support::start();
+    let (dir, path) = script(TWO_PHASES);
+    let html = dir.path().join("report.html");
+    let out = volley()
+        .args(["run", "--progress", "off"])
+        .arg(&path)
+        .args(["-e", &format!("BASE_URL={}", server.base)])
+        .arg("--out")
+        .arg(format!("html={}", html.display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(page.matches("<svg class=\"chart\"").count(), 8);
+    assert!(page.contains("<polyline"), "charts have lines");
+    assert!(!page.contains("<script") && !page.contains("<link"), "self-contained");
+
+    let chromium = std::path::Path::new("/usr/bin/chromium");
+    if !chromium.exists() {
+        eprintln!("skipped the Chromium part: /usr/bin/chromium is not installed (.ci/run installs it)");
+        return;
+    }
+    let shot = std::env::var("VOLLEY_SCREENSHOT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| dir.path().join("report.png"));
+    let url = format!("file://{}", html.display());
+    let headless = |extra: &[&str]| {
+        Command::new(chromium)
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])
+            .arg(format!("--user-data-dir={}", dir.path().join("profile").display()))
+            .args(extra)
+            .arg(&url)
+            .output()
+            .unwrap()
+    };
+    let out = headless(&[&format!("--screenshot={}", shot.display()), "--window-size=1200,2000"]);
+    let png = std::fs::read(&shot).unwrap_or_else(|e| panic!("no screenshot ({e}): {}", text(&out)));
+    assert!(png.starts_with(b"\x89PNG") && png.len() > 20_000, "{} bytes", png.len());
+    let dom = headless(&["--dump-dom"]);
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert_eq!(dom.matches("class=\"chart\"").count(), 8, "the rendered page has the charts");
+}
