@@ -24,8 +24,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Write an output of each run: json=FILE (schema volley.run/1), html=FILE, csv=PREFIX
-    /// (PREFIX_stats.csv, PREFIX_failures.csv, PREFIX_stats_history.csv), md=FILE
-    /// (repeatable). In a suite the script id goes into the name: run.json -> run-PZ-1.json.
+    /// (PREFIX_stats.csv, PREFIX_failures.csv, PREFIX_stats_history.csv), md=FILE,
+    /// prometheus=http://GATEWAY:9091[?job=J&instance=I&live=1] (repeatable). In a suite the script id goes into the name: run.json -> run-PZ-1.json.
     #[arg(long = "out", value_name = "KIND=TARGET", value_parser = crate::report::parse_out)]
     pub outs: Vec<crate::report::OutSpec>,
     /// Compare the run with an earlier result (--out json=FILE) and fail (exit 99) when
@@ -41,6 +41,10 @@ pub struct RunArgs {
     /// The SLO file's environment whose thresholds override the defaults, e.g. production.
     #[arg(long, value_name = "NAME", requires = "slo")]
     pub environment: Option<String>,
+    /// POST a JSON verdict (Slack-compatible `text` field) to URL when a run fails its
+    /// thresholds or assertions.
+    #[arg(long, value_name = "URL")]
+    pub notify: Option<String>,
     /// Set a value scripts read with env("KEY"), e.g. -e BASE_URL=http://127.0.0.1:8080 (repeatable).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub env: Vec<(String, String)>,
@@ -207,7 +211,10 @@ pub fn execute(args: RunArgs) -> i32 {
             time_scale: args.time_scale,
             progress: args.progress,
         };
-        let result = match engine::run(&config) {
+        let live = crate::report::start_live(&args.outs, &meta.id);
+        let outcome = engine::run(&config);
+        live.into_iter().for_each(crate::report::prometheus::LivePush::stop);
+        let result = match outcome {
             Ok(mut report) => {
                 if let Some(slo) = &slo {
                     let extra =
@@ -230,10 +237,20 @@ pub fn execute(args: RunArgs) -> i32 {
                 for spec in &args.outs {
                     match spec.for_script(suite.then_some(meta.id.as_str())).finish(&report, &run_meta) {
                         Ok(written) => eprintln!("volley: {} written to {}", spec.kind, written.join(", ")),
+                        // A Pushgateway that is down must not turn a verdict into a usage
+                        // error: warn. A file that cannot be written is the user's to fix.
+                        Err(e) if spec.kind == "prometheus" => eprintln!("volley: --out prometheus failed: {e}"),
                         Err(e) => {
                             eprintln!("error: --out {}: {e}", spec.kind);
                             output_failed = true;
                         }
+                    }
+                }
+                if let Some(url) = &args.notify {
+                    match crate::report::notify::notify(url, &report, &run_meta) {
+                        Ok(true) => eprintln!("volley: failure notified to {url}"),
+                        Ok(false) => {}
+                        Err(e) => eprintln!("volley: --notify failed: {e}"),
                     }
                 }
                 if let Some(base) = baseline.as_ref().filter(|b| !suite || b.id == meta.id) {

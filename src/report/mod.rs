@@ -9,6 +9,9 @@ pub mod html;
 pub mod json;
 pub mod junit;
 pub mod markdown;
+pub mod notify;
+pub mod prometheus;
+pub mod push;
 pub mod suite;
 pub mod summary;
 
@@ -41,14 +44,14 @@ pub trait Output {
 }
 
 /// The kinds `--out` accepts.
-pub const KINDS: &[&str] = &["json", "csv", "md", "html"];
+pub const KINDS: &[&str] = &["json", "csv", "md", "html", "prometheus"];
 
 /// A parsed `--out KIND=TARGET`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutSpec {
-    /// `json`, `csv`, `md` or `html`.
+    /// `json`, `csv`, `md`, `html` or `prometheus`.
     pub kind: String,
-    /// A file (json, md, html) or a file prefix (csv).
+    /// A file (json, md, html), a file prefix (csv) or a Pushgateway URL (prometheus).
     pub target: String,
 }
 
@@ -68,6 +71,9 @@ pub fn parse_out(s: &str) -> Result<OutSpec, String> {
     if target.trim().is_empty() {
         return Err(format!("output `{kind}` needs a target, e.g. {kind}=results/run"));
     }
+    if kind == "prometheus" {
+        prometheus::Gateway::parse(target)?;
+    }
     Ok(OutSpec { kind, target: target.to_string() })
 }
 
@@ -76,6 +82,16 @@ impl OutSpec {
     /// before the extension (`report.md` -> `report-PZ-14802.md`, `results/run` ->
     /// `results/run-PZ-14802`).
     pub fn for_script(&self, id: Option<&str>) -> Box<dyn Output> {
+        if self.kind == "prometheus" {
+            // Checked by parse_out; the script id is the default instance label.
+            let gateway = prometheus::Gateway::parse(&self.target).unwrap_or_else(|_| prometheus::Gateway {
+                base: self.target.clone(),
+                job: "volley".into(),
+                instance: None,
+                live: false,
+            });
+            return Box::new(prometheus::PrometheusOutput { gateway });
+        }
         let target = match id {
             Some(id) => insert_id(&self.target, id),
             None => self.target.clone(),
@@ -88,6 +104,17 @@ impl OutSpec {
             _ => Box::new(markdown::MarkdownOutput { path }),
         }
     }
+}
+
+/// Starts the live outputs of one run (`prometheus=URL?live=1`); stop them after it.
+pub fn start_live(specs: &[OutSpec], id: &str) -> Vec<prometheus::LivePush> {
+    specs
+        .iter()
+        .filter(|s| s.kind == "prometheus")
+        .filter_map(|s| prometheus::Gateway::parse(&s.target).ok())
+        .filter(|g| g.live)
+        .map(|g| prometheus::LivePush::start(&g, id))
+        .collect()
 }
 
 /// `report.html` + `PZ-1` -> `report-PZ-1.html`; `results/run` -> `results/run-PZ-1`.

@@ -216,3 +216,135 @@ fn the_html_report_renders_in_headless_chromium() {
     let dom = String::from_utf8_lossy(&dom.stdout);
     assert_eq!(dom.matches("class=\"chart\"").count(), 8, "the rendered page has the charts");
 }
+
+/// A local HTTP receiver: records (request line, body) and answers 200, or with
+/// `stall` accepts connections and never answers.
+struct Receiver {
+    url: String,
+    got: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+fn receiver(stall: bool) -> Receiver {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let g = got.clone();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            if stall {
+                held.push(stream);
+                continue;
+            }
+            let mut reader = BufReader::new(stream);
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            let mut len = 0;
+            loop {
+                let mut h = String::new();
+                reader.read_line(&mut h).unwrap();
+                if h.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            g.lock().unwrap().push((line.trim().to_string(), String::from_utf8_lossy(&body).into_owned()));
+            let _ = reader.get_mut().write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+        }
+    });
+    Receiver { url, got }
+}
+
+const STEADY: &str = r#"
+let base = env("BASE_URL");
+phase("steady", #{ executor: "constant-vus", vus: 2, duration: "3s" }, || {
+    http::get(`${base}/slow?ms=10`);
+});
+threshold("http_req_failed", "rate == 0");
+"#;
+
+fn run_steady(server: &support::TestServer, path: &std::path::Path, extra: &[String]) -> (serde_json::Value, f64) {
+    let json = path.with_file_name(format!("r{}.json", extra.len()));
+    let started = std::time::Instant::now();
+    let out = volley()
+        .args(["run", "--progress", "off"])
+        .arg(path)
+        .args(["-e", &format!("BASE_URL={}", server.base)])
+        .arg("--out")
+        .arg(format!("json={}", json.display()))
+        .args(extra)
+        .output()
+        .unwrap();
+    let wall = started.elapsed().as_secs_f64();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    (serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap(), wall)
+}
+
+#[test]
+fn prometheus_pushes_at_the_end_and_every_interval_to_a_pushgateway() {
+    let server = support::start();
+    let gateway = receiver(false);
+    let (_d, path) = script(STEADY);
+    let target = format!("prometheus={}?job=ci&instance=it&live=1", gateway.url);
+    run_steady(&server, &path, &["--out".into(), target]);
+    let got = gateway.got.lock().unwrap().clone();
+    assert!(got.iter().all(|(line, _)| line == "POST /metrics/job/ci/instance/it HTTP/1.1"), "{got:?}");
+    let live = got.iter().filter(|(_, body)| body.contains("volley_vus 2")).count();
+    assert!(live >= 2, "one push a second: {got:?}");
+    let last = &got.last().unwrap().1;
+    assert!(last.contains("volley_thresholds_passed 1\n"), "{last}");
+    assert!(last.contains("volley_threshold_violations 0\n"), "{last}");
+    assert!(last.contains("volley_http_req_duration_seconds{request=\"all\",quantile=\"0.95\"}"), "{last}");
+}
+
+#[test]
+fn a_stalled_receiver_does_not_slow_the_vus() {
+    let server = support::start();
+    let (_d, path) = script(STEADY);
+    let (free, _) = run_steady(&server, &path, &[]);
+    let stalled = receiver(true);
+    let (slowed, wall) = run_steady(
+        &server,
+        &path,
+        &[
+            "--out".into(),
+            format!("prometheus={}?live=1", stalled.url),
+            "--notify".into(),
+            format!("{}/hook", stalled.url),
+        ],
+    );
+    let (a, b) = (free["totals"]["requests"].as_f64().unwrap(), slowed["totals"]["requests"].as_f64().unwrap());
+    assert!(b >= a * 0.5, "requests with a stalled gateway {b} vs without {a}");
+    assert!(slowed["elapsed_s"].as_f64().unwrap() < 4.5, "{}", slowed["elapsed_s"]);
+    // The run (3 s), then the end-of-run push gives up after its 3 s timeout; the live
+    // pusher is not waited for.
+    assert!(wall < 3.0 + 3.0 + 3.0, "wall {wall}");
+    // A Pushgateway that does not answer is a warning, not a usage error (exit 0 above).
+}
+
+#[test]
+fn notify_posts_a_slack_compatible_verdict_when_thresholds_fail() {
+    let server = support::start();
+    let hook = receiver(false);
+    let (_d, path) = script(SCENARIO.replace("p(95) < 5000", "p(95) < 0.0001").as_str());
+    let out = volley()
+        .args(["run", "--progress", "off"])
+        .arg(&path)
+        .args(["-e", &format!("BASE_URL={}", server.base), "--notify", &format!("{}/hook", hook.url)])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(99), "{}", text(&out));
+    let got = hook.got.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].0, "POST /hook HTTP/1.1");
+    let msg: serde_json::Value = serde_json::from_str(&got[0].1).unwrap();
+    let text = msg["text"].as_str().unwrap();
+    assert!(text.contains("FAILED") && text.contains("http_req_duration p(95) < 0.0001"), "{text}");
+    assert_eq!(msg["exit_code"], 99);
+}
