@@ -348,3 +348,46 @@ fn notify_posts_a_slack_compatible_verdict_when_thresholds_fail() {
     assert!(text.contains("FAILED") && text.contains("http_req_duration p(95) < 0.0001"), "{text}");
     assert_eq!(msg["exit_code"], 99);
 }
+
+#[test]
+fn in_a_suite_file_targets_get_the_script_id() {
+    let server = support::start();
+    let dir = tempfile::tempdir().unwrap();
+    for id in ["R-1", "R-2"] {
+        let body = format!(
+            "// id: {id}\n// title: {id}\n// tags: load\n// duration: 1s\nhttp::get(`${{env(\"BASE_URL\")}}/ok`);\n"
+        );
+        std::fs::write(dir.path().join(format!("{}.rhai", id.to_lowercase())), body).unwrap();
+    }
+    let out_dir = dir.path().join("out");
+    let out = volley()
+        .args(["run", "--progress", "off"])
+        .arg(dir.path())
+        .args(["-e", &format!("BASE_URL={}", server.base)])
+        .arg("--out")
+        .arg(format!("json={}", out_dir.join("run.json").display()))
+        .arg("--out")
+        .arg(format!("csv={}", out_dir.join("res").display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let mut names: Vec<String> =
+        std::fs::read_dir(&out_dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "res-R-1_failures.csv",
+            "res-R-1_stats.csv",
+            "res-R-1_stats_history.csv",
+            "res-R-2_failures.csv",
+            "res-R-2_stats.csv",
+            "res-R-2_stats_history.csv",
+            "run-R-1.json",
+            "run-R-2.json"
+        ]
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("run-R-2.json")).unwrap()).unwrap();
+    assert_eq!(doc["id"], "R-2");
+}
