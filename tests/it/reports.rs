@@ -201,7 +201,10 @@ fn the_html_report_renders_in_headless_chromium() {
         .unwrap_or_else(|_| dir.path().join("report.png"));
     let url = format!("file://{}", html.display());
     let headless = |extra: &[&str]| {
-        Command::new(chromium)
+        // coreutils' timeout: a wedged browser fails the test instead of hanging it.
+        Command::new("timeout")
+            .arg("60")
+            .arg(chromium)
             .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"])
             .arg(format!("--user-data-dir={}", dir.path().join("profile").display()))
             .args(extra)
