@@ -1,6 +1,7 @@
 //! The command line: clap definitions and one file per subcommand.
 
 pub mod check;
+pub mod compare;
 pub mod list;
 pub mod run;
 pub mod sim;
@@ -21,11 +22,13 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a scenario and judge it (exit 0 passed, 99 failed, 107 script error, 130 interrupted).
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Compile scripts and their modules and report every problem found without traffic.
     Check(check::CheckArgs),
     /// Run, then re-run on every save of the script or a module it imports.
-    Watch(watch::WatchArgs),
+    Watch(Box<watch::WatchArgs>),
+    /// Compare two run results (--out json=FILE); exit 99 when B is worse than A beyond the margin.
+    Compare(compare::CompareArgs),
     /// List scripts (id, title, tags, nominal duration) without running them.
     List(list::ListArgs),
     /// Start the built-in simulator of the Focus Server, alerts API and alert path.
@@ -35,10 +38,11 @@ pub enum Command {
 /// Runs the parsed command line and returns the process exit code.
 pub fn execute(cli: Cli) -> i32 {
     match cli.command {
-        Command::Run(args) => run::execute(args),
+        Command::Run(args) => run::execute(*args),
+        Command::Compare(args) => compare::execute(args),
         Command::List(args) => list::execute(args),
         Command::Check(args) => check::execute(args),
-        Command::Watch(args) => watch::execute(args),
+        Command::Watch(args) => watch::execute(*args),
         Command::Sim(args) => match sim::execute(*args) {
             Ok(()) => 0,
             Err(e) => {

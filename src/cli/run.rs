@@ -23,6 +23,28 @@ pub struct RunArgs {
     /// Write every result as JSON (schema volley.suite/1, see the README).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Write an output of each run: json=FILE (schema volley.run/1), html=FILE, csv=PREFIX
+    /// (PREFIX_stats.csv, PREFIX_failures.csv, PREFIX_stats_history.csv), md=FILE,
+    /// prometheus=http://GATEWAY:9091[?job=J&instance=I&live=1] (repeatable). In a suite the script id goes into the name: run.json -> run-PZ-1.json.
+    #[arg(long = "out", value_name = "KIND=TARGET", value_parser = crate::report::parse_out)]
+    pub outs: Vec<crate::report::OutSpec>,
+    /// Compare the run with an earlier result (--out json=FILE) and fail (exit 99) when
+    /// it is worse beyond --max-regression / --max-error-increase. In a suite, only the
+    /// script with the baseline's id is compared.
+    #[arg(long, value_name = "FILE")]
+    pub baseline: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: super::compare::LimitArgs,
+    /// Thresholds (and grading bands) from a TOML SLO file, judged with the script's own.
+    #[arg(long, value_name = "FILE")]
+    pub slo: Option<PathBuf>,
+    /// The SLO file's environment whose thresholds override the defaults, e.g. production.
+    #[arg(long, value_name = "NAME", requires = "slo")]
+    pub environment: Option<String>,
+    /// POST a JSON verdict (Slack-compatible `text` field) to URL when a run fails its
+    /// thresholds or assertions.
+    #[arg(long, value_name = "URL")]
+    pub notify: Option<String>,
     /// Set a value scripts read with env("KEY"), e.g. -e BASE_URL=http://127.0.0.1:8080 (repeatable).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub env: Vec<(String, String)>,
@@ -122,15 +144,21 @@ pub fn execute(args: RunArgs) -> i32 {
         Err(code) => return code,
     };
     let started = std::time::Instant::now();
-    let results = match run_scripts(&args, scripts, &env) {
+    let outcome = match run_scripts(&args, scripts, &env) {
         Ok(r) => r,
         Err(code) => return code,
     };
-    if let Err(e) = write_outputs(&args.junit, &args.json, &results, args.time_scale, started.elapsed()) {
+    if let Err(e) = write_outputs(&args.junit, &args.json, &outcome.results, args.time_scale, started.elapsed()) {
         eprintln!("error: {e}");
         return ExitCode::Usage.code();
     }
-    suite_exit(&results)
+    if outcome.output_failed {
+        return ExitCode::Usage.code();
+    }
+    match suite_exit(&outcome.results) {
+        0 if outcome.baseline_regressed => ExitCode::Failed.code(),
+        code => code,
+    }
 }
 
 /// The scripts `args` selects, or the exit code of a usage error (already printed).
@@ -192,10 +220,27 @@ pub fn run_scripts(
     args: &RunArgs,
     scripts: Vec<crate::suite::ScriptMeta>,
     env: &HashMap<String, String>,
-) -> Result<Vec<crate::report::suite::ScriptResult>, i32> {
+) -> Result<Outcome, i32> {
     let workers = args.workers.map(usize::from).unwrap_or_else(default_workers);
     let suite = scripts.len() > 1;
     let mut results = Vec::new();
+    let mut output_failed = false;
+    let mut baseline_regressed = false;
+    let slo = match args.slo.as_deref().map(|p| engine::slo::load(p, args.environment.as_deref())).transpose() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: --slo: {e}");
+            return Err(ExitCode::Usage.code());
+        }
+    };
+    let bands = slo.as_ref().map(|s| s.bands).unwrap_or_default();
+    let baseline = match args.baseline.as_deref().map(crate::report::json::read).transpose() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("error: --baseline: {e}");
+            return Err(ExitCode::Usage.code());
+        }
+    };
     for meta in scripts {
         if suite {
             println!("\n━━ {} {} ({})", meta.id, meta.title, meta.path.display());
@@ -207,9 +252,55 @@ pub fn run_scripts(
             time_scale: args.time_scale,
             progress: args.progress,
         };
-        let result = match engine::run(&config) {
-            Ok(report) => {
+        let live = crate::report::start_live(&args.outs, &meta.id);
+        let outcome = engine::run(&config);
+        live.into_iter().for_each(crate::report::prometheus::LivePush::stop);
+        let result = match outcome {
+            Ok(mut report) => {
+                if let Some(slo) = &slo {
+                    let extra =
+                        engine::judge::thresholds(&report.aggregate, &slo.thresholds, &report.phases, report.elapsed);
+                    if report.exit == ExitCode::Passed && extra.iter().any(|t| !t.passed) {
+                        report.exit = ExitCode::Failed;
+                    }
+                    report.thresholds.extend(extra);
+                }
                 print!("{}", crate::report::summary::render(&report));
+                print!("{}", bands.render(&report.requests));
+                let run_meta = crate::report::RunMeta {
+                    id: meta.id.clone(),
+                    script: meta.path.display().to_string(),
+                    target: env.get("BASE_URL").cloned(),
+                    time_scale: args.time_scale,
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    bands,
+                };
+                for spec in &args.outs {
+                    match spec.for_script(suite.then_some(meta.id.as_str())).finish(&report, &run_meta) {
+                        Ok(written) => eprintln!("volley: {} written to {}", spec.kind, written.join(", ")),
+                        // A Pushgateway that is down must not turn a verdict into a usage
+                        // error: warn. A file that cannot be written is the user's to fix.
+                        Err(e) if spec.kind == "prometheus" => eprintln!("volley: --out prometheus failed: {e}"),
+                        Err(e) => {
+                            eprintln!("error: --out {}: {e}", spec.kind);
+                            output_failed = true;
+                        }
+                    }
+                }
+                if let Some(url) = &args.notify {
+                    match crate::report::notify::notify(url, &report, &run_meta) {
+                        Ok(true) => eprintln!("volley: failure notified to {url}"),
+                        Ok(false) => {}
+                        Err(e) => eprintln!("volley: --notify failed: {e}"),
+                    }
+                }
+                if let Some(base) = baseline.as_ref().filter(|b| !suite || b.id == meta.id) {
+                    let doc = crate::report::json::document(&report, &run_meta);
+                    let c = crate::report::compare::compare(base, &doc, args.limits.limits());
+                    let name = args.baseline.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+                    print!("\nbaseline\n{}", crate::report::compare::render(&c, &name, "this run"));
+                    baseline_regressed |= c.regressed();
+                }
                 crate::report::suite::ScriptResult::from_report(meta, report)
             }
             Err(failure) => {
@@ -229,7 +320,17 @@ pub fn run_scripts(
     if suite {
         print!("{}", crate::report::suite::render_table(&results, args.time_scale));
     }
-    Ok(results)
+    Ok(Outcome { results, output_failed, baseline_regressed })
+}
+
+/// What a run of the selected scripts produced.
+pub struct Outcome {
+    /// One result per script, in order.
+    pub results: Vec<crate::report::suite::ScriptResult>,
+    /// An `--out` file could not be written.
+    pub output_failed: bool,
+    /// A script was worse than `--baseline` beyond the margin.
+    pub baseline_regressed: bool,
 }
 
 fn write_outputs(

@@ -150,8 +150,8 @@ pub fn execute(args: WatchArgs) -> i32 {
             return engine::ExitCode::Interrupted.code();
         }
         match outcome {
-            Ok(Ok(results)) if pending.is_none() => {
-                let figures = Figures::of(&results);
+            Ok(Ok(outcome)) if pending.is_none() => {
+                let figures = Figures::of(&outcome.results);
                 match &previous {
                     Some(before) => eprintln!("volley watch: since the previous run: {}", figures.delta(before)),
                     None => eprintln!("volley watch: first run done"),

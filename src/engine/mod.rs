@@ -6,6 +6,7 @@ pub mod judge;
 pub mod phase;
 pub mod progress;
 pub mod run;
+pub mod slo;
 pub mod vu;
 pub mod worker;
 

@@ -20,6 +20,21 @@ pub enum ProgressMode {
     Off,
 }
 
+static INTERVAL_LISTENERS: std::sync::Mutex<Vec<std::sync::mpsc::SyncSender<crate::metrics::IntervalRow>>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Sends every closed one-second interval of the runs that follow to `tx` (live
+/// outputs such as the Prometheus push). The ticker uses `try_send`: a listener that
+/// falls behind loses rows, it never slows the ticker or the VUs.
+pub fn listen_intervals(tx: std::sync::mpsc::SyncSender<crate::metrics::IntervalRow>) {
+    INTERVAL_LISTENERS.lock().unwrap_or_else(|e| e.into_inner()).push(tx);
+}
+
+/// Drops every interval listener (their receivers see the channel close).
+pub fn clear_interval_listeners() {
+    INTERVAL_LISTENERS.lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
+
 /// The ticker thread.
 pub struct Ticker {
     done: Arc<AtomicBool>,
@@ -60,6 +75,9 @@ impl Ticker {
                         agg.merge(store.drain());
                         agg.close_interval(running)
                     };
+                    for tx in INTERVAL_LISTENERS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                        let _ = tx.try_send(row.clone());
+                    }
                     total_reqs += row.requests;
                     total_fail += row.failures;
                     recent.push_back(row.requests);

@@ -27,18 +27,57 @@ pub struct IntervalRow {
     pub p99_ms: Option<f64>,
 }
 
+/// One second of one phase or one request name (for per-phase and per-name charts).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct GroupRow {
+    /// Seconds since the run started, at the end of the interval.
+    pub t_s: f64,
+    /// `phase` or `name`: which tag `key` is a value of.
+    pub group: &'static str,
+    /// The phase's or request's name.
+    pub key: String,
+    /// HTTP requests completed in the interval.
+    pub requests: u64,
+    /// Logical HTTP requests that failed in the interval.
+    pub failures: u64,
+    /// Latency percentiles of the interval (ms).
+    pub p50_ms: Option<f64>,
+    /// See `p50_ms`.
+    pub p95_ms: Option<f64>,
+    /// See `p50_ms`.
+    pub p99_ms: Option<f64>,
+}
+
+/// The interval's running totals of one phase or request name: two counts and a
+/// latency histogram, merged in place (no clone per sample batch once it exists).
+#[derive(Default)]
+struct GroupAcc {
+    requests: u64,
+    failures: u64,
+    durations: Option<Sink>,
+}
+
 /// Run totals per series, and the per-second history.
 pub struct Aggregate {
     series: HashMap<Str, HashMap<Tags, Sink>>,
     interval: HashMap<Str, Sink>,
+    interval_groups: BTreeMap<(&'static str, Str), GroupAcc>,
     started: Instant,
     history: Vec<IntervalRow>,
+    group_history: Vec<GroupRow>,
 }
 
 impl Aggregate {
     /// An empty aggregate whose clock starts now.
     pub fn new() -> Aggregate {
-        Aggregate { series: HashMap::new(), interval: HashMap::new(), started: Instant::now(), history: Vec::new() }
+        Aggregate {
+            series: HashMap::new(),
+            interval: HashMap::new(),
+            interval_groups: BTreeMap::new(),
+            started: Instant::now(),
+            history: Vec::new(),
+            group_history: Vec::new(),
+        }
     }
 
     /// When the run started.
@@ -56,6 +95,7 @@ impl Aggregate {
                         self.interval.insert(name.clone(), sink.clone());
                     }
                 }
+                self.merge_groups(&name, &tags, &sink);
             }
             let by_tags = self.series.entry(name).or_default();
             match by_tags.get_mut(&tags) {
@@ -63,6 +103,25 @@ impl Aggregate {
                 None => {
                     by_tags.insert(tags, sink);
                 }
+            }
+        }
+    }
+
+    fn merge_groups(&mut self, name: &str, tags: &Tags, sink: &Sink) {
+        for group in ["phase", "name"] {
+            let Some(key) = tags.get(group) else { continue };
+            let acc = match self.interval_groups.get_mut(&(group, Str::from(key))) {
+                Some(acc) => acc,
+                None => self.interval_groups.entry((group, Str::from(key))).or_default(),
+            };
+            match (name, sink) {
+                ("http_reqs", Sink::Counter(c)) => acc.requests += c.sum as u64,
+                ("http_req_failed", Sink::Rate(r)) => acc.failures += r.trues,
+                ("http_req_duration", _) => match &mut acc.durations {
+                    Some(d) => d.merge(sink),
+                    None => acc.durations = Some(sink.clone()),
+                },
+                _ => {}
             }
         }
     }
@@ -86,6 +145,19 @@ impl Aggregate {
             row.p99_ms = s.stat(Stat::Percentile(99.0), z).ok().flatten();
         }
         self.interval.clear();
+        for ((group, key), acc) in std::mem::take(&mut self.interval_groups) {
+            let p = |q: f64| acc.durations.as_ref().and_then(|d| d.stat(Stat::Percentile(q), z).ok().flatten());
+            self.group_history.push(GroupRow {
+                t_s: row.t_s,
+                group,
+                key: key.to_string(),
+                requests: acc.requests,
+                failures: acc.failures,
+                p50_ms: p(50.0),
+                p95_ms: p(95.0),
+                p99_ms: p(99.0),
+            });
+        }
         self.history.push(row.clone());
         row
     }
@@ -93,6 +165,11 @@ impl Aggregate {
     /// The per-second history so far.
     pub fn history(&self) -> &[IntervalRow] {
         &self.history
+    }
+
+    /// Per-second rows per phase and per request name (only those with traffic).
+    pub fn group_history(&self) -> &[GroupRow] {
+        &self.group_history
     }
 
     /// Every series of a metric whose tags contain all `filters`, merged; `None` when
@@ -197,5 +274,33 @@ mod tests {
         let row = agg.close_interval(0);
         assert_eq!(row.requests, 0);
         assert_eq!(agg.history().len(), 2);
+    }
+
+    #[test]
+    fn intervals_are_also_kept_per_phase_and_per_name() {
+        let mut agg = Aggregate::new();
+        let mut store = Store::default();
+        for (phase, name, ms) in [("warm", "a", 10.0), ("warm", "b", 20.0), ("peak", "a", 30.0)] {
+            let t = tags(&[("phase", phase), ("name", name)]);
+            store.add(&builtin::HTTP_REQS, &t, 1.0);
+            store.add(&builtin::HTTP_REQ_FAILED, &t, if name == "b" { 1.0 } else { 0.0 });
+            store.add(&builtin::HTTP_REQ_DURATION, &t, ms);
+        }
+        agg.merge(store.drain());
+        agg.close_interval(1);
+        let rows: Vec<(&str, &str, u64, u64, Option<f64>)> = agg
+            .group_history()
+            .iter()
+            .map(|r| (r.group, r.key.as_str(), r.requests, r.failures, r.p50_ms.map(f64::round)))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("name", "a", 2, 0, Some(10.0)),
+                ("name", "b", 1, 1, Some(20.0)),
+                ("phase", "peak", 1, 0, Some(30.0)),
+                ("phase", "warm", 2, 1, Some(10.0)),
+            ]
+        );
     }
 }

@@ -7,7 +7,7 @@ pub mod series;
 pub mod sink;
 pub mod threshold;
 
-pub use aggregate::{Aggregate, IntervalRow};
+pub use aggregate::{Aggregate, GroupRow, IntervalRow};
 pub use series::{Metric, Store, Str, Tags, builtin, define};
 pub use sink::{MetricKind, Sink, Stat, StatError};
 pub use threshold::{Condition, Op, Selector, ThresholdError, Verdict};

@@ -6,6 +6,7 @@ mod diagnostics;
 mod engine;
 mod examples;
 mod pz;
+mod reports;
 mod sim;
 mod suite;
 mod support;

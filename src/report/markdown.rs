@@ -1,0 +1,143 @@
+//! `--out md=FILE`: the verdict and the metric tables in GitHub-flavoured Markdown, for
+//! pasting into a deployment report.
+
+use super::{Output, RunMeta};
+use crate::engine::RunReport;
+use crate::script::core::fmt_num;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+fn cell(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+fn ms(v: f64) -> String {
+    format!("{:.1}", v)
+}
+
+/// Renders the report.
+pub fn render(report: &RunReport, meta: &RunMeta) -> String {
+    let mut out = String::new();
+    let verdict = super::verdict_word(report);
+    let icon = match verdict {
+        "passed" => "✅",
+        "skipped" => "⏭️",
+        _ => "❌",
+    };
+    writeln!(out, "# {} — {icon} {}\n", cell(&meta.id), verdict.to_uppercase()).ok();
+    writeln!(out, "| Run | |\n|---|---|").ok();
+    writeln!(out, "| Script | `{}` |", cell(&meta.script)).ok();
+    if let Some(t) = &meta.target {
+        writeln!(out, "| Target | {} |", cell(t)).ok();
+    }
+    let started: time::OffsetDateTime = report.started_at.into();
+    let started = started.format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    writeln!(out, "| Started | {started} |").ok();
+    writeln!(out, "| Duration | {:.1} s |", report.elapsed.as_secs_f64()).ok();
+    writeln!(out, "| Time scale | {} |", fmt_num(meta.time_scale)).ok();
+    writeln!(out, "| volley | {} |", cell(&meta.version)).ok();
+    writeln!(out, "| Exit code | {} |", report.exit.code()).ok();
+
+    if !report.thresholds.is_empty() || !report.assertions.is_empty() {
+        writeln!(out, "\n## Criteria\n\n| | Criterion | Measured | Source |\n|---|---|---|---|").ok();
+        for t in &report.thresholds {
+            let measured = match (&t.observed, &t.error) {
+                (_, Some(e)) => e.clone(),
+                (Some(v), None) => fmt_num(*v),
+                (None, None) => "no data".into(),
+            };
+            writeln!(
+                out,
+                "| {} | `{} {}` | {} | {} |",
+                if t.passed { "✅" } else { "❌" },
+                cell(&t.selector),
+                cell(&t.condition),
+                cell(&measured),
+                cell(&t.origin)
+            )
+            .ok();
+        }
+        for a in &report.assertions {
+            writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                if a.passed { "✅" } else { "❌" },
+                cell(&a.message),
+                cell(a.detail.as_deref().unwrap_or("")),
+                cell(&a.origin)
+            )
+            .ok();
+        }
+    }
+
+    if !report.requests.is_empty() {
+        writeln!(
+            out,
+            "\n## Requests\n\n| Request | Count | Failures | Error rate | req/s | avg ms | p50 ms | p95 ms | p99 ms | max ms | Grade |\n\
+             |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+        )
+        .ok();
+        for r in &report.requests {
+            let rate = if r.logical == 0 { 0.0 } else { r.failures as f64 / r.logical as f64 * 100.0 };
+            writeln!(
+                out,
+                "| {} {} | {} | {} | {rate:.2}% | {:.1} | {} | {} | {} | {} | {} | {} |",
+                cell(&r.method),
+                cell(&r.name),
+                r.count,
+                r.failures,
+                r.rps,
+                ms(r.mean),
+                ms(r.p50),
+                ms(r.p95),
+                ms(r.p99),
+                ms(r.max),
+                meta.bands.grade_row(r).as_str()
+            )
+            .ok();
+        }
+    }
+
+    if !report.checks.is_empty() {
+        writeln!(out, "\n## Checks\n\n| Check | Passed | Failed |\n|---|---:|---:|").ok();
+        for c in &report.checks {
+            writeln!(out, "| {} | {} | {} |", cell(&c.name), c.passes, c.fails).ok();
+        }
+    }
+
+    let kinds = crate::engine::judge::failure_kinds(&report.aggregate, &[]);
+    if !kinds.is_empty() {
+        writeln!(out, "\n## Errors by kind\n\n| Kind | Count |\n|---|---:|").ok();
+        for (k, n) in kinds {
+            writeln!(out, "| {} | {n} |", cell(&k)).ok();
+        }
+    }
+    if let Some(e) = &report.script_error {
+        writeln!(out, "\n## Script error\n\n```\n{}\n```", e.trim_end()).ok();
+    }
+    out
+}
+
+/// `--out md=FILE`.
+pub struct MarkdownOutput {
+    /// The file.
+    pub path: PathBuf,
+}
+
+impl Output for MarkdownOutput {
+    fn finish(&self, report: &RunReport, meta: &RunMeta) -> Result<Vec<String>, String> {
+        super::write_file(&self.path, &render(report, meta))?;
+        Ok(vec![self.path.display().to_string()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixture;
+
+    #[test]
+    fn the_markdown_report_has_the_verdict_and_tables() {
+        insta::assert_snapshot!(render(&fixture::report(), &fixture::meta()));
+    }
+}
