@@ -74,7 +74,14 @@ impl Phases {
         self.done.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn dispatch(&self, plan: Plan, tags: Tags, func: &rhai::FnPtr, max_vus: u64) -> Vec<WorkerReport> {
+    fn dispatch(
+        &self,
+        plan: Plan,
+        tags: Tags,
+        func: &rhai::FnPtr,
+        max_vus: u64,
+        timeout: Option<Duration>,
+    ) -> Vec<WorkerReport> {
         let (tx, rx) = mpsc::channel();
         let participants = self.pool.len().min(max_vus.max(1) as usize);
         let job = PhaseJob {
@@ -85,12 +92,19 @@ impl Phases {
             start: Instant::now() + Duration::from_millis(5),
             participants,
             claimed: AtomicU64::new(0),
+            iteration_timeout: timeout,
             done: tx,
         };
         self.pool.run(job, rx)
     }
 
-    fn run_bursts(&self, plan: &BurstPlan, tags: &Tags, func: &rhai::FnPtr) -> (Vec<WorkerReport>, Array) {
+    fn run_bursts(
+        &self,
+        plan: &BurstPlan,
+        tags: &Tags,
+        func: &rhai::FnPtr,
+        timeout: Option<Duration>,
+    ) -> (Vec<WorkerReport>, Array) {
         let mut reports = Vec::new();
         let mut bursts = Array::new();
         for b in 0..plan.bursts {
@@ -107,7 +121,7 @@ impl Phases {
             }
             .plan();
             let started = Instant::now();
-            reports.extend(self.dispatch(Plan::Closed(closed), burst_tags.clone(), func, plan.size));
+            reports.extend(self.dispatch(Plan::Closed(closed), burst_tags.clone(), func, plan.size, timeout));
             let elapsed = started.elapsed();
             let agg = self.shared.aggregate.lock().unwrap_or_else(|e| e.into_inner());
             let mut m = results_for(&agg, &burst_tags, elapsed);
@@ -128,7 +142,15 @@ impl Phases {
 }
 
 impl PhaseRunner for Phases {
-    fn run_phase(&self, req: PhaseRequest) -> Result<Dynamic, Box<EvalAltResult>> {
+    fn run_phase(&self, mut req: PhaseRequest) -> Result<Dynamic, Box<EvalAltResult>> {
+        // Not a load-profile option: the engine enforces it on every iteration.
+        let timeout = match req.options.remove("iteration_timeout") {
+            None => None,
+            Some(v) => Some(
+                crate::executor::iteration_timeout(&v)
+                    .map_err(|e| format!("phase {:?}: iteration_timeout: {e}", req.name))?,
+            ),
+        };
         if self.done.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|p| p.name == req.name) {
             return Err(format!(
                 "phase {:?} was already run; hint: give each phase its own name, results are tagged by it",
@@ -150,10 +172,10 @@ impl PhaseRunner for Phases {
         let started = Instant::now();
         let (reports, bursts) = match executor.plan() {
             Plan::Bursts(b) => {
-                let (r, list) = self.run_bursts(&b, &tags, &req.func);
+                let (r, list) = self.run_bursts(&b, &tags, &req.func, timeout);
                 (r, Some(list))
             }
-            plan => (self.dispatch(plan, tags.clone(), &req.func, executor.max_vus()), None),
+            plan => (self.dispatch(plan, tags.clone(), &req.func, executor.max_vus(), timeout), None),
         };
         let elapsed = started.elapsed();
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -213,6 +235,7 @@ pub fn results_for(agg: &Aggregate, tags: &Tags, elapsed: Duration) -> Map {
     m.insert("dropped_iterations".into(), Dynamic::from_int(count(agg, "dropped_iterations", &filters) as i64));
     m.insert("interrupted_iterations".into(), Dynamic::from_int(count(agg, "interrupted_iterations", &filters) as i64));
     m.insert("iteration_errors".into(), Dynamic::from_int(iteration_errors as i64));
+    m.insert("timed_out_iterations".into(), Dynamic::from_int(count(agg, "iteration_timeouts", &filters) as i64));
     m.insert("requests".into(), Dynamic::from_int(requests as i64));
     m.insert("logical_requests".into(), Dynamic::from_int(logical as i64));
     m.insert("failed".into(), Dynamic::from_int(failed as i64));

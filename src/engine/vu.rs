@@ -29,6 +29,8 @@ pub enum Ended {
     Failed,
     /// The run was interrupted while it ran.
     Interrupted,
+    /// The phase's `iteration_timeout` stopped it.
+    TimedOut,
 }
 
 /// Counts an iteration as interrupted unless it finished: the driver future may be

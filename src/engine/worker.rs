@@ -31,6 +31,8 @@ pub struct PhaseJob {
     pub participants: usize,
     /// Iterations claimed so far (shared-iterations).
     pub claimed: AtomicU64,
+    /// The phase's `iteration_timeout`: a longer iteration is stopped.
+    pub iteration_timeout: Option<Duration>,
     /// Where each worker reports when done.
     pub done: mpsc::Sender<WorkerReport>,
 }
@@ -278,8 +280,24 @@ struct Counters {
     dropped: Cell<u64>,
 }
 
+/// Runs one iteration, stopping it at the phase's `iteration_timeout` (the dropped
+/// iteration unwinds and is counted as interrupted, and in `iteration_timeouts`).
+async fn iterate(worker: &Rc<Worker>, vu: &Rc<VuCtx>, job: &PhaseJob, scheduled: Instant) -> Ended {
+    let Some(limit) = job.iteration_timeout else {
+        return vu::run_iteration(worker, vu, &job.func, scheduled).await;
+    };
+    match tokio::time::timeout(limit, vu::run_iteration(worker, vu, &job.func, scheduled)).await {
+        Ok(ended) => ended,
+        Err(_) => {
+            let tags = vu.tags.borrow().clone();
+            worker.thread.record(&builtin::ITERATION_TIMEOUTS, &tags, 1.0);
+            Ended::TimedOut
+        }
+    }
+}
+
 fn count(counters: &Counters, ended: Ended) {
-    if ended != Ended::Interrupted {
+    if matches!(ended, Ended::Completed | Ended::Failed) {
         counters.iterations.set(counters.iterations.get() + 1);
     }
 }
@@ -362,7 +380,7 @@ async fn vu_loop(
         if !allowed {
             return;
         }
-        let ended = vu::run_iteration(worker, vu, &job.func, now).await;
+        let ended = iterate(worker, vu, job, now).await;
         count(counters, ended);
         if ended == Ended::Interrupted {
             return;
@@ -406,7 +424,7 @@ async fn schedule_open(
             });
             let (worker, job, free, counters) = (worker.clone(), job.clone(), free.clone(), counters.clone());
             group.spawn(async move {
-                let ended = vu::run_iteration(&worker, &vu, &job.func, at).await;
+                let ended = iterate(&worker, &vu, &job, at).await;
                 count(&counters, ended);
                 free.borrow_mut().push(vu);
             });

@@ -249,3 +249,19 @@ pub(crate) const DEFAULT_GRACEFUL_STOP: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests;
+
+/// The `iteration_timeout` phase option (engine-enforced, not part of a load profile).
+/// Reads `iteration_timeout`: "30s", "500ms", or seconds.
+pub fn iteration_timeout(value: &serde_json::Value) -> Result<Duration, String> {
+    let d = match value {
+        serde_json::Value::String(s) => crate::duration::parse_duration(s).map_err(|e| e.to_string())?,
+        serde_json::Value::Number(n) => {
+            n.as_f64().and_then(crate::duration::seconds).ok_or(format!("{n} is not a number of seconds"))?
+        }
+        other => return Err(format!("expected a duration such as \"30s\", got {other}")),
+    };
+    if d.is_zero() {
+        return Err("must be more than 0".into());
+    }
+    Ok(d)
+}

@@ -109,6 +109,7 @@ pub mod builtin {
         DROPPED_ITERATIONS = "dropped_iterations", Counter, "Iterations an open model could not start because max_vus were busy";
         INTERRUPTED_ITERATIONS = "interrupted_iterations", Counter, "Iterations cut off by the end of a phase, a timeout or Ctrl-C";
         ITERATION_ERRORS = "iteration_errors", Counter, "Iterations that ended with a script error";
+        ITERATION_TIMEOUTS = "iteration_timeouts", Counter, "Iterations stopped by the phase's iteration_timeout (also counted as interrupted)";
         VUS = "vus", Gauge, "Virtual users running an iteration";
         CHECKS = "checks", Rate, "Share of checks that passed";
         DATA_SENT = "data_sent", Counter, "Bytes sent (request line, headers and body)";

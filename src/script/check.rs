@@ -40,6 +40,20 @@ fn check_phase(file: &str, pos: Position, name: &str, options: &Expr, out: &mut 
     let mut literal = serde_json::Map::new();
     let mut dynamic_keys = HashSet::new();
     for (key, value) in &entries.0 {
+        if key.name == "iteration_timeout" {
+            if let Some(v) =
+                value.get_literal_value(None).and_then(|v| rhai::serde::from_dynamic::<serde_json::Value>(&v).ok())
+                && let Err(e) = crate::executor::iteration_timeout(&v)
+            {
+                out.push(diag(
+                    file,
+                    pos,
+                    format!("phase {name:?}: iteration_timeout: {e}"),
+                    Some(crate::duration::DURATION_HINT.into()),
+                ));
+            }
+            continue;
+        }
         match value.get_literal_value(None).and_then(|v| rhai::serde::from_dynamic::<serde_json::Value>(&v).ok()) {
             Some(v) => {
                 literal.insert(key.name.to_string(), v);

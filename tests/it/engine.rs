@@ -422,3 +422,23 @@ fn data_files_are_read_once_and_shared_by_vus() {
     assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
     assert_eq!((server.count("/ok"), server.count("/status/201")), (4, 4));
 }
+
+#[test]
+fn iteration_timeout_stops_slow_iterations_and_the_vu_goes_on() {
+    let server = support::start();
+    let (_d, path) = script(
+        r#"
+        let base = env("BASE_URL");
+        let p = phase("p", #{ executor: "per-vu-iterations", vus: 2, iterations: 3, iteration_timeout: "150ms" }, || {
+            if vu_iteration() == 1 { sleep("5s"); }
+            http::get(`${base}/ok`);
+        });
+        expect(p.timed_out_iterations, "== 2", "one slow iteration per VU stopped");
+        expect(p.iterations, "== 4", "the other iterations ran");
+        expect(p.elapsed_s, "< 2", "nobody waited 5 s");
+        "#,
+    );
+    let r = run(&path, &server.base);
+    assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
+    assert_eq!(server.count("/ok"), 4);
+}
