@@ -74,7 +74,18 @@ pub fn parse_meta(path: &Path, text: &str) -> Result<ScriptMeta, MetaError> {
             "id" => meta.id = value.to_string(),
             "title" => meta.title = value.to_string(),
             "purpose" => meta.purpose = value.to_string(),
-            "tags" => meta.tags = value.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect(),
+            "tags" => {
+                meta.tags = value.split(',').map(|t| t.trim().to_string()).filter(|t| !t.is_empty()).collect();
+                // Every tag must be selectable by a `--tags` expression.
+                for t in &meta.tags {
+                    let word = t.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                    if !word || matches!(t.as_str(), "and" | "or" | "not") {
+                        return Err(err(format!(
+                            "tag {t:?} cannot be selected with --tags; tags are words of letters, digits, - and _ (not and/or/not), separated by commas"
+                        )));
+                    }
+                }
+            }
             "duration" => {
                 meta.duration =
                     Some(crate::duration::parse_duration(value).map_err(|e| err(format!("header `duration`: {e}")))?)
@@ -189,6 +200,14 @@ mod tests {
         );
         let e = parse_meta(Path::new("a.rhai"), "// duration: soon\n").unwrap_err();
         assert!(e.to_string().starts_with("a.rhai:1: header `duration`: invalid duration \"soon\""), "{e}");
+    }
+
+    #[test]
+    fn tags_must_be_selectable() {
+        let e = parse_meta(Path::new("a.rhai"), "// tags: load, high volume\n").unwrap_err();
+        assert!(e.to_string().starts_with("a.rhai:1: tag \"high volume\" cannot be selected with --tags"), "{e}");
+        assert!(parse_meta(Path::new("a.rhai"), "// tags: load, not\n").is_err());
+        assert!(parse_meta(Path::new("a.rhai"), "// tags: load, pz-13771, slow_ci\n").is_ok());
     }
 
     #[test]
