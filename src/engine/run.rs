@@ -6,7 +6,7 @@ use super::progress::{ProgressMode, Ticker};
 use super::worker::WorkerPool;
 use crate::metrics::{Aggregate, Tags};
 use crate::script::context::{self, IterationError, RunShared, ThreadCtx, VuCtx};
-use crate::script::diagnostics::{self, Diagnostic};
+use crate::script::diagnostics;
 use crate::script::http::HttpClients;
 use crate::script::judge::Assertion;
 use std::cell::RefCell;
@@ -212,9 +212,4 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
 
 fn is_skip(e: &rhai::EvalAltResult) -> bool {
     matches!(e, rhai::EvalAltResult::ErrorTerminated(token, _) if token.to_string() == crate::script::bridge::SKIPPED_TOKEN)
-}
-
-/// A diagnostic for a script that is not loadable, rendered.
-pub fn render_plain(d: &Diagnostic) -> String {
-    d.render(&diagnostics::Sources::default())
 }

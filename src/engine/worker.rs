@@ -216,7 +216,11 @@ impl TaskGroup {
             fut.await;
         });
         let mut handles = self.handles.borrow_mut();
-        handles.retain(|h| !h.is_finished());
+        // Pruning on every spawn would scan every handle per iteration: only when the
+        // finished ones outnumber the live ones.
+        if handles.len() > 2 * self.alive.get() + 64 {
+            handles.retain(|h| !h.is_finished());
+        }
         handles.push(handle.abort_handle());
     }
 
@@ -336,17 +340,10 @@ async fn schedule_closed(
                 });
             }
         }
-        let all_iterations_claimed = match plan.iterations {
-            Iterations::Shared(n) => job.claimed.load(Ordering::Relaxed) >= n,
-            _ => false,
-        };
-        if all_iterations_claimed
-            || (plan.stages.len() <= 1 && plan.start_vus == plan.vus_at(Duration::ZERO)) && group.alive.get() == 0
-        {
-            break;
-        }
-        if plan.stages.iter().all(|s| s.target == plan.start_vus) {
-            // Constant VU count: nothing more to schedule; VUs end by themselves.
+        // Nothing left to schedule: every shared iteration is claimed, or the VU count
+        // never changes (the VUs end by themselves). Otherwise follow the ramp.
+        let all_claimed = matches!(plan.iterations, Iterations::Shared(n) if job.claimed.load(Ordering::Relaxed) >= n);
+        if all_claimed || plan.stages.iter().all(|s| s.target == plan.start_vus) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -2,7 +2,7 @@
 //! one summary row per second for progress and reports. Outputs read only this.
 
 use super::series::{Str, Tags};
-use super::sink::{MetricKind, Sink, Stat};
+use super::sink::{Sink, Stat};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
@@ -207,18 +207,6 @@ impl Aggregate {
     /// Distinct tag sets of a metric matching `filters` (for grouping by several tags).
     pub fn series_of(&self, metric: &str) -> Vec<(&Tags, &Sink)> {
         self.series.get(metric).map(|m| m.iter().collect()).unwrap_or_default()
-    }
-
-    /// The kind of a metric that has data.
-    pub fn kind_of(&self, metric: &str) -> Option<MetricKind> {
-        self.series.get(metric)?.values().next().map(Sink::kind)
-    }
-
-    /// Names of all metrics with data.
-    pub fn metric_names(&self) -> Vec<Str> {
-        let mut names: Vec<Str> = self.series.keys().cloned().collect();
-        names.sort();
-        names
     }
 }
 

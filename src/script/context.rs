@@ -11,89 +11,96 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
-/// How a run is being stopped.
+/// A flag other threads can wait on: set once, read cheaply, awaited without polling.
 #[derive(Debug)]
-pub struct Stop {
-    state: AtomicU8,
-    tx: tokio::sync::watch::Sender<u8>,
+pub struct Flag {
+    set: AtomicBool,
+    tx: tokio::sync::watch::Sender<bool>,
 }
 
-/// No stop requested.
-pub const RUNNING: u8 = 0;
-/// Ctrl-C or SIGTERM: stop now, keep results, print the summary.
-pub const INTERRUPTED: u8 = 1;
-
-impl Default for Stop {
+impl Default for Flag {
     fn default() -> Self {
-        Stop { state: AtomicU8::new(RUNNING), tx: tokio::sync::watch::channel(RUNNING).0 }
+        Flag { set: AtomicBool::new(false), tx: tokio::sync::watch::channel(false).0 }
     }
 }
+
+impl Flag {
+    /// Sets the flag (idempotent) and wakes everything waiting on it.
+    pub fn raise(&self) {
+        self.set.store(true, Ordering::SeqCst);
+        self.tx.send_replace(true);
+    }
+
+    /// Clears the flag.
+    pub fn lower(&self) {
+        self.set.store(false, Ordering::SeqCst);
+        self.tx.send_replace(false);
+    }
+
+    /// Whether the flag is set.
+    pub fn is_raised(&self) -> bool {
+        self.set.load(Ordering::Relaxed)
+    }
+
+    /// Completes when the flag is set.
+    pub fn wait(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let mut rx = self.tx.subscribe();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }
+}
+
+/// How a run is being stopped: Ctrl-C or SIGTERM stop now, keep results, print the
+/// summary.
+#[derive(Debug, Default)]
+pub struct Stop(Flag);
 
 impl Stop {
     /// Requests an interruption (idempotent); wakes everything waiting on [`Stop::wait`].
     pub fn interrupt(&self) {
-        self.state.store(INTERRUPTED, Ordering::SeqCst);
-        self.tx.send_replace(INTERRUPTED);
+        self.0.raise();
     }
 
     /// Whether the run was interrupted.
     pub fn is_interrupted(&self) -> bool {
-        self.state.load(Ordering::Relaxed) == INTERRUPTED
+        self.0.is_raised()
     }
 
     /// Completes when the run is interrupted.
     pub fn wait(&self) -> impl std::future::Future<Output = ()> + 'static {
-        let mut rx = self.tx.subscribe();
-        async move {
-            let _ = rx.wait_for(|s| *s != RUNNING).await;
-        }
+        self.0.wait()
     }
 }
 
 /// A phase stopped early by the script (`stop_phase(reason)`): no new iterations start,
 /// running ones finish. Reset at the start of every phase.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct PhaseStop {
-    stopped: AtomicBool,
+    flag: Flag,
     reason: Mutex<Option<String>>,
-    tx: tokio::sync::watch::Sender<bool>,
-}
-
-impl Default for PhaseStop {
-    fn default() -> Self {
-        PhaseStop {
-            stopped: AtomicBool::new(false),
-            reason: Mutex::new(None),
-            tx: tokio::sync::watch::channel(false).0,
-        }
-    }
 }
 
 impl PhaseStop {
     /// Clears the flag (a new phase starts).
     pub fn reset(&self) {
-        self.stopped.store(false, Ordering::SeqCst);
         *self.reason.lock().unwrap_or_else(|e| e.into_inner()) = None;
-        self.tx.send_replace(false);
+        self.flag.lower();
     }
 
     /// Stops the running phase; the first reason wins.
     pub fn stop(&self, reason: &str) {
-        let mut r = self.reason.lock().unwrap_or_else(|e| e.into_inner());
-        if r.is_none() {
-            *r = Some(reason.to_string());
-        }
-        self.stopped.store(true, Ordering::SeqCst);
-        self.tx.send_replace(true);
+        self.reason.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(|| reason.to_string());
+        self.flag.raise();
     }
 
     /// Whether the running phase was stopped.
     pub fn is_stopped(&self) -> bool {
-        self.stopped.load(Ordering::Relaxed)
+        self.flag.is_raised()
     }
 
     /// Why it was stopped.
@@ -103,10 +110,7 @@ impl PhaseStop {
 
     /// Completes when the running phase is stopped.
     pub fn wait(&self) -> impl std::future::Future<Output = ()> + 'static {
-        let mut rx = self.tx.subscribe();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
+        self.flag.wait()
     }
 }
 
@@ -131,6 +135,8 @@ pub trait PhaseRunner: Send + Sync {
 /// A script error raised inside an iteration, counted by where it happened.
 #[derive(Debug, Clone)]
 pub struct IterationError {
+    /// What identifies the error (message, position and call chain).
+    pub key: String,
     /// The rendered diagnostic (with source line and caret).
     pub rendered: String,
     /// How many iterations hit it.
@@ -208,18 +214,20 @@ impl RunShared {
         }
     }
 
-    /// Counts a script error raised inside an iteration.
+    /// Counts a script error raised inside an iteration. The diagnostic is rendered
+    /// only the first time an error is seen (a failing script fails every iteration).
     pub fn record_iteration_error(&self, err: &EvalAltResult) {
         self.had_script_error.store(true, Ordering::Relaxed);
-        let rendered = match self.render_error.get() {
-            Some(render) => render(err),
-            None => err.to_string(),
-        };
+        let key = format!("{err:?}");
         let mut errors = self.iteration_errors.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(e) = errors.iter_mut().find(|e| e.rendered == rendered) {
+        if let Some(e) = errors.iter_mut().find(|e| e.key == key) {
             e.count += 1;
         } else if errors.len() < 100 {
-            errors.push(IterationError { rendered, count: 1 });
+            let rendered = match self.render_error.get() {
+                Some(render) => render(err),
+                None => err.to_string(),
+            };
+            errors.push(IterationError { key, rendered, count: 1 });
         }
     }
 }

@@ -442,3 +442,22 @@ fn iteration_timeout_stops_slow_iterations_and_the_vu_goes_on() {
     assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
     assert_eq!(server.count("/ok"), 4);
 }
+
+/// Regression: a single-stage ramp from 0 VUs used to end before spawning any VU.
+#[test]
+fn a_single_stage_ramp_from_zero_runs() {
+    let server = support::start();
+    let (_d, path) = script(
+        r#"
+        let base = env("BASE_URL");
+        let p = phase("up", #{ executor: "ramping-vus", start_vus: 0, stages: [#{ duration: "1s", target: 4 }] }, || {
+            http::get(`${base}/ok`);
+            sleep("50ms");
+        });
+        expect(p.iterations, ">= 10", "iterations while ramping up");
+        expect(p.vus_max, "<= 4", "never above the target");
+        "#,
+    );
+    let r = run(&path, &server.base);
+    assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
+}
