@@ -170,27 +170,31 @@ impl PushRequest {
 
     /// The 201 body: the (first) created alert, plus every id when several were made.
     pub fn created_json(&self, site_id: &str) -> Value {
-        let r = &self.reports[0];
-        let mut v = json!({
-            "id": r.alert_id,
-            "ext_id": r.alert_id,
-            "alert_id": r.alert_id,
-            "algorun_id": r.algorun_id,
-            "site_id": site_id,
-            "class_id": r.class_id,
-            "class_name": class_name(r.class_id),
-            "severity": r.severity,
-            "distance_m": r.distance_m,
-            "start_time": r.alert_time,
-            "time_interval_s": r.time_interval_s,
-            "status": "published",
-            "alerts_amount": self.reports.len(),
-        });
+        let mut v = alert_json(&self.reports[0], site_id);
+        v["status"] = json!("published");
+        v["alerts_amount"] = json!(self.reports.len());
         if self.reports.len() > 1 {
             v["ext_ids"] = json!(self.reports.iter().map(|r| &r.alert_id).collect::<Vec<_>>());
         }
         v
     }
+}
+
+/// The fields every alert answer has (created or stored).
+fn alert_json(r: &AlertReport, site_id: &str) -> Value {
+    json!({
+        "id": r.alert_id,
+        "ext_id": r.alert_id,
+        "alert_id": r.alert_id,
+        "algorun_id": r.algorun_id,
+        "site_id": site_id,
+        "class_id": r.class_id,
+        "class_name": class_name(r.class_id),
+        "severity": r.severity,
+        "distance_m": r.distance_m,
+        "start_time": r.alert_time,
+        "time_interval_s": r.time_interval_s,
+    })
 }
 
 fn class_name(class_id: i64) -> &'static str {
@@ -212,23 +216,11 @@ struct StoredAlert {
 
 impl StoredAlert {
     fn to_json(&self, site_id: &str) -> Value {
-        let r = &self.report;
-        json!({
-            "id": r.alert_id,
-            "alert_id": r.alert_id,
-            "ext_id": r.alert_id,
-            "algorun_id": r.algorun_id,
-            "site_id": site_id,
-            "class_id": r.class_id,
-            "class_name": class_name(r.class_id),
-            "severity": r.severity,
-            "distance_m": r.distance_m,
-            "start_time": r.alert_time,
-            "alert_time": r.alert_time,
-            "time_interval_s": r.time_interval_s,
-            "consumed_at": iso_ms(self.consumed_at),
-            "stored_at": iso_ms(self.stored_at),
-        })
+        let mut v = alert_json(&self.report, site_id);
+        v["alert_time"] = json!(self.report.alert_time);
+        v["consumed_at"] = json!(iso_ms(self.consumed_at));
+        v["stored_at"] = json!(iso_ms(self.stored_at));
+        v
     }
 }
 
@@ -236,24 +228,33 @@ impl StoredAlert {
 pub struct AlertStore {
     alerts: Mutex<VecDeque<StoredAlert>>,
     max: usize,
+    /// When `clear` last ran: an alert consumed before a reset but still being processed
+    /// is not stored after it.
+    cleared_at: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl AlertStore {
     /// An empty store.
     pub fn new(max: u32) -> AlertStore {
-        AlertStore { alerts: Mutex::new(VecDeque::new()), max: (max as usize).max(1) }
+        AlertStore { alerts: Mutex::new(VecDeque::new()), max: (max as usize).max(1), cleared_at: Mutex::new(None) }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<StoredAlert>> {
         self.alerts.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn insert(&self, alert: StoredAlert) {
+    /// Stores an alert consumed at `consumed_at`, unless the store was cleared since.
+    fn insert(&self, consumed_at: tokio::time::Instant, alert: StoredAlert) -> bool {
         let mut a = self.lock();
+        let cleared = *self.cleared_at.lock().unwrap_or_else(|p| p.into_inner());
+        if cleared.is_some_and(|c| consumed_at <= c) {
+            return false;
+        }
         if a.len() >= self.max {
             a.pop_front();
         }
         a.push_back(alert);
+        true
     }
 
     /// Alerts whose alert time is in `[start, end]` (either bound optional).
@@ -282,7 +283,9 @@ impl AlertStore {
 
     /// Forgets everything.
     pub fn clear(&self) {
-        self.lock().clear();
+        let mut a = self.lock();
+        *self.cleared_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(tokio::time::Instant::now());
+        a.clear();
     }
 }
 
@@ -360,8 +363,10 @@ pub async fn processing_stage(
         tokio::time::sleep_until(msg.consumed_at + delay).await;
         let consumed_at = OffsetDateTime::now_utc() - (tokio::time::Instant::now() - msg.consumed_at);
         let alert_time = parse_time("alert_time", &report.alert_time).unwrap_or(consumed_at);
-        store.insert(StoredAlert { report, alert_time, consumed_at, stored_at: OffsetDateTime::now_utc() });
-        stats.alerts.stored.fetch_add(1, Relaxed);
+        let alert = StoredAlert { report, alert_time, consumed_at, stored_at: OffsetDateTime::now_utc() };
+        if store.insert(msg.consumed_at, alert) {
+            stats.alerts.stored.fetch_add(1, Relaxed);
+        }
         msg.ack().await;
     }
 }
