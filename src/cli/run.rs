@@ -2,8 +2,10 @@
 
 use crate::engine::progress::ProgressMode;
 use crate::engine::{self, ExitCode, RunConfig};
+use crate::script::context::Stop;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Options of `volley run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -133,7 +135,9 @@ pub fn raise_nofile() {
 
 /// Runs `volley run`.
 pub fn execute(args: RunArgs) -> i32 {
+    let stop = Arc::new(Stop::default());
     install_signal_handler();
+    set_signal_target(Some(stop.clone()));
     raise_nofile();
     let scripts = match select(&args) {
         Ok(s) => s,
@@ -144,7 +148,7 @@ pub fn execute(args: RunArgs) -> i32 {
         Err(code) => return code,
     };
     let started = std::time::Instant::now();
-    let outcome = match run_scripts(&args, scripts, &env) {
+    let outcome = match run_scripts(&args, scripts, &env, &stop) {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -155,10 +159,7 @@ pub fn execute(args: RunArgs) -> i32 {
     if outcome.output_failed {
         return ExitCode::Usage.code();
     }
-    match suite_exit(&outcome.results) {
-        0 if outcome.baseline_regressed => ExitCode::Failed.code(),
-        code => code,
-    }
+    suite_exit(&outcome.results)
 }
 
 /// The scripts `args` selects, or the exit code of a usage error (already printed).
@@ -220,12 +221,12 @@ pub fn run_scripts(
     args: &RunArgs,
     scripts: Vec<crate::suite::ScriptMeta>,
     env: &HashMap<String, String>,
+    stop: &Arc<Stop>,
 ) -> Result<Outcome, i32> {
     let workers = args.workers.map(usize::from).unwrap_or_else(default_workers);
     let suite = scripts.len() > 1;
     let mut results = Vec::new();
     let mut output_failed = false;
-    let mut baseline_regressed = false;
     let slo = match args.slo.as_deref().map(|p| engine::slo::load(p, args.environment.as_deref())).transpose() {
         Ok(s) => s,
         Err(e) => {
@@ -245,28 +246,21 @@ pub fn run_scripts(
         if suite {
             println!("\n━━ {} {} ({})", meta.id, meta.title, meta.path.display());
         }
+        let (live, listeners): (Vec<_>, Vec<_>) = crate::report::start_live(&args.outs, &meta.id).into_iter().unzip();
         let config = RunConfig {
             script: meta.path.clone(),
             env: env.clone(),
             workers,
             time_scale: args.time_scale,
             progress: args.progress,
+            stop: stop.clone(),
+            listeners,
         };
-        let live = crate::report::start_live(&args.outs, &meta.id);
         let outcome = engine::run(&config);
+        drop(config);
         live.into_iter().for_each(crate::report::prometheus::LivePush::stop);
         let result = match outcome {
             Ok(mut report) => {
-                if let Some(slo) = &slo {
-                    let extra =
-                        engine::judge::thresholds(&report.aggregate, &slo.thresholds, &report.phases, report.elapsed);
-                    if report.exit == ExitCode::Passed && extra.iter().any(|t| !t.passed) {
-                        report.exit = ExitCode::Failed;
-                    }
-                    report.thresholds.extend(extra);
-                }
-                print!("{}", crate::report::summary::render(&report));
-                print!("{}", bands.render(&report.requests));
                 let run_meta = crate::report::RunMeta {
                     id: meta.id.clone(),
                     script: meta.path.display().to_string(),
@@ -275,6 +269,23 @@ pub fn run_scripts(
                     version: env!("CARGO_PKG_VERSION").to_string(),
                     bands,
                 };
+                // One verdict: the SLO file's thresholds and the baseline join the
+                // script's criteria before anything is printed or written.
+                if let Some(slo) = &slo {
+                    let extra =
+                        engine::judge::thresholds(&report.aggregate, &slo.thresholds, &report.phases, report.elapsed);
+                    report.thresholds.extend(extra);
+                }
+                if let Some(base) = baseline.as_ref().filter(|b| !suite || b.id == meta.id) {
+                    let doc = crate::report::json::document(&report, &run_meta);
+                    let c = crate::report::compare::compare(base, &doc, args.limits.limits());
+                    let file = args.baseline.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+                    let rendered = crate::report::compare::render(&c, &file, "this run");
+                    report.baseline = Some(engine::Baseline { file, rendered, regressed: c.regressed() });
+                }
+                report.judge();
+                print!("{}", crate::report::summary::render(&report));
+                print!("{}", bands.render(&report.requests));
                 for spec in &args.outs {
                     match spec.for_script(suite.then_some(meta.id.as_str())).finish(&report, &run_meta) {
                         Ok(written) => eprintln!("volley: {} written to {}", spec.kind, written.join(", ")),
@@ -293,13 +304,6 @@ pub fn run_scripts(
                         Ok(false) => {}
                         Err(e) => eprintln!("volley: --notify failed: {e}"),
                     }
-                }
-                if let Some(base) = baseline.as_ref().filter(|b| !suite || b.id == meta.id) {
-                    let doc = crate::report::json::document(&report, &run_meta);
-                    let c = crate::report::compare::compare(base, &doc, args.limits.limits());
-                    let name = args.baseline.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
-                    print!("\nbaseline\n{}", crate::report::compare::render(&c, &name, "this run"));
-                    baseline_regressed |= c.regressed();
                 }
                 crate::report::suite::ScriptResult::from_report(meta, report)
             }
@@ -320,7 +324,7 @@ pub fn run_scripts(
     if suite {
         print!("{}", crate::report::suite::render_table(&results, args.time_scale));
     }
-    Ok(Outcome { results, output_failed, baseline_regressed })
+    Ok(Outcome { results, output_failed })
 }
 
 /// What a run of the selected scripts produced.
@@ -329,8 +333,6 @@ pub struct Outcome {
     pub results: Vec<crate::report::suite::ScriptResult>,
     /// An `--out` file could not be written.
     pub output_failed: bool,
-    /// A script was worse than `--baseline` beyond the margin.
-    pub baseline_regressed: bool,
 }
 
 fn write_outputs(
@@ -379,18 +381,31 @@ fn suite_exit(results: &[crate::report::suite::ScriptResult]) -> i32 {
 
 static CTRL_C: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
+/// The run a signal stops. Signals are process-wide, so the handler needs one place to
+/// look; it holds only a stop handle, never run state.
+static SIGNAL_TARGET: std::sync::Mutex<Option<Arc<Stop>>> = std::sync::Mutex::new(None);
+
 /// Whether the user pressed Ctrl-C (or sent SIGTERM).
 pub fn stop_requested() -> bool {
     CTRL_C.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Makes Ctrl-C / SIGTERM stop `stop`'s run (None: exit at once).
+pub fn set_signal_target(stop: Option<Arc<Stop>>) {
+    *SIGNAL_TARGET.lock().unwrap_or_else(|e| e.into_inner()) = stop;
 }
 
 /// Installs the Ctrl-C / SIGTERM handler: the first signal interrupts the run (the
 /// summary is still printed), a second one exits at once.
 pub fn install_signal_handler() {
     let _ = ctrlc::set_handler(|| {
-        if CTRL_C.swap(true, std::sync::atomic::Ordering::SeqCst) || !engine::interrupt_active() {
-            std::process::exit(ExitCode::Interrupted.code());
+        let target = SIGNAL_TARGET.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match target {
+            Some(stop) if !CTRL_C.swap(true, std::sync::atomic::Ordering::SeqCst) => {
+                stop.interrupt();
+                eprintln!("\nvolley: interrupted, finishing up (Ctrl-C again to quit at once)");
+            }
+            _ => std::process::exit(ExitCode::Interrupted.code()),
         }
-        eprintln!("\nvolley: interrupted, finishing up (Ctrl-C again to quit at once)");
     });
 }

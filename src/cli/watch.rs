@@ -133,19 +133,24 @@ pub fn execute(args: WatchArgs) -> i32 {
     let mut previous: Option<Figures> = None;
     loop {
         let (run_args, run_env) = (args.run.clone(), env.clone());
+        // Each re-run is a new run with its own stop handle.
+        let stop = std::sync::Arc::new(crate::script::context::Stop::default());
+        run::set_signal_target(Some(stop.clone()));
+        let run_stop = stop.clone();
         let handle = std::thread::spawn(move || {
             let scripts = run::select(&run_args)?;
-            run::run_scripts(&run_args, scripts, &run_env)
+            run::run_scripts(&run_args, scripts, &run_env, &run_stop)
         });
         // A save during the run stops it gracefully; the re-run follows.
         let mut pending: Option<Instant> = None;
         while !handle.is_finished() {
             if let Ok(t) = rx.recv_timeout(Duration::from_millis(50)) {
                 pending.get_or_insert(t);
-                engine::interrupt_active();
+                stop.interrupt();
             }
         }
         let outcome = handle.join();
+        run::set_signal_target(None);
         if run::stop_requested() {
             return engine::ExitCode::Interrupted.code();
         }

@@ -2,25 +2,36 @@
 //! checks grouped by name, and per-request rows for the summary.
 
 use super::phase::PhaseSummary;
+use crate::metrics::series::Role;
 use crate::metrics::{Aggregate, Sink, Stat};
 use crate::script::judge::DeclaredThreshold;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Failed logical requests by kind (`status 503`, `timeout`, ...) among the series
-/// matching `filters`.
+/// Failed logical operations by kind among the series matching `filters`, over every
+/// protocol: HTTP's as `status 503`, `timeout`, ...; another protocol's prefixed with
+/// its name (`amqp nack`, `amqp broker_lost`).
 pub fn failure_kinds(agg: &Aggregate, filters: &[(String, String)]) -> BTreeMap<String, u64> {
     let mut kinds = BTreeMap::new();
-    for (tags, sink) in agg.series_of("http_req_failed") {
-        let Sink::Rate(rate) = sink else { continue };
-        if rate.trues == 0 || !tags.contains_all(filters) {
-            continue;
+    let protocols: BTreeMap<String, &'static str> = crate::metrics::series::builtin::descs()
+        .into_iter()
+        .map(|d| (d.metric.name.to_string(), d.protocol))
+        .collect();
+    for metric in agg.names_with(Role::Failed) {
+        let protocol = protocols.get(&metric).copied().unwrap_or("");
+        for (tags, sink) in agg.series_of(&metric) {
+            let Sink::Rate(rate) = sink else { continue };
+            if rate.trues == 0 || !tags.contains_all(filters) {
+                continue;
+            }
+            let what = match (tags.get("error"), tags.get("status")) {
+                (Some(e), _) => e.to_string(),
+                (None, Some(status)) => format!("status {status}"),
+                (None, None) => "failed".to_string(),
+            };
+            let kind = if protocol == "http" || protocol.is_empty() { what } else { format!("{protocol} {what}") };
+            *kinds.entry(kind).or_default() += rate.trues;
         }
-        let kind = match tags.get("error") {
-            Some(e) => e.to_string(),
-            None => format!("status {}", tags.get("status").unwrap_or("?")),
-        };
-        *kinds.entry(kind).or_default() += rate.trues;
     }
     kinds
 }

@@ -10,4 +10,4 @@ pub mod slo;
 pub mod vu;
 pub mod worker;
 
-pub use run::{ExitCode, RunConfig, RunReport, interrupt_active, run};
+pub use run::{Baseline, ExitCode, RunConfig, RunReport, run};

@@ -19,16 +19,22 @@ pub struct PhaseSummary {
     pub name: String,
     /// The executor.
     pub executor: String,
-    /// Wall time.
+    /// Wall time (`elapsed_s` in JSON, as the README documents).
+    #[serde(rename = "elapsed_s", serialize_with = "secs")]
     pub elapsed: Duration,
     /// Iterations completed.
     pub iterations: u64,
     /// Iterations dropped (open models).
+    #[serde(rename = "dropped_iterations")]
     pub dropped: u64,
     /// Most iterations running at once.
     pub vus_max: u64,
     /// Why the script stopped it early (`stop_phase`), if it did.
     pub stopped: Option<String>,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
 }
 
 /// The engine's phase runner.
@@ -66,6 +72,11 @@ impl Phases {
     /// Iterations running right now.
     pub fn running(&self) -> u64 {
         self.pool.running()
+    }
+
+    /// The busy-VU sample of the second that just ended.
+    pub fn take_busy_peak(&self) -> u64 {
+        self.pool.take_busy_peak()
     }
 
     /// Stops the workers.

@@ -9,6 +9,77 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+/// How long after a second ends its row is closed: the workers drain 50 ms after each
+/// second of the run, so 250 ms leaves them time on a busy machine. A thread that
+/// drains later still has its counts added to the right row.
+const TICK_LAG: Duration = Duration::from_millis(250);
+
+/// Records the busy-VU sample of one second (tagged with the running phase).
+pub fn record_busy(agg: &mut crate::metrics::Aggregate, second: u64, busy: u64, phase: Option<&str>) {
+    let mut store = crate::metrics::Store::new(agg.started());
+    let tags = match phase {
+        Some(name) => crate::metrics::Tags::new(vec![("phase".into(), name.into())]),
+        None => crate::metrics::Tags::default(),
+    };
+    store.add_at(second, &crate::metrics::builtin::VUS, &tags, busy as f64);
+    agg.merge(store.drain());
+}
+
+/// The live line: redrawn on a terminal, a plain line every 10 s otherwise.
+struct LiveLine {
+    mode: ProgressMode,
+    tty: bool,
+    last_plain: Instant,
+    total_reqs: u64,
+    total_fail: u64,
+    recent: std::collections::VecDeque<u64>,
+}
+
+impl LiveLine {
+    fn new(mode: ProgressMode, tty: bool) -> LiveLine {
+        LiveLine { mode, tty, last_plain: Instant::now(), total_reqs: 0, total_fail: 0, recent: Default::default() }
+    }
+
+    fn show(&mut self, row: &crate::metrics::IntervalRow, current: Option<&(String, Instant, Duration)>) {
+        self.total_reqs += row.requests;
+        self.total_fail += row.failures;
+        self.recent.push_back(row.requests);
+        if self.recent.len() > 3 {
+            self.recent.pop_front();
+        }
+        if self.mode == ProgressMode::Off {
+            return;
+        }
+        let rate = self.recent.iter().sum::<u64>() as f64 / self.recent.len() as f64;
+        let phase = match current {
+            Some((name, started, nominal)) => format!(
+                "{name} {}/{}",
+                format_duration(Duration::from_secs(started.elapsed().as_secs())),
+                format_duration(*nominal)
+            ),
+            None => "top level".to_string(),
+        };
+        let p95 = row.p95_ms.map(|v| format!("{v:.1}ms")).unwrap_or_else(|| "-".into());
+        let (reqs, failed) = (self.total_reqs, self.total_fail);
+        let fail = if reqs > 0 { 100.0 * failed as f64 / reqs as f64 } else { 0.0 };
+        let line =
+            format!("{phase}  vus {}  req/s {rate:.0}  p95 {p95}  requests {reqs}  failed {fail:.2}%", row.vus);
+        if self.tty {
+            eprint!("\r\x1b[2K{line}");
+            let _ = std::io::stderr().flush();
+        } else if self.last_plain.elapsed() >= Duration::from_secs(10) {
+            self.last_plain = Instant::now();
+            eprintln!("[{:>5.0}s] {line}", row.t_s);
+        }
+    }
+
+    fn clear(&self) {
+        if self.tty {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ProgressMode {
@@ -20,20 +91,10 @@ pub enum ProgressMode {
     Off,
 }
 
-static INTERVAL_LISTENERS: std::sync::Mutex<Vec<std::sync::mpsc::SyncSender<crate::metrics::IntervalRow>>> =
-    std::sync::Mutex::new(Vec::new());
-
-/// Sends every closed one-second interval of the runs that follow to `tx` (live
-/// outputs such as the Prometheus push). The ticker uses `try_send`: a listener that
-/// falls behind loses rows, it never slows the ticker or the VUs.
-pub fn listen_intervals(tx: std::sync::mpsc::SyncSender<crate::metrics::IntervalRow>) {
-    INTERVAL_LISTENERS.lock().unwrap_or_else(|e| e.into_inner()).push(tx);
-}
-
-/// Drops every interval listener (their receivers see the channel close).
-pub fn clear_interval_listeners() {
-    INTERVAL_LISTENERS.lock().unwrap_or_else(|e| e.into_inner()).clear();
-}
+/// Where the closed one-second rows of a run go besides the live view (live outputs
+/// such as the Prometheus push). The ticker uses `try_send`: a listener that falls
+/// behind loses rows, it never slows the ticker or the VUs.
+pub type IntervalListener = std::sync::mpsc::SyncSender<crate::metrics::IntervalRow>;
 
 /// The ticker thread.
 pub struct Ticker {
@@ -42,79 +103,45 @@ pub struct Ticker {
 }
 
 impl Ticker {
-    /// Starts ticking.
-    pub fn start(shared: Arc<RunShared>, phases: Arc<Phases>, mode: ProgressMode) -> Ticker {
+    /// Starts ticking: a little after each second of the run ends (the workers drain
+    /// just after it), sample the busy VUs, close the second's row, send it to the
+    /// listeners and show the live line.
+    pub fn start(
+        shared: Arc<RunShared>,
+        phases: Arc<Phases>,
+        mode: ProgressMode,
+        listeners: Vec<IntervalListener>,
+    ) -> Ticker {
         let done = Arc::new(AtomicBool::new(false));
         let d = done.clone();
         let tty = mode == ProgressMode::Auto && std::io::stderr().is_terminal();
         let handle = std::thread::Builder::new()
             .name("volley-ticker".into())
             .spawn(move || {
-                let mut next = Instant::now() + Duration::from_secs(1);
-                let mut last_plain = Instant::now();
-                let (mut total_reqs, mut total_fail) = (0u64, 0u64);
-                // Workers drain once a second, not in step with this tick: average the
-                // last few seconds so the rate shown does not jump.
-                let mut recent: std::collections::VecDeque<u64> = std::collections::VecDeque::new();
+                let mut live = LiveLine::new(mode, tty);
+                let mut second = 0u64;
                 while !d.load(Ordering::Relaxed) {
-                    std::thread::park_timeout(Duration::from_millis(100));
-                    if Instant::now() < next {
+                    let due = shared.started + Duration::from_secs(second + 1) + TICK_LAG;
+                    let now = Instant::now();
+                    if now < due {
+                        std::thread::park_timeout((due - now).min(Duration::from_millis(100)));
                         continue;
                     }
-                    next += Duration::from_secs(1);
-                    let running = phases.running();
                     let current = phases.current.lock().unwrap_or_else(|e| e.into_inner()).clone();
-                    let row = {
+                    let rows = {
                         let mut agg = shared.aggregate.lock().unwrap_or_else(|e| e.into_inner());
-                        let mut store = crate::metrics::Store::default();
-                        let tags = match &current {
-                            Some((name, ..)) => crate::metrics::Tags::new(vec![("phase".into(), name.as_str().into())]),
-                            None => crate::metrics::Tags::default(),
-                        };
-                        store.add(&crate::metrics::builtin::VUS, &tags, running as f64);
-                        agg.merge(store.drain());
-                        agg.close_interval(running)
+                        record_busy(&mut agg, second, phases.take_busy_peak(), current.as_ref().map(|c| c.0.as_str()));
+                        agg.close_through(second)
                     };
-                    for tx in INTERVAL_LISTENERS.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-                        let _ = tx.try_send(row.clone());
-                    }
-                    total_reqs += row.requests;
-                    total_fail += row.failures;
-                    recent.push_back(row.requests);
-                    if recent.len() > 3 {
-                        recent.pop_front();
-                    }
-                    let rate = recent.iter().sum::<u64>() as f64 / recent.len() as f64;
-                    if mode == ProgressMode::Off {
-                        continue;
-                    }
-                    let phase = match current {
-                        Some((name, started, nominal)) => {
-                            format!(
-                                "{name} {}/{}",
-                                format_duration(Duration::from_secs(started.elapsed().as_secs())),
-                                format_duration(nominal)
-                            )
+                    second += 1;
+                    for row in rows {
+                        for tx in &listeners {
+                            let _ = tx.try_send(row.clone());
                         }
-                        None => "top level".to_string(),
-                    };
-                    let p95 = row.p95_ms.map(|v| format!("{v:.1}ms")).unwrap_or_else(|| "-".into());
-                    let fail = if total_reqs > 0 { 100.0 * total_fail as f64 / total_reqs as f64 } else { 0.0 };
-                    let line = format!(
-                        "{phase}  vus {}  req/s {rate:.0}  p95 {p95}  requests {total_reqs}  failed {fail:.2}%",
-                        row.vus
-                    );
-                    if tty {
-                        eprint!("\r\x1b[2K{line}");
-                        let _ = std::io::stderr().flush();
-                    } else if last_plain.elapsed() >= Duration::from_secs(10) {
-                        last_plain = Instant::now();
-                        eprintln!("[{:>5.0}s] {line}", row.t_s);
+                        live.show(&row, current.as_ref());
                     }
                 }
-                if tty {
-                    eprint!("\r\x1b[2K");
-                }
+                live.clear();
             })
             .ok();
         Ticker { done, handle }

@@ -2,20 +2,18 @@
 
 use super::judge::{self, CheckResult, RequestRow, ThresholdResult};
 use super::phase::{PhaseSummary, Phases};
-use super::progress::{ProgressMode, Ticker};
+use super::progress::{IntervalListener, ProgressMode, Ticker};
 use super::worker::WorkerPool;
 use crate::metrics::{Aggregate, Tags};
-use crate::script::context::{self, IterationError, RunShared, ThreadCtx, VuCtx};
+use crate::script::context::{self, IterationError, RunShared, Stop, ThreadCtx, VuCtx};
 use crate::script::diagnostics;
-use crate::script::http::HttpClients;
 use crate::script::judge::Assertion;
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 /// Exit codes (the README's table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -52,6 +50,26 @@ pub struct RunConfig {
     pub time_scale: f64,
     /// Live view.
     pub progress: ProgressMode,
+    /// The run's stop handle: the caller keeps a clone to interrupt it (Ctrl-C, a save
+    /// in watch mode).
+    pub stop: Arc<Stop>,
+    /// Live outputs: each closed one-second row is sent to these.
+    pub listeners: Vec<IntervalListener>,
+}
+
+impl RunConfig {
+    /// A configuration with defaults: one worker per core, unscaled, no live view.
+    pub fn new(script: impl Into<PathBuf>) -> RunConfig {
+        RunConfig {
+            script: script.into(),
+            env: HashMap::new(),
+            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            time_scale: 1.0,
+            progress: ProgressMode::Off,
+            stop: Arc::default(),
+            listeners: Vec::new(),
+        }
+    }
 }
 
 /// Everything a run produced, for the summary and other outputs.
@@ -84,10 +102,47 @@ pub struct RunReport {
     pub interrupted: bool,
     /// Why the script skipped itself (`skip(reason)`), if it did.
     pub skipped: Option<String>,
-    /// The verdict.
+    /// The verdict (see [`RunReport::judge`]).
     pub exit: ExitCode,
+    /// Whether a script error ended an iteration.
+    pub had_script_error: bool,
     /// The run's aggregate, for outputs.
     pub aggregate: Aggregate,
+    /// Every metric the run knows, described (built-ins and the script's own).
+    pub metrics: Vec<crate::metrics::series::Desc>,
+    /// The comparison with `--baseline`, when one was asked for (part of the verdict).
+    pub baseline: Option<Baseline>,
+}
+
+/// The comparison of a run with an earlier result, as judged.
+#[derive(Debug, Clone)]
+pub struct Baseline {
+    /// The baseline file as given.
+    pub file: String,
+    /// The comparison table, rendered.
+    pub rendered: String,
+    /// Whether the run is worse beyond the margins.
+    pub regressed: bool,
+}
+
+impl RunReport {
+    /// Computes the exit code from everything judged: interrupted, then script errors,
+    /// then failed thresholds (script and SLO file), assertions and the baseline. The
+    /// one place the verdict is decided; call it again after adding criteria.
+    pub fn judge(&mut self) {
+        let failed = self.thresholds.iter().any(|t| !t.passed)
+            || self.assertions.iter().any(|a| !a.passed)
+            || self.baseline.as_ref().is_some_and(|b| b.regressed);
+        self.exit = if self.interrupted {
+            ExitCode::Interrupted
+        } else if self.script_error.is_some() || self.had_script_error {
+            ExitCode::ScriptError
+        } else if failed {
+            ExitCode::Failed
+        } else {
+            ExitCode::Passed
+        };
+    }
 }
 
 /// A run that could not start: a rendered diagnostic and its exit code.
@@ -99,20 +154,6 @@ pub struct LoadFailure {
     pub exit: ExitCode,
 }
 
-static ACTIVE: Mutex<Option<Arc<RunShared>>> = Mutex::new(None);
-
-/// Interrupts the run in progress (the Ctrl-C handler calls this). Returns false when
-/// no run is active.
-pub fn interrupt_active() -> bool {
-    match ACTIVE.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
-        Some(shared) => {
-            shared.stop.interrupt();
-            true
-        }
-        None => false,
-    }
-}
-
 /// Runs a scenario to its verdict.
 pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
     let loaded = crate::script::load(&config.script).map_err(|(d, sources)| LoadFailure {
@@ -120,14 +161,14 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
         exit: if d.file.is_none() { ExitCode::Usage } else { ExitCode::ScriptError },
     })?;
     let started_at = SystemTime::now();
-    let started = Instant::now();
-    let shared = Arc::new(RunShared::new(config.script.clone(), config.env.clone(), config.time_scale));
+    let shared =
+        Arc::new(RunShared::new(config.script.clone(), config.env.clone(), config.time_scale, config.stop.clone()));
+    let started = shared.started;
     {
         let (sources, name, functions) = (loaded.sources.clone(), loaded.name.clone(), loaded.functions.clone());
         let render = move |e: &rhai::EvalAltResult| diagnostics::from_eval_error(e, &name, &functions).render(&sources);
         let _ = shared.render_error.set(Box::new(render));
     }
-    *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = Some(shared.clone());
 
     let workers = config.workers.max(1);
     let pool = WorkerPool::start(workers, shared.clone(), loaded.engine.clone(), loaded.ast.clone()).map_err(|e| {
@@ -135,19 +176,14 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
     })?;
     let phases = Arc::new(Phases::new(pool, shared.clone()));
     *shared.runner.lock().unwrap_or_else(|e| e.into_inner()) = Some(phases.clone());
-    let ticker = Ticker::start(shared.clone(), phases.clone(), config.progress);
+    let ticker = Ticker::start(shared.clone(), phases.clone(), config.progress, config.listeners.clone());
 
     // The top level runs on this thread; natives block on a small runtime here.
     let blocking = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| LoadFailure {
         rendered: format!("error: cannot start the runtime: {e}\n"),
         exit: ExitCode::Usage,
     })?;
-    let thread = Rc::new(ThreadCtx {
-        shared: shared.clone(),
-        store: RefCell::default(),
-        http: HttpClients::new(),
-        blocking: Some(blocking),
-    });
+    let thread = Rc::new(ThreadCtx::new(shared.clone(), Some(blocking)));
     context::install_thread(thread.clone());
     let top = VuCtx::new(0, Tags::default());
     context::set_current_vu(&top);
@@ -165,7 +201,6 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
     // Break the cycle shared -> runner -> shared so the run's state is freed.
     *shared.runner.lock().unwrap_or_else(|e| e.into_inner()) = None;
     drop(phases);
-    *ACTIVE.lock().unwrap_or_else(|e| e.into_inner()) = None;
     let elapsed = started.elapsed();
 
     let interrupted = shared.stop.is_interrupted();
@@ -176,21 +211,20 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
         }
         _ => None,
     };
-    let aggregate = std::mem::take(&mut *shared.aggregate.lock().unwrap_or_else(|e| e.into_inner()));
+    let metrics = shared.registry.descs();
+    let mut aggregate = std::mem::take(&mut *shared.aggregate.lock().unwrap_or_else(|e| e.into_inner()));
+    aggregate.describe(&metrics);
+    // The rows still open: the last seconds, the partial one, everything before an
+    // interrupt. The live outputs get them too.
+    for row in aggregate.finish(elapsed) {
+        for tx in &config.listeners {
+            let _ = tx.try_send(row.clone());
+        }
+    }
     let judge = std::mem::take(&mut *shared.judge.lock().unwrap_or_else(|e| e.into_inner()));
     let thresholds = judge::thresholds(&aggregate, &judge.thresholds, &phase_summaries, elapsed);
     let iteration_errors = std::mem::take(&mut *shared.iteration_errors.lock().unwrap_or_else(|e| e.into_inner()));
-    let failed = thresholds.iter().any(|t| !t.passed) || judge.assertions.iter().any(|a| !a.passed);
-    let exit = if interrupted {
-        ExitCode::Interrupted
-    } else if script_error.is_some() || shared.had_script_error.load(Ordering::Relaxed) {
-        ExitCode::ScriptError
-    } else if failed {
-        ExitCode::Failed
-    } else {
-        ExitCode::Passed
-    };
-    Ok(RunReport {
+    let mut report = RunReport {
         script: loaded.name.clone(),
         started_at,
         elapsed,
@@ -205,9 +239,14 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
         script_error,
         interrupted,
         skipped,
-        exit,
+        exit: ExitCode::Passed,
+        had_script_error: shared.had_script_error.load(Ordering::Relaxed),
         aggregate,
-    })
+        metrics,
+        baseline: None,
+    };
+    report.judge();
+    Ok(report)
 }
 
 fn is_skip(e: &rhai::EvalAltResult) -> bool {

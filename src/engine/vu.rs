@@ -13,7 +13,6 @@ use rhai::{Dynamic, EvalAltResult, FnPtr};
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// Virtual size of a VU stack. Only touched pages use memory (~13 KiB typical); 512 KiB
@@ -43,7 +42,7 @@ struct Guard<'a> {
 
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
-        self.worker.active.fetch_sub(1, Ordering::Relaxed);
+        self.worker.active.end();
         if !self.finished {
             let tags = self.vu.tags.borrow().clone();
             self.worker.thread.record(&builtin::INTERRUPTED_ITERATIONS, &tags, 1.0);
@@ -56,7 +55,7 @@ impl Drop for Guard<'_> {
 pub async fn run_iteration(worker: &Rc<Worker>, vu: &Rc<VuCtx>, func: &FnPtr, scheduled: Instant) -> Ended {
     vu.iteration.set(vu.iteration.get() + 1);
     vu.scheduled_start.set(scheduled);
-    worker.active.fetch_add(1, Ordering::Relaxed);
+    worker.active.begin();
     let mut guard = Guard { worker, vu, finished: false };
 
     let stack = worker.stacks.borrow_mut().pop();

@@ -7,7 +7,6 @@ use super::vu::{self, Ended};
 use crate::executor::{ClosedPlan, Iterations, OpenPlan, Plan};
 use crate::metrics::{Tags, builtin};
 use crate::script::context::{self, RunShared, ThreadCtx, VuCtx};
-use crate::script::http::HttpClients;
 use corosensei::stack::DefaultStack;
 use rhai::{AST, Engine, FnPtr};
 use std::cell::{Cell, RefCell};
@@ -66,7 +65,40 @@ pub struct Worker {
     /// Reusable coroutine stacks.
     pub stacks: RefCell<Vec<DefaultStack>>,
     /// Iterations running right now (read by the live view).
-    pub active: Arc<AtomicU64>,
+    pub active: Arc<Busy>,
+}
+
+/// Iterations running on one worker: now, and the most at once since the last sample.
+/// The VU gauge reads the peak, so an open model whose iterations last a few ms shows
+/// the VUs it kept busy rather than the 0 it happens to have at the sampling instant.
+#[derive(Debug, Default)]
+pub struct Busy {
+    now: AtomicU64,
+    peak: AtomicU64,
+}
+
+impl Busy {
+    /// An iteration starts.
+    pub fn begin(&self) {
+        let now = self.now.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// An iteration ends.
+    pub fn end(&self) {
+        self.now.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Iterations running now.
+    pub fn now(&self) -> u64 {
+        self.now.load(Ordering::Relaxed)
+    }
+
+    /// The most iterations running at once since the last call (then restarts from now).
+    pub fn take_peak(&self) -> u64 {
+        let now = self.now.load(Ordering::Relaxed);
+        self.peak.swap(now, Ordering::Relaxed).max(now)
+    }
 }
 
 /// The worker threads of a run.
@@ -74,7 +106,7 @@ pub struct WorkerPool {
     senders: Vec<tokio::sync::mpsc::UnboundedSender<Command>>,
     handles: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
     /// Per-worker running iterations.
-    pub active: Vec<Arc<AtomicU64>>,
+    pub active: Vec<Arc<Busy>>,
 }
 
 impl WorkerPool {
@@ -88,7 +120,7 @@ impl WorkerPool {
         let mut pool = WorkerPool { senders: Vec::new(), handles: Default::default(), active: Vec::new() };
         for index in 0..count.max(1) {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-            let active = Arc::new(AtomicU64::new(0));
+            let active = Arc::new(Busy::default());
             let (shared, engine, ast, a) = (shared.clone(), engine.clone(), ast.clone(), active.clone());
             let handle = std::thread::Builder::new()
                 .name(format!("volley-worker-{index}"))
@@ -112,7 +144,13 @@ impl WorkerPool {
 
     /// Iterations running right now on all workers.
     pub fn running(&self) -> u64 {
-        self.active.iter().map(|a| a.load(Ordering::Relaxed)).sum()
+        self.active.iter().map(|a| a.now()).sum()
+    }
+
+    /// The most iterations that ran at once on each worker since the last call, summed
+    /// (the VU gauge's sample for the second that just ended).
+    pub fn take_busy_peak(&self) -> u64 {
+        self.active.iter().map(|a| a.take_peak()).sum()
     }
 
     /// Runs a job on every worker and waits for all reports.
@@ -145,7 +183,7 @@ fn worker_main(
     shared: Arc<RunShared>,
     engine: Arc<Engine>,
     ast: Arc<AST>,
-    active: Arc<AtomicU64>,
+    active: Arc<Busy>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Command>,
 ) {
     let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -155,7 +193,7 @@ fn worker_main(
             return;
         }
     };
-    let thread = Rc::new(ThreadCtx { shared, store: RefCell::default(), http: HttpClients::new(), blocking: None });
+    let thread = Rc::new(ThreadCtx::new(shared, None));
     context::install_thread(thread.clone());
     let worker = Rc::new(Worker { index, thread: thread.clone(), engine, ast, stacks: RefCell::default(), active });
     let last = thread.clone();
@@ -164,7 +202,10 @@ fn worker_main(
         let flusher = {
             let thread = thread.clone();
             tokio::task::spawn_local(async move {
-                let mut tick = tokio::time::interval(Duration::from_millis(1000));
+                // Just after each second of the run, so the ticker finds it complete.
+                let started = thread.shared.started;
+                let first = started + Duration::from_millis(50) + Duration::from_secs(started.elapsed().as_secs() + 1);
+                let mut tick = tokio::time::interval_at(first.into(), Duration::from_millis(1000));
                 loop {
                     tick.tick().await;
                     thread.flush();

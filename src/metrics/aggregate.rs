@@ -1,7 +1,12 @@
 //! The run's aggregate: every thread's drained samples folded into run totals, plus
-//! one summary row per second for progress and reports. Outputs read only this.
+//! one summary row per second of the run for the live view and the reports. Outputs
+//! read only this.
+//!
+//! Samples arrive in per-second batches (see [`crate::metrics::Store`]), so a row holds
+//! exactly the samples of its second whenever the thread that recorded them drains:
+//! the rows add up to the totals, including the last partial second.
 
-use super::series::{Str, Tags};
+use super::series::{Desc, Role, Str, Tags, builtin};
 use super::sink::{Sink, Stat};
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -9,22 +14,27 @@ use std::time::{Duration, Instant};
 /// One second of the run, summarised (what the live view and history charts need).
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct IntervalRow {
-    /// Seconds since the run started, at the end of the interval.
+    /// Seconds since the run started, at the end of the interval (the run's end for
+    /// the last, partial second).
     pub t_s: f64,
-    /// HTTP requests completed in the interval.
+    /// Operations sent in the interval, over every protocol (HTTP requests, AMQP
+    /// publishes, ...).
     pub requests: u64,
-    /// Logical HTTP requests that failed in the interval.
+    /// Logical operations that failed in the interval.
     pub failures: u64,
-    /// VUs running at the end of the interval.
+    /// VUs busy: the most iterations running at once in the interval.
     pub vus: u64,
     /// Iterations completed in the interval.
     pub iterations: u64,
-    /// Latency percentiles of the interval's requests (ms), when there were any.
+    /// Latency percentiles of the interval's operations (ms), when there were any.
     pub p50_ms: Option<f64>,
     /// See `p50_ms`.
     pub p95_ms: Option<f64>,
     /// See `p50_ms`.
     pub p99_ms: Option<f64>,
+    /// Every metric counted in the interval: a counter's sum, a rate's non-zero samples,
+    /// a trend's number of samples.
+    pub counts: BTreeMap<String, f64>,
 }
 
 /// One second of one phase or one request name (for per-phase and per-name charts).
@@ -36,9 +46,9 @@ pub struct GroupRow {
     pub group: &'static str,
     /// The phase's or request's name.
     pub key: String,
-    /// HTTP requests completed in the interval.
+    /// Operations sent in the interval.
     pub requests: u64,
-    /// Logical HTTP requests that failed in the interval.
+    /// Logical operations that failed in the interval.
     pub failures: u64,
     /// Latency percentiles of the interval (ms).
     pub p50_ms: Option<f64>,
@@ -48,8 +58,7 @@ pub struct GroupRow {
     pub p99_ms: Option<f64>,
 }
 
-/// The interval's running totals of one phase or request name: two counts and a
-/// latency histogram, merged in place (no clone per sample batch once it exists).
+/// One second's running totals of one phase or request name.
 #[derive(Default)]
 struct GroupAcc {
     requests: u64,
@@ -57,26 +66,56 @@ struct GroupAcc {
     durations: Option<Sink>,
 }
 
+/// One second not yet summarised: a sink per metric (tags merged) and per group.
+#[derive(Default)]
+struct Bucket {
+    metrics: HashMap<Str, Sink>,
+    groups: BTreeMap<(&'static str, Str), GroupAcc>,
+}
+
 /// Run totals per series, and the per-second history.
 pub struct Aggregate {
     series: HashMap<Str, HashMap<Tags, Sink>>,
-    interval: HashMap<Str, Sink>,
-    interval_groups: BTreeMap<(&'static str, Str), GroupAcc>,
+    roles: HashMap<Str, Role>,
+    open: BTreeMap<u64, Bucket>,
+    /// Seconds below this one are summarised into `rows`.
+    closed_next: u64,
+    rows: BTreeMap<u64, IntervalRow>,
+    group_rows: BTreeMap<(u64, &'static str, String), GroupRow>,
     started: Instant,
-    history: Vec<IntervalRow>,
-    group_history: Vec<GroupRow>,
+    ended: Option<Duration>,
+}
+
+fn count_of(sink: &Sink) -> f64 {
+    match sink {
+        Sink::Counter(c) => c.sum,
+        Sink::Rate(r) => r.trues as f64,
+        Sink::Trend(t) => t.count() as f64,
+        Sink::Gauge(_) => 0.0,
+    }
+}
+
+fn percentile(sink: Option<&Sink>, p: f64) -> Option<f64> {
+    sink.and_then(|s| s.stat(Stat::Percentile(p), Duration::ZERO).ok().flatten())
 }
 
 impl Aggregate {
     /// An empty aggregate whose clock starts now.
     pub fn new() -> Aggregate {
+        Aggregate::starting_at(Instant::now())
+    }
+
+    /// An empty aggregate whose seconds count from `started`.
+    pub fn starting_at(started: Instant) -> Aggregate {
         Aggregate {
             series: HashMap::new(),
-            interval: HashMap::new(),
-            interval_groups: BTreeMap::new(),
-            started: Instant::now(),
-            history: Vec::new(),
-            group_history: Vec::new(),
+            roles: builtin::descs().into_iter().map(|d| (d.metric.name, d.role)).collect(),
+            open: BTreeMap::new(),
+            closed_next: 0,
+            rows: BTreeMap::new(),
+            group_rows: BTreeMap::new(),
+            started,
+            ended: None,
         }
     }
 
@@ -85,70 +124,124 @@ impl Aggregate {
         self.started
     }
 
-    /// Folds one thread's drained samples in.
-    pub fn merge(&mut self, drained: Vec<(Str, Tags, Sink)>) {
-        for (name, tags, sink) in drained {
-            if matches!(&*name, "http_reqs" | "http_req_failed" | "http_req_duration" | "iterations") {
-                match self.interval.get_mut(&name) {
+    fn role(&self, name: &str) -> Role {
+        self.roles.get(name).copied().unwrap_or(Role::Other)
+    }
+
+    /// Folds one thread's drained batches in.
+    pub fn merge(&mut self, drained: Vec<super::series::Batch>) {
+        for (second, samples) in drained {
+            for (name, tags, sink) in samples {
+                self.merge_second(second, &name, &tags, &sink);
+                let by_tags = self.series.entry(name).or_default();
+                match by_tags.get_mut(&tags) {
                     Some(s) => s.merge(&sink),
                     None => {
-                        self.interval.insert(name.clone(), sink.clone());
+                        by_tags.insert(tags, sink);
                     }
-                }
-                self.merge_groups(&name, &tags, &sink);
-            }
-            let by_tags = self.series.entry(name).or_default();
-            match by_tags.get_mut(&tags) {
-                Some(s) => s.merge(&sink),
-                None => {
-                    by_tags.insert(tags, sink);
                 }
             }
         }
     }
 
-    fn merge_groups(&mut self, name: &str, tags: &Tags, sink: &Sink) {
+    fn merge_second(&mut self, second: u64, name: &Str, tags: &Tags, sink: &Sink) {
+        let role = self.role(name);
+        if second < self.closed_next {
+            // A thread drained late: its counts still go into their second's row
+            // (percentiles of that row were computed without them).
+            let row = self.rows.entry(second).or_insert_with(|| IntervalRow { t_s: (second + 1) as f64, ..Default::default() });
+            add_counts(row, name, role, sink);
+            for group in ["phase", "name"] {
+                let Some(key) = tags.get(group) else { continue };
+                let g = self.group_rows.entry((second, group, key.to_string())).or_insert_with(|| GroupRow {
+                    t_s: (second + 1) as f64,
+                    group,
+                    key: key.to_string(),
+                    ..Default::default()
+                });
+                match role {
+                    Role::Requests => g.requests += count_of(sink) as u64,
+                    Role::Failed => g.failures += count_of(sink) as u64,
+                    _ => {}
+                }
+            }
+            return;
+        }
+        let bucket = self.open.entry(second).or_default();
+        match bucket.metrics.get_mut(name) {
+            Some(s) => s.merge(sink),
+            None => {
+                bucket.metrics.insert(name.clone(), sink.clone());
+            }
+        }
+        if role == Role::Other {
+            return;
+        }
         for group in ["phase", "name"] {
             let Some(key) = tags.get(group) else { continue };
-            let acc = match self.interval_groups.get_mut(&(group, Str::from(key))) {
+            let acc = match bucket.groups.get_mut(&(group, Str::from(key))) {
                 Some(acc) => acc,
-                None => self.interval_groups.entry((group, Str::from(key))).or_default(),
+                None => bucket.groups.entry((group, Str::from(key))).or_default(),
             };
-            match (name, sink) {
-                ("http_reqs", Sink::Counter(c)) => acc.requests += c.sum as u64,
-                ("http_req_failed", Sink::Rate(r)) => acc.failures += r.trues,
-                ("http_req_duration", _) => match &mut acc.durations {
+            match role {
+                Role::Requests => acc.requests += count_of(sink) as u64,
+                Role::Failed => acc.failures += count_of(sink) as u64,
+                Role::Latency => match &mut acc.durations {
                     Some(d) => d.merge(sink),
                     None => acc.durations = Some(sink.clone()),
                 },
-                _ => {}
+                Role::Other => {}
             }
         }
     }
 
-    /// Closes the current one-second interval into the history.
-    pub fn close_interval(&mut self, vus: u64) -> IntervalRow {
-        let mut row = IntervalRow { t_s: self.started.elapsed().as_secs_f64(), vus, ..Default::default() };
-        let z = Duration::ZERO;
-        if let Some(s) = self.interval.get("http_reqs") {
-            row.requests = s.stat(Stat::Count, z).ok().flatten().unwrap_or(0.0) as u64;
+    /// The second of the run an instant falls in.
+    pub fn second_of(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.started).as_secs()
+    }
+
+    /// Summarises every second up to and including `last` into rows (seconds without
+    /// samples get an empty row) and returns the new rows, oldest first.
+    pub fn close_through(&mut self, last: u64) -> Vec<IntervalRow> {
+        let mut out = Vec::new();
+        while self.closed_next <= last {
+            let second = self.closed_next;
+            let bucket = self.open.remove(&second).unwrap_or_default();
+            let row = self.summarise(second, bucket);
+            out.push(row);
+            self.closed_next += 1;
         }
-        if let Some(s) = self.interval.get("iterations") {
-            row.iterations = s.stat(Stat::Count, z).ok().flatten().unwrap_or(0.0) as u64;
+        out
+    }
+
+    fn summarise(&mut self, second: u64, bucket: Bucket) -> IntervalRow {
+        let t_s = (second + 1) as f64;
+        let mut row = self.rows.remove(&second).unwrap_or_default();
+        row.t_s = t_s;
+        let mut latency: Option<Sink> = None;
+        for (name, sink) in &bucket.metrics {
+            let role = self.role(name);
+            add_counts(&mut row, name, role, sink);
+            if role == Role::Latency {
+                match &mut latency {
+                    Some(l) => l.merge(sink),
+                    None => latency = Some(sink.clone()),
+                }
+            }
+            if **name == *builtin::VUS.name
+                && let Sink::Gauge(g) = sink
+                && g.min.is_finite()
+            {
+                row.vus = row.vus.max(g.max as u64);
+            }
         }
-        if let Some(s) = self.interval.get("http_req_failed") {
-            row.failures = s.stat(Stat::Count, z).ok().flatten().unwrap_or(0.0) as u64;
-        }
-        if let Some(s) = self.interval.get("http_req_duration") {
-            row.p50_ms = s.stat(Stat::Percentile(50.0), z).ok().flatten();
-            row.p95_ms = s.stat(Stat::Percentile(95.0), z).ok().flatten();
-            row.p99_ms = s.stat(Stat::Percentile(99.0), z).ok().flatten();
-        }
-        self.interval.clear();
-        for ((group, key), acc) in std::mem::take(&mut self.interval_groups) {
-            let p = |q: f64| acc.durations.as_ref().and_then(|d| d.stat(Stat::Percentile(q), z).ok().flatten());
-            self.group_history.push(GroupRow {
-                t_s: row.t_s,
+        row.p50_ms = percentile(latency.as_ref(), 50.0);
+        row.p95_ms = percentile(latency.as_ref(), 95.0);
+        row.p99_ms = percentile(latency.as_ref(), 99.0);
+        for ((group, key), acc) in bucket.groups {
+            let p = |q: f64| percentile(acc.durations.as_ref(), q);
+            let g = GroupRow {
+                t_s,
                 group,
                 key: key.to_string(),
                 requests: acc.requests,
@@ -156,20 +249,50 @@ impl Aggregate {
                 p50_ms: p(50.0),
                 p95_ms: p(95.0),
                 p99_ms: p(99.0),
-            });
+            };
+            self.group_rows.insert((second, group, key.to_string()), g);
         }
-        self.history.push(row.clone());
+        self.rows.insert(second, row.clone());
         row
     }
 
-    /// The per-second history so far.
-    pub fn history(&self) -> &[IntervalRow] {
-        &self.history
+    /// Ends the history at `elapsed` (the run's wall time): every second up to the last,
+    /// partial one gets its row, and the last row ends at `elapsed`. Returns the rows
+    /// that were still open.
+    pub fn finish(&mut self, elapsed: Duration) -> Vec<IntervalRow> {
+        let secs = elapsed.as_secs_f64();
+        let mut last = (secs.ceil() as u64).max(1) - 1;
+        if let Some((&s, _)) = self.open.last_key_value() {
+            last = last.max(s);
+        }
+        let mut out = self.close_through(last);
+        self.ended = Some(elapsed);
+        if let Some(row) = self.rows.get_mut(&last)
+            && secs > last as f64
+            && secs < (last + 1) as f64
+        {
+            row.t_s = secs;
+            if let Some(r) = out.last_mut() {
+                r.t_s = secs;
+            }
+            for ((s, _, _), g) in self.group_rows.iter_mut() {
+                if *s == last {
+                    g.t_s = secs;
+                }
+            }
+        }
+        out
     }
 
-    /// Per-second rows per phase and per request name (only those with traffic).
-    pub fn group_history(&self) -> &[GroupRow] {
-        &self.group_history
+    /// The per-second history (every summarised second, in order).
+    pub fn history(&self) -> Vec<IntervalRow> {
+        self.rows.values().cloned().collect()
+    }
+
+    /// Per-second rows per phase and per request name (only those with traffic), in
+    /// time order.
+    pub fn group_history(&self) -> Vec<GroupRow> {
+        self.group_rows.values().cloned().collect()
     }
 
     /// Every series of a metric whose tags contain all `filters`, merged; `None` when
@@ -185,6 +308,36 @@ impl Aggregate {
             }
         }
         out
+    }
+
+    /// Every metric with a given role merged (e.g. all protocols' latency), among the
+    /// series matching `filters`.
+    pub fn query_role(&self, role: Role, filters: &[(String, String)]) -> Option<Sink> {
+        let mut out: Option<Sink> = None;
+        for name in self.names_with(role) {
+            if let Some(sink) = self.query(&name, filters) {
+                match &mut out {
+                    Some(acc) => acc.merge(&sink),
+                    None => out = Some(sink),
+                }
+            }
+        }
+        out
+    }
+
+    /// Names of recorded metrics with a role, sorted.
+    pub fn names_with(&self, role: Role) -> Vec<String> {
+        let mut v: Vec<String> =
+            self.series.keys().filter(|n| self.role(n) == role).map(|n| n.to_string()).collect();
+        v.sort();
+        v
+    }
+
+    /// Names of every recorded metric, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.series.keys().map(|n| n.to_string()).collect();
+        v.sort();
+        v
     }
 
     /// Like [`Aggregate::query`], grouped by the value of one tag (series without it are
@@ -207,6 +360,28 @@ impl Aggregate {
     /// Distinct tag sets of a metric matching `filters` (for grouping by several tags).
     pub fn series_of(&self, metric: &str) -> Vec<(&Tags, &Sink)> {
         self.series.get(metric).map(|m| m.iter().collect()).unwrap_or_default()
+    }
+
+    /// Learns the descriptions of the run's metrics (custom ones included).
+    pub fn describe(&mut self, descs: &[Desc]) {
+        for d in descs {
+            self.roles.insert(d.metric.name.clone(), d.role);
+        }
+    }
+}
+
+fn add_counts(row: &mut IntervalRow, name: &Str, role: Role, sink: &Sink) {
+    let n = count_of(sink);
+    match role {
+        Role::Requests => row.requests += n as u64,
+        Role::Failed => row.failures += n as u64,
+        _ => {}
+    }
+    if **name == *builtin::ITERATIONS.name {
+        row.iterations += n as u64;
+    }
+    if !matches!(sink, Sink::Gauge(_)) {
+        *row.counts.entry(name.to_string()).or_default() += n;
     }
 }
 
@@ -256,11 +431,11 @@ mod tests {
             store.add(&builtin::HTTP_REQ_FAILED, &t, 0.0);
         }
         store.add(&builtin::HTTP_REQ_FAILED, &t, 1.0);
+        store.add(&builtin::VUS, &t, 7.0);
         agg.merge(store.drain());
-        let row = agg.close_interval(7);
-        assert_eq!((row.requests, row.failures, row.vus), (3, 1, 7));
-        let row = agg.close_interval(0);
-        assert_eq!(row.requests, 0);
+        let rows = agg.close_through(1);
+        assert_eq!((rows[0].requests, rows[0].failures, rows[0].vus), (3, 1, 7));
+        assert_eq!(rows[1].requests, 0);
         assert_eq!(agg.history().len(), 2);
     }
 
@@ -275,9 +450,9 @@ mod tests {
             store.add(&builtin::HTTP_REQ_DURATION, &t, ms);
         }
         agg.merge(store.drain());
-        agg.close_interval(1);
-        let rows: Vec<(&str, &str, u64, u64, Option<f64>)> = agg
-            .group_history()
+        agg.close_through(0);
+        let history = agg.group_history();
+        let rows: Vec<(&str, &str, u64, u64, Option<f64>)> = history
             .iter()
             .map(|r| (r.group, r.key.as_str(), r.requests, r.failures, r.p50_ms.map(f64::round)))
             .collect();

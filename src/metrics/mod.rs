@@ -8,6 +8,6 @@ pub mod sink;
 pub mod threshold;
 
 pub use aggregate::{Aggregate, GroupRow, IntervalRow};
-pub use series::{Metric, Store, Str, Tags, builtin, define};
+pub use series::{DefineError, Metric, Registry, Store, Str, Tags, builtin};
 pub use sink::{MetricKind, Sink, Stat, StatError};
 pub use threshold::{Condition, Op, Selector, ThresholdError, Verdict};

@@ -5,7 +5,7 @@
 use super::sink::{MetricKind, Sink};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, LazyLock, RwLock};
+use std::sync::{Arc, RwLock};
 
 /// A shared immutable string (metric names, tag keys and values).
 pub type Str = Arc<str>;
@@ -81,13 +81,43 @@ pub struct Metric {
     pub kind: MetricKind,
 }
 
+/// What a metric stands for in a protocol, so the live view, history, phase results and
+/// reports can summarise any protocol without knowing its names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Operations sent (HTTP requests, AMQP publishes, ...): the "requests" of a row.
+    Requests,
+    /// Share of logical operations that failed, tagged by `error` (or `status`).
+    Failed,
+    /// Service time of an operation in ms: the latency percentiles of a row.
+    Latency,
+    /// Anything else.
+    Other,
+}
+
+/// A metric's description: everything a report needs to show it.
+#[derive(Clone, Debug)]
+pub struct Desc {
+    /// The metric.
+    pub metric: Metric,
+    /// Unit of its values (`ms`, `B`, or empty for a count or a share).
+    pub unit: &'static str,
+    /// The protocol that records it (`http`, `amqp`, ...), or `core`.
+    pub protocol: &'static str,
+    /// What it stands for.
+    pub role: Role,
+    /// One line for humans.
+    pub doc: &'static str,
+}
+
 /// The built-in metrics every run records.
 pub mod builtin {
-    use super::{Metric, MetricKind, Str};
+    use super::{Desc, Metric, MetricKind, Role, Str};
     use std::sync::LazyLock;
 
     macro_rules! metrics {
-        ($($id:ident = $name:literal, $kind:ident, $doc:literal;)*) => {
+        ($($id:ident = $name:literal, $kind:ident, $unit:literal, $proto:literal, $role:ident, $doc:literal;)*) => {
             $(
                 #[doc = $doc]
                 pub static $id: LazyLock<Metric> =
@@ -97,34 +127,35 @@ pub mod builtin {
             pub fn all() -> Vec<(&'static Metric, &'static str)> {
                 vec![$((&*$id, $doc)),*]
             }
+            /// Every built-in metric's full description, in table order.
+            pub fn descs() -> Vec<Desc> {
+                vec![$(Desc { metric: (*$id).clone(), unit: $unit, protocol: $proto, role: Role::$role, doc: $doc }),*]
+            }
         };
     }
 
     metrics! {
-        HTTP_REQS = "http_reqs", Counter, "HTTP requests sent (every attempt, retries included)";
-        HTTP_REQ_DURATION = "http_req_duration", Trend, "HTTP service time in ms: from sending the request to the last byte of the body";
-        HTTP_REQ_FAILED = "http_req_failed", Rate, "Share of logical HTTP requests that failed (unexpected status or network error); a retried call counts once, with its final outcome";
-        ITERATIONS = "iterations", Counter, "Iterations completed";
-        ITERATION_DURATION = "iteration_duration", Trend, "Iteration time in ms; in open models measured from the scheduled start, so queueing delay is not hidden";
-        DROPPED_ITERATIONS = "dropped_iterations", Counter, "Iterations an open model could not start because max_vus were busy";
-        INTERRUPTED_ITERATIONS = "interrupted_iterations", Counter, "Iterations cut off by the end of a phase, a timeout or Ctrl-C";
-        ITERATION_ERRORS = "iteration_errors", Counter, "Iterations that ended with a script error";
-        ITERATION_TIMEOUTS = "iteration_timeouts", Counter, "Iterations stopped by the phase's iteration_timeout (also counted as interrupted)";
-        VUS = "vus", Gauge, "Virtual users running an iteration";
-        CHECKS = "checks", Rate, "Share of checks that passed";
-        DATA_SENT = "data_sent", Counter, "Bytes sent (request line, headers and body)";
-        DATA_RECEIVED = "data_received", Counter, "Bytes received (status line, headers and body)";
-        RETRY_ATTEMPTS = "retry_attempts", Trend, "Attempts per retry() call (1 = no retry needed)";
-        AMQP_PUBLISHED = "amqp_published", Counter, "AMQP messages published (confirmed by the broker when confirms are on)";
-        AMQP_PUBLISH_FAILED = "amqp_publish_failed", Rate, "Share of AMQP publishes that failed (nack, unroutable, timeout, broker lost, ...); tagged by `error`";
-        AMQP_PUBLISH_DURATION = "amqp_publish_duration", Trend, "AMQP publisher-confirm latency in ms: from publishing to seeing the broker's ack";
-        AMQP_CONSUMED = "amqp_consumed", Counter, "AMQP messages consumed (amqp::consume and amqp::get)";
-        AMQP_E2E_LATENCY = "amqp_e2e_latency", Trend, "AMQP end-to-end latency in ms: from amqp::publish (volley-sent-at header) to the message being consumed";
+        HTTP_REQS = "http_reqs", Counter, "", "http", Requests, "HTTP requests sent (every attempt, retries included)";
+        HTTP_REQ_DURATION = "http_req_duration", Trend, "ms", "http", Latency, "HTTP service time in ms: from sending the request to the last byte of the body";
+        HTTP_REQ_FAILED = "http_req_failed", Rate, "", "http", Failed, "Share of logical HTTP requests that failed (unexpected status or network error); a retried call counts once, with its final outcome";
+        ITERATIONS = "iterations", Counter, "", "core", Other, "Iterations completed";
+        ITERATION_DURATION = "iteration_duration", Trend, "ms", "core", Other, "Iteration time in ms; in open models measured from the scheduled start, so queueing delay is not hidden";
+        DROPPED_ITERATIONS = "dropped_iterations", Counter, "", "core", Other, "Iterations an open model could not start because max_vus were busy";
+        INTERRUPTED_ITERATIONS = "interrupted_iterations", Counter, "", "core", Other, "Iterations cut off by the end of a phase, a timeout or Ctrl-C";
+        ITERATION_ERRORS = "iteration_errors", Counter, "", "core", Other, "Iterations that ended with a script error";
+        ITERATION_TIMEOUTS = "iteration_timeouts", Counter, "", "core", Other, "Iterations stopped by the phase's iteration_timeout (also counted as interrupted)";
+        VUS = "vus", Gauge, "", "core", Other, "Virtual users busy: the most iterations running at once in each second";
+        CHECKS = "checks", Rate, "", "core", Other, "Share of checks that passed";
+        DATA_SENT = "data_sent", Counter, "B", "http", Other, "Bytes sent (request line, headers and body)";
+        DATA_RECEIVED = "data_received", Counter, "B", "http", Other, "Bytes received (status line, headers and body)";
+        RETRY_ATTEMPTS = "retry_attempts", Trend, "", "core", Other, "Attempts per retry() call (1 = no retry needed)";
+        AMQP_PUBLISHED = "amqp_published", Counter, "", "amqp", Requests, "AMQP messages published (confirmed by the broker when confirms are on)";
+        AMQP_PUBLISH_FAILED = "amqp_publish_failed", Rate, "", "amqp", Failed, "Share of AMQP publishes that failed (nack, unroutable, timeout, broker lost, ...); tagged by `error`";
+        AMQP_PUBLISH_DURATION = "amqp_publish_duration", Trend, "ms", "amqp", Latency, "AMQP publisher-confirm latency in ms: from publishing to seeing the broker's ack";
+        AMQP_CONSUMED = "amqp_consumed", Counter, "", "amqp", Other, "AMQP messages consumed (amqp::consume and amqp::get)";
+        AMQP_E2E_LATENCY = "amqp_e2e_latency", Trend, "ms", "amqp", Other, "AMQP end-to-end latency in ms: from amqp::publish (volley-sent-at header) to the message being consumed";
     }
 }
-
-static REGISTRY: LazyLock<RwLock<HashMap<String, MetricKind>>> =
-    LazyLock::new(|| RwLock::new(builtin::all().into_iter().map(|(m, _)| (m.name.to_string(), m.kind)).collect()));
 
 /// A custom metric that cannot be defined.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -144,46 +175,118 @@ pub enum DefineError {
     },
 }
 
-/// Defines (or looks up) a custom metric; the same name always has the same kind.
-pub fn define(name: &str, kind: MetricKind) -> Result<Metric, DefineError> {
-    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid {
-        return Err(DefineError::BadName(name.to_string()));
+/// The metrics one run knows: the built-ins plus what its script defined. Owned by the
+/// run (never process-wide), so a watch re-run or the next script of a suite may give a
+/// name another kind.
+#[derive(Debug)]
+pub struct Registry {
+    kinds: RwLock<HashMap<String, MetricKind>>,
+    custom: RwLock<Vec<Metric>>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::new()
     }
-    if let Some(existing) = REGISTRY.read().unwrap_or_else(|e| e.into_inner()).get(name) {
-        return if *existing == kind {
-            Ok(Metric { name: name.into(), kind })
-        } else {
-            Err(DefineError::KindConflict { name: name.into(), existing: existing.as_str(), wanted: kind.as_str() })
-        };
+}
+
+impl Registry {
+    /// The built-in metrics only.
+    pub fn new() -> Registry {
+        Registry {
+            kinds: RwLock::new(builtin::all().into_iter().map(|(m, _)| (m.name.to_string(), m.kind)).collect()),
+            custom: RwLock::new(Vec::new()),
+        }
     }
-    let mut reg = REGISTRY.write().unwrap_or_else(|e| e.into_inner());
-    let existing = *reg.entry(name.to_string()).or_insert(kind);
-    if existing != kind {
-        return Err(DefineError::KindConflict {
+
+    /// Defines (or looks up) a custom metric; within a run a name always has one kind.
+    pub fn define(&self, name: &str, kind: MetricKind) -> Result<Metric, DefineError> {
+        let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(DefineError::BadName(name.to_string()));
+        }
+        let conflict = |existing: MetricKind| DefineError::KindConflict {
             name: name.into(),
             existing: existing.as_str(),
             wanted: kind.as_str(),
+        };
+        if let Some(existing) = self.kinds.read().unwrap_or_else(|e| e.into_inner()).get(name) {
+            return if *existing == kind { Ok(Metric { name: name.into(), kind }) } else { Err(conflict(*existing)) };
+        }
+        let mut reg = self.kinds.write().unwrap_or_else(|e| e.into_inner());
+        let existing = *reg.entry(name.to_string()).or_insert_with(|| {
+            self.custom.write().unwrap_or_else(|e| e.into_inner()).push(Metric { name: name.into(), kind });
+            kind
         });
+        if existing != kind {
+            return Err(conflict(existing));
+        }
+        Ok(Metric { name: name.into(), kind })
     }
-    Ok(Metric { name: name.into(), kind })
+
+    /// Every metric of the run described: built-ins first, then the script's own in
+    /// the order they were defined.
+    pub fn descs(&self) -> Vec<Desc> {
+        let mut out = builtin::descs();
+        for m in self.custom.read().unwrap_or_else(|e| e.into_inner()).iter() {
+            let unit = "";
+            out.push(Desc { metric: m.clone(), unit, protocol: "custom", role: Role::Other, doc: "defined by the script" });
+        }
+        out
+    }
+
+    /// The kind of a known metric.
+    pub fn kind_of(&self, name: &str) -> Option<MetricKind> {
+        self.kinds.read().unwrap_or_else(|e| e.into_inner()).get(name).copied()
+    }
 }
 
-/// The kind of a known metric.
-pub fn kind_of(name: &str) -> Option<MetricKind> {
-    REGISTRY.read().unwrap_or_else(|e| e.into_inner()).get(name).copied()
+/// The kind of a built-in metric (for checks made without a run).
+pub fn builtin_kind(name: &str) -> Option<MetricKind> {
+    builtin::all().into_iter().find(|(m, _)| &*m.name == name).map(|(m, _)| m.kind)
 }
 
-/// One thread's samples since the last drain: metric name -> tags -> sink.
-#[derive(Default)]
+/// Samples of one second of the run (seconds counted from the run's start).
+pub type Batch = (u64, Vec<(Str, Tags, Sink)>);
+
+/// One thread's samples since the last drain: metric name -> tags -> sink, cut into
+/// one batch per second of the run, so the history can be exact whenever a thread
+/// drains.
 pub struct Store {
+    origin: std::time::Instant,
+    second: u64,
     series: rustc_hash::FxHashMap<Str, rustc_hash::FxHashMap<Tags, Sink>>,
+    sealed: Vec<Batch>,
+}
+
+impl Default for Store {
+    fn default() -> Self {
+        Store::new(std::time::Instant::now())
+    }
 }
 
 impl Store {
-    /// Records one sample.
+    /// An empty store whose seconds count from `origin` (the run's start).
+    pub fn new(origin: std::time::Instant) -> Store {
+        Store { origin, second: 0, series: Default::default(), sealed: Vec::new() }
+    }
+
+    /// Records one sample, in the second of the run it happens in.
     pub fn add(&mut self, metric: &Metric, tags: &Tags, value: f64) {
+        let second = self.origin.elapsed().as_secs();
+        self.add_at(second, metric, tags, value);
+    }
+
+    /// Records one sample in a given second of the run.
+    pub fn add_at(&mut self, second: u64, metric: &Metric, tags: &Tags, value: f64) {
+        if second != self.second {
+            if !self.series.is_empty() {
+                let batch = self.take_series();
+                self.sealed.push((self.second, batch));
+            }
+            self.second = second;
+        }
         // Two lookups by reference: no allocation once a series exists.
         let by_tags = match self.series.get_mut(&metric.name) {
             Some(m) => m,
@@ -199,18 +302,26 @@ impl Store {
         }
     }
 
-    /// Whether nothing was recorded since the last drain.
-    pub fn is_empty(&self) -> bool {
-        self.series.is_empty()
-    }
-
-    /// Takes everything recorded so far, leaving the store empty.
-    pub fn drain(&mut self) -> Vec<(Str, Tags, Sink)> {
+    fn take_series(&mut self) -> Vec<(Str, Tags, Sink)> {
         let mut out = Vec::new();
         for (name, by_tags) in self.series.drain() {
             for (tags, sink) in by_tags {
                 out.push((name.clone(), tags, sink));
             }
+        }
+        out
+    }
+
+    /// Whether nothing was recorded since the last drain.
+    pub fn is_empty(&self) -> bool {
+        self.series.is_empty() && self.sealed.is_empty()
+    }
+
+    /// Takes everything recorded so far, one batch per second, leaving the store empty.
+    pub fn drain(&mut self) -> Vec<Batch> {
+        let mut out = std::mem::take(&mut self.sealed);
+        if !self.series.is_empty() {
+            out.push((self.second, self.take_series()));
         }
         out
     }
@@ -239,7 +350,7 @@ mod tests {
         s.add(m, &t(&[("name", "a")]), 1.0);
         s.add(m, &t(&[("name", "a")]), 1.0);
         s.add(m, &t(&[("name", "b")]), 1.0);
-        let mut drained = s.drain();
+        let mut drained: Vec<_> = s.drain().into_iter().flat_map(|(_, b)| b).collect();
         drained.sort_by_key(|(_, tags, _)| tags.to_string());
         assert_eq!(drained.len(), 2);
         assert!(matches!(&drained[0].2, Sink::Counter(c) if c.sum == 2.0));
@@ -248,11 +359,20 @@ mod tests {
 
     #[test]
     fn custom_metrics_keep_one_kind() {
+        let reg = Registry::new();
+        let define = |n: &str, k| reg.define(n, k);
         assert!(define("alert_e2e_ms", MetricKind::Trend).is_ok());
         assert!(define("alert_e2e_ms", MetricKind::Trend).is_ok());
         let e = define("alert_e2e_ms", MetricKind::Counter).unwrap_err();
         assert_eq!(e.to_string(), "metric \"alert_e2e_ms\" is already a trend, it cannot also be a counter");
         assert!(matches!(define("http_reqs", MetricKind::Trend), Err(DefineError::KindConflict { .. })));
         assert!(matches!(define("9lives", MetricKind::Trend), Err(DefineError::BadName(_))));
+    }
+
+    #[test]
+    fn two_runs_have_two_registries() {
+        // Issue 10, defect 1: a watch re-run (a new run) may change a metric's kind.
+        assert!(Registry::new().define("x", MetricKind::Counter).is_ok());
+        assert!(Registry::new().define("x", MetricKind::Trend).is_ok());
     }
 }

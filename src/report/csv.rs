@@ -117,6 +117,19 @@ pub fn history(report: &RunReport) -> String {
     out
 }
 
+/// `PREFIX_metrics.csv`: every metric of the run (built-in, protocol, custom), one
+/// statistic a row.
+pub fn metrics(report: &RunReport) -> String {
+    let mut out = String::from("Metric,Kind,Unit,Protocol,Statistic,Value\n");
+    for m in super::metrics::summarise(report) {
+        for (stat, v) in &m.stats {
+            writeln!(out, "{},{},{},{},{},{}", field(&m.name), m.kind, field(&m.unit), field(&m.protocol), stat, num(*v))
+                .ok();
+        }
+    }
+    out
+}
+
 /// `--out csv=PREFIX`.
 pub struct CsvOutput {
     /// `results/run` writes `results/run_stats.csv` and the others.
@@ -130,6 +143,7 @@ impl Output for CsvOutput {
             ("_stats.csv", stats(report)),
             ("_failures.csv", failures(report)),
             ("_stats_history.csv", history(report)),
+            ("_metrics.csv", metrics(report)),
         ] {
             let mut name = self.prefix.as_os_str().to_owned();
             name.push(suffix);
@@ -153,9 +167,13 @@ mod tests {
         insta::assert_snapshot!("csv_failures", failures(&report));
         let h = history(&report);
         let lines: Vec<&str> = h.lines().collect();
-        assert_eq!(lines.len(), 2, "{h}");
+        // One row per second of the 10 s run; the totals run up to the run's totals.
+        assert_eq!(lines.len(), 11, "{h}");
         assert!(lines[1].ends_with(",150,5"), "{h}");
+        assert!(lines[10].ends_with(",150,5"), "{h}");
         assert!(lines[1].starts_with("18000000"), "{h}");
+        let m = metrics(&report);
+        assert!(m.starts_with("Metric,Kind,Unit,Protocol,Statistic,Value\nhttp_reqs,counter,,http,count,150\n"), "{m}");
     }
 
     #[test]

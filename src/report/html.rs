@@ -120,13 +120,13 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 fn per_group(report: &RunReport, group: &str, value: impl Fn(&crate::metrics::GroupRow) -> Option<f64>) -> Vec<Line> {
-    let mut by: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
-    for r in report.aggregate.group_history().iter().filter(|r| r.group == group) {
-        if let Some(v) = value(r) {
-            by.entry(r.key.as_str()).or_default().push((r.t_s, v));
+    let mut by: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    for r in report.aggregate.group_history().into_iter().filter(|r| r.group == group) {
+        if let Some(v) = value(&r) {
+            by.entry(r.key).or_default().push((r.t_s, v));
         }
     }
-    by.into_iter().map(|(k, points)| Line { label: k.to_string(), points }).collect()
+    by.into_iter().map(|(label, points)| Line { label, points }).collect()
 }
 
 /// The charts, in page order.
@@ -278,6 +278,34 @@ pub fn render(report: &RunReport, meta: &RunMeta) -> String {
                 .ok();
         }
         o.push_str("</table>\n");
+    }
+    let metrics = super::metrics::summarise(report);
+    if !metrics.is_empty() {
+        o.push_str("<h2>Metrics</h2>\n<table><tr><th>Metric</th><th>Kind</th><th>Protocol</th><th>Figures</th></tr>\n");
+        for m in &metrics {
+            writeln!(
+                o,
+                "<tr><td title=\"{}\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&m.description),
+                esc(&m.name),
+                esc(&m.kind),
+                esc(&m.protocol),
+                esc(&m.line())
+            )
+            .ok();
+        }
+        o.push_str("</table>\n");
+    }
+    if let Some(b) = &report.baseline {
+        let (cls, word) = if b.regressed { ("ko", "worse than the baseline") } else { ("ok", "within the margins") };
+        writeln!(o, "<h2>Baseline</h2>\n<p class=\"{cls}\">{word} ({})</p>\n<pre>{}</pre>", esc(&b.file), esc(&b.rendered))
+            .ok();
+    }
+    if !report.iteration_errors.is_empty() {
+        o.push_str("<h2>Script errors inside iterations</h2>\n");
+        for e in &report.iteration_errors {
+            writeln!(o, "<p>{} iteration(s):</p>\n<pre>{}</pre>", e.count, esc(&e.rendered)).ok();
+        }
     }
     let kinds = crate::engine::judge::failure_kinds(&report.aggregate, &[]);
     o.push_str("<h2>Errors by kind</h2>\n");

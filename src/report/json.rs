@@ -60,6 +60,13 @@ pub struct RunDoc {
     pub iteration_errors: Vec<serde_json::Value>,
     /// One row per second.
     pub history: Vec<serde_json::Value>,
+    /// Every metric of the run (built-in, protocol and custom) by name: kind, unit,
+    /// protocol, description and statistics (HDR histogram for trends).
+    #[serde(default)]
+    pub metrics: BTreeMap<String, super::metrics::MetricSummary>,
+    /// The comparison with `--baseline`, when one was judged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<serde_json::Value>,
 }
 
 /// Run totals.
@@ -129,7 +136,8 @@ fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
 
-fn hdr_base64(sink: &Sink) -> Option<String> {
+/// A trend's HDR histogram, V2 deflate serialized, base64 (standard alphabet).
+pub fn hdr_base64(sink: &Sink) -> Option<String> {
     let Sink::Trend(t) = sink else { return None };
     let mut buf = Vec::new();
     let mut ser = hdrhistogram::serialization::V2DeflateSerializer::new();
@@ -210,7 +218,11 @@ pub fn document(report: &RunReport, meta: &RunMeta) -> RunDoc {
             .iter()
             .map(|e| serde_json::json!({ "count": e.count, "rendered": e.rendered }))
             .collect(),
-        history: to_values(agg.history()),
+        history: to_values(&agg.history()),
+        metrics: super::metrics::summarise(report).into_iter().map(|m| (m.name.clone(), m)).collect(),
+        baseline: report.baseline.as_ref().map(|b| {
+            serde_json::json!({ "file": b.file, "regressed": b.regressed, "comparison": b.rendered })
+        }),
     }
 }
 

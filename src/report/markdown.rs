@@ -105,6 +105,24 @@ pub fn render(report: &RunReport, meta: &RunMeta) -> String {
         }
     }
 
+    let metrics = super::metrics::summarise(report);
+    if !metrics.is_empty() {
+        writeln!(out, "\n## Metrics\n\n| Metric | Kind | Protocol | Figures |\n|---|---|---|---|").ok();
+        for m in &metrics {
+            writeln!(out, "| `{}` | {} | {} | {} |", cell(&m.name), m.kind, cell(&m.protocol), cell(&m.line())).ok();
+        }
+    }
+    if let Some(b) = &report.baseline {
+        let word = if b.regressed { "❌ worse than the baseline" } else { "✅ within the margins" };
+        writeln!(out, "\n## Baseline: {word}\n\nCompared with `{}`.\n\n```\n{}\n```", cell(&b.file), b.rendered.trim_end())
+            .ok();
+    }
+    if !report.iteration_errors.is_empty() {
+        writeln!(out, "\n## Script errors inside iterations\n").ok();
+        for e in &report.iteration_errors {
+            writeln!(out, "{} iteration(s):\n\n```\n{}\n```", e.count, e.rendered.trim_end()).ok();
+        }
+    }
     let kinds = crate::engine::judge::failure_kinds(&report.aggregate, &[]);
     if !kinds.is_empty() {
         writeln!(out, "\n## Errors by kind\n\n| Kind | Count |\n|---|---:|").ok();

@@ -9,6 +9,7 @@ pub mod html;
 pub mod json;
 pub mod junit;
 pub mod markdown;
+pub mod metrics;
 pub mod notify;
 pub mod prometheus;
 pub mod push;
@@ -106,8 +107,12 @@ impl OutSpec {
     }
 }
 
-/// Starts the live outputs of one run (`prometheus=URL?live=1`); stop them after it.
-pub fn start_live(specs: &[OutSpec], id: &str) -> Vec<prometheus::LivePush> {
+/// Starts the live outputs of one run (`prometheus=URL?live=1`) with the listeners to
+/// give the run; stop them after it.
+pub fn start_live(
+    specs: &[OutSpec],
+    id: &str,
+) -> Vec<(prometheus::LivePush, crate::engine::progress::IntervalListener)> {
     specs
         .iter()
         .filter(|s| s.kind == "prometheus")
@@ -179,7 +184,7 @@ pub(crate) mod fixture {
     /// (503), `search` 50 requests 200..=249 ms.
     pub fn report() -> RunReport {
         let mut agg = Aggregate::new();
-        let mut store = Store::default();
+        let mut store = Store::new(agg.started());
         for i in 0..100u32 {
             let status = if i % 20 == 0 { "503" } else { "200" };
             let t = tags(&[("name", "login"), ("method", "POST"), ("status", status), ("phase", "peak")]);
@@ -193,9 +198,10 @@ pub(crate) mod fixture {
             store.add(&builtin::HTTP_REQS, &t, 1.0);
             store.add(&builtin::HTTP_REQ_FAILED, &t, 0.0);
         }
+        store.add_at(0, &builtin::VUS, &tags(&[("phase", "peak")]), 10.0);
         agg.merge(store.drain());
-        let _ = agg.close_interval(10);
         let elapsed = Duration::from_secs(10);
+        let _ = agg.finish(elapsed);
         RunReport {
             script: "scripts/pz_1_demo.rhai".into(),
             started_at: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
@@ -231,7 +237,10 @@ pub(crate) mod fixture {
             interrupted: false,
             skipped: None,
             exit: ExitCode::Failed,
+            had_script_error: false,
             aggregate: agg,
+            metrics: crate::metrics::series::builtin::descs(),
+            baseline: None,
         }
     }
 

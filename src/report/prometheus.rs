@@ -122,15 +122,29 @@ pub fn exposition(report: &RunReport) -> String {
     for (req, _, _, f, l) in &rows {
         t.sample("volley_http_error_ratio", &[("request", req)], if *l == 0 { 0.0 } else { *f as f64 / *l as f64 });
     }
-    let violations =
-        report.thresholds.iter().filter(|t| !t.passed).count() + report.assertions.iter().filter(|a| !a.passed).count();
+    let metrics = super::metrics::summarise(report);
+    if !metrics.is_empty() {
+        t.family(
+            "volley_metric",
+            "gauge",
+            "Every metric of the run (built-in, protocol, custom) by name and statistic, in its own unit.",
+        );
+        for m in &metrics {
+            for (stat, v) in &m.stats {
+                t.sample("volley_metric", &[("metric", &m.name), ("stat", stat), ("unit", &m.unit)], *v);
+            }
+        }
+    }
+    let violations = report.thresholds.iter().filter(|t| !t.passed).count()
+        + report.assertions.iter().filter(|a| !a.passed).count()
+        + usize::from(report.baseline.as_ref().is_some_and(|b| b.regressed));
     t.family(
         "volley_thresholds_passed",
         "gauge",
-        "1 when every threshold and assertion held (the SLO passed), else 0.",
+        "1 when every threshold, assertion and the baseline held (the SLO passed), else 0.",
     );
     t.sample("volley_thresholds_passed", &[], if violations == 0 { 1.0 } else { 0.0 });
-    t.family("volley_threshold_violations", "gauge", "Thresholds and assertions that failed.");
+    t.family("volley_threshold_violations", "gauge", "Thresholds, assertions and baseline comparisons that failed.");
     t.sample("volley_threshold_violations", &[], violations as f64);
     t.family("volley_run_duration_seconds", "gauge", "Wall time of the run.");
     t.sample("volley_run_duration_seconds", &[], report.elapsed.as_secs_f64());
@@ -188,11 +202,12 @@ pub struct LivePush {
 }
 
 impl LivePush {
-    /// Starts pushing every interval of the next run.
-    pub fn start(gateway: &Gateway, id: &str) -> LivePush {
+    /// Starts pushing every interval sent to the returned listener (give it to the
+    /// run's [`crate::engine::RunConfig::listeners`]); the thread ends when the run
+    /// drops the listener.
+    pub fn start(gateway: &Gateway, id: &str) -> (LivePush, crate::engine::progress::IntervalListener) {
         // Two rows of slack: a gateway slower than one push a second loses rows.
         let (tx, rx) = std::sync::mpsc::sync_channel::<IntervalRow>(2);
-        crate::engine::progress::listen_intervals(tx);
         let url = gateway.url(id);
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stopped = stop.clone();
@@ -210,14 +225,13 @@ impl LivePush {
                 }
             }
         });
-        LivePush { stop }
+        (LivePush { stop }, tx)
     }
 
     /// Stops pushing without waiting: rows still queued are dropped and a push in
     /// flight ends on its own timeout (the end-of-run push follows right away).
     pub fn stop(self) {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        crate::engine::progress::clear_interval_listeners();
     }
 }
 

@@ -80,6 +80,20 @@ pub fn render(r: &RunReport) -> String {
             out.push_str(&format!("  failures by kind: {}\n", errors.join(", ")));
         }
     }
+    let metrics = super::metrics::summarise(r);
+    if !metrics.is_empty() {
+        out.push_str("\nmetrics\n");
+        let width = metrics.iter().map(|m| m.name.len()).max().unwrap_or(8).max(8);
+        for m in &metrics {
+            out.push_str(&format!("  {:<width$}  {}\n", m.name, m.line()));
+        }
+        if r.requests.is_empty() {
+            let errors = error_kinds(r);
+            if !errors.is_empty() {
+                out.push_str(&format!("  failures by kind: {}\n", errors.join(", ")));
+            }
+        }
+    }
     if !r.checks.is_empty() {
         out.push_str("\nchecks\n");
         for c in &r.checks {
@@ -121,6 +135,9 @@ pub fn render(r: &RunReport) -> String {
             }
         }
     }
+    if let Some(b) = &r.baseline {
+        out.push_str(&format!("\nbaseline\n{}", b.rendered));
+    }
     if let Some(e) = &r.script_error {
         out.push('\n');
         out.push_str(e);
@@ -131,7 +148,8 @@ pub fn render(r: &RunReport) -> String {
         ExitCode::Failed => {
             let t = r.thresholds.iter().filter(|t| !t.passed).count();
             let a = r.assertions.iter().filter(|a| !a.passed).count();
-            format!("FAILED: {t} threshold(s) and {a} assertion(s) failed")
+            let base = if r.baseline.as_ref().is_some_and(|b| b.regressed) { ", worse than the baseline" } else { "" };
+            format!("FAILED: {t} threshold(s) and {a} assertion(s) failed{base}")
         }
         ExitCode::ScriptError => "SCRIPT ERROR".to_string(),
         ExitCode::Interrupted => "INTERRUPTED: results up to the interruption".to_string(),

@@ -154,8 +154,10 @@ pub struct RunShared {
     pub env: HashMap<String, String>,
     /// Run totals: every thread drains its [`Store`] in here.
     pub aggregate: Mutex<Aggregate>,
-    /// Ctrl-C and friends.
-    pub stop: Stop,
+    /// When the run started: seconds of the history count from here.
+    pub started: Instant,
+    /// Ctrl-C and friends (the caller keeps a handle to interrupt the run).
+    pub stop: Arc<Stop>,
     /// `stop_phase(reason)` for the running phase.
     pub phase_stop: PhaseStop,
     /// `skip(reason)`: the script could not run (e.g. no broker).
@@ -181,16 +183,25 @@ pub struct RunShared {
     pub render_error: OnceLock<RenderError>,
     /// The broker URL set by `amqp::url(...)` (else `AMQP_URL`, else the default).
     pub amqp_url: RwLock<Option<String>>,
+    /// The metrics this run knows (built-ins and the script's own).
+    pub registry: crate::metrics::Registry,
 }
 
 impl RunShared {
     /// Fresh run state.
-    pub fn new(script_path: PathBuf, env: HashMap<String, String>, time_scale: f64) -> RunShared {
+    pub fn new(
+        script_path: PathBuf,
+        env: HashMap<String, String>,
+        time_scale: f64,
+        stop: Arc<Stop>,
+    ) -> RunShared {
+        let started = Instant::now();
         RunShared {
             script_path,
             env,
-            aggregate: Mutex::new(Aggregate::new()),
-            stop: Stop::default(),
+            aggregate: Mutex::new(Aggregate::starting_at(started)),
+            started,
+            stop,
             phase_stop: PhaseStop::default(),
             skipped: Mutex::new(None),
             current_case: Mutex::new(None),
@@ -203,6 +214,7 @@ impl RunShared {
             runner: Mutex::new(None),
             render_error: OnceLock::new(),
             amqp_url: RwLock::new(None),
+            registry: crate::metrics::Registry::new(),
         }
     }
 
@@ -246,9 +258,20 @@ pub struct ThreadCtx {
 }
 
 impl ThreadCtx {
-    /// Records one sample into this thread's store.
+    /// This thread's side of a run.
+    pub fn new(shared: Arc<RunShared>, blocking: Option<tokio::runtime::Runtime>) -> ThreadCtx {
+        let store = RefCell::new(Store::new(shared.started));
+        ThreadCtx { shared, store, http: HttpClients::new(), blocking }
+    }
+
+    /// Records one sample into this thread's store. On the orchestrating thread (the
+    /// script's top level: setup, cleanup) the sample goes to the aggregate at once, so
+    /// it reaches the live view and its second's row like the VUs' samples.
     pub fn record(&self, metric: &Metric, tags: &Tags, value: f64) {
         self.store.borrow_mut().add(metric, tags, value);
+        if self.blocking.is_some() {
+            self.flush();
+        }
     }
 
     /// Drains this thread's store into the run aggregate.
@@ -344,6 +367,19 @@ pub fn with_vu<R>(f: impl FnOnce(&VuCtx) -> R) -> Result<R, Box<EvalAltResult>> 
     // SAFETY: the driver (or the orchestrator for the top level) keeps the VuCtx alive
     // for as long as the pointer is published, and only this thread reads it.
     Ok(f(unsafe { &*ptr }))
+}
+
+/// Defines (or looks up) a custom metric in the running run's registry.
+pub fn define(name: &str, kind: crate::metrics::MetricKind) -> Result<Metric, Box<EvalAltResult>> {
+    thread()?.shared.registry.define(name, kind).map_err(|e| e.to_string().into())
+}
+
+/// The kind of a metric in the running run (built-ins only outside a run).
+pub fn kind_of(name: &str) -> Option<crate::metrics::MetricKind> {
+    match THREAD.with(|t| t.borrow().clone()) {
+        Some(t) => t.shared.registry.kind_of(name),
+        None => crate::metrics::series::builtin_kind(name),
+    }
 }
 
 /// The tags of the current VU plus extra ones.

@@ -584,7 +584,7 @@ fn declare_threshold(ctx: &NativeCallContext, selector: &str, conditions: &[Stri
     let mut parsed = Vec::new();
     for c in conditions {
         let cond = Condition::parse(c).map_err(with_hint)?;
-        if let Some(kind) = crate::metrics::series::kind_of(&sel.metric) {
+        if let Some(kind) = context::kind_of(&sel.metric) {
             cond.validate_for(kind).map_err(|e| format!("threshold on {selector}: {e}"))?;
         }
         parsed.push(cond);

@@ -2,7 +2,7 @@
 //! with the VU's tags like the built-in ones, and usable in thresholds.
 
 use super::context;
-use crate::metrics::{Metric, MetricKind, define};
+use crate::metrics::{Metric, MetricKind};
 use rhai::plugin::*;
 use rhai::{EvalAltResult, Map, NativeCallContext};
 
@@ -11,7 +11,7 @@ use rhai::{EvalAltResult, Map, NativeCallContext};
 pub struct CustomMetric(pub Metric);
 
 fn make(name: &str, kind: MetricKind) -> Result<CustomMetric, Box<EvalAltResult>> {
-    define(name, kind).map(CustomMetric).map_err(|e| e.to_string().into())
+    context::define(name, kind).map(CustomMetric)
 }
 
 fn add(m: &CustomMetric, value: f64, tags: Option<Map>) -> Result<(), Box<EvalAltResult>> {

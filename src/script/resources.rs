@@ -6,7 +6,7 @@
 
 use super::context;
 use super::opts::Opts;
-use crate::metrics::{MetricKind, define};
+use crate::metrics::MetricKind;
 use rhai::plugin::*;
 use rhai::{Array, Dynamic, EvalAltResult, Map, NativeCallContext};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -234,7 +234,7 @@ pub fn summarize(samples: &[Sample], target: Option<&str>) -> Map {
 fn record(samples: &[Sample], summary: &Map) -> Result<(), Box<EvalAltResult>> {
     let thread = context::thread()?;
     let tags = context::vu_tags([])?;
-    let gauge = |name: &str| define(name, MetricKind::Gauge).map_err(|e| e.to_string());
+    let gauge = |name: &str| context::define(name, MetricKind::Gauge).map_err(|e| e.to_string());
     let (cpu, mem, tcpu, tmem) = (
         gauge("generator_cpu_percent")?,
         gauge("generator_memory_mb")?,

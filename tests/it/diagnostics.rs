@@ -10,6 +10,8 @@ fn diagnose(name: &str) -> (ExitCode, String) {
         workers: 1,
         time_scale: 1.0,
         progress: engine::progress::ProgressMode::Off,
+        stop: Default::default(),
+        listeners: Vec::new(),
     };
     match engine::run(&config) {
         Err(f) => (f.exit, f.rendered),

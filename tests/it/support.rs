@@ -117,6 +117,8 @@ pub fn run_with(path: &std::path::Path, env: &[(&str, &str)], time_scale: f64) -
         workers: 2,
         time_scale,
         progress: volley::engine::progress::ProgressMode::Off,
+        stop: Default::default(),
+        listeners: Vec::new(),
     };
     match volley::engine::run(&config) {
         Ok(r) => r,
