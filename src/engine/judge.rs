@@ -13,10 +13,8 @@ use std::time::Duration;
 /// its name (`amqp nack`, `amqp broker_lost`).
 pub fn failure_kinds(agg: &Aggregate, filters: &[(String, String)]) -> BTreeMap<String, u64> {
     let mut kinds = BTreeMap::new();
-    let protocols: BTreeMap<String, &'static str> = crate::metrics::series::builtin::descs()
-        .into_iter()
-        .map(|d| (d.metric.name.to_string(), d.protocol))
-        .collect();
+    let protocols: BTreeMap<String, &'static str> =
+        crate::metrics::series::builtin::descs().into_iter().map(|d| (d.metric.name.to_string(), d.protocol)).collect();
     for metric in agg.names_with(Role::Failed) {
         let protocol = protocols.get(&metric).copied().unwrap_or("");
         for (tags, sink) in agg.series_of(&metric) {

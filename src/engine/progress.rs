@@ -62,8 +62,7 @@ impl LiveLine {
         let p95 = row.p95_ms.map(|v| format!("{v:.1}ms")).unwrap_or_else(|| "-".into());
         let (reqs, failed) = (self.total_reqs, self.total_fail);
         let fail = if reqs > 0 { 100.0 * failed as f64 / reqs as f64 } else { 0.0 };
-        let line =
-            format!("{phase}  vus {}  req/s {rate:.0}  p95 {p95}  requests {reqs}  failed {fail:.2}%", row.vus);
+        let line = format!("{phase}  vus {}  req/s {rate:.0}  p95 {p95}  requests {reqs}  failed {fail:.2}%", row.vus);
         if self.tty {
             eprint!("\r\x1b[2K{line}");
             let _ = std::io::stderr().flush();
@@ -99,7 +98,7 @@ pub type IntervalListener = std::sync::mpsc::SyncSender<crate::metrics::Interval
 /// The ticker thread.
 pub struct Ticker {
     done: Arc<AtomicBool>,
-    handle: Option<std::thread::JoinHandle<()>>,
+    handle: Option<std::thread::JoinHandle<u64>>,
 }
 
 impl Ticker {
@@ -142,17 +141,22 @@ impl Ticker {
                     }
                 }
                 live.clear();
+                second
             })
             .ok();
         Ticker { done, handle }
     }
 
     /// Stops ticking and clears the line.
-    pub fn stop(mut self) {
+    /// Returns the first second whose busy-VU sample was not taken yet.
+    pub fn stop(mut self) -> u64 {
         self.done.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            h.thread().unpark();
-            let _ = h.join();
+        match self.handle.take() {
+            Some(h) => {
+                h.thread().unpark();
+                h.join().unwrap_or(0)
+            }
+            None => 0,
         }
     }
 }

@@ -11,8 +11,8 @@ use crate::script::judge::Assertion;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
 /// Exit codes (the README's table).
@@ -196,7 +196,15 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
     context::uninstall_thread();
     drop(thread);
 
-    ticker.stop();
+    // The busy VUs since the ticker's last sample belong to the run's last seconds.
+    let unsampled = ticker.stop();
+    let busy = phases.take_busy_peak();
+    super::progress::record_busy(
+        &mut shared.aggregate.lock().unwrap_or_else(|e| e.into_inner()),
+        unsampled,
+        busy,
+        None,
+    );
     let phase_summaries = phases.shutdown();
     // Break the cycle shared -> runner -> shared so the run's state is freed.
     *shared.runner.lock().unwrap_or_else(|e| e.into_inner()) = None;

@@ -149,7 +149,10 @@ impl Aggregate {
         if second < self.closed_next {
             // A thread drained late: its counts still go into their second's row
             // (percentiles of that row were computed without them).
-            let row = self.rows.entry(second).or_insert_with(|| IntervalRow { t_s: (second + 1) as f64, ..Default::default() });
+            let row = self
+                .rows
+                .entry(second)
+                .or_insert_with(|| IntervalRow { t_s: (second + 1) as f64, ..Default::default() });
             add_counts(row, name, role, sink);
             for group in ["phase", "name"] {
                 let Some(key) = tags.get(group) else { continue };
@@ -327,8 +330,7 @@ impl Aggregate {
 
     /// Names of recorded metrics with a role, sorted.
     pub fn names_with(&self, role: Role) -> Vec<String> {
-        let mut v: Vec<String> =
-            self.series.keys().filter(|n| self.role(n) == role).map(|n| n.to_string()).collect();
+        let mut v: Vec<String> = self.series.keys().filter(|n| self.role(n) == role).map(|n| n.to_string()).collect();
         v.sort();
         v
     }

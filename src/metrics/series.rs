@@ -231,7 +231,13 @@ impl Registry {
         let mut out = builtin::descs();
         for m in self.custom.read().unwrap_or_else(|e| e.into_inner()).iter() {
             let unit = "";
-            out.push(Desc { metric: m.clone(), unit, protocol: "custom", role: Role::Other, doc: "defined by the script" });
+            out.push(Desc {
+                metric: m.clone(),
+                unit,
+                protocol: "custom",
+                role: Role::Other,
+                doc: "defined by the script",
+            });
         }
         out
     }

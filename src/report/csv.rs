@@ -123,8 +123,17 @@ pub fn metrics(report: &RunReport) -> String {
     let mut out = String::from("Metric,Kind,Unit,Protocol,Statistic,Value\n");
     for m in super::metrics::summarise(report) {
         for (stat, v) in &m.stats {
-            writeln!(out, "{},{},{},{},{},{}", field(&m.name), m.kind, field(&m.unit), field(&m.protocol), stat, num(*v))
-                .ok();
+            writeln!(
+                out,
+                "{},{},{},{},{},{}",
+                field(&m.name),
+                m.kind,
+                field(&m.unit),
+                field(&m.protocol),
+                stat,
+                num(*v)
+            )
+            .ok();
         }
     }
     out

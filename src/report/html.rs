@@ -298,8 +298,13 @@ pub fn render(report: &RunReport, meta: &RunMeta) -> String {
     }
     if let Some(b) = &report.baseline {
         let (cls, word) = if b.regressed { ("ko", "worse than the baseline") } else { ("ok", "within the margins") };
-        writeln!(o, "<h2>Baseline</h2>\n<p class=\"{cls}\">{word} ({})</p>\n<pre>{}</pre>", esc(&b.file), esc(&b.rendered))
-            .ok();
+        writeln!(
+            o,
+            "<h2>Baseline</h2>\n<p class=\"{cls}\">{word} ({})</p>\n<pre>{}</pre>",
+            esc(&b.file),
+            esc(&b.rendered)
+        )
+        .ok();
     }
     if !report.iteration_errors.is_empty() {
         o.push_str("<h2>Script errors inside iterations</h2>\n");

@@ -220,9 +220,10 @@ pub fn document(report: &RunReport, meta: &RunMeta) -> RunDoc {
             .collect(),
         history: to_values(&agg.history()),
         metrics: super::metrics::summarise(report).into_iter().map(|m| (m.name.clone(), m)).collect(),
-        baseline: report.baseline.as_ref().map(|b| {
-            serde_json::json!({ "file": b.file, "regressed": b.regressed, "comparison": b.rendered })
-        }),
+        baseline: report
+            .baseline
+            .as_ref()
+            .map(|b| serde_json::json!({ "file": b.file, "regressed": b.regressed, "comparison": b.rendered })),
     }
 }
 

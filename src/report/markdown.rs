@@ -114,8 +114,13 @@ pub fn render(report: &RunReport, meta: &RunMeta) -> String {
     }
     if let Some(b) = &report.baseline {
         let word = if b.regressed { "❌ worse than the baseline" } else { "✅ within the margins" };
-        writeln!(out, "\n## Baseline: {word}\n\nCompared with `{}`.\n\n```\n{}\n```", cell(&b.file), b.rendered.trim_end())
-            .ok();
+        writeln!(
+            out,
+            "\n## Baseline: {word}\n\nCompared with `{}`.\n\n```\n{}\n```",
+            cell(&b.file),
+            b.rendered.trim_end()
+        )
+        .ok();
     }
     if !report.iteration_errors.is_empty() {
         writeln!(out, "\n## Script errors inside iterations\n").ok();

@@ -73,9 +73,17 @@ impl ScriptResult {
         }
         let cases = names
             .into_iter()
-            .map(|case| {
+            .enumerate()
+            .map(|(i, case)| {
                 let mut failures = Vec::new();
                 let mut criteria = 0;
+                // The baseline belongs to the whole script: its first test case carries it.
+                if let Some(b) = report.baseline.as_ref().filter(|_| i == 0) {
+                    criteria += 1;
+                    if b.regressed {
+                        failures.push(format!("worse than the baseline {}", b.file));
+                    }
+                }
                 for a in report.assertions.iter().filter(|a| a.case == case) {
                     criteria += 1;
                     if !a.passed {

@@ -189,12 +189,7 @@ pub struct RunShared {
 
 impl RunShared {
     /// Fresh run state.
-    pub fn new(
-        script_path: PathBuf,
-        env: HashMap<String, String>,
-        time_scale: f64,
-        stop: Arc<Stop>,
-    ) -> RunShared {
+    pub fn new(script_path: PathBuf, env: HashMap<String, String>, time_scale: f64, stop: Arc<Stop>) -> RunShared {
         let started = Instant::now();
         RunShared {
             script_path,

@@ -2,6 +2,7 @@
 
 mod amqp;
 mod cli;
+mod core;
 mod diagnostics;
 mod engine;
 mod examples;

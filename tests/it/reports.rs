@@ -381,9 +381,11 @@ fn in_a_suite_file_targets_get_the_script_id() {
         names,
         [
             "res-R-1_failures.csv",
+            "res-R-1_metrics.csv",
             "res-R-1_stats.csv",
             "res-R-1_stats_history.csv",
             "res-R-2_failures.csv",
+            "res-R-2_metrics.csv",
             "res-R-2_stats.csv",
             "res-R-2_stats_history.csv",
             "run-R-1.json",
