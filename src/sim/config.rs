@@ -268,8 +268,11 @@ impl SimConfig {
                 c.limits.push_rate_per_s = 5.0;
                 c.limits.push_burst = 10;
                 c.limits.max_live_jobs = 25;
-                c.faults.error_rate = 0.01;
-                c.alerts.processing_delay_ms = 800.0;
+                // Overload shows as limits (429, 503, the job cap, slow answers), not as
+                // random faults: its verdicts do not hinge on a few unlucky draws.
+                c.faults.error_rate = 0.0;
+                // Above the 1 s end-to-end limit of PZ-14962 on its own.
+                c.alerts.processing_delay_ms = 1200.0;
             }
             "throttled" => {
                 // Healthy, except that every 150th push-to-rabbit request ends a streak
