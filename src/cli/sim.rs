@@ -22,7 +22,7 @@ pub struct SimArgs {
     /// TOML file of settings (see docs/simulator.md); its keys override the preset.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Named settings: healthy (default), degraded, overloaded.
+    /// Named settings: healthy (default), degraded, overloaded, throttled.
     #[arg(long, value_name = "NAME")]
     pub preset: Option<String>,
     /// latency.base_ms: fixed part of every response time.
@@ -67,6 +67,9 @@ pub struct SimArgs {
     /// alerts.site_id served by the alerts API.
     #[arg(long, value_name = "ID")]
     pub site_id: Option<String>,
+    /// seed: seed of every random draw (jitter, injected errors, drops).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
 }
 
 impl SimArgs {
@@ -116,6 +119,9 @@ impl SimArgs {
         if let Some(v) = &self.site_id {
             c.alerts.site_id = v.clone();
         }
+        if let Some(v) = self.seed {
+            c.seed = v;
+        }
         c.validate("command-line flags")?;
         Ok(c)
     }
@@ -136,14 +142,13 @@ pub fn execute(args: SimArgs) -> anyhow::Result<()> {
         ),
         None => "in memory (no --amqp)".to_string(),
     };
-    println!("volley sim: listening on {base} (preset {})", config.preset);
+    println!("volley sim: listening on {base} (preset {}, seed {})", config.preset, config.seed);
     println!("  focus server  {}", handle.focus_url());
     println!(
-        "  alerts API    {}  (site {}, login {}/{})",
+        "  alerts API    {}  (site {}, login {}, password hidden)",
         handle.alerts_url(),
         config.alerts.site_id,
         config.alerts.username,
-        config.alerts.password
     );
     println!("  alert path    {alert_path}");
     println!("  stats         {base}/sim/stats  (POST {base}/sim/reset clears them)");

@@ -1,7 +1,9 @@
 //! `resources::*`: resource sampling during a run (PZ-14961). A background thread samples,
 //! with `sysinfo`, the load generator itself (this process), optionally a named target
-//! process on the same host, and the host's network interfaces; `stop()` returns the time
-//! series and a summary and records them as gauges so thresholds can judge them.
+//! process on the same host, and the host's network interfaces, each apart (host-wide
+//! counters: every process's traffic; on loopback each byte is both sent and received);
+//! `stop()` returns the time series and a summary and records them as gauges so
+//! thresholds can judge them.
 //! May import `context` (to record gauges) and `crate::metrics`.
 
 use super::context;
@@ -29,7 +31,12 @@ pub struct Sample {
     pub bytes_sent: u64,
     /// See `bytes_sent`.
     pub bytes_received: u64,
+    /// The same per interface, by name (sorted): `(name, sent, received)`.
+    pub interfaces: Vec<(String, u64, u64)>,
 }
+
+/// The longest sampling interval: longer ones are mistakes (and would overflow an instant).
+const MAX_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// What the sampling thread owns.
 struct Probe {
@@ -38,12 +45,16 @@ struct Probe {
     me: Pid,
     target: Option<String>,
     target_pid: Option<Pid>,
-    net_base: (u64, u64),
+    net_base: Vec<(String, u64, u64)>,
     started: Instant,
 }
 
-fn net_totals(networks: &Networks) -> (u64, u64) {
-    networks.iter().fold((0, 0), |(s, r), (_, n)| (s + n.total_transmitted(), r + n.total_received()))
+/// Bytes sent and received so far per interface, sorted by name.
+fn net_by_interface(networks: &Networks) -> Vec<(String, u64, u64)> {
+    let mut v: Vec<_> =
+        networks.iter().map(|(name, n)| (name.clone(), n.total_transmitted(), n.total_received())).collect();
+    v.sort();
+    v
 }
 
 const MB: f64 = 1024.0 * 1024.0;
@@ -52,7 +63,7 @@ impl Probe {
     fn new(target: Option<String>) -> Result<Probe, String> {
         let me = sysinfo::get_current_pid().map_err(|e| format!("cannot find this process: {e}"))?;
         let networks = Networks::new_with_refreshed_list();
-        let net_base = net_totals(&networks);
+        let net_base = net_by_interface(&networks);
         let mut probe =
             Probe { system: System::new(), networks, me, target, target_pid: None, net_base, started: Instant::now() };
         probe.refresh();
@@ -91,7 +102,14 @@ impl Probe {
 
     fn sample(&mut self) -> Sample {
         self.refresh();
-        let (sent, received) = net_totals(&self.networks);
+        let base = |name: &str| self.net_base.iter().find(|b| b.0 == name).map(|b| (b.1, b.2)).unwrap_or((0, 0));
+        let interfaces: Vec<(String, u64, u64)> = net_by_interface(&self.networks)
+            .into_iter()
+            .map(|(name, sent, received)| {
+                let (s0, r0) = base(&name);
+                (name, sent.saturating_sub(s0), received.saturating_sub(r0))
+            })
+            .collect();
         let proc_stats =
             |pid: Pid| self.system.process(pid).map(|p| (f64::from(p.cpu_usage()), p.memory() as f64 / MB));
         let (cpu_percent, memory_mb) = proc_stats(self.me).unwrap_or_default();
@@ -100,8 +118,9 @@ impl Probe {
             cpu_percent,
             memory_mb,
             target: self.target_pid.and_then(proc_stats),
-            bytes_sent: sent.saturating_sub(self.net_base.0),
-            bytes_received: received.saturating_sub(self.net_base.1),
+            bytes_sent: interfaces.iter().map(|i| i.1).sum(),
+            bytes_received: interfaces.iter().map(|i| i.2).sum(),
+            interfaces,
         }
     }
 }
@@ -118,8 +137,14 @@ struct Inner {
 pub struct Sampler(Arc<Inner>);
 
 impl Sampler {
-    /// Starts sampling every `interval` in a background thread.
+    /// Starts sampling every `interval` (at most [`MAX_INTERVAL`]) in a background thread.
     pub fn start(interval: Duration, target: Option<String>) -> Result<Sampler, String> {
+        if interval > MAX_INTERVAL {
+            return Err(format!(
+                "`interval` must be at most 1h, got {}s; hint: the series needs several samples in the window, e.g. \"1s\"",
+                interval.as_secs()
+            ));
+        }
         let mut probe = Probe::new(target.clone())?;
         let inner = Arc::new(Inner {
             samples: Mutex::new(Vec::new()),
@@ -183,6 +208,7 @@ pub fn summarize(samples: &[Sample], target: Option<&str>) -> Map {
             }
             m.insert("bytes_sent".into(), Dynamic::from_int(s.bytes_sent as i64));
             m.insert("bytes_received".into(), Dynamic::from_int(s.bytes_received as i64));
+            m.insert("interfaces".into(), interfaces_map(&s.interfaces).into());
             Dynamic::from_map(m)
         })
         .collect();
@@ -222,15 +248,35 @@ pub fn summarize(samples: &[Sample], target: Option<&str>) -> Map {
     let mut net = Map::new();
     net.insert("bytes_sent".into(), Dynamic::from_int(last.bytes_sent as i64));
     net.insert("bytes_received".into(), Dynamic::from_int(last.bytes_received as i64));
+    net.insert("interfaces".into(), interfaces_map(&last.interfaces).into());
+    net.insert("scope".into(), NET_SCOPE.into());
     out.insert("net".into(), net.into());
     out.insert("window_s".into(), last.t_s.into());
     out.insert("samples".into(), series.into());
     out
 }
 
+/// What the network figures count, for the report.
+pub const NET_SCOPE: &str = "host-wide bytes per interface since the sampler started (every process on the host; \
+on loopback each byte is counted as sent and as received); bytes_sent/bytes_received sum all interfaces";
+
+/// `#{ "eth0": #{ bytes_sent, bytes_received }, ... }`.
+fn interfaces_map(interfaces: &[(String, u64, u64)]) -> Map {
+    interfaces
+        .iter()
+        .map(|(name, sent, received)| {
+            let mut m = Map::new();
+            m.insert("bytes_sent".into(), Dynamic::from_int(*sent as i64));
+            m.insert("bytes_received".into(), Dynamic::from_int(*received as i64));
+            (name.as_str().into(), Dynamic::from_map(m))
+        })
+        .collect()
+}
+
 /// Records every sample as gauges (`generator_cpu_percent`, `generator_memory_mb`,
 /// `target_cpu_percent`, `target_memory_mb`, `net_bytes_sent`, `net_bytes_received`) and
-/// the summary as `generator_cpu_avg`, `generator_memory_growth_mb`.
+/// the summary as `generator_cpu_avg`, `generator_memory_growth_mb`, and for a found
+/// target `target_cpu_avg`, `target_memory_growth_mb`.
 fn record(samples: &[Sample], summary: &Map) -> Result<(), Box<EvalAltResult>> {
     let thread = context::thread()?;
     let tags = context::vu_tags([])?;
@@ -259,6 +305,13 @@ fn record(samples: &[Sample], summary: &Map) -> Result<(), Box<EvalAltResult>> {
             }
         }
     }
+    if let Some(t) = summary.get("target").and_then(|t| t.read_lock::<Map>().map(|m| m.clone())) {
+        for (metric, key) in [("target_cpu_avg", "cpu_avg"), ("target_memory_growth_mb", "mem_growth_mb")] {
+            if let Some(v) = t.get(key).and_then(|v| v.as_float().ok()) {
+                thread.record(&gauge(metric)?, &tags, v);
+            }
+        }
+    }
     Ok(())
 }
 
@@ -268,8 +321,9 @@ pub mod resources_api {
     use super::*;
 
     /// Starts sampling CPU %, memory and network in the background. Options: `interval`
-    /// (default "1s"), `process` (a target process on this host, by name or pid; "" or
-    /// absent for none). A missing target is reported by `stop()`, not raised.
+    /// (default "1s", from 10ms to 1h), `process` (a target process on this host, by
+    /// name or pid; "" or absent for none). A missing target is reported by `stop()`,
+    /// not raised.
     /// ```rhai
     /// let sampler = resources::start(#{ interval: "1s", process: "focus-server" });
     /// ```
@@ -298,10 +352,13 @@ pub mod resources_api {
 
     /// Stops the sampler and returns `#{ samples, generator: #{ cpu_avg, cpu_max,
     /// mem_start_mb, mem_max_mb, mem_growth_mb }, target: #{ process, found, ... } or (),
-    /// net: #{ bytes_sent, bytes_received }, window_s }`; also records the gauges
+    /// net: #{ bytes_sent, bytes_received, interfaces: #{ NAME: #{ bytes_sent,
+    /// bytes_received } }, scope }, window_s }` (network counters are host-wide, per
+    /// interface; `scope` says so in words); also records the gauges
     /// `generator_cpu_percent`, `generator_memory_mb`, `target_cpu_percent`,
     /// `target_memory_mb`, `net_bytes_sent`, `net_bytes_received`, `generator_cpu_avg`
-    /// and `generator_memory_growth_mb` for thresholds. CPU is % of one core.
+    /// and `generator_memory_growth_mb` (and `target_cpu_avg`, `target_memory_growth_mb`
+    /// for a found target) for thresholds. CPU is % of one core.
     /// ```rhai
     /// let res = sampler.stop();
     /// expect(res.generator.mem_growth_mb, "< 500", "memory growth (MB)");
@@ -362,5 +419,29 @@ mod tests {
         assert_eq!(g["mem_growth_mb"].as_float().unwrap(), 50.0);
         assert!(summary["target"].is_unit());
         assert_eq!(summary["window_s"].as_float().unwrap(), 3.0);
+    }
+
+    #[test]
+    fn network_is_counted_per_interface() {
+        let s = Sample {
+            t_s: 1.0,
+            bytes_sent: 30,
+            bytes_received: 50,
+            interfaces: vec![("eth0".into(), 10, 30), ("lo".into(), 20, 20)],
+            ..Default::default()
+        };
+        let summary = summarize(&[s], None);
+        let net = summary["net"].read_lock::<Map>().unwrap().clone();
+        let ifs = net["interfaces"].read_lock::<Map>().unwrap().clone();
+        let eth0 = ifs["eth0"].read_lock::<Map>().unwrap().clone();
+        assert_eq!((eth0["bytes_sent"].as_int().unwrap(), eth0["bytes_received"].as_int().unwrap()), (10, 30));
+        assert_eq!(net["bytes_sent"].as_int().unwrap(), 30);
+        assert!(net["scope"].to_string().contains("per interface"));
+    }
+
+    #[test]
+    fn an_interval_too_long_is_an_error_not_a_panic() {
+        let e = Sampler::start(Duration::from_secs(i64::MAX as u64), None).err().unwrap();
+        assert!(e.contains("at most 1h") && e.contains("9223372036854775807s"), "{e}");
     }
 }

@@ -345,7 +345,9 @@ pub async fn processing_stage(
     stats: Arc<Stats>,
     config: AlertsConfig,
 ) {
-    let delay = Duration::from_secs_f64(config.processing_delay_ms / 1000.0);
+    let delay =
+        Duration::try_from_secs_f64((config.processing_delay_ms / 1000.0).clamp(0.0, super::config::MAX_SECONDS))
+            .unwrap_or_default();
     while let Some(msg) = rx.recv().await {
         if !msg.own && !config.process_foreign_messages {
             stats.alerts.foreign_skipped.fetch_add(1, Relaxed);

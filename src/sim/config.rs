@@ -14,7 +14,11 @@ use super::error::SimError;
 use super::stats::Endpoint;
 
 /// The names accepted by `--preset` and the `preset` key, in documentation order.
-pub const PRESETS: [&str; 3] = ["healthy", "degraded", "overloaded"];
+pub const PRESETS: [&str; 4] = ["healthy", "degraded", "overloaded", "throttled"];
+
+/// The longest time any setting may give, in seconds (a year): larger values are
+/// configuration mistakes, and they would overflow when added to an instant.
+pub const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
 
 /// Every setting of the simulator. `Default` is the `healthy` preset; a TOML file only
 /// needs the keys it changes. Durations carry their unit in the key name.
@@ -23,6 +27,9 @@ pub const PRESETS: [&str; 3] = ["healthy", "degraded", "overloaded"];
 pub struct SimConfig {
     /// The preset these settings started from (informational once loaded).
     pub preset: String,
+    /// Seed of every random draw (latency jitter, injected errors, dropped connections):
+    /// the same seed and the same request order give the same answers.
+    pub seed: u64,
     /// RabbitMQ URL; `None` runs the alert path in memory.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub amqp_url: Option<String>,
@@ -83,6 +90,14 @@ pub struct LimitsConfig {
     pub job_idle_expiry_s: f64,
     /// A cancelled job stays visible in `/metadata` this long.
     pub job_finished_ttl_s: f64,
+    /// Every this many push-to-rabbit requests, the last `throttle_streak` of them get a
+    /// 429 (0 = off): streaks of consecutive 429s that a retry rule alone cannot absorb.
+    pub throttle_every: u32,
+    /// Length of each 429 streak.
+    pub throttle_streak: u32,
+    /// `Retry-After` of the odd-numbered streaks (1st, 3rd, ...), in seconds; the
+    /// even-numbered ones carry no `Retry-After`, so both client paths run.
+    pub throttle_retry_after_s: f64,
 }
 
 /// Injected faults; all can also be changed at run time with `POST /sim/fault`.
@@ -142,6 +157,7 @@ impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             preset: "healthy".into(),
+            seed: 1,
             amqp_url: None,
             latency: LatencyConfig::default(),
             limits: LimitsConfig::default(),
@@ -177,6 +193,9 @@ impl Default for LimitsConfig {
             max_live_jobs: 2000,
             job_idle_expiry_s: 50.0,
             job_finished_ttl_s: 120.0,
+            throttle_every: 0,
+            throttle_streak: 5,
+            throttle_retry_after_s: 1.0,
         }
     }
 }
@@ -249,8 +268,19 @@ impl SimConfig {
                 c.limits.push_rate_per_s = 5.0;
                 c.limits.push_burst = 10;
                 c.limits.max_live_jobs = 25;
-                c.faults.error_rate = 0.01;
-                c.alerts.processing_delay_ms = 800.0;
+                // Overload shows as limits (429, 503, the job cap, slow answers), not as
+                // random faults: its verdicts do not hinge on a few unlucky draws.
+                c.faults.error_rate = 0.0;
+                // Above the 1 s end-to-end limit of PZ-14962 on its own.
+                c.alerts.processing_delay_ms = 1200.0;
+            }
+            "throttled" => {
+                // Healthy, except that every 150th push-to-rabbit request ends a streak
+                // of 5 consecutive 429s: the catalog's smart backoff (5 x 429 -> pause
+                // 10 s) must run, with Retry-After (1 s) and without, in turn.
+                c.limits.throttle_every = 150;
+                c.limits.throttle_streak = 5;
+                c.limits.throttle_retry_after_s = 1.0;
             }
             other => {
                 return Err(SimError::UnknownPreset { name: other.to_string(), known: PRESETS.join(", ") });
@@ -331,13 +361,23 @@ impl SimConfig {
         let non_negative = |key: &str, v: f64| {
             if v.is_finite() && v >= 0.0 { Ok(()) } else { Err(bad(key, &v, "use a finite number >= 0")) }
         };
+        // Times: finite, >= 0 and at most MAX_SECONDS, so every conversion to a
+        // Duration and every `Instant + Duration` stays in range.
+        let seconds = |key: &str, v: f64| {
+            if v.is_finite() && (0.0..=MAX_SECONDS).contains(&v) {
+                Ok(())
+            } else {
+                Err(bad(key, &v, &format!("use a number of seconds from 0 to {MAX_SECONDS} (a year)")))
+            }
+        };
+        let millis = |key: &str, v: f64| seconds(key, v / 1000.0);
         let fraction = |key: &str, v: f64| {
             if (0.0..=1.0).contains(&v) { Ok(()) } else { Err(bad(key, &v, "use a fraction between 0.0 and 1.0")) }
         };
         let l = &self.latency;
-        non_negative("latency.base_ms", l.base_ms)?;
-        non_negative("latency.jitter_ms", l.jitter_ms)?;
-        non_negative("latency.growth_ms_per_in_flight", l.growth_ms_per_in_flight)?;
+        millis("latency.base_ms", l.base_ms)?;
+        millis("latency.jitter_ms", l.jitter_ms)?;
+        millis("latency.growth_ms_per_in_flight", l.growth_ms_per_in_flight)?;
         for (name, e) in &l.endpoints {
             if Endpoint::from_name(name).is_none() {
                 return Err(bad(
@@ -347,10 +387,10 @@ impl SimConfig {
                 ));
             }
             if let Some(v) = e.base_ms {
-                non_negative(&format!("latency.endpoints.{name}.base_ms"), v)?;
+                millis(&format!("latency.endpoints.{name}.base_ms"), v)?;
             }
             if let Some(v) = e.jitter_ms {
-                non_negative(&format!("latency.endpoints.{name}.jitter_ms"), v)?;
+                millis(&format!("latency.endpoints.{name}.jitter_ms"), v)?;
             }
         }
         non_negative("limits.push_rate_per_s", self.limits.push_rate_per_s)?;
@@ -361,8 +401,17 @@ impl SimConfig {
                 "a rate limit needs a burst of at least 1 (or set push_rate_per_s = 0 for no limit)",
             ));
         }
-        non_negative("limits.job_idle_expiry_s", self.limits.job_idle_expiry_s)?;
-        non_negative("limits.job_finished_ttl_s", self.limits.job_finished_ttl_s)?;
+        seconds("limits.job_idle_expiry_s", self.limits.job_idle_expiry_s)?;
+        seconds("limits.job_finished_ttl_s", self.limits.job_finished_ttl_s)?;
+        seconds("limits.throttle_retry_after_s", self.limits.throttle_retry_after_s)?;
+        let l = &self.limits;
+        if l.throttle_every > 0 && !(1..l.throttle_every).contains(&l.throttle_streak) {
+            return Err(bad(
+                "limits.throttle_streak",
+                &l.throttle_streak,
+                &format!("a streak is 1 to throttle_every - 1 = {} requests long", l.throttle_every - 1),
+            ));
+        }
         fraction("faults.error_rate", self.faults.error_rate)?;
         fraction("faults.drop_rate", self.faults.drop_rate)?;
         if !(500..=599).contains(&self.faults.error_status) {
@@ -377,7 +426,7 @@ impl SimConfig {
         if self.focus.first_stream_port == 0 {
             return Err(bad("focus.first_stream_port", &0, "use a port from 1 to 65535"));
         }
-        non_negative("alerts.processing_delay_ms", self.alerts.processing_delay_ms)?;
+        millis("alerts.processing_delay_ms", self.alerts.processing_delay_ms)?;
         for (key, value) in [
             ("alerts.site_id", &self.alerts.site_id),
             ("alerts.username", &self.alerts.username),
@@ -400,11 +449,17 @@ impl SimConfig {
         Ok(())
     }
 
-    /// The settings as TOML (the AMQP password hidden), for printing at start-up.
+    /// The settings as TOML (the AMQP and login passwords hidden), for printing at start-up.
     pub fn to_toml_redacted(&self) -> String {
+        toml::to_string_pretty(&self.redacted()).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+
+    /// A copy safe to show: the AMQP URL's password and the login password are `***`.
+    pub fn redacted(&self) -> SimConfig {
         let mut shown = self.clone();
         shown.amqp_url = shown.amqp_url.as_deref().map(redact_url);
-        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+        shown.alerts.password = "***".into();
+        shown
     }
 }
 

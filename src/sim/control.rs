@@ -24,15 +24,13 @@ pub async fn control(state: &State, name: &str, parts: &Parts, body: Incoming) -
             state.jobs.clear();
             state.store.clear();
             state.push_limiter.reset();
+            state.throttle.reset();
+            state.draws.reset();
             Ok(json(StatusCode::OK, &json!({"reset": true})))
         }
         ("fault", &Method::GET) => Ok(json(StatusCode::OK, &json!(state.faults.get()))),
         ("fault", &Method::POST) => set_faults(state, body).await,
-        ("config", &Method::GET) => {
-            let mut c = state.config.clone();
-            c.amqp_url = c.amqp_url.as_deref().map(super::config::redact_url);
-            Ok(json(StatusCode::OK, &json!(c)))
-        }
+        ("config", &Method::GET) => Ok(json(StatusCode::OK, &json!(state.config.redacted()))),
         ("stats" | "config", _) | ("reset", _) | ("fault", _) => {
             Err(ApiError::new(StatusCode::METHOD_NOT_ALLOWED, format!("{method} /sim/{name} is not supported")))
         }
@@ -77,6 +75,7 @@ fn stats_json(state: &State) -> Value {
         "requests": s.requests_json(),
         "limits": {
             "rate_limited": s.rate_limited.load(Relaxed),
+            "max_push_gap_ms": s.max_push_gap_ms(),
             "over_in_flight_cap": s.over_in_flight_cap.load(Relaxed),
             "job_limit": j.rejected_at_limit.load(Relaxed),
             "injected_errors": s.injected_errors.load(Relaxed),

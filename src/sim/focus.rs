@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use hyper::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::config::{FocusConfig, LimitsConfig};
+use super::config::{FocusConfig, LimitsConfig, MAX_SECONDS};
 use super::http::{Resp, json};
 use super::stats::Stats;
 
@@ -108,8 +108,7 @@ impl Jobs {
         response.insert("job_id".into(), json!(id));
         response.insert("stream_port".into(), json!(port));
         response.insert("stream_url".into(), json!(format!("grpc://{stream_host}:{port}")));
-        let expires_at =
-            (self.limits.job_idle_expiry_s > 0.0).then(|| now + Duration::from_secs_f64(self.limits.job_idle_expiry_s));
+        let expires_at = (self.limits.job_idle_expiry_s > 0.0).then(|| now + secs(self.limits.job_idle_expiry_s));
         if let Some(at) = expires_at {
             t.expiries.push_back((at, id.clone()));
         }
@@ -130,7 +129,7 @@ impl Jobs {
         if was_running {
             t.live -= 1;
             t.free_ports.push(Reverse(port));
-            let remove_at = now + Duration::from_secs_f64(self.limits.job_finished_ttl_s);
+            let remove_at = now + secs(self.limits.job_finished_ttl_s);
             t.removals.push_back((remove_at, id.to_string()));
             stats.jobs.cancelled.fetch_add(1, Relaxed);
         }
@@ -220,6 +219,12 @@ pub fn live_metadata(focus: &FocusConfig) -> Resp {
             "fiber_description": "simulated fiber (volley sim)",
         }),
     )
+}
+
+/// Seconds of a validated setting as a Duration (clamped to [`MAX_SECONDS`], so adding it
+/// to an instant cannot overflow even if validation were skipped).
+fn secs(v: f64) -> Duration {
+    Duration::try_from_secs_f64(v.clamp(0.0, MAX_SECONDS)).unwrap_or_default()
 }
 
 #[cfg(test)]

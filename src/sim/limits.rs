@@ -1,13 +1,14 @@
 //! The cheap per-request machinery: the push-to-rabbit rate limiter (a lock-free token
 //! bucket), the in-flight gauge behind the 503 cap, the latency model, and the fault
-//! switches that `POST /sim/fault` changes at run time. All atomics, no locks.
+//! switches that `POST /sim/fault` changes at run time, the 429 streaks of the
+//! `throttled` preset, and the seeded random draws. All atomics, no locks.
 //!
 //! Imports only the settings types and [`Endpoint`].
 
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::config::{FaultsConfig, LatencyConfig};
+use super::config::{FaultsConfig, LatencyConfig, LimitsConfig, MAX_SECONDS};
 use super::stats::Endpoint;
 
 /// A token bucket of `burst` tokens refilled at `rate_per_s`, implemented as GCRA (the
@@ -133,7 +134,8 @@ impl LatencyModel {
         let (base, jitter) = self.per_endpoint[endpoint.index()];
         let over = in_flight.saturating_sub(self.growth_starts_at_in_flight) as f64;
         let ms = base + jitter * unit + self.growth_ms_per_in_flight * over;
-        Duration::from_secs_f64((ms / 1000.0).max(0.0))
+        // The settings are bounded, the in-flight count is not: clamp before converting.
+        Duration::try_from_secs_f64((ms / 1000.0).clamp(0.0, MAX_SECONDS)).unwrap_or_default()
     }
 
     /// Whether this endpoint draws a random jitter.
@@ -188,25 +190,99 @@ impl Faults {
     }
 
     /// Draws whether this request's connection is dropped.
-    pub fn draw_drop(&self) -> bool {
-        chance(f64::from_bits(self.drop_rate.load(Ordering::Relaxed)))
+    pub fn draw_drop(&self, draws: &Draws) -> bool {
+        chance(f64::from_bits(self.drop_rate.load(Ordering::Relaxed)), draws)
     }
 
     /// Draws whether this request gets an injected error; returns its status.
-    pub fn draw_error(&self) -> Option<u16> {
-        chance(f64::from_bits(self.error_rate.load(Ordering::Relaxed)))
+    pub fn draw_error(&self, draws: &Draws) -> Option<u16> {
+        chance(f64::from_bits(self.error_rate.load(Ordering::Relaxed)), draws)
             .then(|| self.error_status.load(Ordering::Relaxed))
     }
 }
 
 /// True with probability `p`; draws no random number for 0 or 1.
-fn chance(p: f64) -> bool {
+fn chance(p: f64, draws: &Draws) -> bool {
     if p <= 0.0 {
         false
     } else if p >= 1.0 {
         true
     } else {
-        rand::random::<f64>() < p
+        draws.unit() < p
+    }
+}
+
+/// Seeded random draws: the n-th draw is a hash (SplitMix64) of the seed and n, so
+/// the same seed and the same order of requests give the same answers, and concurrent
+/// draws need one atomic increment, no lock.
+#[derive(Debug)]
+pub struct Draws {
+    seed: u64,
+    next: AtomicU64,
+}
+
+impl Draws {
+    /// Draws from `seed`, starting at the first.
+    pub fn new(seed: u64) -> Draws {
+        Draws { seed, next: AtomicU64::new(0) }
+    }
+
+    /// A uniform sample in `[0, 1)`.
+    pub fn unit(&self) -> f64 {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut z = self.seed.wrapping_add(n.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Starts the sequence again (`POST /sim/reset`).
+    pub fn reset(&self) {
+        self.next.store(0, Ordering::Relaxed);
+    }
+}
+
+/// The `throttled` preset's 429 streaks: of every `throttle_every` push requests, the
+/// last `throttle_streak` are refused, counted over all clients. Odd-numbered streaks
+/// carry `Retry-After`, even-numbered ones do not.
+#[derive(Debug)]
+pub struct Throttle {
+    every: u64,
+    streak: u64,
+    retry_after: Duration,
+    seen: AtomicU64,
+}
+
+impl Throttle {
+    /// From the limits; `throttle_every = 0` never refuses.
+    pub fn new(limits: &LimitsConfig) -> Throttle {
+        Throttle {
+            every: u64::from(limits.throttle_every),
+            streak: u64::from(limits.throttle_streak),
+            retry_after: Duration::try_from_secs_f64(limits.throttle_retry_after_s.clamp(0.0, MAX_SECONDS))
+                .unwrap_or_default(),
+            seen: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one push request: `None` to serve it, `Some(retry_after)` to refuse it
+    /// with a 429 (`Some(None)`: without a `Retry-After` header).
+    pub fn check(&self) -> Option<Option<Duration>> {
+        if self.every == 0 {
+            return None;
+        }
+        let n = self.seen.fetch_add(1, Ordering::Relaxed);
+        if n % self.every < self.every - self.streak {
+            return None;
+        }
+        let streak_index = n / self.every;
+        Some((streak_index % 2 == 0).then_some(self.retry_after))
+    }
+
+    /// Starts counting again (`POST /sim/reset`).
+    pub fn reset(&self) {
+        self.seen.store(0, Ordering::Relaxed);
     }
 }
 
@@ -287,12 +363,58 @@ mod tests {
         assert_eq!(n, 2);
         drop(a);
         assert_eq!(g.current(), 1);
+        let d = Draws::new(1);
         let f = Faults::new(&FaultsConfig::default());
-        assert!(!f.draw_drop() && f.draw_error().is_none() && !f.refuse());
+        assert!(!f.draw_drop(&d) && f.draw_error(&d).is_none() && !f.refuse());
         let all = FaultsConfig { error_rate: 1.0, error_status: 502, drop_rate: 1.0, refuse_connections: true };
         f.set(&all);
         assert_eq!(f.get(), all);
-        assert!(f.draw_drop() && f.refuse());
-        assert_eq!(f.draw_error(), Some(502));
+        assert!(f.draw_drop(&d) && f.refuse());
+        assert_eq!(f.draw_error(&d), Some(502));
+    }
+
+    #[test]
+    fn seeded_draws_repeat_and_differ_by_seed() {
+        let take = |d: &Draws| (0..1000).map(|_| d.unit()).collect::<Vec<_>>();
+        let (a, b, c) = (take(&Draws::new(7)), take(&Draws::new(7)), take(&Draws::new(8)));
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a.iter().all(|x| (0.0..1.0).contains(x)));
+        let mean = a.iter().sum::<f64>() / a.len() as f64;
+        assert!((0.45..0.55).contains(&mean), "uniform: mean {mean}");
+        let d = Draws::new(7);
+        let _ = take(&d);
+        d.reset();
+        assert_eq!(take(&d), a);
+    }
+
+    #[test]
+    fn throttle_refuses_the_last_of_every_n_alternating_retry_after() {
+        let limits = LimitsConfig {
+            throttle_every: 10,
+            throttle_streak: 5,
+            throttle_retry_after_s: 2.0,
+            ..LimitsConfig::default()
+        };
+        let t = Throttle::new(&limits);
+        let answers: Vec<_> = (0..20).map(|_| t.check()).collect();
+        assert!(answers[..5].iter().all(Option::is_none));
+        assert!(answers[5..10].iter().all(|a| *a == Some(Some(Duration::from_secs(2)))));
+        assert!(answers[10..15].iter().all(Option::is_none));
+        assert!(answers[15..20].iter().all(|a| *a == Some(None)));
+        assert_eq!(Throttle::new(&LimitsConfig::default()).check(), None);
+    }
+
+    #[test]
+    fn huge_latency_is_clamped_not_a_panic() {
+        let c = LatencyConfig {
+            base_ms: 0.0,
+            jitter_ms: 0.0,
+            growth_ms_per_in_flight: MAX_SECONDS * 1000.0,
+            growth_starts_at_in_flight: 0,
+            endpoints: Default::default(),
+        };
+        let d = LatencyModel::new(&c).delay(Endpoint::Ack, u64::MAX, 0.0);
+        assert_eq!(d, Duration::from_secs_f64(MAX_SECONDS));
     }
 }

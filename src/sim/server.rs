@@ -29,7 +29,7 @@ use super::configure;
 use super::error::SimError;
 use super::focus::{self, CreateError, Jobs};
 use super::http::{ApiError, Resp, cookie, json, query_param, read_json};
-use super::limits::{Faults, InFlight, LatencyModel, RateLimiter};
+use super::limits::{Draws, Faults, InFlight, LatencyModel, RateLimiter, Throttle};
 use super::stats::{Endpoint, Stats};
 
 /// Everything the handlers share.
@@ -40,6 +40,8 @@ pub struct State {
     latency: LatencyModel,
     pub(super) faults: Faults,
     pub(super) push_limiter: RateLimiter,
+    pub(super) throttle: Throttle,
+    pub(super) draws: Draws,
     pub(super) jobs: Jobs,
     sessions: Sessions,
     pub(super) store: Arc<AlertStore>,
@@ -71,6 +73,8 @@ pub async fn prepare(config: SimConfig, listen: SocketAddr) -> Result<Ready, Sim
         latency: LatencyModel::new(&config.latency),
         faults: Faults::new(&config.faults),
         push_limiter: RateLimiter::new(config.limits.push_rate_per_s, config.limits.push_burst),
+        throttle: Throttle::new(&config.limits),
+        draws: Draws::new(config.seed),
         jobs: Jobs::new(&config.limits, &config.focus),
         sessions: Sessions::default(),
         store,
@@ -217,7 +221,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, DropC
     }
     let endpoint = route.endpoint();
     let stats = &state.stats;
-    if state.faults.refuse() || state.faults.draw_drop() {
+    if state.faults.refuse() || state.faults.draw_drop(&state.draws) {
         stats.record_dropped(endpoint);
         return Err(DropConnection);
     }
@@ -233,12 +237,12 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, DropC
         .retry_after(std::time::Duration::from_secs(1))
         .into_response()
     } else {
-        let unit = if state.latency.has_jitter(endpoint) { rand::random::<f64>() } else { 0.0 };
+        let unit = if state.latency.has_jitter(endpoint) { state.draws.unit() } else { 0.0 };
         let delay = state.latency.delay(endpoint, in_flight, unit);
         if !delay.is_zero() {
             tokio::time::sleep(delay).await;
         }
-        if let Some(status) = state.faults.draw_error() {
+        if let Some(status) = state.faults.draw_error(&state.draws) {
             stats.injected_errors.fetch_add(1, Relaxed);
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             ApiError::new(status, "injected error (faults.error_rate)").into_response()
@@ -360,6 +364,21 @@ async fn dispatch(state: &State, route: Route<'_>, parts: &Parts, body: Incoming
 
 async fn push(state: &State, body: Incoming) -> Result<Resp, ApiError> {
     let stats = &state.stats;
+    stats.note_push(state.started.elapsed());
+    if let Some(retry_after) = state.throttle.check() {
+        stats.rate_limited.fetch_add(1, Relaxed);
+        let e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "throttled: the last {} of every {} push requests are refused (limits.throttle_every)",
+                state.config.limits.throttle_streak, state.config.limits.throttle_every
+            ),
+        );
+        return Err(match retry_after {
+            Some(after) => e.retry_after(after),
+            None => e,
+        });
+    }
     if let Err(wait) = state.push_limiter.try_acquire() {
         stats.rate_limited.fetch_add(1, Relaxed);
         let l = &state.config.limits;

@@ -142,6 +142,11 @@ pub struct Stats {
     pub injected_errors: AtomicU64,
     /// Highest number of requests in flight seen.
     pub max_in_flight_seen: AtomicU64,
+    /// When the last push-to-rabbit request arrived, microseconds since start (0 = none).
+    last_push_us: AtomicU64,
+    /// Longest time between two consecutive push-to-rabbit requests, microseconds:
+    /// shows that a client's smart backoff really paused all sending.
+    max_push_gap_us: AtomicU64,
     /// Alert pipeline counters.
     pub alerts: AlertCounters,
     /// Job lifecycle counters.
@@ -162,6 +167,8 @@ impl Default for Stats {
             over_in_flight_cap: AtomicU64::new(0),
             injected_errors: AtomicU64::new(0),
             max_in_flight_seen: AtomicU64::new(0),
+            last_push_us: AtomicU64::new(0),
+            max_push_gap_us: AtomicU64::new(0),
             alerts: AlertCounters::default(),
             jobs: JobCounters::default(),
         }
@@ -181,6 +188,20 @@ impl Stats {
         self.endpoints[endpoint.index()].dropped.fetch_add(1, Relaxed);
     }
 
+    /// Notes a push-to-rabbit request arriving `since_start` after the simulator started.
+    pub fn note_push(&self, since_start: std::time::Duration) {
+        let now = (since_start.as_micros() as u64).max(1);
+        let last = self.last_push_us.swap(now, Relaxed);
+        if last > 0 {
+            self.max_push_gap_us.fetch_max(now.saturating_sub(last), Relaxed);
+        }
+    }
+
+    /// The longest gap between consecutive push requests, in milliseconds.
+    pub fn max_push_gap_ms(&self) -> f64 {
+        self.max_push_gap_us.load(Relaxed) as f64 / 1000.0
+    }
+
     /// Sets every counter to zero.
     pub fn reset(&self) {
         for e in &self.endpoints {
@@ -197,6 +218,8 @@ impl Stats {
             &self.over_in_flight_cap,
             &self.injected_errors,
             &self.max_in_flight_seen,
+            &self.last_push_us,
+            &self.max_push_gap_us,
             &a.accepted,
             &a.published,
             &a.publish_failed,

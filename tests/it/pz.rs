@@ -1,17 +1,38 @@
 //! The PZ suite (scripts/): every non-AMQP script passes against the healthy simulator
 //! (shortened), and the load scripts whose criteria the overloaded simulator breaks fail
 //! for the documented reason. The AMQP scripts run against the real broker on 5672.
+//! Also: the time-scale rule, the smart-backoff pause under the `throttled` preset, the
+//! login rule, and the README's table of verdicts per preset, held exactly.
 
 use crate::support::run_with;
 use volley::engine::{ExitCode, RunReport};
 use volley::sim::{SimConfig, SimHandle};
 
 fn run(script: &str, preset: &str, extra: &[(&str, &str)], scale: f64) -> RunReport {
-    let sim = SimHandle::start(SimConfig::preset(preset).unwrap(), "127.0.0.1:0".parse().unwrap()).unwrap();
+    run_on(SimConfig::preset(preset).unwrap(), script, extra, scale).0
+}
+
+/// Runs a script against a fresh simulator with `config`; returns the report and the
+/// simulator's `/sim/stats` after the run.
+fn run_on(config: SimConfig, script: &str, extra: &[(&str, &str)], scale: f64) -> (RunReport, serde_json::Value) {
+    let sim = SimHandle::start(config, "127.0.0.1:0".parse().unwrap()).unwrap();
     let (focus, alerts) = (sim.focus_url(), sim.alerts_url());
     let mut env = vec![("FOCUS_URL", focus.as_str()), ("ALERTS_URL", alerts.as_str())];
     env.extend_from_slice(extra);
-    run_with(std::path::Path::new(&format!("scripts/{script}.rhai")), &env, scale)
+    let path = if script.ends_with(".rhai") { script.to_string() } else { format!("scripts/{script}.rhai") };
+    let report = run_with(std::path::Path::new(&path), &env, scale);
+    (report, sim_stats(&sim))
+}
+
+/// `GET /sim/stats` over a plain HTTP/1.0 connection.
+fn sim_stats(sim: &SimHandle) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(sim.local_addr()).unwrap();
+    c.write_all(b"GET /sim/stats HTTP/1.0\r\nHost: sim\r\n\r\n").unwrap();
+    let mut text = String::new();
+    c.read_to_string(&mut text).unwrap();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("/sim/stats: {e}: {text}"))
 }
 
 fn passes(script: &str, extra: &[(&str, &str)], scale: f64) -> RunReport {
@@ -37,17 +58,20 @@ fn fails_on(script: &str, extra: &[(&str, &str)], scale: f64, message: &str) -> 
 #[test]
 fn pz_14953_high_volume() {
     let r = passes("alerts/pz_14953_high_volume", &[], 0.03);
-    assert_eq!(r.phases[0].iterations, 30);
+    assert_eq!(r.phases[0].iterations, 300, "1000 x 0.03 = 30, floored at 300 for a 99% rate");
 }
 
 #[test]
 fn pz_14954_sustained() {
-    passes("alerts/pz_14954_sustained", &[], 0.01);
+    let r = passes("alerts/pz_14954_sustained", &[], 0.01);
+    let sustained = &r.phases[0];
+    assert!(sustained.iterations >= 19 && sustained.dropped == 0, "a batch every second for 20 s: {sustained:?}");
 }
 
 #[test]
 fn pz_14955_burst() {
-    passes("alerts/pz_14955_burst", &[], 0.1);
+    let r = passes("alerts/pz_14955_burst", &[], 0.1);
+    assert_eq!(r.phases[0].iterations, 300, "3 bursts of 100 at any scale");
 }
 
 #[test]
@@ -57,7 +81,9 @@ fn pz_14956_mixed_types() {
 
 #[test]
 fn pz_14958_response_time() {
-    passes("alerts/pz_14958_response_time", &[], 0.5);
+    let r = passes("alerts/pz_14958_response_time", &[], 0.05);
+    let push = r.requests.iter().find(|q| q.name == "push-to-rabbit").unwrap();
+    assert_eq!(push.count, 100, "one sample per request, 100 even at 0.05");
 }
 
 #[test]
@@ -88,7 +114,10 @@ fn pz_14802_peak_load() {
 
 #[test]
 fn pz_14803_ramp_up() {
-    passes("focus/pz_14803_ramp_up", &[], 0.05);
+    let r = passes("focus/pz_14803_ramp_up", &[], 0.05);
+    assert_eq!(r.phases.len(), 1, "one continuous ramp: {:?}", r.phases);
+    let judged = r.assertions.iter().filter(|a| a.message.starts_with("step ")).count();
+    assert_eq!(judged, 10, "every step judged");
 }
 
 #[test]
@@ -113,7 +142,8 @@ fn pz_14807_resource_exhaustion() {
 
 #[test]
 fn pz_13770_configure_latency() {
-    passes("focus/pz_13770_configure_latency", &[], 0.2);
+    let r = passes("focus/pz_13770_configure_latency", &[], 0.05);
+    assert_eq!(r.phases[0].iterations, 100, "a p99 wants 100 samples");
 }
 
 #[test]
@@ -221,4 +251,151 @@ fn amqp_scripts_skip_without_a_broker() {
     let r = run("alerts/pz_14957_rabbitmq_capacity", "healthy", &[("AMQP_URL", url.as_str())], 0.05);
     assert_eq!(r.exit, ExitCode::Passed);
     assert!(r.skipped.as_deref().is_some_and(|s| s.contains("needs RabbitMQ")), "{:?}", r.skipped);
+}
+
+#[test]
+fn pz_14961_judges_the_target_process() {
+    let me = std::process::id().to_string();
+    let extra = [("SAMPLE_INTERVAL", "200ms"), ("TARGET_PROCESS", me.as_str())];
+    let r = passes("alerts/pz_14961_resource_usage", &extra, 0.02);
+    for m in ["target CPU", "target memory growth", "found on this host"] {
+        assert!(r.assertions.iter().any(|a| a.message.contains(m) && a.passed), "{m}: {:?}", r.assertions);
+    }
+    let r = run("alerts/pz_14961_resource_usage", "healthy", &[("TARGET_PROCESS", "no-such-process-volley")], 0.02);
+    assert_eq!(r.exit, ExitCode::Failed, "a named target that is not there fails the test");
+}
+
+/// The README's time-scale rule: counts and durations scale with floors, the engine runs
+/// exactly the unscaled option, and the smart-backoff pause never scales.
+#[test]
+fn time_scale_rule_scales_load_with_floors_and_never_protocol_waits() {
+    for (scale, n, small, seconds) in
+        [(0.05, "300", "100", "30"), (1.0, "1000", "100", "600"), (0.5, "500", "100", "300")]
+    {
+        let extra = [("EXPECT_N", n), ("EXPECT_SMALL", small), ("EXPECT_SECONDS", seconds)];
+        let r = run("tests/fixtures/pz/time_scale_rule.rhai", "healthy", &extra, scale);
+        assert_eq!(r.exit, ExitCode::Passed, "scale {scale}:\n{}", volley::report::summary::render(&r));
+    }
+}
+
+/// The `throttled` preset refuses the last 5 of every 150 pushes (Retry-After 1 s, then
+/// none): the catalog's smart backoff must pause ALL sending 10 s each time, even at
+/// --time-scale 0.05 (a protocol wait never scales). The simulator measures the longest
+/// gap between two pushes it received.
+fn pauses_all_sending(script: &str) {
+    let (r, stats) = run_on(SimConfig::preset("throttled").unwrap(), script, &[], 0.05);
+    let summary = volley::report::summary::render(&r);
+    assert_eq!(r.exit, ExitCode::Passed, "{script}: retries and pauses absorb the streaks:\n{summary}");
+    let refused = stats["limits"]["rate_limited"].as_u64().unwrap();
+    assert!(refused >= 10 && refused % 5 == 0, "at least two whole streaks of 5: {refused}\n{summary}");
+    let gap = stats["limits"]["max_push_gap_ms"].as_f64().unwrap();
+    assert!((10_000.0..30_000.0).contains(&gap), "{script}: all sending paused 10 s, got {gap} ms\n{summary}");
+}
+
+#[test]
+fn throttled_pz_14953_pauses_all_sending_for_10_s() {
+    pauses_all_sending("alerts/pz_14953_high_volume");
+}
+
+#[test]
+fn throttled_pz_14954_pauses_all_sending_for_10_s() {
+    pauses_all_sending("alerts/pz_14954_sustained");
+}
+
+/// A login refused for good is a failed test (exit 99) with the reason, not a script
+/// error; a 5xx at login is retried by the catalog's rule (6 attempts).
+#[test]
+fn a_failed_login_fails_the_test_with_the_reason() {
+    let r = run("alerts/pz_14958_response_time", "healthy", &[("ALERTS_PASSWORD", "wrong")], 0.05);
+    assert_eq!(r.exit, ExitCode::Failed, "{}", volley::report::summary::render(&r));
+    assert!(failed(&r).iter().any(|m| m.contains("alerts login") && m.contains("401")), "{:?}", failed(&r));
+    assert!(r.phases.is_empty(), "nothing runs without a login: {:?}", r.phases);
+    let mut config = SimConfig::preset("healthy").unwrap();
+    config.faults.error_rate = 1.0;
+    config.faults.error_status = 503;
+    let (r, stats) = run_on(config, "alerts/pz_14958_response_time", &[], 0.05);
+    assert_eq!(r.exit, ExitCode::Failed, "{}", volley::report::summary::render(&r));
+    assert_eq!(stats["requests"]["by_endpoint"]["login"]["total"], 6, "1 attempt + 5 retries");
+    assert!(failed(&r).iter().any(|m| m.contains("503")), "{:?}", failed(&r));
+}
+
+/// Every failed criterion of a run: assertion messages and `selector condition` of
+/// failed thresholds.
+fn failed_criteria(r: &RunReport) -> Vec<String> {
+    let mut all = failed(r);
+    all.extend(r.thresholds.iter().filter(|t| !t.passed).map(|t| format!("{} {}", t.selector, t.condition)));
+    all
+}
+
+/// The README's table: (id, [verdict cell per preset column]), and the preset names.
+fn readme_verdicts() -> (Vec<String>, Vec<(String, Vec<String>)>) {
+    let readme = std::fs::read_to_string("README.md").unwrap();
+    let start = readme.find("<!-- preset-verdicts").expect("the README has the preset table");
+    let table = &readme[start..readme.find("<!-- /preset-verdicts -->").unwrap()];
+    let mut rows = table
+        .lines()
+        .filter(|l| l.starts_with('|'))
+        .map(|l| l.trim_matches('|').split('|').map(|c| c.trim().to_string()).collect::<Vec<_>>());
+    let header = rows.next().unwrap();
+    let presets = header[1..].iter().map(|h| h.trim_matches('`').to_string()).collect();
+    let body = rows.skip(1).map(|mut r| (r.remove(0), r)).collect();
+    (presets, body)
+}
+
+/// Which tests fail under which preset, and why, as the README's table says: every
+/// script against a fresh simulator per preset (seeded, with the real broker) at
+/// --time-scale 0.05; a "fails" cell names (in backticks) a criterion that must fail.
+/// The healthy column is held by the tests above, one per script.
+#[test]
+fn preset_verdicts_match_the_readme() {
+    let (presets, rows) = readme_verdicts();
+    assert_eq!(presets[0], "healthy");
+    assert_eq!(rows.len(), 21, "one row per script");
+    let script_of = |id: &str| -> String {
+        let pattern = id.to_lowercase().replace('-', "_");
+        ["alerts", "focus"]
+            .iter()
+            .flat_map(|d| std::fs::read_dir(format!("scripts/{d}")).unwrap())
+            .map(|e| e.unwrap().path())
+            .find(|p| p.file_name().unwrap().to_string_lossy().starts_with(&pattern))
+            .unwrap_or_else(|| panic!("no script for {id}"))
+            .to_string_lossy()
+            .into_owned()
+    };
+    let mut jobs = Vec::new();
+    for (id, cells) in &rows {
+        assert_eq!(cells[0], "passes", "{id}: every test passes on the healthy simulator");
+        for (preset, cell) in presets.iter().zip(cells).skip(1) {
+            jobs.push((id.clone(), preset.clone(), cell.clone(), script_of(id)));
+        }
+    }
+    let jobs = std::sync::Mutex::new(jobs);
+    let mismatches = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|s| {
+        for _ in 0..8 {
+            s.spawn(|| {
+                while let Some((id, preset, cell, script)) = jobs.lock().unwrap().pop() {
+                    let mut config = SimConfig::preset(&preset).unwrap();
+                    config.amqp_url = Some(BROKER.to_string());
+                    let (r, _) = run_on(config, &script, &[("AMQP_URL", BROKER)], 0.05);
+                    let failures = failed_criteria(&r);
+                    let ok = match cell.strip_prefix("fails") {
+                        None => r.exit == ExitCode::Passed && r.skipped.is_none(),
+                        Some(why) => {
+                            let named = why.split('`').nth(1).unwrap_or_default();
+                            r.exit == ExitCode::Failed && failures.iter().any(|f| f.contains(named))
+                        }
+                    };
+                    if !ok {
+                        mismatches.lock().unwrap().push(format!(
+                            "{id} under {preset}: README says {cell:?}, got {:?} failing {failures:?}",
+                            r.exit
+                        ));
+                    }
+                }
+            });
+        }
+    });
+    let mismatches = mismatches.into_inner().unwrap();
+    assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }

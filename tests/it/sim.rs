@@ -796,3 +796,97 @@ async fn overloaded_preset_produces_429s_503s_and_a_job_limit() {
             .all(|r| r.body["error"].as_str().unwrap().contains("job limit"))
     );
 }
+
+#[tokio::test]
+async fn throttled_preset_gives_streaks_of_429_with_and_without_retry_after() {
+    let mut config = SimConfig::preset("throttled").unwrap();
+    config.limits.throttle_every = 8;
+    config.limits.throttle_streak = 3;
+    let sim = start(config);
+    let c = client();
+    let token = login(&c, &sim).await;
+    let mut answers = Vec::new();
+    for i in 0..16 {
+        let r = send(&c, Method::POST, &push_url(&sim), Some(&alert(&format!("t-{i}"))), Some(&token)).await;
+        answers.push((r.status.as_u16(), r.headers.get("retry-after").map(|v| v.to_str().unwrap().to_string())));
+    }
+    let expected: Vec<(u16, Option<String>)> = (0..16)
+        .map(|i| match (i % 8 >= 5, i / 8) {
+            (false, _) => (201, None),
+            (true, 0) => (429, Some("1".to_string())),
+            (true, _) => (429, None),
+        })
+        .collect();
+    assert_eq!(answers, expected);
+    let s = stats(&c, &sim).await;
+    assert_eq!(s["limits"]["rate_limited"], 6);
+    assert!(s["limits"]["max_push_gap_ms"].as_f64().unwrap() >= 0.0);
+}
+
+#[tokio::test]
+async fn the_same_seed_gives_the_same_faults() {
+    let statuses = |seed: u64| async move {
+        let mut config = quick();
+        config.seed = seed;
+        config.faults.error_rate = 0.5;
+        let sim = start(config);
+        let c = client();
+        let mut out = Vec::new();
+        for _ in 0..40 {
+            out.push(send(&c, Method::GET, &format!("{}/ack", sim.focus_url()), None, None).await.status.as_u16());
+        }
+        out
+    };
+    let (a, b, other) = (statuses(7).await, statuses(7).await, statuses(8).await);
+    assert_eq!(a, b, "same seed, same answers");
+    assert_ne!(a, other, "another seed, other answers");
+    assert!(a.contains(&500) && a.contains(&200), "{a:?}");
+}
+
+#[tokio::test]
+async fn sim_config_hides_the_login_password() {
+    let mut config = quick();
+    config.alerts.password = "pw-do-not-show".into();
+    config.amqp_url = None;
+    let sim = start(config);
+    let c = client();
+    let r = send(&c, Method::GET, &format!("{}/sim/config", sim.base_url()), None, None).await;
+    assert_eq!(r.body["alerts"]["password"], "***");
+    assert!(!r.body.to_string().contains("pw-do-not-show"), "{}", r.body);
+}
+
+#[test]
+fn volley_sim_does_not_print_the_password_at_start_up() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_volley"))
+        .args(["sim", "--listen", "127.0.0.1:0", "--password", "pw-do-not-show", "--seed", "42"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut printed = String::new();
+    for line in std::io::BufReader::new(child.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        printed.push_str(&line);
+        printed.push('\n');
+        if line.contains("press Ctrl-C") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(printed.contains("seed 42") && printed.contains("password hidden"), "{printed}");
+    assert!(!printed.contains("pw-do-not-show"), "{printed}");
+}
+
+#[test]
+fn durations_beyond_a_year_are_configuration_errors() {
+    for (text, key) in [
+        ("[limits]\njob_idle_expiry_s = 1e300\n", "limits.job_idle_expiry_s"),
+        ("[alerts]\nprocessing_delay_ms = 1e300\n", "alerts.processing_delay_ms"),
+        ("[latency]\nbase_ms = inf\n", "latency.base_ms"),
+        ("[limits]\nthrottle_every = 5\nthrottle_streak = 5\n", "limits.throttle_streak"),
+    ] {
+        let e = SimConfig::from_toml_str(text, "s.toml", None).unwrap_err().to_string();
+        assert!(e.contains(key) && e.contains("hint"), "{text}: {e}");
+    }
+}
