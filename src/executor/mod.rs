@@ -289,9 +289,8 @@ pub fn describe_errors(phase: &str, errors: &[OptionError]) -> (String, Option<S
 pub fn iteration_timeout(value: &serde_json::Value) -> Result<Duration, String> {
     let d = match value {
         serde_json::Value::String(s) => crate::duration::parse_duration(s).map_err(|e| e.to_string())?,
-        serde_json::Value::Number(n) => {
-            n.as_f64().and_then(crate::duration::seconds).ok_or(format!("{n} is not a number of seconds"))?
-        }
+        serde_json::Value::Number(n) => crate::duration::from_seconds(n.as_f64().unwrap_or(f64::NAN))
+            .map_err(|reason| format!("{reason}, got {n}"))?,
         other => return Err(format!("expected a duration such as \"30s\", got {other}")),
     };
     if d.is_zero() {
