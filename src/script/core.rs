@@ -413,24 +413,8 @@ pub mod core_api {
     /// ```
     #[rhai_fn(name = "retry", return_raw)]
     pub fn retry(ctx: NativeCallContext, options: Map, func: FnPtr) -> Result<Dynamic, Box<EvalAltResult>> {
-        let o = Opts::new(
-            &options,
-            "retry",
-            &["attempts", "base", "factor", "cap", "statuses", "on_network_error", "retry_after"],
-        )?;
-        let attempts = o.int("attempts")?.unwrap_or(3);
-        if attempts < 1 {
-            return Err(format!("retry: option `attempts` must be at least 1, got {attempts}").into());
-        }
-        let base = o.duration("base")?.unwrap_or(Duration::from_millis(500));
-        let factor = o.float("factor")?.unwrap_or(2.0);
-        if !(factor.is_finite() && factor >= 1.0) {
-            return Err(format!("retry: option `factor` must be a number >= 1, got {factor}").into());
-        }
-        let cap = o.duration("cap")?.unwrap_or(Duration::from_secs(30));
-        let statuses = o.int_list("statuses")?.unwrap_or_else(|| vec![429, 503]);
-        let on_network_error = o.bool("on_network_error")?.unwrap_or(true);
-        let honour_retry_after = o.bool("retry_after")?.unwrap_or(true);
+        let RetryOptions { attempts, base, factor, cap, statuses, on_network_error, honour_retry_after } =
+            RetryOptions::read(&options)?;
 
         let (depth, keep_from) = context::with_vu(|vu| {
             let d = vu.retry_depth.get();
@@ -612,6 +596,46 @@ fn push_assertion(mut a: Assertion) -> Result<(), Box<EvalAltResult>> {
     let thread = context::thread()?;
     thread.shared.judge.lock().unwrap_or_else(|e| e.into_inner()).assertions.push(a);
     Ok(())
+}
+
+/// `retry`'s options, read and checked (shared with `volley check`).
+pub struct RetryOptions {
+    attempts: i64,
+    base: Duration,
+    factor: f64,
+    cap: Duration,
+    statuses: Vec<i64>,
+    on_network_error: bool,
+    honour_retry_after: bool,
+}
+
+impl RetryOptions {
+    /// Reads `retry`'s options map, with the defaults the docs give.
+    pub fn read(options: &Map) -> Result<RetryOptions, Box<EvalAltResult>> {
+        let o = Opts::new(
+            options,
+            "retry",
+            &["attempts", "base", "factor", "cap", "statuses", "on_network_error", "retry_after"],
+        )?;
+        let attempts = o.int("attempts")?.unwrap_or(3);
+        if attempts < 1 {
+            return Err(format!("retry: option `attempts` must be at least 1, got {attempts}").into());
+        }
+        let base = o.duration("base")?.unwrap_or(Duration::from_millis(500));
+        let factor = o.float("factor")?.unwrap_or(2.0);
+        if !(factor.is_finite() && factor >= 1.0) {
+            return Err(format!("retry: option `factor` must be a number >= 1, got {factor}").into());
+        }
+        Ok(RetryOptions {
+            attempts,
+            base,
+            factor,
+            cap: o.duration("cap")?.unwrap_or(Duration::from_secs(30)),
+            statuses: o.int_list("statuses")?.unwrap_or_else(|| vec![429, 503]),
+            on_network_error: o.bool("on_network_error")?.unwrap_or(true),
+            honour_retry_after: o.bool("retry_after")?.unwrap_or(true),
+        })
+    }
 }
 
 /// `sleep(min, max)`'s two bounds, checked (shared with `volley check`).
