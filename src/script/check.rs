@@ -222,7 +222,7 @@ fn check_call(file: &str, name: &str, args: &[Expr], out: &mut Vec<Diagnostic>) 
         }
         ("stats", [selector]) => {
             if let Some(s) = literal_str(selector)
-                && let Err(e) = super::core::selector(&s)
+                && let Err(e) = super::core::stats_selector(&s)
             {
                 fail(selector, e);
             }

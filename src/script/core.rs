@@ -109,6 +109,12 @@ pub fn selector(text: &str) -> Result<Selector, String> {
     Selector::parse(text).map_err(with_hint)
 }
 
+/// Parses `stats()`'s metric selection (shared with `volley check`).
+pub fn stats_selector(text: &str) -> Result<Selector, String> {
+    // The selector grammar is the thresholds'; its errors say "threshold".
+    selector(text).map_err(|e| e.replacen("invalid threshold", "stats: invalid metric selection", 1))
+}
+
 /// Parses one threshold condition and checks it applies to the selected metric's kind
 /// (shared with `volley check`).
 pub fn threshold_condition(text: &str, selector: &Selector, condition: &str) -> Result<Condition, String> {
@@ -394,7 +400,7 @@ pub mod core_api {
     /// ```
     #[rhai_fn(name = "stats", return_raw)]
     pub fn stats(selector: &str) -> Result<Map, Box<EvalAltResult>> {
-        let sel = super::selector(selector)?;
+        let sel = super::stats_selector(selector)?;
         let thread = context::thread()?;
         thread.flush();
         let agg = thread.shared.aggregate.lock().unwrap_or_else(|e| e.into_inner());

@@ -360,6 +360,9 @@ pub fn plain_type(t: &str) -> String {
         "Array" | "array" => "array",
         "FnPtr" | "Fn" => "Fn",
         "()" => "()",
+        // Our types under the names scripts see (`register_type_with_name`).
+        "Message" => "AmqpMessage",
+        "CustomMetric" => "Metric",
         other => return other.to_string(),
     }
     .to_string()
@@ -520,27 +523,27 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
     Diagnostic { message, file: Some(file), position, hint, chain, focus }
 }
 
-/// What a native's error message names, most precise first: the first option key of a
-/// list of option problems (`  - rate: ...`), then each quoted value, as written in a
-/// script.
+/// What a native's error message names, most precise first: for a list of option
+/// problems, the first problem's quoted value, then its key (`  - rate: ...`); then each
+/// quoted value of the message, as written in a script.
 fn focus_candidates(message: &str) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some((_, rest)) = message.split_once("\n  - ") {
-        let key: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+    let (head, problems) = match message.split_once("\n  - ") {
+        Some((head, rest)) => (head, Some(rest)),
+        None => (message, None),
+    };
+    if let Some(rest) = problems {
+        let first = rest.lines().next().unwrap_or("");
+        out.extend(quoted(first));
+        let key: String = first.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
         if !key.is_empty() {
             out.push(format!("{key}:"));
             out.push(format!("{key} :"));
         }
+        // A missing option has nothing to point at but the map that lacks it.
+        out.push("#{".to_string());
     }
-    let mut rest = message;
-    while let Some(start) = rest.find('"') {
-        let after = &rest[start + 1..];
-        let Some(end) = after.find('"') else { break };
-        if end > 0 {
-            out.push(format!("\"{}\"", &after[..end]));
-        }
-        rest = &after[end + 1..];
-    }
+    out.extend(quoted(head));
     out
 }
 
@@ -550,6 +553,21 @@ fn location(file: &str, pos: Position) -> String {
         (Some(l), None) => format!("{file}:{l}"),
         _ => file.to_string(),
     }
+}
+
+/// Every `"quoted"` part of a message, with its quotes.
+fn quoted(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find('"') {
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('"') else { break };
+        if end > 0 {
+            out.push(format!("\"{}\"", &after[..end]));
+        }
+        rest = &after[end + 1..];
+    }
+    out
 }
 
 #[cfg(test)]
@@ -578,7 +596,9 @@ mod tests {
     #[test]
     fn focus_prefers_the_option_key_then_quoted_values() {
         let m = "phase \"p\": invalid options (1 problem)\n  - rate: must not be negative, got -5";
-        assert_eq!(focus_candidates(m), ["rate:", "rate :", "\"p\""]);
+        assert_eq!(focus_candidates(m), ["rate:", "rate :", "#{", "\"p\""]);
+        let m = "phase \"p\": invalid options (2 problems)\n  - executor: unknown executor \"x\"\n  - a: \"b\"";
+        assert_eq!(focus_candidates(m), ["\"x\"", "executor:", "executor :", "#{", "\"p\""]);
         assert_eq!(focus_candidates("sleep: invalid duration \"5 parsecs\": no"), ["\"5 parsecs\""]);
     }
 
