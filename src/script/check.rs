@@ -149,11 +149,12 @@ fn check_phase(file: &str, call: Position, name: &str, options: &Expr, out: &mut
 }
 
 fn check_threshold(file: &str, args: &[Expr], out: &mut Vec<Diagnostic>) {
-    let Some(text) = args.first().and_then(literal_str) else { return };
-    let selector = match super::core::selector(&text) {
-        Ok(s) => s,
-        Err(e) => return out.push(diag_text(file, at(&args[0]), &e)),
-    };
+    let text = args.first().and_then(literal_str);
+    // A bad or dynamic selector does not hide bad conditions: every problem is reported.
+    let selector = text
+        .as_deref()
+        .and_then(|t| super::core::selector(t).map_err(|e| out.push(diag_text(file, at(&args[0]), &e))).ok());
+    let text = text.unwrap_or_default();
     let Some(conditions) = args.get(1) else { return };
     // One condition, or a list of them: each checked where it is written.
     let items: Vec<&Expr> = match conditions {
@@ -170,7 +171,7 @@ fn check_threshold(file: &str, args: &[Expr], out: &mut Vec<Diagnostic>) {
             _ => continue,
         };
         for c in texts {
-            if let Err(e) = super::core::threshold_condition(&text, &selector, &c) {
+            if let Err(e) = super::core::threshold_condition(&text, selector.as_ref(), &c) {
                 out.push(diag_text(file, at(item), &e));
             }
         }

@@ -116,10 +116,10 @@ pub fn stats_selector(text: &str) -> Result<Selector, String> {
 }
 
 /// Parses one threshold condition and checks it applies to the selected metric's kind
-/// (shared with `volley check`).
-pub fn threshold_condition(text: &str, selector: &Selector, condition: &str) -> Result<Condition, String> {
+/// (shared with `volley check`, which has no selector when it did not parse).
+pub fn threshold_condition(text: &str, selector: Option<&Selector>, condition: &str) -> Result<Condition, String> {
     let cond = Condition::parse(condition).map_err(with_hint)?;
-    if let Some(kind) = crate::metrics::series::kind_of(&selector.metric) {
+    if let Some(kind) = selector.and_then(|s| crate::metrics::series::kind_of(&s.metric)) {
         cond.validate_for(kind).map_err(|e| format!("threshold on {text}: {e}"))?;
     }
     Ok(cond)
@@ -655,7 +655,8 @@ pub fn sleep_range(min: &Dynamic, max: &Dynamic) -> Result<(Duration, Duration),
 
 fn declare_threshold(ctx: &NativeCallContext, selector: &str, conditions: &[String]) -> Result<(), Box<EvalAltResult>> {
     let sel = self::selector(selector)?;
-    let parsed = conditions.iter().map(|c| threshold_condition(selector, &sel, c)).collect::<Result<Vec<_>, _>>()?;
+    let parsed =
+        conditions.iter().map(|c| threshold_condition(selector, Some(&sel), c)).collect::<Result<Vec<_>, _>>()?;
     let thread = context::thread()?;
     thread.shared.judge.lock().unwrap_or_else(|e| e.into_inner()).thresholds.push(DeclaredThreshold {
         selector: sel,
