@@ -309,7 +309,8 @@ pub mod core_api {
     }
 
     /// Records several checks: a map of name to a boolean or to a function of the value.
-    /// Returns whether all passed.
+    /// Returns whether all passed. A function that throws (e.g. `r.json()` on a body
+    /// that is not JSON) is a failed check, its error counted by message.
     /// ```rhai
     /// check(r, #{ "status 200": |r| r.status == 200, "fast": r.duration_ms < 300.0 });
     /// ```
@@ -318,10 +319,18 @@ pub mod core_api {
         let mut all = true;
         for (name, cond) in checks {
             let passed = if let Some(f) = cond.read_lock::<FnPtr>().map(|f| f.clone()) {
-                let out: Dynamic = f.call_within_context(&ctx, (value.clone(),))?;
-                out.as_bool().map_err(|_| {
-                    format!("check {name:?}: the function must return true or false, got {}", opts::describe(&out))
-                })?
+                match f.call_within_context::<Dynamic>(&ctx, (value.clone(),)) {
+                    Ok(out) => out.as_bool().map_err(|_| {
+                        format!("check {name:?}: the function must return true or false, got {}", opts::describe(&out))
+                    })?,
+                    // Interruption and the runaway guard still end the iteration.
+                    Err(e) if matches!(*e, EvalAltResult::ErrorTerminated(..)) => return Err(e),
+                    // A check that throws failed; the later checks of this call still run.
+                    Err(e) => {
+                        context::thread()?.shared.record_check_error(&name, &e);
+                        false
+                    }
+                }
             } else {
                 cond.as_bool().map_err(|_| {
                     format!("check {name:?}: expected true/false or a function, got {}", opts::describe(&cond))

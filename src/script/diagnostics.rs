@@ -247,8 +247,9 @@ impl Diagnostic {
                     let text = sources.text(file).unwrap_or_default();
                     let words: std::collections::BTreeSet<&str> = text
                         .split(|c: char| !(c.is_alphanumeric() || c == '_'))
-                        .filter(|w| w.len() > 1 && *w != missing)
+                        .filter(|w| w.len() > 1)
                         .chain(KNOWN_PROPERTIES.iter().copied())
+                        .filter(|w| *w != missing)
                         .collect();
                     let hint = match super::opts::did_you_mean(&missing, words.iter().copied()) {
                         Some(best) => format!("did you mean `{best}`? "),

@@ -219,3 +219,11 @@ fn absurd_vu_counts_are_refused_before_the_phase_starts() {
     assert_eq!(stable(&check[0]), stable(&text));
     assert!(check[0].contains("absurd_vus.rhai:1:46"), "the caret is on the count: {}", check[0]);
 }
+
+#[test]
+fn a_check_that_throws_is_a_failed_check_counted_with_its_error() {
+    let (exit, text) = diagnose("check_throws");
+    // Failed (the threshold and the expectations judge the failed checks), not a script error.
+    assert_eq!(exit, ExitCode::Failed, "{text}");
+    insta::assert_snapshot!("check_throws", text);
+}
