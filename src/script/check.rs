@@ -6,7 +6,7 @@
 //! is reported, with its position on the offending value.
 
 use super::Loaded;
-use super::diagnostics::{Diagnostic, Focus, split_hint};
+use super::diagnostics::{Diagnostic, split_hint};
 use crate::executor::Executor;
 use rhai::{AST, ASTNode, Dynamic, Expr, FnCallExpr, Position, Stmt};
 use std::collections::{HashMap, HashSet};
@@ -32,7 +32,7 @@ fn literal_str(e: &Expr) -> Option<String> {
 }
 
 fn diag(file: &str, pos: Position, message: String, hint: Option<String>) -> Diagnostic {
-    Diagnostic { message, file: Some(file.to_string()), position: pos, hint, chain: Vec::new(), focus: Focus::Exact }
+    Diagnostic { message, file: Some(file.to_string()), position: pos, hint, chain: Vec::new(), focus: Box::default() }
 }
 
 /// A diagnostic from an error text phrased as natives phrase them ("message; hint: ...").
@@ -271,6 +271,13 @@ struct PhaseCall {
     position: Position,
 }
 
+/// Where a script function's body lies, as (line, column) pairs.
+struct Body {
+    name: String,
+    start: (usize, usize),
+    end: (usize, usize),
+}
+
 fn line_col(pos: Position) -> (usize, usize) {
     (pos.line().unwrap_or(0), pos.position().unwrap_or(0))
 }
@@ -289,17 +296,17 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
 
     // Which function a node belongs to: the innermost body around its position (closures
     // are functions of their own, written inside their parent's body).
-    let bodies: Vec<(String, (usize, usize), (usize, usize))> = ast
+    let bodies: Vec<Body> = ast
         .iter_fn_def()
-        .map(|f| (f.name.to_string(), line_col(f.body.start_position()), line_col(f.body.end_position())))
+        .map(|f| Body {
+            name: f.name.to_string(),
+            start: line_col(f.body.start_position()),
+            end: line_col(f.body.end_position()),
+        })
         .collect();
     let owner_of = |pos: Position| -> Option<String> {
         let p = line_col(pos);
-        bodies
-            .iter()
-            .filter(|(_, start, end)| *start <= p && p <= *end)
-            .max_by_key(|(_, start, _)| *start)
-            .map(|(n, ..)| n.clone())
+        bodies.iter().filter(|b| b.start <= p && p <= b.end).max_by_key(|b| b.start).map(|b| b.name.clone())
     };
     ast.walk(&mut |path: &[ASTNode]| {
         if let Some(ASTNode::Expr(node)) = path.last()

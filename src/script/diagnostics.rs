@@ -71,8 +71,9 @@ pub struct Diagnostic {
     pub hint: Option<String>,
     /// Outer frames: "called from ..." lines.
     pub chain: Vec<String>,
-    /// What to point at more precisely than `position` once the source line is known.
-    pub focus: Focus,
+    /// What to point at more precisely than `position` once the source line is known
+    /// (boxed: most diagnostics have none, and `Result`s carry diagnostics).
+    pub focus: Box<Focus>,
 }
 
 /// A refinement of a runtime error's position, applied when the source is at hand:
@@ -215,7 +216,7 @@ impl Diagnostic {
             position: Position::NONE,
             hint,
             chain: Vec::new(),
-            focus: Focus::Exact,
+            focus: Box::default(),
         }
     }
 
@@ -223,11 +224,11 @@ impl Diagnostic {
     /// offending value, a missing property named.
     fn focused(&self, sources: &Sources) -> Diagnostic {
         let mut d = self.clone();
-        d.focus = Focus::Exact;
+        d.focus = Box::default();
         let (Some(file), Some(line_no)) = (&self.file, self.position.line()) else { return d };
         let Some(line) = sources.line(file, line_no) else { return d };
         let col = self.position.position().unwrap_or(1);
-        match &self.focus {
+        match &*self.focus {
             Focus::Exact => {}
             Focus::Text(needles) => {
                 if let Some(at) = needles.iter().find_map(|n| find_from(&line, col - 1, n)) {
@@ -344,7 +345,7 @@ pub fn from_parse_error(err: &ParseError, file: &str, text: &str) -> Diagnostic 
         position: err.position(),
         hint,
         chain: Vec::new(),
-        focus: Focus::Exact,
+        focus: Box::default(),
     }
 }
 
@@ -521,7 +522,7 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
     if message.is_empty() {
         message = "script error".to_string();
     }
-    Diagnostic { message, file: Some(file), position, hint, chain, focus }
+    Diagnostic { message, file: Some(file), position, hint, chain, focus: Box::new(focus) }
 }
 
 /// What a native's error message names, most precise first: for a list of option

@@ -204,6 +204,6 @@ fn cycle_diagnostic(steps: &[&Step]) -> Diagnostic {
                 .into(),
         ),
         chain: steps.iter().map(|s| format!("{} imports \"{}\" ({})", at(s), s.path, s.target)).collect(),
-        focus: super::diagnostics::Focus::Exact,
+        focus: Box::default(),
     }
 }
