@@ -17,7 +17,8 @@ pub struct CheckArgs {
     pub list_functions: bool,
 }
 
-/// Runs `volley check`; exit 0 when clean, 107 when a problem was found, 2 on bad paths.
+/// Runs `volley check`; exit 0 when clean, 107 when a problem was found, 2 on bad paths
+/// and on files that cannot be read as text (as `volley run` does).
 pub fn execute(args: CheckArgs) -> i32 {
     if args.list_functions {
         print!("{}", list_functions());
@@ -32,9 +33,17 @@ pub fn execute(args: CheckArgs) -> i32 {
         }
     };
     let mut problems = 0;
+    let mut unreadable = false;
     let mut modules_checked = std::collections::BTreeSet::new();
     for path in &scripts {
         let mut diags: Vec<Diagnostic> = Vec::new();
+        // One error for a file that is not text, not one per reader.
+        if let Err(e) = script::modules::read_text(path) {
+            eprintln!("{}", Diagnostic::plain(e.to_string(), Some(e.hint().into())).render(&Default::default()));
+            unreadable = true;
+            problems += 1;
+            continue;
+        }
         if let Err(e) = crate::suite::read_meta(path) {
             diags.push(Diagnostic::plain(
                 e.to_string(),
@@ -68,7 +77,11 @@ pub fn execute(args: CheckArgs) -> i32 {
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let verdict = if problems == 0 { "no problems".to_string() } else { format!("{problems} problem(s)") };
     eprintln!("checked {} script(s) and {} module(s) in {ms:.0} ms: {verdict}", scripts.len(), modules_checked.len());
-    if problems == 0 { 0 } else { 107 }
+    match (unreadable, problems) {
+        (true, _) => 2,
+        (false, 0) => 0,
+        (false, _) => 107,
+    }
 }
 
 /// Every script-facing function: signature, then its doc comment (with the example).

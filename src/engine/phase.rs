@@ -169,7 +169,7 @@ impl PhaseRunner for Phases {
             )
             .into());
         }
-        let mut executor = Executor::from_options(&req.options).map_err(|e| option_errors(e, &req.name))?;
+        let mut executor = Executor::validate(&req.options).map_err(|e| option_errors(e, &req.name))?;
         if self.shared.time_scale != 1.0 {
             executor = executor.scaled(self.shared.time_scale);
         }

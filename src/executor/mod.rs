@@ -4,10 +4,12 @@
 //! or a series of bursts ([`BurstPlan`]). No clock, no runtime, no Rhai: the engine turns
 //! a plan into VUs, and tests check plans as values.
 //!
-//! One file per profile; `options` holds the shared option reader. Imports only
-//! `crate::duration`, serde_json and thiserror.
+//! One file per profile; `options` holds the shared option reader; `capacity` what the
+//! machine can hold (it alone reads the machine: `/proc`, `getrlimit`). Imports only
+//! `crate::duration`, serde_json, thiserror (and rlimit, in `capacity`).
 
 mod bursts;
+pub mod capacity;
 mod closed;
 mod constant_arrival_rate;
 mod constant_vus;
@@ -139,6 +141,20 @@ impl Executor {
         }
     }
 
+    /// Parses and validates a phase's options as `volley run` and `volley check` both do:
+    /// the profile's options ([`Executor::from_options`]), then whether this machine can
+    /// hold the VUs it asks for ([`capacity`]). Every problem is reported at once.
+    pub fn validate(opts: &Map<String, Value>) -> Result<Executor, Vec<OptionError>> {
+        Executor::validate_with(opts, &capacity::Limits::of_this_machine())
+    }
+
+    /// [`Executor::validate`] against given machine limits.
+    pub fn validate_with(opts: &Map<String, Value>, limits: &capacity::Limits) -> Result<Executor, Vec<OptionError>> {
+        let executor = Executor::from_options(opts)?;
+        let errors = capacity::check_executor(&executor, limits);
+        if errors.is_empty() { Ok(executor) } else { Err(errors) }
+    }
+
     /// The executor's name as scripts write it, e.g. `"constant-arrival-rate"`.
     pub fn name(&self) -> &'static str {
         match self {
@@ -250,14 +266,31 @@ pub(crate) const DEFAULT_GRACEFUL_STOP: Duration = Duration::from_secs(30);
 #[cfg(test)]
 mod tests;
 
+/// The text of a phase's option errors as scripts see them: the message (one line per
+/// problem) and the hints joined, or None.
+pub fn describe_errors(phase: &str, errors: &[OptionError]) -> (String, Option<String>) {
+    let mut message = format!(
+        "phase {phase:?}: invalid options ({} problem{})",
+        errors.len(),
+        if errors.len() == 1 { "" } else { "s" }
+    );
+    let mut hints = Vec::new();
+    for e in errors {
+        message.push_str(&format!("\n  - {e}"));
+        if let Some(h) = &e.hint {
+            hints.push(h.clone());
+        }
+    }
+    (message, (!hints.is_empty()).then(|| hints.join("; ")))
+}
+
 /// The `iteration_timeout` phase option (engine-enforced, not part of a load profile).
 /// Reads `iteration_timeout`: "30s", "500ms", or seconds.
 pub fn iteration_timeout(value: &serde_json::Value) -> Result<Duration, String> {
     let d = match value {
         serde_json::Value::String(s) => crate::duration::parse_duration(s).map_err(|e| e.to_string())?,
-        serde_json::Value::Number(n) => {
-            n.as_f64().and_then(crate::duration::seconds).ok_or(format!("{n} is not a number of seconds"))?
-        }
+        serde_json::Value::Number(n) => crate::duration::from_seconds(n.as_f64().unwrap_or(f64::NAN))
+            .map_err(|reason| format!("{reason}, got {n}"))?,
         other => return Err(format!("expected a duration such as \"30s\", got {other}")),
     };
     if d.is_zero() {

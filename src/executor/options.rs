@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::OptionError;
-use crate::duration::{DURATION_HINT, parse_duration, seconds};
+use crate::duration::{DURATION_HINT, from_seconds, parse_duration};
 
 /// k6's camelCase spellings, accepted as aliases of our snake_case keys.
 const ALIASES: &[(&str, &str)] = &[
@@ -246,6 +246,17 @@ impl<'a> Reader<'a> {
         if self.errors.len() > before {
             return None;
         }
+        // Each stage is at most MAX_SECONDS long, but their sum is what plans add to
+        // instants: bound it too.
+        let total = stages.iter().try_fold(Duration::ZERO, |sum, s| sum.checked_add(s.duration));
+        if total.is_none_or(|t| t.as_secs_f64() >= crate::duration::MAX_SECONDS) {
+            self.errors.push(OptionError::new(
+                &written,
+                "the stages last too long in total",
+                Some(format!("the whole phase must be shorter than {:e} seconds", crate::duration::MAX_SECONDS)),
+            ));
+            return None;
+        }
         if stages.iter().all(|s| s.duration.is_zero()) {
             self.errors.push(OptionError::new(
                 &written,
@@ -378,8 +389,8 @@ pub(crate) fn duration(key: &str, value: &Value, positive: bool) -> Result<Durat
         Value::String(text) => parse_duration(text).map_err(|e| OptionError::new(key, e.to_string(), hint()))?,
         Value::Number(n) => {
             let secs = n.as_f64().unwrap_or(f64::NAN);
-            let message = if secs < 0.0 { "must not be negative" } else { "is out of range" };
-            seconds(secs).ok_or_else(|| OptionError::new(key, format!("{message}, got {}", quote(value)), hint()))?
+            from_seconds(secs)
+                .map_err(|reason| OptionError::new(key, format!("{reason}, got {}", quote(value)), hint()))?
         }
         _ => {
             return Err(OptionError::new(key, format!("expected a duration, got {}", quote(value)), hint()));
@@ -436,14 +447,24 @@ mod tests {
         assert_eq!(e.to_string(), "d: must be longer than 0, got \"0s\"");
         assert_eq!(e.hint.as_deref(), Some(DURATION_HINT));
         let e = duration("d", &json!(-2), false).unwrap_err();
-        assert_eq!(e.to_string(), "d: must not be negative, got -2");
+        assert_eq!(e.to_string(), "d: durations cannot be negative, got -2");
         let e = duration("d", &json!(1e300), false).unwrap_err();
-        assert_eq!(e.to_string(), "d: is out of range, got 1e+300");
+        assert_eq!(e.to_string(), "d: it is too long (at most 1e12 seconds), got 1e+300");
         let e = duration("d", &json!(true), false).unwrap_err();
         assert_eq!(e.to_string(), "d: expected a duration, got true");
         assert_eq!(e.hint.as_deref(), Some(DURATION_HINT));
         let e = duration("d", &json!("5 parsecs"), false).unwrap_err();
         assert!(e.to_string().starts_with("d: invalid duration \"5 parsecs\""), "{e}");
+    }
+
+    #[test]
+    fn stages_cannot_add_up_past_the_longest_duration() {
+        let stage = json!({"duration": 999_999_999_999u64, "target": 1});
+        let opts = json!({"stages": [stage.clone(), stage]});
+        let mut r = Reader::new("ramping-vus", &["stages"], opts.as_object().unwrap());
+        assert_eq!(r.stages("stages", TargetKind::Vus), None);
+        let e = r.finish(Some(())).unwrap_err();
+        assert_eq!(e[0].to_string(), "stages: the stages last too long in total");
     }
 
     #[test]

@@ -1,13 +1,15 @@
-//! Static checks of a compiled scenario, without traffic: executor options, thresholds,
-//! durations and environment lookups given as literals, and calls to functions that
-//! exist nowhere. Every problem is reported, with its position.
+//! Static checks of a compiled scenario, without traffic: every call whose arguments are
+//! literals goes through the same validator `volley run` uses (phase options with the
+//! machine's capacity, thresholds, `expect`, `stats`, durations, retry options), so the
+//! messages are the same; plus calls to functions that exist nowhere or with the wrong
+//! number of arguments, and `phase()` reachable from a phase's function. Every problem
+//! is reported, with its position on the offending value.
 
 use super::Loaded;
-use super::diagnostics::Diagnostic;
+use super::diagnostics::{Diagnostic, split_hint};
 use crate::executor::Executor;
-use crate::metrics::threshold::{Condition, Selector};
-use rhai::{ASTNode, Dynamic, Expr, Position};
-use std::collections::HashSet;
+use rhai::{AST, ASTNode, Dynamic, Expr, FnCallExpr, Position, Stmt};
+use std::collections::{HashMap, HashSet};
 
 /// Functions the Rhai language itself provides beyond registered ones.
 const LANGUAGE: &[&str] = &[
@@ -30,105 +32,292 @@ fn literal_str(e: &Expr) -> Option<String> {
 }
 
 fn diag(file: &str, pos: Position, message: String, hint: Option<String>) -> Diagnostic {
-    Diagnostic { message, file: Some(file.to_string()), position: pos, hint, chain: Vec::new() }
+    Diagnostic { message, file: Some(file.to_string()), position: pos, hint, chain: Vec::new(), focus: Box::default() }
+}
+
+/// A diagnostic from an error text phrased as natives phrase them ("message; hint: ...").
+fn diag_text(file: &str, pos: Position, text: &str) -> Diagnostic {
+    let (message, hint) = split_hint(text);
+    diag(file, pos, message, hint)
+}
+
+/// Where an expression starts (a call's position is its name, a literal's its first
+/// character).
+fn at(e: &Expr) -> Position {
+    e.start_position()
+}
+
+/// The scenario parsed again without the optimizer: it folds a map of literals into one
+/// constant, which hides each option's position.
+fn unoptimized(loaded: &Loaded) -> Option<AST> {
+    let text = loaded.sources.text(&loaded.name)?;
+    let mut engine = super::build_engine();
+    engine.set_optimization_level(rhai::OptimizationLevel::None);
+    engine.compile(&text).ok()
+}
+
+/// The expression a key path such as `stages[1].duration` names inside `options`, as
+/// deep as the literal goes.
+fn locate<'a>(options: &'a Expr, key: &str) -> &'a Expr {
+    let mut current = options;
+    let mut rest = key;
+    while !rest.is_empty() {
+        let (segment, index, next) = match rest.strip_prefix('[') {
+            Some(r) => {
+                let end = r.find(']').unwrap_or(r.len());
+                (None, r[..end].parse::<usize>().ok(), r.get(end + 1..).unwrap_or(""))
+            }
+            None => {
+                let r = rest.strip_prefix('.').unwrap_or(rest);
+                let end = r.find(['[', '.']).unwrap_or(r.len());
+                (Some(&r[..end]), None, &r[end..])
+            }
+        };
+        let found = match (current, segment, index) {
+            (Expr::Map(m, _), Some(k), _) => m.0.iter().find(|(id, _)| id.name == k).map(|(_, v)| v),
+            (Expr::Array(items, _), _, Some(i)) => items.get(i),
+            _ => None,
+        };
+        match found {
+            Some(e) => current = e,
+            None => break,
+        }
+        rest = next;
+    }
+    current
 }
 
 /// Checks a phase's options map: fully when every value is a literal; otherwise only
 /// the keys that are literals and the ones that are missing.
-fn check_phase(file: &str, pos: Position, name: &str, options: &Expr, out: &mut Vec<Diagnostic>) {
-    let Expr::Map(entries, _) = options else { return };
+fn check_phase(file: &str, call: Position, name: &str, options: &Expr, out: &mut Vec<Diagnostic>) {
+    let to_json =
+        |e: &Expr| e.get_literal_value(None).and_then(|v| rhai::serde::from_dynamic::<serde_json::Value>(&v).ok());
     let mut literal = serde_json::Map::new();
     let mut dynamic_keys = HashSet::new();
-    for (key, value) in &entries.0 {
-        if key.name == "iteration_timeout" {
-            if let Some(v) =
-                value.get_literal_value(None).and_then(|v| rhai::serde::from_dynamic::<serde_json::Value>(&v).ok())
-                && let Err(e) = crate::executor::iteration_timeout(&v)
-            {
-                out.push(diag(
-                    file,
-                    pos,
-                    format!("phase {name:?}: iteration_timeout: {e}"),
-                    Some(crate::duration::DURATION_HINT.into()),
-                ));
-            }
-            continue;
-        }
-        match value.get_literal_value(None).and_then(|v| rhai::serde::from_dynamic::<serde_json::Value>(&v).ok()) {
-            Some(v) => {
-                literal.insert(key.name.to_string(), v);
-            }
-            None => {
-                dynamic_keys.insert(key.name.to_string());
+    match options {
+        Expr::Map(entries, _) => {
+            for (key, value) in &entries.0 {
+                match to_json(value) {
+                    Some(v) => {
+                        literal.insert(key.name.to_string(), v);
+                    }
+                    None => {
+                        dynamic_keys.insert(key.name.to_string());
+                    }
+                }
             }
         }
+        other => match to_json(other) {
+            Some(serde_json::Value::Object(m)) => literal = m,
+            _ => return,
+        },
+    }
+    // Not a load-profile option: the engine reads it before the profile (as run does).
+    if let Some(v) = literal.remove("iteration_timeout")
+        && let Err(e) = crate::executor::iteration_timeout(&v)
+    {
+        let pos = at(locate(options, "iteration_timeout"));
+        out.push(diag(
+            file,
+            pos,
+            format!("phase {name:?}: iteration_timeout: {e}"),
+            Some(crate::duration::DURATION_HINT.into()),
+        ));
     }
     if dynamic_keys.contains("executor") {
         return;
     }
-    if let Err(errors) = Executor::from_options(&literal) {
-        let root = |k: &str| k.split(['[', '.']).next().unwrap_or(k).to_string();
-        let errors: Vec<_> = errors.into_iter().filter(|e| !dynamic_keys.contains(&root(&e.key))).collect();
-        if !errors.is_empty() {
-            let mut message = format!(
-                "phase {name:?}: invalid options ({} problem{})",
-                errors.len(),
-                if errors.len() == 1 { "" } else { "s" }
-            );
-            let hints: Vec<String> = errors.iter().filter_map(|e| e.hint.clone()).collect();
-            for e in &errors {
-                message.push_str(&format!("\n  - {e}"));
-            }
-            out.push(diag(file, pos, message, (!hints.is_empty()).then(|| hints.join("; "))));
-        }
-    }
-}
-
-fn check_threshold(file: &str, pos: Position, args: &[Expr], out: &mut Vec<Diagnostic>) {
-    if let Some(sel) = args.first().and_then(literal_str)
-        && let Err(e) = Selector::parse(&sel)
-    {
-        out.push(diag(file, pos, e.to_string(), e.hint.clone()));
-    }
-    let conditions: Vec<String> = match args.get(1) {
-        Some(e) => match e.get_literal_value(None) {
-            Some(v) if v.is_array() => v
-                .cast::<rhai::Array>()
-                .into_iter()
-                .filter_map(|c| c.into_immutable_string().ok())
-                .map(|s| s.to_string())
-                .collect(),
-            Some(v) => v.into_immutable_string().ok().map(|s| vec![s.to_string()]).unwrap_or_default(),
-            None => Vec::new(),
-        },
-        None => Vec::new(),
+    let Err(errors) = Executor::validate(&literal) else { return };
+    let root = |k: &str| k.split(['[', '.']).next().unwrap_or(k).to_string();
+    let errors: Vec<_> = errors.into_iter().filter(|e| !dynamic_keys.contains(&root(&e.key))).collect();
+    let Some(first) = errors.first() else { return };
+    // A key that should not be there: point at it; a missing key: at the map; else at
+    // the value.
+    let key_error = ["unknown option", "not an option of", "given twice"].iter().any(|m| first.message.starts_with(m));
+    let key_pos = match options {
+        Expr::Map(entries, _) if key_error => entries.0.iter().find(|(k, _)| k.name == first.key).map(|(k, _)| k.pos),
+        _ => None,
     };
-    for c in conditions {
-        if let Err(e) = Condition::parse(&c) {
-            out.push(diag(file, pos, e.to_string(), e.hint.clone()));
+    let pos = match key_pos {
+        Some(p) => p,
+        None if literal.contains_key(&root(&first.key)) => at(locate(options, &first.key)),
+        None => at(options),
+    };
+    let pos = if pos.is_none() { call } else { pos };
+    let (message, hint) = crate::executor::describe_errors(name, &errors);
+    out.push(diag(file, pos, message, hint));
+}
+
+fn check_threshold(file: &str, args: &[Expr], out: &mut Vec<Diagnostic>) {
+    let text = args.first().and_then(literal_str);
+    // A bad or dynamic selector does not hide bad conditions: every problem is reported.
+    let selector = text
+        .as_deref()
+        .and_then(|t| super::core::selector(t).map_err(|e| out.push(diag_text(file, at(&args[0]), &e))).ok());
+    let text = text.unwrap_or_default();
+    let Some(conditions) = args.get(1) else { return };
+    // One condition, or a list of them: each checked where it is written.
+    let items: Vec<&Expr> = match conditions {
+        Expr::Array(items, _) => items.iter().collect(),
+        e => match e.get_literal_value(None) {
+            Some(v) if v.is_array() => vec![e],
+            _ => vec![e],
+        },
+    };
+    for item in items {
+        let texts: Vec<String> = match item.get_literal_value(None) {
+            Some(v) if v.is_array() => v.cast::<rhai::Array>().iter().map(|c| c.to_string()).collect(),
+            Some(v) if v.is_string() => vec![v.to_string()],
+            _ => continue,
+        };
+        for c in texts {
+            if let Err(e) = super::core::threshold_condition(&text, selector.as_ref(), &c) {
+                out.push(diag_text(file, at(item), &e));
+            }
         }
     }
 }
 
-fn check_duration(file: &str, pos: Position, what: &str, arg: Option<&Expr>, out: &mut Vec<Diagnostic>) {
-    if let Some(text) = arg.and_then(literal_str)
-        && let Err(e) = crate::duration::parse_duration(&text)
-    {
-        out.push(diag(file, pos, format!("{what}: {e}"), Some(crate::duration::DURATION_HINT.into())));
+/// A literal argument as a script value, when it is one.
+fn literal(e: &Expr) -> Option<Dynamic> {
+    e.get_literal_value(None).filter(|v| !v.is_fnptr())
+}
+
+/// Checks a call to a primitive whose literal arguments can be validated as run would.
+fn check_call(file: &str, name: &str, args: &[Expr], out: &mut Vec<Diagnostic>) {
+    let mut fail = |e: &Expr, text: String| out.push(diag_text(file, at(e), &text));
+    let eval_text = |e: Box<rhai::EvalAltResult>| {
+        let text = e.to_string();
+        text.strip_prefix("Runtime error: ").unwrap_or(&text).to_string()
+    };
+    match (name, args) {
+        ("sleep", [d]) => {
+            if let Some(v) = literal(d)
+                && let Err(e) = super::opts::to_duration(&v, "sleep")
+            {
+                fail(d, eval_text(e));
+            }
+        }
+        ("sleep", [lo, hi]) => {
+            if let (Some(a), Some(b)) = (literal(lo), literal(hi))
+                && let Err(e) = super::core::sleep_range(&a, &b)
+            {
+                // Point at the bound that is wrong; for a reversed range, at max.
+                let bad_min = super::opts::to_duration(&a, "sleep: min").is_err();
+                fail(if bad_min { lo } else { hi }, eval_text(e));
+            }
+        }
+        ("scale", [d]) => {
+            if let Some(v) = literal(d).filter(Dynamic::is_string)
+                && let Err(e) = super::opts::to_duration(&v, "scale")
+            {
+                fail(d, eval_text(e));
+            }
+        }
+        ("expect", [_, condition, ..]) => {
+            if let Some(c) = literal_str(condition)
+                && let Err(e) = super::core::expectation(&c)
+            {
+                fail(condition, e);
+            }
+        }
+        ("stats", [selector]) => {
+            if let Some(s) = literal_str(selector)
+                && let Err(e) = super::core::stats_selector(&s)
+            {
+                fail(selector, e);
+            }
+        }
+        ("retry", [options, ..]) => {
+            if let Some(m) = literal(options).and_then(|v| v.try_cast::<rhai::Map>())
+                && let Err(e) = super::core::RetryOptions::read(&m)
+            {
+                fail(options, eval_text(e));
+            }
+        }
+        _ => {}
     }
+}
+
+/// Function names an expression refers to: closures and `Fn("name")` pointers.
+fn referenced_fns(e: &Expr, script_fns: &HashSet<String>) -> Vec<String> {
+    let mut out = Vec::new();
+    e.walk(&mut Vec::new(), &mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Expr(node)) = path.last() {
+            out.extend(fn_ref(node, script_fns));
+        }
+        true
+    });
+    out
+}
+
+/// The script function one node refers to or calls, if any.
+fn fn_ref(node: &Expr, script_fns: &HashSet<String>) -> Option<String> {
+    match node {
+        Expr::DynamicConstant(v, _) if v.is_fnptr() => v.clone().try_cast::<rhai::FnPtr>().map(|f| f.fn_name().into()),
+        Expr::FnCall(call, _) if call.namespace.is_empty() && call.name == "Fn" => {
+            call.args.first().and_then(literal_str)
+        }
+        Expr::FnCall(call, _) if call.namespace.is_empty() && script_fns.contains(call.name.as_str()) => {
+            Some(call.name.to_string())
+        }
+        _ => None,
+    }
+}
+
+/// What the walk remembers of one call for the checks that need the whole script.
+struct PhaseCall {
+    owner: Option<String>,
+    position: Position,
+}
+
+/// Where a script function's body lies, as (line, column) pairs.
+struct Body {
+    name: String,
+    start: (usize, usize),
+    end: (usize, usize),
+}
+
+fn line_col(pos: Position) -> (usize, usize) {
+    (pos.line().unwrap_or(0), pos.position().unwrap_or(0))
 }
 
 /// Checks one loaded scenario; returns every problem found.
 pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
     let file = loaded.name.as_str();
+    let reparsed = unoptimized(loaded);
+    let ast: &AST = reparsed.as_ref().unwrap_or(&loaded.ast);
     let known: HashSet<&str> = loaded.functions.iter().map(String::as_str).collect();
-    let script_fns: HashSet<String> = loaded.ast.iter_functions().map(|f| f.name.to_string()).collect();
+    let script_fns: HashSet<String> = ast.iter_functions().map(|f| f.name.to_string()).collect();
     let mut out = Vec::new();
-    loaded.ast.walk(&mut |path: &[ASTNode]| {
+    let mut phase_roots: Vec<String> = Vec::new();
+    let mut phase_calls: Vec<PhaseCall> = Vec::new();
+    let mut edges: HashMap<Option<String>, Vec<String>> = HashMap::new();
+
+    // Which function a node belongs to: the innermost body around its position (closures
+    // are functions of their own, written inside their parent's body).
+    let bodies: Vec<Body> = ast
+        .iter_fn_def()
+        .map(|f| Body {
+            name: f.name.to_string(),
+            start: line_col(f.body.start_position()),
+            end: line_col(f.body.end_position()),
+        })
+        .collect();
+    let owner_of = |pos: Position| -> Option<String> {
+        let p = line_col(pos);
+        bodies.iter().filter(|b| b.start <= p && p <= b.end).max_by_key(|b| b.start).map(|b| b.name.clone())
+    };
+    ast.walk(&mut |path: &[ASTNode]| {
+        if let Some(ASTNode::Expr(node)) = path.last()
+            && let Some(f) = fn_ref(node, &script_fns)
+        {
+            edges.entry(owner_of(node.position())).or_default().push(f);
+        }
         // A call used as a statement is a `Stmt::FnCall`, inside an expression an `Expr::FnCall`.
-        let (call, pos) = match path.last() {
-            Some(ASTNode::Expr(Expr::FnCall(call, pos))) => (&**call, pos),
-            Some(ASTNode::Stmt(rhai::Stmt::FnCall(call, pos))) => (&**call, pos),
+        let (call, pos): (&FnCallExpr, Position) = match path.last() {
+            Some(ASTNode::Expr(Expr::FnCall(call, pos))) => (call, *pos),
+            Some(ASTNode::Stmt(Stmt::FnCall(call, pos))) => (call, *pos),
             _ => return true,
         };
         if call.op_token.is_some() {
@@ -137,27 +326,48 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
         let ns = call.namespace.to_string();
         let name = call.name.as_str();
         let full = if ns.is_empty() { name.to_string() } else { format!("{ns}::{name}") };
-        let exists =
-            known.contains(full.as_str()) || (ns.is_empty() && (script_fns.contains(name) || LANGUAGE.contains(&name)));
+        let script_fn = ns.is_empty() && script_fns.contains(name);
+        let exists = known.contains(full.as_str()) || script_fn || (ns.is_empty() && LANGUAGE.contains(&name));
         if !exists && !name.starts_with("anon$") {
             let hint = super::opts::did_you_mean(&full, known.iter().copied())
                 .map(|s| format!("did you mean `{s}`?"))
                 .unwrap_or_else(|| "see `volley check --list-functions` for every function".into());
-            out.push(diag(file, *pos, format!("unknown function: {full}"), Some(hint)));
+            out.push(diag(file, pos, format!("unknown function: {full}"), Some(hint)));
+            return true;
+        }
+        if !script_fn && let Some((message, hint)) = super::diagnostics::arity_problem(&full, call.args.len()) {
+            // Point at the first argument too many, or at the call when there are too few.
+            let most = super::diagnostics::most_arguments(&full);
+            out.push(diag(file, call.args.get(most).map_or(pos, at), message, Some(hint)));
             return true;
         }
         match (full.as_str(), call.args.as_slice()) {
-            ("phase", [name, options, ..]) => {
-                check_phase(file, *pos, &literal_str(name).unwrap_or_default(), options, &mut out)
+            ("phase", [name, options, rest @ ..]) => {
+                check_phase(file, pos, &literal_str(name).unwrap_or_default(), options, &mut out);
+                phase_calls.push(PhaseCall { owner: owner_of(pos), position: pos });
+                if let Some(func) = rest.first() {
+                    phase_roots.extend(referenced_fns(func, &script_fns));
+                }
             }
-            ("threshold", args) => check_threshold(file, *pos, args, &mut out),
-            ("sleep", [d]) | ("sleep", [d, _]) => check_duration(file, *pos, "sleep", Some(d), &mut out),
-            ("scale", [d]) if d.get_literal_value(None).is_some_and(|v: Dynamic| v.is_string()) => {
-                check_duration(file, *pos, "scale", Some(d), &mut out)
-            }
-            _ => {}
+            ("threshold", args) => check_threshold(file, args, &mut out),
+            (name, args) => check_call(file, name, args, &mut out),
         }
         true
     });
+
+    // phase() in any function a phase's function can reach runs inside an iteration.
+    let mut reachable: HashSet<String> = HashSet::new();
+    let mut todo = phase_roots;
+    while let Some(f) = todo.pop() {
+        if reachable.insert(f.clone()) {
+            todo.extend(edges.get(&Some(f)).into_iter().flatten().cloned());
+        }
+    }
+    for call in phase_calls {
+        if call.owner.as_ref().is_some_and(|o| reachable.contains(o)) {
+            out.push(diag_text(file, call.position, super::core::PHASE_AT_TOP_LEVEL));
+        }
+    }
+    out.sort_by_key(|d| (d.position.line(), d.position.position()));
     out
 }

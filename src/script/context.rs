@@ -225,7 +225,18 @@ impl RunShared {
     /// only the first time an error is seen (a failing script fails every iteration).
     pub fn record_iteration_error(&self, err: &EvalAltResult) {
         self.had_script_error.store(true, Ordering::Relaxed);
-        let key = format!("{err:?}");
+        self.count_error(format!("{err:?}"), err, "");
+    }
+
+    /// Counts an error raised while evaluating the check `name` (a function in
+    /// `check(value, #{ name: |v| ... })`): the check counts as failed, the error is
+    /// counted by message with the iteration errors, and the run is not a script error
+    /// (a response that is not JSON is the system under test's failure, not the script's).
+    pub fn record_check_error(&self, name: &str, err: &EvalAltResult) {
+        self.count_error(format!("check {name:?}: {err:?}"), err, &format!("check {name:?} failed with an error: "));
+    }
+
+    fn count_error(&self, key: String, err: &EvalAltResult, prefix: &str) {
         let mut errors = self.iteration_errors.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(e) = errors.iter_mut().find(|e| e.key == key) {
             e.count += 1;
@@ -233,6 +244,10 @@ impl RunShared {
             let rendered = match self.render_error.get() {
                 Some(render) => render(err),
                 None => err.to_string(),
+            };
+            let rendered = match rendered.strip_prefix("error: ") {
+                Some(rest) if !prefix.is_empty() => format!("error: {prefix}{rest}"),
+                _ => rendered,
             };
             errors.push(IterationError { key, rendered, count: 1 });
         }

@@ -78,11 +78,61 @@ pub fn sink_to_map(sink: &Sink, elapsed: Duration) -> Map {
     m
 }
 
-fn parse_expectation(text: &str) -> Option<(&str, f64)> {
+/// What `phase()` says when called inside an iteration (shared with `volley check`).
+pub const PHASE_AT_TOP_LEVEL: &str =
+    "phase() runs at the top level of a script, not inside an iteration; hint: call it outside the phase's function";
+
+/// Parses an `expect` condition such as `"< 300"` (shared with `volley check`).
+pub fn expectation(text: &str) -> Result<(&'static str, f64), String> {
     let t = text.trim();
-    let op = ["<=", ">=", "==", "!=", "<", ">"].into_iter().find(|op| t.starts_with(op))?;
-    let limit = t[op.len()..].trim().parse::<f64>().ok()?;
-    Some((op, limit))
+    let parsed = ["<=", ">=", "==", "!=", "<", ">"]
+        .into_iter()
+        .find(|op| t.starts_with(op))
+        .and_then(|op| t[op.len()..].trim().parse::<f64>().ok().filter(|l| l.is_finite()).map(|l| (op, l)));
+    parsed.ok_or_else(|| {
+        format!(
+            "expect: invalid condition {text:?}; hint: write an operator and a number, e.g. \"< 300\" or \">= 0.95\""
+        )
+    })
+}
+
+fn with_hint(e: crate::metrics::ThresholdError) -> String {
+    match &e.hint {
+        Some(h) => format!("{e}; hint: {h}"),
+        None => e.to_string(),
+    }
+}
+
+/// Parses a metric selection such as `http_req_duration{phase:peak}` (for `threshold`
+/// and `stats`, shared with `volley check`).
+pub fn selector(text: &str) -> Result<Selector, String> {
+    Selector::parse(text).map_err(with_hint)
+}
+
+/// Parses `stats()`'s metric selection (shared with `volley check`).
+pub fn stats_selector(text: &str) -> Result<Selector, String> {
+    // The selector grammar is the thresholds'; its errors say "threshold".
+    selector(text).map_err(|e| e.replacen("invalid threshold", "stats: invalid metric selection", 1))
+}
+
+/// Parses one threshold condition and checks it applies to the selected metric's kind
+/// (shared with `volley check`, which has no selector when it did not parse).
+pub fn threshold_condition(text: &str, selector: Option<&Selector>, condition: &str) -> Result<Condition, String> {
+    let cond = Condition::parse(condition).map_err(with_hint)?;
+    if let Some(kind) = selector.and_then(|s| context::kind_of(&s.metric)) {
+        cond.validate_for(kind).map_err(|e| format!("threshold on {text}: {e}"))?;
+    }
+    Ok(cond)
+}
+
+/// The wait before retry attempt `attempt + 1`: `base * factor^(attempt - 1)`, at most
+/// `cap`. Computed in floating point and clamped before it becomes a `Duration`, so
+/// many attempts with a big factor cannot overflow.
+pub fn backoff(base: Duration, factor: f64, attempt: i64, cap: Duration) -> Duration {
+    let exponent = (attempt - 1).clamp(0, i32::MAX as i64) as i32;
+    let secs = base.as_secs_f64() * factor.powi(exponent);
+    // NaN (0 * inf) and anything at or past the cap wait the cap.
+    if secs.is_nan() || secs >= cap.as_secs_f64() { cap } else { Duration::from_secs_f64(secs) }
 }
 
 fn compare(value: f64, op: &str, limit: f64) -> bool {
@@ -149,7 +199,7 @@ pub mod core_api {
     #[rhai_fn(name = "phase", return_raw)]
     pub fn phase(ctx: NativeCallContext, name: &str, options: Map, func: FnPtr) -> Result<Dynamic, Box<EvalAltResult>> {
         if in_iteration()? {
-            return Err("phase() runs at the top level of a script, not inside an iteration; hint: call it outside the phase's function".into());
+            return Err(PHASE_AT_TOP_LEVEL.into());
         }
         let json: serde_json::Value = rhai::serde::from_dynamic(&Dynamic::from_map(options))?;
         let serde_json::Value::Object(options) = json else { return Err("phase(): options must be a map".into()) };
@@ -204,10 +254,7 @@ pub mod core_api {
     /// ```
     #[rhai_fn(name = "sleep", return_raw)]
     pub fn sleep_between(min: Dynamic, max: Dynamic) -> Result<(), Box<EvalAltResult>> {
-        let (lo, hi) = (opts::to_duration(&min, "sleep: min")?, opts::to_duration(&max, "sleep: max")?);
-        if hi < lo {
-            return Err(format!("sleep: max ({hi:?}) is below min ({lo:?})").into());
-        }
+        let (lo, hi) = sleep_range(&min, &max)?;
         let d = lo + (hi - lo).mul_f64(rand::random::<f64>());
         bridge::wait(async move { tokio::time::sleep(d).await })
     }
@@ -262,7 +309,8 @@ pub mod core_api {
     }
 
     /// Records several checks: a map of name to a boolean or to a function of the value.
-    /// Returns whether all passed.
+    /// Returns whether all passed. A function that throws (e.g. `r.json()` on a body
+    /// that is not JSON) is a failed check, its error counted by message.
     /// ```rhai
     /// check(r, #{ "status 200": |r| r.status == 200, "fast": r.duration_ms < 300.0 });
     /// ```
@@ -271,10 +319,18 @@ pub mod core_api {
         let mut all = true;
         for (name, cond) in checks {
             let passed = if let Some(f) = cond.read_lock::<FnPtr>().map(|f| f.clone()) {
-                let out: Dynamic = f.call_within_context(&ctx, (value.clone(),))?;
-                out.as_bool().map_err(|_| {
-                    format!("check {name:?}: the function must return true or false, got {}", opts::describe(&out))
-                })?
+                match f.call_within_context::<Dynamic>(&ctx, (value.clone(),)) {
+                    Ok(out) => out.as_bool().map_err(|_| {
+                        format!("check {name:?}: the function must return true or false, got {}", opts::describe(&out))
+                    })?,
+                    // Interruption and the runaway guard still end the iteration.
+                    Err(e) if matches!(*e, EvalAltResult::ErrorTerminated(..)) => return Err(e),
+                    // A check that throws failed; the later checks of this call still run.
+                    Err(e) => {
+                        context::thread()?.shared.record_check_error(&name, &e);
+                        false
+                    }
+                }
             } else {
                 cond.as_bool().map_err(|_| {
                     format!("check {name:?}: expected true/false or a function, got {}", opts::describe(&cond))
@@ -309,8 +365,7 @@ pub mod core_api {
         condition: &str,
         message: &str,
     ) -> Result<bool, Box<EvalAltResult>> {
-        let (op, limit) = parse_expectation(condition)
-            .ok_or_else(|| format!("expect: invalid condition {condition:?}; hint: write an operator and a number, e.g. \"< 300\" or \">= 0.95\""))?;
+        let (op, limit) = expectation(condition)?;
         let measured = value.as_float().or_else(|_| value.as_int().map(|i| i as f64)).map_err(|_| {
             format!("expect {message:?}: the measured value must be a number, got {}", opts::describe(&value))
         })?;
@@ -354,7 +409,7 @@ pub mod core_api {
     /// ```
     #[rhai_fn(name = "stats", return_raw)]
     pub fn stats(selector: &str) -> Result<Map, Box<EvalAltResult>> {
-        let sel = Selector::parse(selector).map_err(|e| e.to_string())?;
+        let sel = super::stats_selector(selector)?;
         let thread = context::thread()?;
         thread.flush();
         let agg = thread.shared.aggregate.lock().unwrap_or_else(|e| e.into_inner());
@@ -373,24 +428,8 @@ pub mod core_api {
     /// ```
     #[rhai_fn(name = "retry", return_raw)]
     pub fn retry(ctx: NativeCallContext, options: Map, func: FnPtr) -> Result<Dynamic, Box<EvalAltResult>> {
-        let o = Opts::new(
-            &options,
-            "retry",
-            &["attempts", "base", "factor", "cap", "statuses", "on_network_error", "retry_after"],
-        )?;
-        let attempts = o.int("attempts")?.unwrap_or(3);
-        if attempts < 1 {
-            return Err(format!("retry: option `attempts` must be at least 1, got {attempts}").into());
-        }
-        let base = o.duration("base")?.unwrap_or(Duration::from_millis(500));
-        let factor = o.float("factor")?.unwrap_or(2.0);
-        if !(factor.is_finite() && factor >= 1.0) {
-            return Err(format!("retry: option `factor` must be a number >= 1, got {factor}").into());
-        }
-        let cap = o.duration("cap")?.unwrap_or(Duration::from_secs(30));
-        let statuses = o.int_list("statuses")?.unwrap_or_else(|| vec![429, 503]);
-        let on_network_error = o.bool("on_network_error")?.unwrap_or(true);
-        let honour_retry_after = o.bool("retry_after")?.unwrap_or(true);
+        let RetryOptions { attempts, base, factor, cap, statuses, on_network_error, honour_retry_after } =
+            RetryOptions::read(&options)?;
 
         let (depth, keep_from) = context::with_vu(|vu| {
             let d = vu.retry_depth.get();
@@ -415,10 +454,9 @@ pub mod core_api {
                 thread.record(&builtin::RETRY_ATTEMPTS, &tags, attempt as f64);
                 return Ok(result);
             }
-            let backoff = base.mul_f64(factor.powi((attempt - 1) as i32)).min(cap);
             let delay = match (honour_retry_after, retry_after) {
                 (true, Some(ra)) => ra.min(cap),
-                _ => backoff,
+                _ => backoff(base, factor, attempt, cap),
             };
             if let Err(e) = bridge::wait(async move { tokio::time::sleep(delay).await }) {
                 flush_outcomes(keep_from, depth)?;
@@ -575,20 +613,59 @@ fn push_assertion(mut a: Assertion) -> Result<(), Box<EvalAltResult>> {
     Ok(())
 }
 
-fn declare_threshold(ctx: &NativeCallContext, selector: &str, conditions: &[String]) -> Result<(), Box<EvalAltResult>> {
-    let with_hint = |e: crate::metrics::ThresholdError| match &e.hint {
-        Some(h) => format!("{e}; hint: {h}"),
-        None => e.to_string(),
-    };
-    let sel = Selector::parse(selector).map_err(with_hint)?;
-    let mut parsed = Vec::new();
-    for c in conditions {
-        let cond = Condition::parse(c).map_err(with_hint)?;
-        if let Some(kind) = context::kind_of(&sel.metric) {
-            cond.validate_for(kind).map_err(|e| format!("threshold on {selector}: {e}"))?;
+/// `retry`'s options, read and checked (shared with `volley check`).
+pub struct RetryOptions {
+    attempts: i64,
+    base: Duration,
+    factor: f64,
+    cap: Duration,
+    statuses: Vec<i64>,
+    on_network_error: bool,
+    honour_retry_after: bool,
+}
+
+impl RetryOptions {
+    /// Reads `retry`'s options map, with the defaults the docs give.
+    pub fn read(options: &Map) -> Result<RetryOptions, Box<EvalAltResult>> {
+        let o = Opts::new(
+            options,
+            "retry",
+            &["attempts", "base", "factor", "cap", "statuses", "on_network_error", "retry_after"],
+        )?;
+        let attempts = o.int("attempts")?.unwrap_or(3);
+        if attempts < 1 {
+            return Err(format!("retry: option `attempts` must be at least 1, got {attempts}").into());
         }
-        parsed.push(cond);
+        let base = o.duration("base")?.unwrap_or(Duration::from_millis(500));
+        let factor = o.float("factor")?.unwrap_or(2.0);
+        if !(factor.is_finite() && factor >= 1.0) {
+            return Err(format!("retry: option `factor` must be a number >= 1, got {factor}").into());
+        }
+        Ok(RetryOptions {
+            attempts,
+            base,
+            factor,
+            cap: o.duration("cap")?.unwrap_or(Duration::from_secs(30)),
+            statuses: o.int_list("statuses")?.unwrap_or_else(|| vec![429, 503]),
+            on_network_error: o.bool("on_network_error")?.unwrap_or(true),
+            honour_retry_after: o.bool("retry_after")?.unwrap_or(true),
+        })
     }
+}
+
+/// `sleep(min, max)`'s two bounds, checked (shared with `volley check`).
+pub fn sleep_range(min: &Dynamic, max: &Dynamic) -> Result<(Duration, Duration), Box<EvalAltResult>> {
+    let (lo, hi) = (opts::to_duration(min, "sleep: min")?, opts::to_duration(max, "sleep: max")?);
+    if hi < lo {
+        return Err(format!("sleep: max ({hi:?}) is below min ({lo:?})").into());
+    }
+    Ok((lo, hi))
+}
+
+fn declare_threshold(ctx: &NativeCallContext, selector: &str, conditions: &[String]) -> Result<(), Box<EvalAltResult>> {
+    let sel = self::selector(selector)?;
+    let parsed =
+        conditions.iter().map(|c| threshold_condition(selector, Some(&sel), c)).collect::<Result<Vec<_>, _>>()?;
     let thread = context::thread()?;
     thread.shared.judge.lock().unwrap_or_else(|e| e.into_inner()).thresholds.push(DeclaredThreshold {
         selector: sel,
@@ -597,4 +674,32 @@ fn declare_threshold(ctx: &NativeCallContext, selector: &str, conditions: &[Stri
         case: current_case()?,
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_then_stops_at_the_cap_without_overflow() {
+        let (base, cap) = (Duration::from_millis(500), Duration::from_secs(30));
+        assert_eq!(backoff(base, 2.0, 1, cap), Duration::from_millis(500));
+        assert_eq!(backoff(base, 2.0, 3, cap), Duration::from_secs(2));
+        assert_eq!(backoff(base, 10.0, 30, cap), cap);
+        assert_eq!(backoff(base, 1e300, 30, cap), cap);
+        assert_eq!(backoff(base, 10.0, i64::MAX, cap), cap);
+        assert_eq!(backoff(Duration::ZERO, f64::MAX, 1000, cap), cap, "0 * inf is NaN: wait the cap");
+        let huge_cap = Duration::from_secs(u64::MAX);
+        assert_eq!(backoff(Duration::from_secs(1), 1e300, 30, huge_cap), huge_cap);
+    }
+
+    #[test]
+    fn expectations_need_an_operator_and_a_number() {
+        assert_eq!(expectation("< 300"), Ok(("<", 300.0)));
+        assert_eq!(expectation(" >= 0.95 "), Ok((">=", 0.95)));
+        for bad in ["less than 5", "about 1", "<", "< NaN", "< inf", ""] {
+            let e = expectation(bad).unwrap_err();
+            assert!(e.starts_with(&format!("expect: invalid condition {bad:?}")), "{e}");
+        }
+    }
 }

@@ -37,7 +37,7 @@ impl Sources {
                 }
                 candidates
                     .into_iter()
-                    .find_map(|p| std::fs::read_to_string(&p).ok().map(|t| (p.display().to_string(), t)))
+                    .find_map(|p| super::modules::read_text(&p).ok().map(|t| (p.display().to_string(), t)))
             })
             .clone()
     }
@@ -45,6 +45,11 @@ impl Sources {
     /// The path to show for a source name.
     pub fn display_name(&self, name: &str) -> String {
         self.file(name).map(|(path, _)| path).unwrap_or_else(|| name.to_string())
+    }
+
+    /// The text of a source (the script, or a module by import path).
+    pub fn text(&self, name: &str) -> Option<String> {
+        self.file(name).map(|(_, text)| text)
     }
 
     fn line(&self, name: &str, line: usize) -> Option<String> {
@@ -66,39 +71,223 @@ pub struct Diagnostic {
     pub hint: Option<String>,
     /// Outer frames: "called from ..." lines.
     pub chain: Vec<String>,
+    /// What to point at more precisely than `position` once the source line is known
+    /// (boxed: most diagnostics have none, and `Result`s carry diagnostics).
+    pub focus: Box<Focus>,
+}
+
+/// A refinement of a runtime error's position, applied when the source is at hand:
+/// natives only know where their call starts, the message says which value was wrong.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Focus {
+    /// The position is exact.
+    #[default]
+    Exact,
+    /// Point at this text (a quoted value, an option key) at or after the position.
+    Text(Vec<String>),
+    /// Point at the call's argument with this index (0-based), when on the same line.
+    Argument(usize),
+    /// `.prop` was read from `()`: name the property before it, which is missing.
+    MissingProperty(String),
+}
+
+/// Property names of the values volley hands to scripts (phase results, stats, responses),
+/// offered as "did you mean" for a missing property along with the script's own words.
+const KNOWN_PROPERTIES: &[&str] = &[
+    "name",
+    "executor",
+    "iterations",
+    "dropped_iterations",
+    "interrupted_iterations",
+    "iteration_errors",
+    "timed_out_iterations",
+    "requests",
+    "logical_requests",
+    "failed",
+    "success_rate",
+    "rps",
+    "iterations_per_s",
+    "elapsed_s",
+    "latency",
+    "iteration_duration",
+    "checks",
+    "errors",
+    "vus_max",
+    "stopped",
+    "bursts",
+    "burst",
+    "duration_ms",
+    "avg",
+    "min",
+    "med",
+    "max",
+    "p90",
+    "p95",
+    "p99",
+    "p999",
+    "count",
+    "rate",
+    "passes",
+    "fails",
+    "value",
+    "status",
+    "ok",
+    "headers",
+    "body",
+    "error",
+    "error_message",
+    "url",
+];
+
+/// Display columns of `text`'s first `chars` characters: wide characters (emoji, CJK)
+/// take two cells, combining marks none; tabs are kept so the caret lines up.
+fn caret_pad(text: &str, chars: usize) -> String {
+    use unicode_width::UnicodeWidthChar;
+    let mut pad = String::new();
+    for c in text.chars().take(chars) {
+        match c {
+            '\t' => pad.push('\t'),
+            c => pad.push_str(&" ".repeat(c.width().unwrap_or(0))),
+        }
+    }
+    pad
+}
+
+/// Where `needle` starts in `line` at or after character `from`, in characters.
+fn find_from(line: &str, from: usize, needle: &str) -> Option<usize> {
+    let byte_from = line.char_indices().nth(from).map_or(line.len(), |(i, _)| i);
+    line[byte_from..].find(needle).map(|i| line[..byte_from + i].chars().count())
+}
+
+/// Where argument `index` of the call starting at character `call` of `line` begins,
+/// in characters: after the call's `(` and `index` commas outside brackets and strings.
+fn argument_start(line: &str, call: usize, index: usize) -> Option<usize> {
+    let chars: Vec<char> = line.chars().collect();
+    let open = (call..chars.len()).find(|&i| chars[i] == '(')?;
+    let (mut depth, mut commas, mut quote) = (0usize, 0usize, None::<char>);
+    let mut i = open + 1;
+    if index == 0 {
+        return (i..chars.len()).find(|&j| !chars[j].is_whitespace());
+    }
+    while i < chars.len() {
+        let c = chars[i];
+        match (quote, c) {
+            (Some(_), '\\') => i += 1,
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '"' | '`' | '\'') => quote = Some(c),
+            (None, '(' | '[' | '{') => depth += 1,
+            (None, ')' | ']' | '}') if depth == 0 => return None,
+            (None, ')' | ']' | '}') => depth -= 1,
+            (None, ',') if depth == 0 => {
+                commas += 1;
+                if commas == index {
+                    return (i + 1..chars.len()).find(|&j| !chars[j].is_whitespace());
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The identifier that ends just before character `end` of `line` (skipping a `.`), and
+/// where it starts.
+fn ident_before(line: &str, end: usize) -> Option<(String, usize)> {
+    let chars: Vec<char> = line.chars().take(end).collect();
+    let mut stop = chars.len();
+    while stop > 0 && (chars[stop - 1] == '.' || chars[stop - 1].is_whitespace()) {
+        stop -= 1;
+    }
+    let mut start = stop;
+    while start > 0 && (chars[start - 1].is_alphanumeric() || chars[start - 1] == '_') {
+        start -= 1;
+    }
+    (start < stop).then(|| (chars[start..stop].iter().collect(), start))
 }
 
 impl Diagnostic {
     /// A diagnostic without a position.
     pub fn plain(message: impl Into<String>, hint: Option<String>) -> Diagnostic {
-        Diagnostic { message: message.into(), file: None, position: Position::NONE, hint, chain: Vec::new() }
+        Diagnostic {
+            message: message.into(),
+            file: None,
+            position: Position::NONE,
+            hint,
+            chain: Vec::new(),
+            focus: Box::default(),
+        }
+    }
+
+    /// The diagnostic with its focus applied to the source: the caret moved onto the
+    /// offending value, a missing property named.
+    fn focused(&self, sources: &Sources) -> Diagnostic {
+        let mut d = self.clone();
+        d.focus = Box::default();
+        let (Some(file), Some(line_no)) = (&self.file, self.position.line()) else { return d };
+        let Some(line) = sources.line(file, line_no) else { return d };
+        let col = self.position.position().unwrap_or(1);
+        match &*self.focus {
+            Focus::Exact => {}
+            Focus::Text(needles) => {
+                if let Some(at) = needles.iter().find_map(|n| find_from(&line, col - 1, n)) {
+                    d.position = Position::new(line_no as u16, (at + 1) as u16);
+                }
+            }
+            Focus::Argument(index) => {
+                if let Some(at) = argument_start(&line, col - 1, *index) {
+                    d.position = Position::new(line_no as u16, (at + 1) as u16);
+                }
+            }
+            Focus::MissingProperty(prop) => {
+                if let Some((missing, at)) = ident_before(&line, col - 1) {
+                    d.message =
+                        format!("property `{missing}` does not exist here (it is (), so `.{prop}` cannot be read)");
+                    d.position = Position::new(line_no as u16, (at + 1) as u16);
+                    let text = sources.text(file).unwrap_or_default();
+                    let words: std::collections::BTreeSet<&str> = text
+                        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                        .filter(|w| w.len() > 1)
+                        .chain(KNOWN_PROPERTIES.iter().copied())
+                        .filter(|w| *w != missing)
+                        .collect();
+                    let hint = match super::opts::did_you_mean(&missing, words.iter().copied()) {
+                        Some(best) => format!("did you mean `{best}`? "),
+                        None => String::new(),
+                    };
+                    d.hint = Some(format!(
+                        "{hint}a map returns () for a key it does not have; `type_of(x)` and `x.keys()` show what a value holds"
+                    ));
+                }
+            }
+        }
+        d
     }
 
     /// Renders like a compiler: message, `--> file:line:col`, the line with a caret, hint.
     pub fn render(&self, sources: &Sources) -> String {
-        let mut out = format!("error: {}\n", self.message);
-        if let Some(file) = &self.file {
-            match (self.position.line(), self.position.position()) {
+        let focused = self.focused(sources);
+        let this = &focused;
+        let mut out = format!("error: {}\n", this.message);
+        if let Some(file) = &this.file {
+            match (this.position.line(), this.position.position()) {
                 (Some(line), col) => {
                     let col = col.unwrap_or(1);
                     out.push_str(&format!(" --> {}:{line}:{col}\n", sources.display_name(file)));
                     if let Some(text) = sources.line(file, line) {
                         let gutter = " ".repeat(line.to_string().len());
-                        let pad: String = text
-                            .chars()
-                            .take(col.saturating_sub(1))
-                            .map(|c| if c == '\t' { '\t' } else { ' ' })
-                            .collect();
+                        let pad = caret_pad(&text, col.saturating_sub(1));
                         out.push_str(&format!("{gutter} |\n{line} | {text}\n{gutter} | {pad}^\n"));
                     }
                 }
                 (None, _) => out.push_str(&format!(" --> {}\n", sources.display_name(file))),
             }
         }
-        for frame in &self.chain {
+        for frame in &this.chain {
             out.push_str(&format!("  = {frame}\n"));
         }
-        if let Some(hint) = &self.hint {
+        if let Some(hint) = &this.hint {
             out.push_str(&format!("hint: {hint}\n"));
         }
         out
@@ -106,11 +295,27 @@ impl Diagnostic {
 }
 
 /// Splits "message; hint: text" (how natives phrase hints) into its parts.
-fn split_hint(text: &str) -> (String, Option<String>) {
+pub(crate) fn split_hint(text: &str) -> (String, Option<String>) {
     match text.split_once("; hint: ") {
         Some((m, h)) => (m.to_string(), Some(h.to_string())),
         None => (text.to_string(), None),
     }
+}
+
+/// "sleep takes 1 or 2 arguments, got 3".
+pub fn arity_message(name: &str, accepted: &[usize], got: usize) -> String {
+    let mut counts: Vec<usize> = accepted.to_vec();
+    counts.sort_unstable();
+    counts.dedup();
+    let list = match counts.as_slice() {
+        [] => "no".to_string(),
+        [one] => one.to_string(),
+        [init @ .., last] => {
+            format!("{} or {last}", init.iter().map(usize::to_string).collect::<Vec<_>>().join(", "))
+        }
+    };
+    let noun = if counts.as_slice() == [1] { "argument" } else { "arguments" };
+    format!("{name} takes {list} {noun}, got {got}")
 }
 
 fn describe_fn(name: &str) -> String {
@@ -140,7 +345,81 @@ pub fn from_parse_error(err: &ParseError, file: &str, text: &str) -> Diagnostic 
         position: err.position(),
         hint,
         chain: Vec::new(),
+        focus: Box::default(),
     }
+}
+
+/// Rhai's spelling of argument types, as scripts know them: `string`, not
+/// `&str | ImmutableString | String`.
+pub fn plain_type(t: &str) -> String {
+    let t = t.trim().trim_start_matches("&mut ").trim_start_matches("rhai::");
+    match t {
+        "&str | ImmutableString | String" | "ImmutableString" | "&str" | "String" | "string" => "string",
+        "i64" | "INT" | "int" => "int",
+        "f64" | "FLOAT" | "float" => "float",
+        "Dynamic" => "any",
+        "Map" | "map" => "map",
+        "Array" | "array" => "array",
+        "FnPtr" | "Fn" => "Fn",
+        "()" => "()",
+        // Our types under the names scripts see (`register_type_with_name`).
+        "Message" => "AmqpMessage",
+        "CustomMetric" => "Metric",
+        other => return other.to_string(),
+    }
+    .to_string()
+}
+
+/// The argument types of a "name (t1, t2)" signature from Rhai, in plain words.
+fn argument_types(sig: &str) -> Vec<String> {
+    let inner = sig.split_once('(').map(|(_, r)| r.trim_end_matches(')')).unwrap_or("");
+    if inner.trim().is_empty() {
+        return Vec::new();
+    }
+    inner.split(", ").map(plain_type).collect()
+}
+
+/// Signatures of every built-in script function, by name: each a list of
+/// `name: type` parameters. Built once: the registry does not change while running.
+fn builtin_signatures() -> &'static std::collections::HashMap<String, Vec<Vec<String>>> {
+    static SIGNATURES: std::sync::LazyLock<std::collections::HashMap<String, Vec<Vec<String>>>> =
+        std::sync::LazyLock::new(|| super::function_signatures(&super::build_engine()));
+    &SIGNATURES
+}
+
+/// The message and hint for a call of a built-in function with a number of arguments
+/// none of its versions takes (shared with `volley check`).
+pub fn arity_problem(name: &str, got: usize) -> Option<(String, String)> {
+    let versions = builtin_signatures().get(name)?;
+    let counts: Vec<usize> = versions.iter().map(Vec::len).collect();
+    if counts.contains(&got) {
+        return None;
+    }
+    Some((arity_message(name, &counts, got), format!("it is called as {}", listing(name, versions))))
+}
+
+/// The most arguments any version of a built-in function takes (0 when unknown).
+pub fn most_arguments(name: &str) -> usize {
+    builtin_signatures().get(name).into_iter().flatten().map(Vec::len).max().unwrap_or(0)
+}
+
+/// "sleep(duration: string) or sleep(seconds: float)", shortest first, then by text.
+fn listing(name: &str, versions: &[Vec<String>]) -> String {
+    let mut calls: Vec<(usize, String)> =
+        versions.iter().map(|params| (params.len(), format!("{name}({})", params.join(", ")))).collect();
+    calls.sort();
+    calls.dedup();
+    calls.into_iter().map(|(_, c)| c).collect::<Vec<_>>().join(" or ")
+}
+
+/// The message and hint for a call no overload of a known function accepts.
+fn no_overload(name: &str, sig: &str) -> Option<(String, String)> {
+    let versions = builtin_signatures().get(name)?;
+    let args = argument_types(sig);
+    if let Some(problem) = arity_problem(name, args.len()) {
+        return Some(problem);
+    }
+    Some((format!("{name} cannot take ({})", args.join(", ")), format!("it is called as {}", listing(name, versions))))
 }
 
 /// Turns a runtime error (possibly nested in function calls and modules) into a
@@ -164,9 +443,8 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
             }
             EvalAltResult::ErrorInModule(path, inner, pos) => {
                 chain.push(format!("in module \"{path}\" imported at {}", location(&file, *pos)));
-                if let EvalAltResult::ErrorParsing(_, _) = &**inner {
-                    file = path.clone();
-                }
+                // Whatever went wrong inside the module is positioned in the module's file.
+                file = path.clone();
                 current = inner;
             }
             _ => break,
@@ -178,20 +456,43 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
     let text = text.strip_suffix(&format!(" ({position})")).unwrap_or(&text).to_string();
     let text = text.strip_prefix("Runtime error: ").unwrap_or(&text).to_string();
     let (mut message, mut hint) = split_hint(&text);
+    let mut focus = Focus::Exact;
     match current {
         EvalAltResult::ErrorFunctionNotFound(sig, _) => {
             let name = sig.split([' ', '(']).next().unwrap_or(sig);
+            let args = argument_types(sig);
             let names = known_fns.iter().map(String::as_str);
-            hint = Some(match super::opts::did_you_mean(name, names) {
-                Some(s) if s != name => format!("did you mean `{s}`?"),
-                _ if known_fns.iter().any(|f| f == name) => {
-                    "the function exists, but not with these argument types; see `volley check --list-functions`"
-                        .to_string()
+            match (super::opts::did_you_mean(name, names), no_overload(name, sig)) {
+                (_, Some((m, h))) => {
+                    if m.contains(" takes ") {
+                        focus = Focus::Argument(most_arguments(name));
+                    }
+                    message = m;
+                    hint = Some(h);
                 }
-                _ => "see `volley check --list-functions` for every function".to_string(),
-            });
-            message = format!("unknown function: {sig}");
+                (Some(s), None) if s != name => {
+                    message = format!("unknown function: {name} ({})", args.join(", "));
+                    hint = Some(format!("did you mean `{s}`?"));
+                }
+                _ if known_fns.iter().any(|f| f == name) => {
+                    message = format!("{name} cannot take ({})", args.join(", "));
+                    hint = Some(
+                        "the function exists, but not with these argument types; see `volley check --list-functions`"
+                            .to_string(),
+                    );
+                }
+                _ => {
+                    message = format!("unknown function: {name} ({})", args.join(", "));
+                    hint = Some("see `volley check --list-functions` for every function".to_string());
+                }
+            }
         }
+        EvalAltResult::ErrorDotExpr(text, _) if text.ends_with("a getter is not registered for type '()'") => {
+            if let Some(prop) = text.strip_prefix("Unknown property '").and_then(|t| t.split('\'').next()) {
+                focus = Focus::MissingProperty(prop.to_string());
+            }
+        }
+        EvalAltResult::ErrorRuntime(..) => focus = Focus::Text(focus_candidates(&message)),
         EvalAltResult::ErrorVariableNotFound(name, _) => {
             hint = Some(format!(
                 "`{name}` is not defined here; functions declared with `fn` cannot see top-level variables: pass `{name}` as a parameter or use a closure `|| ...`"
@@ -221,7 +522,31 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
     if message.is_empty() {
         message = "script error".to_string();
     }
-    Diagnostic { message, file: Some(file), position, hint, chain }
+    Diagnostic { message, file: Some(file), position, hint, chain, focus: Box::new(focus) }
+}
+
+/// What a native's error message names, most precise first: for a list of option
+/// problems, the first problem's quoted value, then its key (`  - rate: ...`); then each
+/// quoted value of the message, as written in a script.
+fn focus_candidates(message: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let (head, problems) = match message.split_once("\n  - ") {
+        Some((head, rest)) => (head, Some(rest)),
+        None => (message, None),
+    };
+    if let Some(rest) = problems {
+        let first = rest.lines().next().unwrap_or("");
+        out.extend(quoted(first));
+        let key: String = first.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
+        if !key.is_empty() {
+            out.push(format!("{key}:"));
+            out.push(format!("{key} :"));
+        }
+        // A missing option has nothing to point at but the map that lacks it.
+        out.push("#{".to_string());
+    }
+    out.extend(quoted(head));
+    out
 }
 
 fn location(file: &str, pos: Position) -> String {
@@ -229,5 +554,69 @@ fn location(file: &str, pos: Position) -> String {
         (Some(l), Some(c)) => format!("{file}:{l}:{c}"),
         (Some(l), None) => format!("{file}:{l}"),
         _ => file.to_string(),
+    }
+}
+
+/// Every `"quoted"` part of a message, with its quotes.
+fn quoted(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find('"') {
+        let after = &rest[start + 1..];
+        let Some(end) = after.find('"') else { break };
+        if end > 0 {
+            out.push(format!("\"{}\"", &after[..end]));
+        }
+        rest = &after[end + 1..];
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_caret_counts_display_cells() {
+        assert_eq!(caret_pad("ab", 2), "  ");
+        assert_eq!(caret_pad("🚀x", 2), "   ", "an emoji takes two cells");
+        assert_eq!(caret_pad("日本", 2), "    ");
+        assert_eq!(caret_pad("\tx", 2), "\t ");
+        assert_eq!(caret_pad("e\u{301}x", 3), "  ", "a combining accent takes none");
+    }
+
+    #[test]
+    fn arguments_are_found_outside_brackets_and_strings() {
+        let line = r#"    sleep("a, b", [1, 2], #{ x: (1, 2) }, "3s");"#;
+        assert_eq!(argument_start(line, 4, 0), Some(10));
+        assert_eq!(argument_start(line, 4, 1), Some(18));
+        assert_eq!(argument_start(line, 4, 2), Some(26));
+        assert_eq!(argument_start(line, 4, 3), Some(42));
+        assert_eq!(argument_start(line, 4, 4), None);
+    }
+
+    #[test]
+    fn focus_prefers_the_option_key_then_quoted_values() {
+        let m = "phase \"p\": invalid options (1 problem)\n  - rate: must not be negative, got -5";
+        assert_eq!(focus_candidates(m), ["rate:", "rate :", "#{", "\"p\""]);
+        let m = "phase \"p\": invalid options (2 problems)\n  - executor: unknown executor \"x\"\n  - a: \"b\"";
+        assert_eq!(focus_candidates(m), ["\"x\"", "executor:", "executor :", "#{", "\"p\""]);
+        assert_eq!(focus_candidates("sleep: invalid duration \"5 parsecs\": no"), ["\"5 parsecs\""]);
+    }
+
+    #[test]
+    fn arity_messages_read_as_sentences() {
+        assert_eq!(arity_message("sleep", &[1, 2, 1], 3), "sleep takes 1 or 2 arguments, got 3");
+        assert_eq!(arity_message("env", &[1], 0), "env takes 1 argument, got 0");
+        assert_eq!(arity_message("f", &[0, 1, 3], 2), "f takes 0, 1 or 3 arguments, got 2");
+    }
+
+    #[test]
+    fn rust_type_names_never_reach_the_user() {
+        assert_eq!(
+            argument_types("sleep (&str | ImmutableString | String, i64, f64, Map)"),
+            ["string", "int", "float", "map"]
+        );
+        assert_eq!(argument_types("now_ms ()"), Vec::<String>::new());
     }
 }

@@ -17,12 +17,12 @@ mod http_exec;
 pub mod http_fast;
 pub mod judge;
 pub mod metrics;
+pub mod modules;
 pub mod opts;
 pub mod resources;
 pub mod response;
 
 use diagnostics::{Diagnostic, Sources};
-use rhai::module_resolvers::{FileModuleResolver, ModuleResolversCollection};
 use rhai::{AST, Engine, EvalAltResult, Module, Shared, exported_module};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -132,6 +132,45 @@ pub fn function_names(engine: &Engine) -> Vec<String> {
     names
 }
 
+/// Every script-facing function's parameter lists (`sleep` -> [["duration: string"],
+/// ["min: any", "max: any"], ...]), by the name scripts call it (`http::get`), from the
+/// engine's metadata. Methods and property getters are left out: they are not called
+/// by name.
+pub fn function_signatures(engine: &Engine) -> std::collections::HashMap<String, Vec<Vec<String>>> {
+    let json = engine.gen_fn_metadata_to_json(false).unwrap_or_default();
+    let doc: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+    let mut out: std::collections::HashMap<String, Vec<Vec<String>>> = std::collections::HashMap::new();
+    let mut collect = |functions: &serde_json::Value, ns: &str| {
+        for f in functions.as_array().into_iter().flatten() {
+            let Some(name) = f["name"].as_str() else { continue };
+            if f["thisType"].is_string() || name.starts_with("get$") || name.starts_with("set$") {
+                continue;
+            }
+            let params: Vec<String> = f["params"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    let n = p["name"].as_str().unwrap_or("_").trim_start_matches('_');
+                    match p["type"].as_str() {
+                        Some(t) => format!("{n}: {}", diagnostics::plain_type(t)),
+                        None => n.to_string(),
+                    }
+                })
+                .collect();
+            let full = if ns.is_empty() { name.to_string() } else { format!("{ns}::{name}") };
+            out.entry(full).or_default().push(params);
+        }
+    };
+    collect(&doc["functions"], "");
+    if let Some(modules) = doc["modules"].as_object() {
+        for (name, m) in modules {
+            collect(&m["functions"], name);
+        }
+    }
+    out
+}
+
 /// A compiled scenario, ready to run.
 pub struct Loaded {
     /// The engine, with the scenario's imports registered for use inside closures.
@@ -163,19 +202,14 @@ pub fn module_dirs(script: &Path) -> Vec<PathBuf> {
     dirs
 }
 
-/// The module files a loaded scenario imports at its top level (for `volley check`).
+/// The module files a loaded scenario imports (for `volley check`).
 pub fn imported_files(loaded: &Loaded) -> Vec<PathBuf> {
     let dirs = module_dirs(std::path::Path::new(&loaded.name));
-    let mut out = Vec::new();
-    for stmt in loaded.ast.statements() {
-        if let rhai::Stmt::Import(x, _) = stmt
-            && let Some(path) = x.0.get_literal_value(None).and_then(|d| d.into_immutable_string().ok())
-            && let Some(file) = dirs.iter().map(|d| d.join(format!("{path}.rhai"))).find(|f| f.is_file())
-        {
-            out.push(std::fs::canonicalize(&file).unwrap_or(file));
-        }
-    }
-    out
+    modules::imports(&loaded.ast)
+        .into_iter()
+        .filter_map(|(path, _)| modules::find_module(&dirs, &path))
+        .map(|file| std::fs::canonicalize(&file).unwrap_or(file))
+        .collect()
 }
 
 /// Reads and compiles a scenario, resolving its top-level imports.
@@ -183,30 +217,22 @@ pub fn load(path: &Path) -> Result<Loaded, (Diagnostic, Arc<Sources>)> {
     let started = Instant::now();
     let name = path.display().to_string();
     let sources = Arc::new(Sources::with_dirs(module_dirs(path)));
-    let text = match std::fs::read_to_string(path) {
+    let text = match modules::read_text(path) {
         Ok(t) => t,
-        Err(e) => {
-            let hint = if path.exists() {
-                "check the file's permissions"
-            } else {
-                "check the path; `volley list DIR` shows the scripts of a directory"
-            };
-            return Err((Diagnostic::plain(format!("cannot read {name}: {e}"), Some(hint.into())), sources));
-        }
+        Err(e) => return Err((Diagnostic::plain(e.to_string(), Some(e.hint().into())), sources)),
     };
     sources.insert(&name, text.clone());
     let mut engine = build_engine();
-    let mut resolvers = ModuleResolversCollection::new();
-    for dir in module_dirs(path) {
-        resolvers.push(FileModuleResolver::new_with_path(dir));
-    }
-    engine.set_module_resolver(resolvers);
+    engine.set_module_resolver(modules::Resolver::new(module_dirs(path)));
     let functions = function_names(&engine);
     let mut ast = match engine.compile(&text) {
         Ok(ast) => ast,
         Err(e) => return Err((diagnostics::from_parse_error(&e, &name, &text), sources)),
     };
     ast.set_source(name.as_str());
+    if let Some(cycle) = modules::find_cycle(&engine, path, &ast, &module_dirs(path)) {
+        return Err((cycle, sources));
+    }
     // Closures run on workers with a fresh global state, where top-level `import`s are
     // not in scope: register each imported module under its alias instead.
     for stmt in ast.statements() {

@@ -49,8 +49,8 @@ pub fn to_duration(value: &Dynamic, what: &str) -> Result<Duration, Box<EvalAltR
     } else {
         return Err(err(format!("{what}: expected a duration, got {}; hint: {DURATION_HINT}", describe(value))));
     };
-    crate::duration::seconds(secs)
-        .ok_or_else(|| err(format!("{what}: {secs} is not a valid number of seconds; hint: {DURATION_HINT}")))
+    crate::duration::from_seconds(secs)
+        .map_err(|reason| err(format!("{what}: {reason}, got {secs}; hint: {DURATION_HINT}")))
 }
 
 impl<'a> Opts<'a> {

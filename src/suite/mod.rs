@@ -31,8 +31,7 @@ fn ser_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::O
 }
 
 /// A problem with a header line.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{path}:{line}: {message}")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MetaError {
     /// The file.
     pub path: String,
@@ -42,14 +41,27 @@ pub struct MetaError {
     pub message: String,
 }
 
+impl std::fmt::Display for MetaError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Line 0: the file itself could not be read; the message names it.
+        match self.line {
+            0 => write!(f, "{}", self.message),
+            line => write!(f, "{}:{line}: {}", self.path, self.message),
+        }
+    }
+}
+
+impl std::error::Error for MetaError {}
+
 const KEYS: &[&str] = &["id", "title", "tags", "duration", "purpose"];
 
 /// Reads the leading `// key: value` comment block of a script.
 pub fn read_meta(path: &Path) -> Result<ScriptMeta, MetaError> {
-    let text = std::fs::read_to_string(path).map_err(|e| MetaError {
+    // The script reader: UTF-8 only, a byte-order mark accepted.
+    let text = crate::script::modules::read_text(path).map_err(|e| MetaError {
         path: path.display().to_string(),
         line: 0,
-        message: format!("cannot read: {e}"),
+        message: format!("{e}; hint: {}", e.hint()),
     })?;
     parse_meta(path, &text)
 }

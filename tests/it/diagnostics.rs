@@ -1,6 +1,7 @@
 //! Diagnostics for broken scripts: exact text (snapshots) and exit codes. None panics.
 
 use volley::engine::{self, ExitCode, RunConfig};
+use volley::script;
 
 /// Runs a fixture and returns (exit code, the diagnostic text).
 fn diagnose(name: &str) -> (ExitCode, String) {
@@ -23,6 +24,24 @@ fn diagnose(name: &str) -> (ExitCode, String) {
             (r.exit, text)
         }
     }
+}
+
+/// Runs `volley check`'s checks on a fixture: every diagnostic, rendered.
+fn check_fixture(name: &str) -> Vec<String> {
+    let path = std::path::PathBuf::from(format!("tests/fixtures/diag/{name}.rhai"));
+    match script::load(&path) {
+        Ok(loaded) => script::check::check(&loaded).iter().map(|d| d.render(&loaded.sources)).collect(),
+        Err((d, sources)) => vec![d.render(&sources)],
+    }
+}
+
+/// What a user reads in a diagnostic, without where it points: the message lines and
+/// the hint.
+fn essentials(rendered: &str) -> (String, String) {
+    let start = rendered.find("error: ").unwrap_or(0);
+    let message: Vec<&str> = rendered[start..].lines().take_while(|l| !l.starts_with(" --> ")).collect();
+    let hint = rendered.lines().find(|l| l.starts_with("hint: ")).unwrap_or("").to_string();
+    (message.join("\n"), hint)
 }
 
 macro_rules! diag_test {
@@ -76,4 +95,137 @@ fn a_missing_script_is_a_usage_error() {
     let (exit, text) = diagnose("does_not_exist");
     assert_eq!(exit, ExitCode::Usage);
     assert!(text.starts_with("error: cannot read tests/fixtures/diag/does_not_exist.rhai: "), "{text}");
+}
+
+// Issue 11: mistakes `volley run` rejects and `volley check` must report, with the same
+// message (options maps of literals, the normal case, were not validated by check).
+diag_test!(phase_negative_rate, ExitCode::ScriptError);
+diag_test!(phase_missing_duration, ExitCode::ScriptError);
+diag_test!(phase_bad_stages, ExitCode::ScriptError);
+diag_test!(phase_rate_text, ExitCode::ScriptError);
+diag_test!(phase_duration_no_unit, ExitCode::ScriptError);
+diag_test!(phase_duration_negative, ExitCode::ScriptError);
+diag_test!(phase_vu_for_vus, ExitCode::ScriptError);
+diag_test!(phase_in_helper, ExitCode::ScriptError);
+diag_test!(expect_words, ExitCode::ScriptError);
+diag_test!(stats_bad_selector, ExitCode::ScriptError);
+diag_test!(sleep_negative, ExitCode::ScriptError);
+diag_test!(sleep_absurd, ExitCode::ScriptError);
+diag_test!(sleep_arity, ExitCode::ScriptError);
+diag_test!(missing_property, ExitCode::ScriptError);
+diag_test!(emoji_before_error, ExitCode::ScriptError);
+diag_test!(import_self, ExitCode::ScriptError);
+diag_test!(import_cycle, ExitCode::ScriptError);
+diag_test!(module_throws, ExitCode::ScriptError);
+
+/// Fixtures whose problem is visible without running: check must report what run does.
+const CHECK_SEES: &[&str] = &[
+    "bad_executor",
+    "bad_duration",
+    "bad_threshold",
+    "bad_expect_condition",
+    "threshold_stat_for_kind",
+    "sleep_range_reversed",
+    "retry_option_typo",
+    "phase_inside_iteration",
+    "phase_negative_rate",
+    "phase_missing_duration",
+    "phase_bad_stages",
+    "phase_rate_text",
+    "phase_duration_no_unit",
+    "phase_duration_negative",
+    "phase_vu_for_vus",
+    "phase_in_helper",
+    "expect_words",
+    "stats_bad_selector",
+    "sleep_negative",
+    "sleep_absurd",
+    "sleep_arity",
+    "emoji_before_error",
+    "import_self",
+    "import_cycle",
+    "module_throws",
+    "missing_module",
+    "module_syntax_error",
+];
+
+#[test]
+fn check_reports_what_run_rejects_with_the_same_message() {
+    for name in CHECK_SEES {
+        let (_, run) = diagnose(name);
+        let check = check_fixture(name);
+        assert!(!check.is_empty(), "{name}: check found nothing, run said:\n{run}");
+        let want = essentials(&run);
+        assert!(
+            check.iter().any(|c| essentials(c) == want),
+            "{name}: run said\n{run}\ncheck said\n{}",
+            check.join("\n")
+        );
+    }
+}
+
+#[test]
+fn check_points_at_the_offending_value() {
+    let mut text = String::new();
+    for name in CHECK_SEES {
+        for d in check_fixture(name) {
+            text.push_str(&d);
+        }
+    }
+    insta::assert_snapshot!("check_sees", text);
+}
+
+#[test]
+fn a_clean_script_has_no_check_problems_even_with_a_bom_and_fractional_units() {
+    assert_eq!(check_fixture("bom_and_fraction"), Vec::<String>::new());
+    let (exit, text) = diagnose("bom_and_fraction");
+    assert_eq!(exit, ExitCode::Passed, "{text}");
+}
+
+#[test]
+fn retry_backoff_past_any_duration_stops_at_the_cap() {
+    let (exit, text) = diagnose("retry_huge_backoff");
+    assert_eq!(exit, ExitCode::Passed, "{text}");
+}
+
+#[test]
+fn a_binary_file_is_one_not_utf8_error_with_the_same_exit_code_in_check_and_run() {
+    let (exit, text) = diagnose("binary_script");
+    assert_eq!(exit, ExitCode::Usage, "{text}");
+    assert!(text.starts_with("error: cannot read tests/fixtures/diag/binary_script.rhai: not UTF-8 text"), "{text}");
+    let bin = env!("CARGO_BIN_EXE_volley");
+    let check =
+        std::process::Command::new(bin).args(["check", "tests/fixtures/diag/binary_script.rhai"]).output().unwrap();
+    let run = std::process::Command::new(bin).args(["run", "tests/fixtures/diag/binary_script.rhai"]).output().unwrap();
+    let check_err = String::from_utf8_lossy(&check.stderr);
+    assert_eq!(check.status.code(), Some(ExitCode::Usage.code()), "{check_err}");
+    assert_eq!(run.status.code(), check.status.code(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(check_err.matches("error:").count(), 1, "{check_err}");
+    assert!(check_err.contains("not UTF-8 text"), "{check_err}");
+}
+
+#[test]
+fn absurd_vu_counts_are_refused_before_the_phase_starts() {
+    // The numbers in the message are this machine's limits: assert the shape, not them.
+    let (exit, text) = diagnose("absurd_vus");
+    assert_eq!(exit, ExitCode::ScriptError, "{text}");
+    assert!(text.contains("vus: 4294967296 VUs need"), "{text}");
+    if cfg!(target_os = "linux") {
+        assert!(text.contains("vm.max_map_count"), "{text}");
+    }
+    let check = check_fixture("absurd_vus");
+    assert_eq!(check.len(), 1, "{check:?}");
+    // Available memory moves between the two calls: compare the lines that do not.
+    let stable =
+        |t: &str| essentials(t).0.lines().filter(|l| !l.contains(" of memory ")).collect::<Vec<_>>().join("\n");
+    assert_eq!(stable(&check[0]), stable(&text));
+    assert!(check[0].contains("absurd_vus.rhai:1:46"), "the caret is on the count: {}", check[0]);
+}
+
+#[test]
+fn a_check_that_throws_is_a_failed_check_counted_with_its_error() {
+    let (exit, text) = diagnose("check_throws");
+    // Failed (the threshold and the expectations judge the failed checks), not a script error.
+    assert_eq!(exit, ExitCode::Failed, "{text}");
+    insta::assert_snapshot!("check_throws", text);
 }

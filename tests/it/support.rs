@@ -125,3 +125,45 @@ pub fn run_with(path: &std::path::Path, env: &[(&str, &str)], time_scale: f64) -
         Err(f) => panic!("run failed to start: {}", f.rendered),
     }
 }
+
+/// What to do about an external tool a test needs (Chromium, promtool), given where it
+/// was found and the `CI` variable: use it; skip that part locally with a printed note;
+/// or, under CI, fail, so that a green CI always means the test ran.
+pub fn tool_decision(name: &str, found: Option<PathBuf>, ci: Option<&str>) -> Result<Option<PathBuf>, String> {
+    let under_ci = ci.is_some_and(|v| !v.is_empty() && v != "false" && v != "0");
+    match found {
+        Some(path) => Ok(Some(path)),
+        None if under_ci => Err(format!(
+            "{name} is not installed, and CI={} requires every test to run (.ci/run installs it)",
+            ci.unwrap_or("")
+        )),
+        None => {
+            eprintln!(
+                "skipped the {name} part: {name} is not installed (.ci/run installs it; under CI=true this fails)"
+            );
+            Ok(None)
+        }
+    }
+}
+
+/// The external tool `name` (looked up in /usr/bin, then on PATH), or None to skip that
+/// part of a test locally. Panics under `CI=true` when it is missing.
+pub fn required_tool(name: &str) -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).collect::<Vec<_>>())
+        .unwrap_or_default();
+    let found = std::iter::once(PathBuf::from("/usr/bin").join(name)).chain(on_path).find(|p| p.is_file());
+    tool_decision(name, found, std::env::var("CI").ok().as_deref()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn a_missing_tool_fails_under_ci_and_skips_locally() {
+    let found = Some(PathBuf::from("/usr/bin/chromium"));
+    assert_eq!(tool_decision("chromium", found.clone(), Some("true")), Ok(found.clone()));
+    assert_eq!(tool_decision("chromium", found.clone(), None), Ok(found));
+    let e = tool_decision("promtool", None, Some("true")).unwrap_err();
+    assert!(e.starts_with("promtool is not installed, and CI=true requires every test to run"), "{e}");
+    assert!(tool_decision("promtool", None, Some("1")).is_err());
+    assert_eq!(tool_decision("promtool", None, None), Ok(None));
+    assert_eq!(tool_decision("promtool", None, Some("false")), Ok(None));
+}

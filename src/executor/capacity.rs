@@ -1,0 +1,237 @@
+//! What this machine can hold: before a phase starts (and in `volley check`), the VUs a
+//! profile may need at once are compared with the limits that would otherwise fail
+//! mid-run — coroutine stacks against `vm.max_map_count`, sockets against the open-files
+//! limit, memory against what is available. [`check`] is a pure function of the demand
+//! and the [`Limits`], so it is tested without touching the machine;
+//! [`Limits::of_this_machine`] reads them (Linux `/proc`, `getrlimit`).
+//!
+//! Imports only `rlimit` and the executor types.
+
+use super::{Executor, OptionError};
+
+/// Memory mappings one VU costs: its coroutine stack is one mapping plus its guard page,
+/// which the kernel keeps as a second mapping (corosensei's `DefaultStack`).
+pub const MAPS_PER_VU: u64 = 2;
+/// Open files one VU may cost: its connection (one per VU on the HTTP fast path).
+pub const FILES_PER_VU: u64 = 1;
+/// Resident memory budgeted per VU. Why 64 KiB: a VU stack touches ~13 KiB (see
+/// `engine::vu::STACK_SIZE`), its Rhai scope and context a few KiB, and a kept-alive
+/// connection with its buffers ~40 KiB.
+pub const BYTES_PER_VU: u64 = 64 * 1024;
+/// Mappings the process itself uses (binary, libraries, thread stacks, allocator arenas)
+/// before any VU exists; measured at ~300 on Linux, kept generous.
+pub const RESERVED_MAPS: u64 = 2_000;
+/// Descriptors kept for everything that is not a VU socket (outputs, the broker,
+/// resolver, std streams).
+pub const RESERVED_FILES: u64 = 256;
+
+/// The machine limits a phase is checked against; `None` when unknown on this platform
+/// (then that limit is not checked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Limits {
+    /// `/proc/sys/vm/max_map_count`.
+    pub max_map_count: Option<u64>,
+    /// The hard RLIMIT_NOFILE (`volley run` raises the soft limit to it).
+    pub open_files: Option<u64>,
+    /// `MemAvailable` in bytes.
+    pub memory_bytes: Option<u64>,
+}
+
+impl Limits {
+    /// Reads the limits of the machine this runs on.
+    pub fn of_this_machine() -> Limits {
+        let read = |path: &str| std::fs::read_to_string(path).ok();
+        let max_map_count = read("/proc/sys/vm/max_map_count").and_then(|t| t.trim().parse().ok());
+        let open_files = rlimit::getrlimit(rlimit::Resource::NOFILE)
+            .ok()
+            .map(|(_, hard)| hard)
+            .filter(|hard| *hard != rlimit::INFINITY);
+        let memory_bytes = read("/proc/meminfo").and_then(|t| mem_available(&t));
+        Limits { max_map_count, open_files, memory_bytes }
+    }
+}
+
+/// `MemAvailable` from the text of `/proc/meminfo`, in bytes.
+fn mem_available(meminfo: &str) -> Option<u64> {
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
+}
+
+/// The most VUs `executor` may hold at once, and the option that sets that number (as a
+/// key path root, so `volley check` can point at it).
+pub fn vu_demand(executor: &Executor) -> (u64, &'static str) {
+    match executor {
+        Executor::SharedIterations(e) => (e.vus, "vus"),
+        Executor::PerVuIterations(e) => (e.vus, "vus"),
+        Executor::ConstantVus(e) => (e.vus, "vus"),
+        Executor::RampingVus(e) => (e.plan().max_vus, "stages"),
+        Executor::ConstantArrivalRate(e) => (e.max_vus, "max_vus"),
+        Executor::RampingArrivalRate(e) => (e.max_vus, "max_vus"),
+        Executor::Bursts(e) => (e.size, "size"),
+    }
+}
+
+/// Every limit `vus` VUs at once would exceed, each naming the limit and how to raise
+/// it; empty when they fit. `key` is the option that asked for them.
+pub fn check(vus: u64, key: &str, limits: &Limits) -> Vec<OptionError> {
+    let mut errors = Vec::new();
+    if let Some(max_map_count) = limits.max_map_count {
+        let fit = max_map_count.saturating_sub(RESERVED_MAPS) / MAPS_PER_VU;
+        if vus > fit {
+            errors.push(OptionError::new(
+                key,
+                format!(
+                    "{vus} VUs need {} memory mappings for their stacks, but vm.max_map_count is {max_map_count} (room for {fit} VUs)",
+                    vus.saturating_mul(MAPS_PER_VU)
+                ),
+                Some(map_count_hint(vus)),
+            ));
+        }
+    }
+    if let Some(open_files) = limits.open_files {
+        let fit = open_files.saturating_sub(RESERVED_FILES) / FILES_PER_VU;
+        if vus > fit {
+            errors.push(OptionError::new(
+                key,
+                format!(
+                    "{vus} VUs may need {} sockets, but the open-files limit (RLIMIT_NOFILE, hard) is {open_files} (room for {fit} VUs)",
+                    vus.saturating_mul(FILES_PER_VU)
+                ),
+                Some(
+                    "raise the hard open-files limit (nofile in /etc/security/limits.conf, LimitNOFILE= for a systemd service, --ulimit nofile= for a container) or lower the VU count"
+                        .to_string(),
+                ),
+            ));
+        }
+    }
+    if let Some(memory) = limits.memory_bytes {
+        let fit = memory / BYTES_PER_VU;
+        if vus > fit {
+            errors.push(OptionError::new(
+                key,
+                format!(
+                    "{vus} VUs need about {} of memory ({} KiB each), but {} is available (room for {fit} VUs)",
+                    format_bytes(vus.saturating_mul(BYTES_PER_VU)),
+                    BYTES_PER_VU / 1024,
+                    format_bytes(memory)
+                ),
+                Some("lower the VU count, or split the load across machines".to_string()),
+            ));
+        }
+    }
+    errors
+}
+
+/// How to make room for `vus` stacks. The kernel keeps `vm.max_map_count` in an `int`.
+fn map_count_hint(vus: u64) -> String {
+    let needed = vus.saturating_mul(MAPS_PER_VU).saturating_add(RESERVED_MAPS).max(262_144);
+    if needed > i32::MAX as u64 {
+        "lower the VU count: no vm.max_map_count can hold that many stacks".to_string()
+    } else {
+        format!("raise the limit (sudo sysctl -w vm.max_map_count={needed}) or lower the VU count")
+    }
+}
+
+/// Checks an executor's VU demand against `limits` (see [`check`]).
+pub fn check_executor(executor: &Executor, limits: &Limits) -> Vec<OptionError> {
+    let (vus, key) = vu_demand(executor);
+    check(vus, key, limits)
+}
+
+fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMALL: Limits =
+        Limits { max_map_count: Some(65_530), open_files: Some(20_000), memory_bytes: Some(8 * 1024 * 1024 * 1024) };
+
+    #[test]
+    fn what_fits_passes() {
+        assert!(check(1, "vus", &SMALL).is_empty());
+        assert!(check(10_000, "vus", &SMALL).is_empty());
+        assert!(check(u64::MAX, "vus", &Limits::default()).is_empty(), "unknown limits are not checked");
+    }
+
+    #[test]
+    fn stacks_are_checked_against_max_map_count() {
+        let limits = Limits { max_map_count: Some(65_530), ..Limits::default() };
+        // (65530 - 2000) / 2 = 31765 VUs fit.
+        assert!(check(31_765, "vus", &limits).is_empty());
+        let errors = check(50_000, "vus", &limits);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            errors[0].to_string(),
+            "vus: 50000 VUs need 100000 memory mappings for their stacks, but vm.max_map_count is 65530 (room for 31765 VUs)"
+        );
+        assert_eq!(
+            errors[0].hint.as_deref(),
+            Some("raise the limit (sudo sysctl -w vm.max_map_count=262144) or lower the VU count")
+        );
+    }
+
+    #[test]
+    fn sockets_are_checked_against_the_open_files_limit() {
+        let limits = Limits { open_files: Some(1024), ..Limits::default() };
+        assert!(check(768, "max_vus", &limits).is_empty());
+        let errors = check(769, "max_vus", &limits);
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].to_string().starts_with("max_vus: 769 VUs may need 769 sockets"), "{}", errors[0]);
+        assert!(errors[0].hint.as_deref().unwrap().contains("LimitNOFILE"));
+    }
+
+    #[test]
+    fn memory_is_checked_against_what_is_available() {
+        let limits = Limits { memory_bytes: Some(1024 * 1024 * 1024), ..Limits::default() };
+        assert!(check(16_384, "size", &limits).is_empty());
+        let errors = check(16_385, "size", &limits);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            errors[0].to_string(),
+            "size: 16385 VUs need about 1.0 GiB of memory (64 KiB each), but 1.0 GiB is available (room for 16384 VUs)"
+        );
+    }
+
+    #[test]
+    fn an_absurd_count_names_every_limit_without_overflow() {
+        let errors = check(4_294_967_296, "vus", &SMALL);
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert_eq!(
+            errors[0].hint.as_deref(),
+            Some("lower the VU count: no vm.max_map_count can hold that many stacks")
+        );
+        let errors = check(u64::MAX, "vus", &SMALL);
+        assert_eq!(errors.len(), 3, "{errors:?}");
+    }
+
+    #[test]
+    fn meminfo_is_read_in_bytes() {
+        let text = "MemTotal:       32000000 kB\nMemFree:  100 kB\nMemAvailable:   23771308 kB\n";
+        assert_eq!(mem_available(text), Some(23_771_308 * 1024));
+        assert_eq!(mem_available("MemTotal: 1 kB\n"), None);
+    }
+
+    #[test]
+    fn the_demand_names_the_option_that_sets_it() {
+        let opts = |v: serde_json::Value| v.as_object().unwrap().clone();
+        let e = Executor::from_options(&opts(
+            serde_json::json!({"executor": "ramping-vus", "stages": [{"duration": "1s", "target": 7}]}),
+        ))
+        .unwrap();
+        assert_eq!(vu_demand(&e), (7, "stages"));
+        let e =
+            Executor::from_options(&opts(serde_json::json!({"executor": "bursts", "bursts": 2, "size": 9}))).unwrap();
+        assert_eq!(vu_demand(&e), (9, "size"));
+    }
+}
