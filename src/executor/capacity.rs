@@ -72,6 +72,23 @@ pub fn vu_demand(executor: &Executor) -> (u64, &'static str) {
     }
 }
 
+/// The VU count written as a literal in options that could not all be read (some values
+/// are only known at run time): the largest of `vus`, `max_vus`, `pre_allocated_vus`,
+/// `size`, `start_vus` and the stages' targets, with its key. For `volley check`.
+pub fn literal_demand(opts: &serde_json::Map<String, serde_json::Value>) -> Option<(u64, &'static str)> {
+    const KEYS: [&str; 5] = ["vus", "max_vus", "pre_allocated_vus", "size", "start_vus"];
+    let whole = |v: &serde_json::Value| v.as_u64().or_else(|| v.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64));
+    let direct = KEYS.iter().filter_map(|k| opts.get(*k).and_then(whole).map(|n| (n, *k)));
+    let staged = opts
+        .get("stages")
+        .and_then(|s| s.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|stage| stage.get("target").and_then(whole))
+        .map(|n| (n, "stages"));
+    direct.chain(staged).max_by_key(|(n, _)| *n)
+}
+
 /// Every limit `vus` VUs at once would exceed, each naming the limit and how to raise
 /// it; empty when they fit. `key` is the option that asked for them.
 pub fn check(vus: u64, key: &str, limits: &Limits) -> Vec<OptionError> {
@@ -213,6 +230,15 @@ mod tests {
         );
         let errors = check(u64::MAX, "vus", &SMALL);
         assert_eq!(errors.len(), 3, "{errors:?}");
+    }
+
+    #[test]
+    fn literal_counts_are_found_when_other_options_are_dynamic() {
+        let opts = |v: serde_json::Value| v.as_object().unwrap().clone();
+        assert_eq!(literal_demand(&opts(serde_json::json!({"vus": 4294967296u64}))), Some((4_294_967_296, "vus")));
+        let staged = serde_json::json!({"stages": [{"target": 5}, {"target": 70000}], "start_vus": 3});
+        assert_eq!(literal_demand(&opts(staged)), Some((70_000, "stages")));
+        assert_eq!(literal_demand(&opts(serde_json::json!({"rate": 10}))), None);
     }
 
     #[test]

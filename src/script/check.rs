@@ -7,7 +7,7 @@
 
 use super::Loaded;
 use super::diagnostics::{Diagnostic, split_hint};
-use crate::executor::Executor;
+use crate::executor::{Executor, capacity};
 use rhai::{AST, ASTNode, Dynamic, Expr, FnCallExpr, Position, Stmt};
 use std::collections::{HashMap, HashSet};
 
@@ -129,7 +129,14 @@ fn check_phase(file: &str, call: Position, name: &str, options: &Expr, out: &mut
     }
     let Err(errors) = Executor::validate(&literal) else { return };
     let root = |k: &str| k.split(['[', '.']).next().unwrap_or(k).to_string();
-    let errors: Vec<_> = errors.into_iter().filter(|e| !dynamic_keys.contains(&root(&e.key))).collect();
+    let mut errors: Vec<_> = errors.into_iter().filter(|e| !dynamic_keys.contains(&root(&e.key))).collect();
+    // The profile could not be built (values known only at run time): an absurd literal
+    // VU count is still worth flagging.
+    if errors.is_empty()
+        && let Some((vus, key)) = capacity::literal_demand(&literal)
+    {
+        errors = capacity::check(vus, key, &capacity::Limits::of_this_machine());
+    }
     let Some(first) = errors.first() else { return };
     // A key that should not be there: point at it; a missing key: at the map; else at
     // the value.

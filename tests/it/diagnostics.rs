@@ -218,6 +218,10 @@ fn absurd_vu_counts_are_refused_before_the_phase_starts() {
         |t: &str| essentials(t).0.lines().filter(|l| !l.contains(" of memory ")).collect::<Vec<_>>().join("\n");
     assert_eq!(stable(&check[0]), stable(&text));
     assert!(check[0].contains("absurd_vus.rhai:1:46"), "the caret is on the count: {}", check[0]);
+    // Also when another option is only known at run time.
+    let check = check_fixture("absurd_vus_dynamic_duration");
+    assert_eq!(check.len(), 1, "{check:?}");
+    assert_eq!(stable(&check[0]), stable(&text));
 }
 
 #[test]
