@@ -451,6 +451,7 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
         }
     }
     chain.reverse();
+    let chain = collapse_repeats(chain);
     let position = current.position();
     let text = current.to_string();
     let text = text.strip_suffix(&format!(" ({position})")).unwrap_or(&text).to_string();
@@ -547,6 +548,18 @@ fn focus_candidates(message: &str) -> Vec<String> {
     }
     out.extend(quoted(head));
     out
+}
+
+/// Runs of the same frame (deep recursion, nested imports) shown once, with a count.
+fn collapse_repeats(chain: Vec<String>) -> Vec<String> {
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for frame in chain {
+        match out.last_mut() {
+            Some((last, n)) if *last == frame => *n += 1,
+            _ => out.push((frame, 1)),
+        }
+    }
+    out.into_iter().map(|(f, n)| if n == 1 { f } else { format!("{f} ({n} times)") }).collect()
 }
 
 fn location(file: &str, pos: Position) -> String {

@@ -101,12 +101,45 @@ impl ModuleResolver for Resolver {
             return Ok(m.clone());
         }
         let in_module = |err: Box<EvalAltResult>| Box::new(EvalAltResult::ErrorInModule(path.to_string(), err, pos));
+        // The static cycle check sees literal import paths; this guard catches the rest
+        // (a path computed at run time) before the stack does.
+        let _depth = match Nesting::enter() {
+            Some(guard) => guard,
+            None => {
+                let message = format!("imports are nested more than {MAX_NESTING} deep (an import cycle?)");
+                return Err(in_module(message.into()));
+            }
+        };
         let text = read_text(&file).map_err(|e| in_module(e.to_string().into()))?;
         let mut ast = engine.compile(&text).map_err(|e| in_module(e.into()))?;
         ast.set_source(path);
         let module: Shared<Module> = Module::eval_ast_as_new(Scope::new(), &ast, engine).map_err(in_module)?.into();
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, module.clone());
         Ok(module)
+    }
+}
+
+/// How deep imports may nest while being evaluated.
+const MAX_NESTING: usize = 32;
+
+thread_local! {
+    /// Modules being evaluated on this thread, one inside the other. Thread-local: a
+    /// module is evaluated on the thread that imports it, synchronously.
+    static NESTING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// One level of import nesting, released when dropped.
+struct Nesting;
+
+impl Nesting {
+    fn enter() -> Option<Nesting> {
+        NESTING.with(|n| (n.get() < MAX_NESTING).then(|| n.set(n.get() + 1))).map(|()| Nesting)
+    }
+}
+
+impl Drop for Nesting {
+    fn drop(&mut self) {
+        NESTING.with(|n| n.set(n.get().saturating_sub(1)));
     }
 }
 

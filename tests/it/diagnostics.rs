@@ -115,6 +115,7 @@ diag_test!(emoji_before_error, ExitCode::ScriptError);
 diag_test!(import_self, ExitCode::ScriptError);
 diag_test!(import_cycle, ExitCode::ScriptError);
 diag_test!(module_throws, ExitCode::ScriptError);
+diag_test!(import_cycle_dynamic, ExitCode::ScriptError);
 
 /// Fixtures whose problem is visible without running: check must report what run does.
 const CHECK_SEES: &[&str] = &[
