@@ -87,6 +87,18 @@ fn locate<'a>(options: &'a Expr, key: &str) -> &'a Expr {
     current
 }
 
+/// Where the key at the end of `path` (`stages[1].traget`, `vu`) is written.
+fn locate_key(options: &Expr, path: &str) -> Option<Position> {
+    let (parent, key) = match path.rfind('.') {
+        Some(i) => (locate(options, &path[..i]), &path[i + 1..]),
+        None => (options, path),
+    };
+    match parent {
+        Expr::Map(entries, _) => entries.0.iter().find(|(k, _)| k.name == key).map(|(k, _)| k.pos),
+        _ => None,
+    }
+}
+
 /// Checks a phase's options map: fully when every value is a literal; otherwise only
 /// the keys that are literals and the ones that are missing.
 fn check_phase(file: &str, call: Position, name: &str, options: &Expr, out: &mut Vec<Diagnostic>) {
@@ -140,11 +152,11 @@ fn check_phase(file: &str, call: Position, name: &str, options: &Expr, out: &mut
     let Some(first) = errors.first() else { return };
     // A key that should not be there: point at it; a missing key: at the map; else at
     // the value.
-    let key_error = ["unknown option", "not an option of", "given twice"].iter().any(|m| first.message.starts_with(m));
-    let key_pos = match options {
-        Expr::Map(entries, _) if key_error => entries.0.iter().find(|(k, _)| k.name == first.key).map(|(k, _)| k.pos),
-        _ => None,
-    };
+    let m = &first.message;
+    let key_error = (m.starts_with("unknown") && m.contains("option"))
+        || m.starts_with("not an option of")
+        || m.starts_with("given twice");
+    let key_pos = if key_error { locate_key(options, &first.key) } else { None };
     let pos = match key_pos {
         Some(p) => p,
         None if literal.contains_key(&root(&first.key)) => at(locate(options, &first.key)),

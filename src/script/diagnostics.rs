@@ -83,8 +83,15 @@ pub enum Focus {
     /// The position is exact.
     #[default]
     Exact,
-    /// Point at this text (a quoted value, an option key) at or after the position.
-    Text(Vec<String>),
+    /// Point at the first of these texts (a quoted value, an option key) found at or
+    /// after the position: `spanning` ones also on the lines below (an options map
+    /// written over several lines), the others on the call's line only.
+    Text {
+        /// Searched from the position over the next lines.
+        spanning: Vec<String>,
+        /// Searched on the call's line.
+        same_line: Vec<String>,
+    },
     /// Point at the call's argument with this index (0-based), when on the same line.
     Argument(usize),
     /// `.prop` was read from `()`: name the property before it, which is missing.
@@ -230,9 +237,22 @@ impl Diagnostic {
         let col = self.position.position().unwrap_or(1);
         match &*self.focus {
             Focus::Exact => {}
-            Focus::Text(needles) => {
-                if let Some(at) = needles.iter().find_map(|n| find_from(&line, col - 1, n)) {
-                    d.position = Position::new(line_no as u16, (at + 1) as u16);
+            Focus::Text { spanning, same_line } => {
+                // Why 40 lines: an options map is rarely longer, and further away the
+                // text is more likely someone else's.
+                let below = (line_no + 1..line_no + 40).map_while(|n| sources.line(file, n).map(|l| (n, l)));
+                let lines: Vec<(usize, String)> = std::iter::once((line_no, line.clone())).chain(below).collect();
+                let found = spanning
+                    .iter()
+                    .find_map(|needle| {
+                        lines.iter().find_map(|(n, text)| {
+                            let from = if *n == line_no { col - 1 } else { 0 };
+                            find_from(text, from, needle).map(|at| (*n, at))
+                        })
+                    })
+                    .or_else(|| same_line.iter().find_map(|n| find_from(&line, col - 1, n)).map(|at| (line_no, at)));
+                if let Some((n, at)) = found {
+                    d.position = Position::new(n as u16, (at + 1) as u16);
                 }
             }
             Focus::Argument(index) => {
@@ -493,7 +513,10 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
                 focus = Focus::MissingProperty(prop.to_string());
             }
         }
-        EvalAltResult::ErrorRuntime(..) => focus = Focus::Text(focus_candidates(&message)),
+        EvalAltResult::ErrorRuntime(..) => {
+            let (spanning, same_line) = focus_candidates(&message);
+            focus = Focus::Text { spanning, same_line };
+        }
         EvalAltResult::ErrorVariableNotFound(name, _) => {
             hint = Some(format!(
                 "`{name}` is not defined here; functions declared with `fn` cannot see top-level variables: pass `{name}` as a parameter or use a closure `|| ...`"
@@ -526,28 +549,32 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
     Diagnostic { message, file: Some(file), position, hint, chain, focus: Box::new(focus) }
 }
 
-/// What a native's error message names, most precise first: for a list of option
-/// problems, the first problem's quoted value, then its key (`  - rate: ...`); then each
-/// quoted value of the message, as written in a script.
-fn focus_candidates(message: &str) -> Vec<String> {
-    let mut out = Vec::new();
+/// What a native's error message names, most precise first. For a list of option
+/// problems (`  - stages[1].traget: ...`), the first problem's quoted value, its key's
+/// last part then its first (`traget:`, `stages:`), then the map: these may be on the
+/// lines below the call. Then each quoted value of the message, on the call's line.
+fn focus_candidates(message: &str) -> (Vec<String>, Vec<String>) {
+    let mut spanning = Vec::new();
     let (head, problems) = match message.split_once("\n  - ") {
         Some((head, rest)) => (head, Some(rest)),
         None => (message, None),
     };
     if let Some(rest) = problems {
         let first = rest.lines().next().unwrap_or("");
-        out.extend(quoted(first));
-        let key: String = first.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-        if !key.is_empty() {
-            out.push(format!("{key}:"));
-            out.push(format!("{key} :"));
+        spanning.extend(quoted(first));
+        let path = first.split(": ").next().unwrap_or("");
+        let word = |s: &str| -> String { s.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect() };
+        let last = word(path.rsplit(['.', ']']).next().unwrap_or(""));
+        for key in [last, word(path)] {
+            if !key.is_empty() && !spanning.contains(&format!("{key}:")) {
+                spanning.push(format!("{key}:"));
+                spanning.push(format!("{key} :"));
+            }
         }
         // A missing option has nothing to point at but the map that lacks it.
-        out.push("#{".to_string());
+        spanning.push("#{".to_string());
     }
-    out.extend(quoted(head));
-    out
+    (spanning, quoted(head))
 }
 
 /// Runs of the same frame (deep recursion, nested imports) shown once, with a count.
@@ -610,11 +637,14 @@ mod tests {
 
     #[test]
     fn focus_prefers_the_option_key_then_quoted_values() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let m = "phase \"p\": invalid options (1 problem)\n  - rate: must not be negative, got -5";
-        assert_eq!(focus_candidates(m), ["rate:", "rate :", "#{", "\"p\""]);
+        assert_eq!(focus_candidates(m), (s(&["rate:", "rate :", "#{"]), s(&["\"p\""])));
         let m = "phase \"p\": invalid options (2 problems)\n  - executor: unknown executor \"x\"\n  - a: \"b\"";
-        assert_eq!(focus_candidates(m), ["\"x\"", "executor:", "executor :", "#{", "\"p\""]);
-        assert_eq!(focus_candidates("sleep: invalid duration \"5 parsecs\": no"), ["\"5 parsecs\""]);
+        assert_eq!(focus_candidates(m), (s(&["\"x\"", "executor:", "executor :", "#{"]), s(&["\"p\""])));
+        let m = "phase \"p\": invalid options (1 problem)\n  - stages[1].traget: unknown stage option";
+        assert_eq!(focus_candidates(m).0, s(&["traget:", "traget :", "stages:", "stages :", "#{"]));
+        assert_eq!(focus_candidates("sleep: invalid duration \"5 parsecs\": no"), (s(&[]), s(&["\"5 parsecs\""])));
     }
 
     #[test]
