@@ -61,15 +61,26 @@ fn mem_available(meminfo: &str) -> Option<u64> {
 }
 
 /// The most VUs `executor` may hold at once, and the option that sets that number (as a
-/// key path root, so `volley check` can point at it).
-pub fn vu_demand(executor: &Executor) -> (u64, &'static str) {
+/// key path root, so `volley check` can point at it). Open models create VUs only as
+/// arrivals need them: their `max_vus` counts when the script set it; when it is the
+/// default (twice the pre-allocated VUs), the pre-allocated count does, which is what
+/// the peak rate needs at one second per iteration (an absurd rate is still refused).
+pub fn vu_demand(executor: &Executor, opts: &serde_json::Map<String, serde_json::Value>) -> (u64, &'static str) {
+    let explicit_max = ["max_vus", "maxVUs"].into_iter().find(|k| opts.contains_key(*k));
+    let open = |max_vus: u64, pre_allocated_vus: u64| match explicit_max {
+        Some(key) => (max_vus, key),
+        None if opts.contains_key("pre_allocated_vus") => (pre_allocated_vus, "pre_allocated_vus"),
+        None if opts.contains_key("preAllocatedVUs") => (pre_allocated_vus, "preAllocatedVUs"),
+        None if opts.contains_key("stages") => (pre_allocated_vus, "stages"),
+        None => (pre_allocated_vus, "rate"),
+    };
     match executor {
         Executor::SharedIterations(e) => (e.vus, "vus"),
         Executor::PerVuIterations(e) => (e.vus, "vus"),
         Executor::ConstantVus(e) => (e.vus, "vus"),
         Executor::RampingVus(e) => (e.plan().max_vus, "stages"),
-        Executor::ConstantArrivalRate(e) => (e.max_vus, "max_vus"),
-        Executor::RampingArrivalRate(e) => (e.max_vus, "max_vus"),
+        Executor::ConstantArrivalRate(e) => open(e.max_vus, e.pre_allocated_vus),
+        Executor::RampingArrivalRate(e) => open(e.max_vus, e.pre_allocated_vus),
         Executor::Bursts(e) => (e.size, "size"),
     }
 }
@@ -152,9 +163,13 @@ fn map_count_hint(vus: u64) -> String {
     }
 }
 
-/// Checks an executor's VU demand against `limits` (see [`check`]).
-pub fn check_executor(executor: &Executor, limits: &Limits) -> Vec<OptionError> {
-    let (vus, key) = vu_demand(executor);
+/// Checks an executor's VU demand (read from `opts`) against `limits` (see [`check`]).
+pub fn check_executor(
+    executor: &Executor,
+    opts: &serde_json::Map<String, serde_json::Value>,
+    limits: &Limits,
+) -> Vec<OptionError> {
+    let (vus, key) = vu_demand(executor, opts);
     check(vus, key, limits)
 }
 
@@ -253,13 +268,24 @@ mod tests {
     #[test]
     fn the_demand_names_the_option_that_sets_it() {
         let opts = |v: serde_json::Value| v.as_object().unwrap().clone();
-        let e = Executor::from_options(&opts(
-            serde_json::json!({"executor": "ramping-vus", "stages": [{"duration": "1s", "target": 7}]}),
-        ))
-        .unwrap();
-        assert_eq!(vu_demand(&e), (7, "stages"));
-        let e =
-            Executor::from_options(&opts(serde_json::json!({"executor": "bursts", "bursts": 2, "size": 9}))).unwrap();
-        assert_eq!(vu_demand(&e), (9, "size"));
+        let demand = |v: serde_json::Value| {
+            let o = opts(v);
+            vu_demand(&Executor::from_options(&o).unwrap(), &o)
+        };
+        assert_eq!(
+            demand(serde_json::json!({"executor": "ramping-vus", "stages": [{"duration": "1s", "target": 7}]})),
+            (7, "stages")
+        );
+        assert_eq!(demand(serde_json::json!({"executor": "bursts", "bursts": 2, "size": 9})), (9, "size"));
+        // Open models: an explicit cap counts; a defaulted one does not (VUs are created
+        // as arrivals need them), the rate does.
+        let car = |extra: serde_json::Value| {
+            let mut v = serde_json::json!({"executor": "constant-arrival-rate", "rate": 10000, "duration": "1s"});
+            v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            demand(v)
+        };
+        assert_eq!(car(serde_json::json!({})), (10_000, "rate"));
+        assert_eq!(car(serde_json::json!({"maxVUs": 50_000})), (50_000, "maxVUs"));
+        assert_eq!(car(serde_json::json!({"pre_allocated_vus": 20})), (20, "pre_allocated_vus"));
     }
 }
