@@ -535,6 +535,7 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
                 .or(Some("a loop that never waits blocks its worker; add a sleep, or an exit condition".to_string()));
         }
         EvalAltResult::ErrorModuleNotFound(name, _) => {
+            focus = Focus::Text { spanning: Vec::new(), same_line: vec![format!("\"{name}\"")] };
             message = format!("module \"{name}\" not found");
             hint = Some("import paths are relative to the script's directory or to stdlib/, without .rhai (e.g. import \"focus\" as focus;)".to_string());
         }
