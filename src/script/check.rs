@@ -51,7 +51,9 @@ fn at(e: &Expr) -> Position {
 /// constant, which hides each option's position.
 fn unoptimized(loaded: &Loaded) -> Option<AST> {
     let text = loaded.sources.text(&loaded.name)?;
-    let mut engine = super::build_engine();
+    // Parsing needs no registered functions, only the same limits.
+    let mut engine = rhai::Engine::new_raw();
+    engine.set_max_expr_depths(super::MAX_EXPR_DEPTH, super::MAX_FN_EXPR_DEPTH);
     engine.set_optimization_level(rhai::OptimizationLevel::None);
     engine.compile(&text).ok()
 }

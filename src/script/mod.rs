@@ -61,6 +61,10 @@ pub fn at(ctx: &rhai::NativeCallContext, mut err: Box<EvalAltResult>) -> Box<Eva
 
 /// Maximum script call depth: each level costs ~6 KB of a VU's coroutine stack.
 pub const MAX_CALL_LEVELS: usize = 32;
+/// Maximum expression nesting at the top level and inside functions.
+pub const MAX_EXPR_DEPTH: usize = 64;
+/// See [`MAX_EXPR_DEPTH`].
+pub const MAX_FN_EXPR_DEPTH: usize = 32;
 /// Script code that runs this long without waiting is stopped (a runaway loop), unless
 /// `VOLLEY_BUSY_LIMIT` (a duration such as "30s") says otherwise.
 pub const MAX_BUSY: Duration = Duration::from_secs(10);
@@ -80,7 +84,7 @@ pub fn busy_limit() -> Duration {
 pub fn build_engine() -> Engine {
     let mut engine = Engine::new();
     engine.set_max_call_levels(MAX_CALL_LEVELS);
-    engine.set_max_expr_depths(64, 32);
+    engine.set_max_expr_depths(MAX_EXPR_DEPTH, MAX_FN_EXPR_DEPTH);
     engine.set_max_string_size(64 * 1024 * 1024);
     engine.set_max_array_size(10_000_000);
     engine.set_max_map_size(1_000_000);
