@@ -310,6 +310,10 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
     let ast: &AST = reparsed.as_ref().unwrap_or(&loaded.ast);
     let known: HashSet<&str> = loaded.functions.iter().map(String::as_str).collect();
     let script_fns: HashSet<String> = ast.iter_functions().map(|f| f.name.to_string()).collect();
+    let mut script_arity: HashMap<String, Vec<usize>> = HashMap::new();
+    for f in ast.iter_functions() {
+        script_arity.entry(f.name.to_string()).or_default().push(f.params.len());
+    }
     let mut out = Vec::new();
     let mut phase_roots: Vec<String> = Vec::new();
     let mut phase_calls: Vec<PhaseCall> = Vec::new();
@@ -354,6 +358,22 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
                 .map(|s| format!("did you mean `{s}`?"))
                 .unwrap_or_else(|| "see `volley check --list-functions` for every function".into());
             out.push(diag(file, pos, format!("unknown function: {full}"), Some(hint)));
+            return true;
+        }
+        if script_fn
+            && let Some(params) = script_arity.get(name)
+            && !params.contains(&call.args.len())
+        {
+            let message = super::diagnostics::arity_message(name, params, call.args.len());
+            out.push(diag(
+                file,
+                pos,
+                message,
+                Some(format!(
+                    "`{name}` is defined in this script with {} parameter(s)",
+                    params.iter().map(usize::to_string).collect::<Vec<_>>().join(" or ")
+                )),
+            ));
             return true;
         }
         if !script_fn && let Some((message, hint)) = super::diagnostics::arity_problem(&full, call.args.len()) {
