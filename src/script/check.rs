@@ -174,7 +174,7 @@ fn check_threshold(file: &str, args: &[Expr], out: &mut Vec<Diagnostic>) {
     // A bad or dynamic selector does not hide bad conditions: every problem is reported.
     let selector = text
         .as_deref()
-        .and_then(|t| super::core::selector(t).map_err(|e| out.push(diag_text(file, at(&args[0]), &e))).ok());
+        .and_then(|t| super::validate::selector(t).map_err(|e| out.push(diag_text(file, at(&args[0]), &e))).ok());
     let text = text.unwrap_or_default();
     let Some(conditions) = args.get(1) else { return };
     // One condition, or a list of them: each checked where it is written.
@@ -192,7 +192,7 @@ fn check_threshold(file: &str, args: &[Expr], out: &mut Vec<Diagnostic>) {
             _ => continue,
         };
         for c in texts {
-            if let Err(e) = super::core::threshold_condition(&text, selector.as_ref(), &c) {
+            if let Err(e) = super::validate::threshold_condition(&text, selector.as_ref(), &c) {
                 out.push(diag_text(file, at(item), &e));
             }
         }
@@ -221,7 +221,7 @@ fn check_call(file: &str, name: &str, args: &[Expr], out: &mut Vec<Diagnostic>) 
         }
         ("sleep", [lo, hi]) => {
             if let (Some(a), Some(b)) = (literal(lo), literal(hi))
-                && let Err(e) = super::core::sleep_range(&a, &b)
+                && let Err(e) = super::validate::sleep_range(&a, &b)
             {
                 // Point at the bound that is wrong; for a reversed range, at max.
                 let bad_min = super::opts::to_duration(&a, "sleep: min").is_err();
@@ -237,21 +237,21 @@ fn check_call(file: &str, name: &str, args: &[Expr], out: &mut Vec<Diagnostic>) 
         }
         ("expect", [_, condition, ..]) => {
             if let Some(c) = literal_str(condition)
-                && let Err(e) = super::core::expectation(&c)
+                && let Err(e) = super::validate::expectation(&c)
             {
                 fail(condition, e);
             }
         }
         ("stats", [selector]) => {
             if let Some(s) = literal_str(selector)
-                && let Err(e) = super::core::stats_selector(&s)
+                && let Err(e) = super::validate::stats_selector(&s)
             {
                 fail(selector, e);
             }
         }
         ("retry", [options, ..]) => {
             if let Some(m) = literal(options).and_then(|v| v.try_cast::<rhai::Map>())
-                && let Err(e) = super::core::RetryOptions::read(&m)
+                && let Err(e) = super::validate::RetryOptions::read(&m)
             {
                 fail(options, eval_text(e));
             }
@@ -364,7 +364,7 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
             && let Some(params) = script_arity.get(name)
             && !params.contains(&call.args.len())
         {
-            let message = super::diagnostics::arity_message(name, params, call.args.len());
+            let message = super::signatures::arity_message(name, params, call.args.len());
             out.push(diag(
                 file,
                 pos,
@@ -376,9 +376,9 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
             ));
             return true;
         }
-        if !script_fn && let Some((message, hint)) = super::diagnostics::arity_problem(&full, call.args.len()) {
+        if !script_fn && let Some((message, hint)) = super::signatures::arity_problem(&full, call.args.len()) {
             // Point at the first argument too many, or at the call when there are too few.
-            let most = super::diagnostics::most_arguments(&full);
+            let most = super::signatures::most_arguments(&full);
             out.push(diag(file, call.args.get(most).map_or(pos, at), message, Some(hint)));
             return true;
         }
@@ -406,7 +406,7 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
     }
     for call in phase_calls {
         if call.owner.as_ref().is_some_and(|o| reachable.contains(o)) {
-            out.push(diag_text(file, call.position, super::core::PHASE_AT_TOP_LEVEL));
+            out.push(diag_text(file, call.position, super::validate::PHASE_AT_TOP_LEVEL));
         }
     }
     out.sort_by_key(|d| (d.position.line(), d.position.position()));

@@ -322,22 +322,6 @@ pub(crate) fn split_hint(text: &str) -> (String, Option<String>) {
     }
 }
 
-/// "sleep takes 1 or 2 arguments, got 3".
-pub fn arity_message(name: &str, accepted: &[usize], got: usize) -> String {
-    let mut counts: Vec<usize> = accepted.to_vec();
-    counts.sort_unstable();
-    counts.dedup();
-    let list = match counts.as_slice() {
-        [] => "no".to_string(),
-        [one] => one.to_string(),
-        [init @ .., last] => {
-            format!("{} or {last}", init.iter().map(usize::to_string).collect::<Vec<_>>().join(", "))
-        }
-    };
-    let noun = if counts.as_slice() == [1] { "argument" } else { "arguments" };
-    format!("{name} takes {list} {noun}, got {got}")
-}
-
 fn describe_fn(name: &str) -> String {
     if name.starts_with("anon$") { "a closure".to_string() } else { format!("`{name}`") }
 }
@@ -367,79 +351,6 @@ pub fn from_parse_error(err: &ParseError, file: &str, text: &str) -> Diagnostic 
         chain: Vec::new(),
         focus: Box::default(),
     }
-}
-
-/// Rhai's spelling of argument types, as scripts know them: `string`, not
-/// `&str | ImmutableString | String`.
-pub fn plain_type(t: &str) -> String {
-    let t = t.trim().trim_start_matches("&mut ").trim_start_matches("rhai::");
-    match t {
-        "&str | ImmutableString | String" | "ImmutableString" | "&str" | "String" | "string" => "string",
-        "i64" | "INT" | "int" => "int",
-        "f64" | "FLOAT" | "float" => "float",
-        "Dynamic" => "any",
-        "Map" | "map" => "map",
-        "Array" | "array" => "array",
-        "FnPtr" | "Fn" => "Fn",
-        "()" => "()",
-        // Our types under the names scripts see (`register_type_with_name`).
-        "Message" => "AmqpMessage",
-        "CustomMetric" => "Metric",
-        other => return other.to_string(),
-    }
-    .to_string()
-}
-
-/// The argument types of a "name (t1, t2)" signature from Rhai, in plain words.
-fn argument_types(sig: &str) -> Vec<String> {
-    let inner = sig.split_once('(').map(|(_, r)| r.trim_end_matches(')')).unwrap_or("");
-    if inner.trim().is_empty() {
-        return Vec::new();
-    }
-    inner.split(", ").map(plain_type).collect()
-}
-
-/// Signatures of every built-in script function, by name: each a list of
-/// `name: type` parameters. Built once: the registry does not change while running.
-fn builtin_signatures() -> &'static std::collections::HashMap<String, Vec<Vec<String>>> {
-    static SIGNATURES: std::sync::LazyLock<std::collections::HashMap<String, Vec<Vec<String>>>> =
-        std::sync::LazyLock::new(|| super::function_signatures(&super::build_engine()));
-    &SIGNATURES
-}
-
-/// The message and hint for a call of a built-in function with a number of arguments
-/// none of its versions takes (shared with `volley check`).
-pub fn arity_problem(name: &str, got: usize) -> Option<(String, String)> {
-    let versions = builtin_signatures().get(name)?;
-    let counts: Vec<usize> = versions.iter().map(Vec::len).collect();
-    if counts.contains(&got) {
-        return None;
-    }
-    Some((arity_message(name, &counts, got), format!("it is called as {}", listing(name, versions))))
-}
-
-/// The most arguments any version of a built-in function takes (0 when unknown).
-pub fn most_arguments(name: &str) -> usize {
-    builtin_signatures().get(name).into_iter().flatten().map(Vec::len).max().unwrap_or(0)
-}
-
-/// "sleep(duration: string) or sleep(seconds: float)", shortest first, then by text.
-fn listing(name: &str, versions: &[Vec<String>]) -> String {
-    let mut calls: Vec<(usize, String)> =
-        versions.iter().map(|params| (params.len(), format!("{name}({})", params.join(", ")))).collect();
-    calls.sort();
-    calls.dedup();
-    calls.into_iter().map(|(_, c)| c).collect::<Vec<_>>().join(" or ")
-}
-
-/// The message and hint for a call no overload of a known function accepts.
-fn no_overload(name: &str, sig: &str) -> Option<(String, String)> {
-    let versions = builtin_signatures().get(name)?;
-    let args = argument_types(sig);
-    if let Some(problem) = arity_problem(name, args.len()) {
-        return Some(problem);
-    }
-    Some((format!("{name} cannot take ({})", args.join(", ")), format!("it is called as {}", listing(name, versions))))
 }
 
 /// Turns a runtime error (possibly nested in function calls and modules) into a
@@ -481,12 +392,12 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
     match current {
         EvalAltResult::ErrorFunctionNotFound(sig, _) => {
             let name = sig.split([' ', '(']).next().unwrap_or(sig);
-            let args = argument_types(sig);
+            let args = super::signatures::argument_types(sig);
             let names = known_fns.iter().map(String::as_str);
-            match (super::opts::did_you_mean(name, names), no_overload(name, sig)) {
+            match (super::opts::did_you_mean(name, names), super::signatures::no_overload(name, sig)) {
                 (_, Some((m, h))) => {
                     if m.contains(" takes ") {
-                        focus = Focus::Argument(most_arguments(name));
+                        focus = Focus::Argument(super::signatures::most_arguments(name));
                     }
                     message = m;
                     hint = Some(h);
@@ -646,21 +557,5 @@ mod tests {
         let m = "phase \"p\": invalid options (1 problem)\n  - stages[1].traget: unknown stage option";
         assert_eq!(focus_candidates(m).0, s(&["traget:", "traget :", "stages:", "stages :", "#{"]));
         assert_eq!(focus_candidates("sleep: invalid duration \"5 parsecs\": no"), (s(&[]), s(&["\"5 parsecs\""])));
-    }
-
-    #[test]
-    fn arity_messages_read_as_sentences() {
-        assert_eq!(arity_message("sleep", &[1, 2, 1], 3), "sleep takes 1 or 2 arguments, got 3");
-        assert_eq!(arity_message("env", &[1], 0), "env takes 1 argument, got 0");
-        assert_eq!(arity_message("f", &[0, 1, 3], 2), "f takes 0, 1 or 3 arguments, got 2");
-    }
-
-    #[test]
-    fn rust_type_names_never_reach_the_user() {
-        assert_eq!(
-            argument_types("sleep (&str | ImmutableString | String, i64, f64, Map)"),
-            ["string", "int", "float", "map"]
-        );
-        assert_eq!(argument_types("now_ms ()"), Vec::<String>::new());
     }
 }
