@@ -38,7 +38,8 @@ pub fn plain_type(t: &str) -> String {
         // Our types under the names scripts see (`register_type_with_name`).
         "Message" => "AmqpMessage",
         "CustomMetric" => "Metric",
-        other => return other.to_string(),
+        // An unregistered type is named by its Rust path: keep the last part.
+        other => return other.rsplit("::").next().unwrap_or(other).to_string(),
     }
     .to_string()
 }
@@ -152,5 +153,6 @@ mod tests {
             ["string", "int", "float", "map"]
         );
         assert_eq!(argument_types("now_ms ()"), Vec::<String>::new());
+        assert_eq!(argument_types("stop (volley::script::resources::Sampler)"), ["Sampler"]);
     }
 }
