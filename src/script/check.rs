@@ -131,12 +131,7 @@ fn check_phase(file: &str, call: Position, name: &str, options: &Expr, out: &mut
         && let Err(e) = crate::executor::iteration_timeout(&v)
     {
         let pos = at(locate(options, "iteration_timeout"));
-        out.push(diag(
-            file,
-            pos,
-            format!("phase {name:?}: iteration_timeout: {e}"),
-            Some(crate::duration::DURATION_HINT.into()),
-        ));
+        out.push(diag(file, pos, format!("phase {name:?}: iteration_timeout: {e}"), None));
     }
     if dynamic_keys.contains("executor") {
         return;

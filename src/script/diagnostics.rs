@@ -486,7 +486,14 @@ fn focus_candidates(message: &str) -> (Vec<String>, Vec<String>) {
         // A missing option has nothing to point at but the map that lacks it.
         spanning.push("#{".to_string());
     }
-    (spanning, quoted(head))
+    // Values quoted after the subject (`phase "p": ...`, `sleep: ...`) come first.
+    let mut same_line = head.split_once(": ").map(|(_, rest)| quoted(rest)).unwrap_or_default();
+    for q in quoted(head) {
+        if !same_line.contains(&q) {
+            same_line.push(q);
+        }
+    }
+    (spanning, same_line)
 }
 
 /// Runs of the same frame (deep recursion, nested imports) shown once, with a count.
@@ -557,5 +564,7 @@ mod tests {
         let m = "phase \"p\": invalid options (1 problem)\n  - stages[1].traget: unknown stage option";
         assert_eq!(focus_candidates(m).0, s(&["traget:", "traget :", "stages:", "stages :", "#{"]));
         assert_eq!(focus_candidates("sleep: invalid duration \"5 parsecs\": no"), (s(&[]), s(&["\"5 parsecs\""])));
+        let m = "phase \"p\": iteration_timeout: invalid duration \"-1s\": no";
+        assert_eq!(focus_candidates(m).1, s(&["\"-1s\"", "\"p\""]));
     }
 }

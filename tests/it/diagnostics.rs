@@ -116,6 +116,8 @@ diag_test!(import_self, ExitCode::ScriptError);
 diag_test!(import_cycle, ExitCode::ScriptError);
 diag_test!(module_throws, ExitCode::ScriptError);
 diag_test!(import_cycle_dynamic, ExitCode::ScriptError);
+diag_test!(phase_iteration_timeout_negative, ExitCode::ScriptError);
+diag_test!(phase_max_vus_below_pre, ExitCode::ScriptError);
 
 /// Fixtures whose problem is visible without running: check must report what run does.
 const CHECK_SEES: &[&str] = &[
@@ -135,6 +137,8 @@ const CHECK_SEES: &[&str] = &[
     "phase_duration_negative",
     "phase_vu_for_vus",
     "phase_in_helper",
+    "phase_iteration_timeout_negative",
+    "phase_max_vus_below_pre",
     "expect_words",
     "stats_bad_selector",
     "sleep_negative",
