@@ -89,6 +89,22 @@ fn locate<'a>(options: &'a Expr, key: &str) -> &'a Expr {
     current
 }
 
+/// The value `env("NAME", default)` has in a run without `-e NAME=...`: its literal
+/// default, when the process does not set NAME either (then it is only known at run
+/// time).
+fn env_default(e: &Expr) -> Option<Dynamic> {
+    let Expr::FnCall(call, _) = e else { return None };
+    let [name, default] = call.args.as_slice() else { return None };
+    if !call.namespace.is_empty() || call.name != "env" {
+        return None;
+    }
+    let name = literal_str(name)?;
+    if std::env::var_os(&name).is_some() {
+        return None;
+    }
+    literal(default)
+}
+
 /// Where the key at the end of `path` (`stages[1].traget`, `vu`) is written.
 fn locate_key(options: &Expr, path: &str) -> Option<Position> {
     let (parent, key) = match path.rfind('.') {
@@ -104,8 +120,10 @@ fn locate_key(options: &Expr, path: &str) -> Option<Position> {
 /// Checks a phase's options map: fully when every value is a literal; otherwise only
 /// the keys that are literals and the ones that are missing.
 fn check_phase(file: &str, call: Position, name: &str, options: &Expr, out: &mut Vec<Diagnostic>) {
-    let to_json =
-        |e: &Expr| e.get_literal_value(None).and_then(|v| rhai::serde::from_dynamic::<serde_json::Value>(&v).ok());
+    let to_json = |e: &Expr| {
+        let value = e.get_literal_value(None).or_else(|| env_default(e))?;
+        rhai::serde::from_dynamic::<serde_json::Value>(&value).ok()
+    };
     let mut literal = serde_json::Map::new();
     let mut dynamic_keys = HashSet::new();
     match options {
@@ -156,7 +174,11 @@ fn check_phase(file: &str, call: Position, name: &str, options: &Expr, out: &mut
     let key_pos = if key_error { locate_key(options, &first.key) } else { None };
     let pos = match key_pos {
         Some(p) => p,
-        None if literal.contains_key(&root(&first.key)) => at(locate(options, &first.key)),
+        None if literal.contains_key(&root(&first.key)) => match locate(options, &first.key) {
+            // The value came from `env(NAME, default)`: point at the default.
+            Expr::FnCall(call, _) if call.name == "env" && call.args.len() == 2 => at(&call.args[1]),
+            e => at(e),
+        },
         None => at(options),
     };
     let pos = if pos.is_none() { call } else { pos };

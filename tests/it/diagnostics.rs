@@ -118,6 +118,7 @@ diag_test!(module_throws, ExitCode::ScriptError);
 diag_test!(import_cycle_dynamic, ExitCode::ScriptError);
 diag_test!(phase_iteration_timeout_negative, ExitCode::ScriptError);
 diag_test!(phase_max_vus_below_pre, ExitCode::ScriptError);
+diag_test!(phase_env_default_bad, ExitCode::ScriptError);
 
 /// Fixtures whose problem is visible without running: check must report what run does.
 const CHECK_SEES: &[&str] = &[
@@ -139,6 +140,7 @@ const CHECK_SEES: &[&str] = &[
     "phase_in_helper",
     "phase_iteration_timeout_negative",
     "phase_max_vus_below_pre",
+    "phase_env_default_bad",
     "expect_words",
     "stats_bad_selector",
     "sleep_negative",
