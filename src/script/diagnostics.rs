@@ -94,6 +94,14 @@ pub enum Focus {
     },
     /// Point at the call's argument with this index (0-based), when on the same line.
     Argument(usize),
+    /// No function `name` takes `got` arguments: if the file defines `fn name(...)`, say
+    /// how many it takes.
+    ScriptFunction {
+        /// The function called.
+        name: String,
+        /// Arguments given.
+        got: usize,
+    },
     /// `.prop` was read from `()`: name the property before it, which is missing.
     MissingProperty(String),
 }
@@ -164,6 +172,22 @@ fn caret_pad(text: &str, chars: usize) -> String {
 fn find_from(line: &str, from: usize, needle: &str) -> Option<usize> {
     let byte_from = line.char_indices().nth(from).map_or(line.len(), |(i, _)| i);
     line[byte_from..].find(needle).map(|i| line[..byte_from + i].chars().count())
+}
+
+/// The parameter counts of every `fn name(...)` written in `text`.
+fn defined_arities(text: &str, name: &str) -> Vec<usize> {
+    let pattern = format!("fn {name}(");
+    let mut out = Vec::new();
+    for (at, _) in text.match_indices(&pattern) {
+        let preceded_ok = text[..at].chars().next_back().is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+        let params = &text[at + pattern.len()..];
+        let Some(close) = params.find(')') else { continue };
+        if preceded_ok {
+            let list = params[..close].trim();
+            out.push(if list.is_empty() { 0 } else { list.split(',').count() });
+        }
+    }
+    out
 }
 
 /// Where argument `index` of the call starting at character `call` of `line` begins,
@@ -258,6 +282,16 @@ impl Diagnostic {
             Focus::Argument(index) => {
                 if let Some(at) = argument_start(&line, col - 1, *index) {
                     d.position = Position::new(line_no as u16, (at + 1) as u16);
+                }
+            }
+            Focus::ScriptFunction { name, got } => {
+                let text = sources.text(file).unwrap_or_default();
+                let defined: Vec<usize> = defined_arities(&text, name);
+                if !defined.is_empty() {
+                    d.message = super::signatures::arity_message(name, &defined, *got);
+                    let counts: Vec<String> = defined.iter().map(usize::to_string).collect();
+                    d.hint =
+                        Some(format!("`{name}` is defined in this script with {} parameter(s)", counts.join(" or ")));
                 }
             }
             Focus::MissingProperty(prop) => {
@@ -405,6 +439,7 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
                 (Some(s), None) if s != name => {
                     message = format!("unknown function: {name} ({})", args.join(", "));
                     hint = Some(format!("did you mean `{s}`?"));
+                    focus = Focus::ScriptFunction { name: name.to_string(), got: args.len() };
                 }
                 _ if known_fns.iter().any(|f| f == name) => {
                     message = format!("{name} cannot take ({})", args.join(", "));
@@ -416,6 +451,8 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
                 _ => {
                     message = format!("unknown function: {name} ({})", args.join(", "));
                     hint = Some("see `volley check --list-functions` for every function".to_string());
+                    // Perhaps the script's own function, called with the wrong count.
+                    focus = Focus::ScriptFunction { name: name.to_string(), got: args.len() };
                 }
             }
         }
@@ -534,6 +571,14 @@ fn quoted(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn script_functions_are_found_with_their_parameters() {
+        let text = "fn login(user, password) { 1 }\nfn ping() {}\nfn xlogin(a) {}\n";
+        assert_eq!(defined_arities(text, "login"), [2]);
+        assert_eq!(defined_arities(text, "ping"), [0]);
+        assert_eq!(defined_arities(text, "nope"), Vec::<usize>::new());
+    }
 
     #[test]
     fn the_caret_counts_display_cells() {

@@ -119,6 +119,7 @@ diag_test!(import_cycle_dynamic, ExitCode::ScriptError);
 diag_test!(phase_iteration_timeout_negative, ExitCode::ScriptError);
 diag_test!(phase_max_vus_below_pre, ExitCode::ScriptError);
 diag_test!(phase_env_default_bad, ExitCode::ScriptError);
+diag_test!(script_fn_arity, ExitCode::ScriptError);
 
 /// Fixtures whose problem is visible without running: check must report what run does.
 const CHECK_SEES: &[&str] = &[
@@ -141,6 +142,7 @@ const CHECK_SEES: &[&str] = &[
     "phase_iteration_timeout_negative",
     "phase_max_vus_below_pre",
     "phase_env_default_bad",
+    "script_fn_arity",
     "expect_words",
     "stats_bad_selector",
     "sleep_negative",
