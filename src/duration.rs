@@ -182,6 +182,27 @@ mod tests {
     }
 
     #[test]
+    fn no_input_panics_and_every_success_is_bounded() {
+        // Every string of up to 4 characters over an alphabet of digits, units, signs,
+        // separators and a multi-byte character: 14^4 + ... inputs.
+        let alphabet: Vec<char> = "09.smhMyµ -e,".chars().chain(['日']).collect();
+        let mut inputs = vec![String::new()];
+        for _ in 0..4 {
+            let next: Vec<String> =
+                inputs.iter().flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}"))).collect();
+            for input in &next {
+                if let Ok(d) = parse_duration(input) {
+                    assert!(d.as_secs_f64() < MAX_SECONDS, "{input:?} gave {d:?}");
+                }
+            }
+            inputs = next;
+        }
+        for huge in ["99999999999999999999999y", "1e308", "18446744073709551615s", "0.000000000000000001ns"] {
+            let _ = parse_duration(huge);
+        }
+    }
+
+    #[test]
     fn seconds_are_bounded_and_rounded() {
         assert_eq!(from_seconds(0.3), Ok(Duration::from_millis(300)));
         assert_eq!(from_seconds(-1.0).unwrap_err(), "durations cannot be negative");

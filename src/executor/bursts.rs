@@ -144,7 +144,11 @@ mod tests {
         let found = errors(json!({"executor": "bursts", "pause": -1}));
         assert_eq!(
             found,
-            ["bursts: is required by bursts", "size: is required by bursts", "pause: durations cannot be negative, got -1"]
+            [
+                "bursts: is required by bursts",
+                "size: is required by bursts",
+                "pause: durations cannot be negative, got -1"
+            ]
         );
         let found = errors(json!({"executor": "bursts", "bursts": 0, "size": 0.5, "max_duration": "0ms"}));
         assert_eq!(

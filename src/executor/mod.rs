@@ -151,7 +151,7 @@ impl Executor {
     /// [`Executor::validate`] against given machine limits.
     pub fn validate_with(opts: &Map<String, Value>, limits: &capacity::Limits) -> Result<Executor, Vec<OptionError>> {
         let executor = Executor::from_options(opts)?;
-        let errors = capacity::check_executor(&executor, limits);
+        let errors = capacity::check_executor(&executor, opts, limits);
         if errors.is_empty() { Ok(executor) } else { Err(errors) }
     }
 

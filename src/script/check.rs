@@ -7,7 +7,7 @@
 
 use super::Loaded;
 use super::diagnostics::{Diagnostic, split_hint};
-use crate::executor::Executor;
+use crate::executor::{Executor, capacity};
 use rhai::{AST, ASTNode, Dynamic, Expr, FnCallExpr, Position, Stmt};
 use std::collections::{HashMap, HashSet};
 
@@ -51,7 +51,9 @@ fn at(e: &Expr) -> Position {
 /// constant, which hides each option's position.
 fn unoptimized(loaded: &Loaded) -> Option<AST> {
     let text = loaded.sources.text(&loaded.name)?;
-    let mut engine = super::build_engine();
+    // Parsing needs no registered functions, only the same limits.
+    let mut engine = rhai::Engine::new_raw();
+    engine.set_max_expr_depths(super::MAX_EXPR_DEPTH, super::MAX_FN_EXPR_DEPTH);
     engine.set_optimization_level(rhai::OptimizationLevel::None);
     engine.compile(&text).ok()
 }
@@ -87,11 +89,41 @@ fn locate<'a>(options: &'a Expr, key: &str) -> &'a Expr {
     current
 }
 
+/// The value `env("NAME", default)` has in a run without `-e NAME=...`: its literal
+/// default, when the process does not set NAME either (then it is only known at run
+/// time).
+fn env_default(e: &Expr) -> Option<Dynamic> {
+    let Expr::FnCall(call, _) = e else { return None };
+    let [name, default] = call.args.as_slice() else { return None };
+    if !call.namespace.is_empty() || call.name != "env" {
+        return None;
+    }
+    let name = literal_str(name)?;
+    if std::env::var_os(&name).is_some() {
+        return None;
+    }
+    literal(default)
+}
+
+/// Where the key at the end of `path` (`stages[1].traget`, `vu`) is written.
+fn locate_key(options: &Expr, path: &str) -> Option<Position> {
+    let (parent, key) = match path.rfind('.') {
+        Some(i) => (locate(options, &path[..i]), &path[i + 1..]),
+        None => (options, path),
+    };
+    match parent {
+        Expr::Map(entries, _) => entries.0.iter().find(|(k, _)| k.name == key).map(|(k, _)| k.pos),
+        _ => None,
+    }
+}
+
 /// Checks a phase's options map: fully when every value is a literal; otherwise only
 /// the keys that are literals and the ones that are missing.
 fn check_phase(file: &str, call: Position, name: &str, options: &Expr, out: &mut Vec<Diagnostic>) {
-    let to_json =
-        |e: &Expr| e.get_literal_value(None).and_then(|v| rhai::serde::from_dynamic::<serde_json::Value>(&v).ok());
+    let to_json = |e: &Expr| {
+        let value = e.get_literal_value(None).or_else(|| env_default(e))?;
+        rhai::serde::from_dynamic::<serde_json::Value>(&value).ok()
+    };
     let mut literal = serde_json::Map::new();
     let mut dynamic_keys = HashSet::new();
     match options {
@@ -117,30 +149,36 @@ fn check_phase(file: &str, call: Position, name: &str, options: &Expr, out: &mut
         && let Err(e) = crate::executor::iteration_timeout(&v)
     {
         let pos = at(locate(options, "iteration_timeout"));
-        out.push(diag(
-            file,
-            pos,
-            format!("phase {name:?}: iteration_timeout: {e}"),
-            Some(crate::duration::DURATION_HINT.into()),
-        ));
+        out.push(diag(file, pos, format!("phase {name:?}: iteration_timeout: {e}"), None));
     }
     if dynamic_keys.contains("executor") {
         return;
     }
     let Err(errors) = Executor::validate(&literal) else { return };
     let root = |k: &str| k.split(['[', '.']).next().unwrap_or(k).to_string();
-    let errors: Vec<_> = errors.into_iter().filter(|e| !dynamic_keys.contains(&root(&e.key))).collect();
+    let mut errors: Vec<_> = errors.into_iter().filter(|e| !dynamic_keys.contains(&root(&e.key))).collect();
+    // The profile could not be built (values known only at run time): an absurd literal
+    // VU count is still worth flagging.
+    if errors.is_empty()
+        && let Some((vus, key)) = capacity::literal_demand(&literal)
+    {
+        errors = capacity::check(vus, key, &capacity::Limits::of_this_machine());
+    }
     let Some(first) = errors.first() else { return };
     // A key that should not be there: point at it; a missing key: at the map; else at
     // the value.
-    let key_error = ["unknown option", "not an option of", "given twice"].iter().any(|m| first.message.starts_with(m));
-    let key_pos = match options {
-        Expr::Map(entries, _) if key_error => entries.0.iter().find(|(k, _)| k.name == first.key).map(|(k, _)| k.pos),
-        _ => None,
-    };
+    let m = &first.message;
+    let key_error = (m.starts_with("unknown") && m.contains("option"))
+        || m.starts_with("not an option of")
+        || m.starts_with("given twice");
+    let key_pos = if key_error { locate_key(options, &first.key) } else { None };
     let pos = match key_pos {
         Some(p) => p,
-        None if literal.contains_key(&root(&first.key)) => at(locate(options, &first.key)),
+        None if literal.contains_key(&root(&first.key)) => match locate(options, &first.key) {
+            // The value came from `env(NAME, default)`: point at the default.
+            Expr::FnCall(call, _) if call.name == "env" && call.args.len() == 2 => at(&call.args[1]),
+            e => at(e),
+        },
         None => at(options),
     };
     let pos = if pos.is_none() { call } else { pos };
@@ -153,7 +191,7 @@ fn check_threshold(file: &str, args: &[Expr], out: &mut Vec<Diagnostic>) {
     // A bad or dynamic selector does not hide bad conditions: every problem is reported.
     let selector = text
         .as_deref()
-        .and_then(|t| super::core::selector(t).map_err(|e| out.push(diag_text(file, at(&args[0]), &e))).ok());
+        .and_then(|t| super::validate::selector(t).map_err(|e| out.push(diag_text(file, at(&args[0]), &e))).ok());
     let text = text.unwrap_or_default();
     let Some(conditions) = args.get(1) else { return };
     // One condition, or a list of them: each checked where it is written.
@@ -171,7 +209,7 @@ fn check_threshold(file: &str, args: &[Expr], out: &mut Vec<Diagnostic>) {
             _ => continue,
         };
         for c in texts {
-            if let Err(e) = super::core::threshold_condition(&text, selector.as_ref(), &c) {
+            if let Err(e) = super::validate::threshold_condition(&text, selector.as_ref(), &c) {
                 out.push(diag_text(file, at(item), &e));
             }
         }
@@ -200,7 +238,7 @@ fn check_call(file: &str, name: &str, args: &[Expr], out: &mut Vec<Diagnostic>) 
         }
         ("sleep", [lo, hi]) => {
             if let (Some(a), Some(b)) = (literal(lo), literal(hi))
-                && let Err(e) = super::core::sleep_range(&a, &b)
+                && let Err(e) = super::validate::sleep_range(&a, &b)
             {
                 // Point at the bound that is wrong; for a reversed range, at max.
                 let bad_min = super::opts::to_duration(&a, "sleep: min").is_err();
@@ -216,21 +254,21 @@ fn check_call(file: &str, name: &str, args: &[Expr], out: &mut Vec<Diagnostic>) 
         }
         ("expect", [_, condition, ..]) => {
             if let Some(c) = literal_str(condition)
-                && let Err(e) = super::core::expectation(&c)
+                && let Err(e) = super::validate::expectation(&c)
             {
                 fail(condition, e);
             }
         }
         ("stats", [selector]) => {
             if let Some(s) = literal_str(selector)
-                && let Err(e) = super::core::stats_selector(&s)
+                && let Err(e) = super::validate::stats_selector(&s)
             {
                 fail(selector, e);
             }
         }
         ("retry", [options, ..]) => {
             if let Some(m) = literal(options).and_then(|v| v.try_cast::<rhai::Map>())
-                && let Err(e) = super::core::RetryOptions::read(&m)
+                && let Err(e) = super::validate::RetryOptions::read(&m)
             {
                 fail(options, eval_text(e));
             }
@@ -289,6 +327,10 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
     let ast: &AST = reparsed.as_ref().unwrap_or(&loaded.ast);
     let known: HashSet<&str> = loaded.functions.iter().map(String::as_str).collect();
     let script_fns: HashSet<String> = ast.iter_functions().map(|f| f.name.to_string()).collect();
+    let mut script_arity: HashMap<String, Vec<usize>> = HashMap::new();
+    for f in ast.iter_functions() {
+        script_arity.entry(f.name.to_string()).or_default().push(f.params.len());
+    }
     let mut out = Vec::new();
     let mut phase_roots: Vec<String> = Vec::new();
     let mut phase_calls: Vec<PhaseCall> = Vec::new();
@@ -335,9 +377,25 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
             out.push(diag(file, pos, format!("unknown function: {full}"), Some(hint)));
             return true;
         }
-        if !script_fn && let Some((message, hint)) = super::diagnostics::arity_problem(&full, call.args.len()) {
+        if script_fn
+            && let Some(params) = script_arity.get(name)
+            && !params.contains(&call.args.len())
+        {
+            let message = super::signatures::arity_message(name, params, call.args.len());
+            out.push(diag(
+                file,
+                pos,
+                message,
+                Some(format!(
+                    "`{name}` is defined in this script with {} parameter(s)",
+                    params.iter().map(usize::to_string).collect::<Vec<_>>().join(" or ")
+                )),
+            ));
+            return true;
+        }
+        if !script_fn && let Some((message, hint)) = super::signatures::arity_problem(&full, call.args.len()) {
             // Point at the first argument too many, or at the call when there are too few.
-            let most = super::diagnostics::most_arguments(&full);
+            let most = super::signatures::most_arguments(&full);
             out.push(diag(file, call.args.get(most).map_or(pos, at), message, Some(hint)));
             return true;
         }
@@ -365,7 +423,7 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
     }
     for call in phase_calls {
         if call.owner.as_ref().is_some_and(|o| reachable.contains(o)) {
-            out.push(diag_text(file, call.position, super::core::PHASE_AT_TOP_LEVEL));
+            out.push(diag_text(file, call.position, super::validate::PHASE_AT_TOP_LEVEL));
         }
     }
     out.sort_by_key(|d| (d.position.line(), d.position.position()));

@@ -83,10 +83,25 @@ pub enum Focus {
     /// The position is exact.
     #[default]
     Exact,
-    /// Point at this text (a quoted value, an option key) at or after the position.
-    Text(Vec<String>),
+    /// Point at the first of these texts (a quoted value, an option key) found at or
+    /// after the position: `spanning` ones also on the lines below (an options map
+    /// written over several lines), the others on the call's line only.
+    Text {
+        /// Searched from the position over the next lines.
+        spanning: Vec<String>,
+        /// Searched on the call's line.
+        same_line: Vec<String>,
+    },
     /// Point at the call's argument with this index (0-based), when on the same line.
     Argument(usize),
+    /// No function `name` takes `got` arguments: if the file defines `fn name(...)`, say
+    /// how many it takes.
+    ScriptFunction {
+        /// The function called.
+        name: String,
+        /// Arguments given.
+        got: usize,
+    },
     /// `.prop` was read from `()`: name the property before it, which is missing.
     MissingProperty(String),
 }
@@ -157,6 +172,22 @@ fn caret_pad(text: &str, chars: usize) -> String {
 fn find_from(line: &str, from: usize, needle: &str) -> Option<usize> {
     let byte_from = line.char_indices().nth(from).map_or(line.len(), |(i, _)| i);
     line[byte_from..].find(needle).map(|i| line[..byte_from + i].chars().count())
+}
+
+/// The parameter counts of every `fn name(...)` written in `text`.
+fn defined_arities(text: &str, name: &str) -> Vec<usize> {
+    let pattern = format!("fn {name}(");
+    let mut out = Vec::new();
+    for (at, _) in text.match_indices(&pattern) {
+        let preceded_ok = text[..at].chars().next_back().is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+        let params = &text[at + pattern.len()..];
+        let Some(close) = params.find(')') else { continue };
+        if preceded_ok {
+            let list = params[..close].trim();
+            out.push(if list.is_empty() { 0 } else { list.split(',').count() });
+        }
+    }
+    out
 }
 
 /// Where argument `index` of the call starting at character `call` of `line` begins,
@@ -230,14 +261,37 @@ impl Diagnostic {
         let col = self.position.position().unwrap_or(1);
         match &*self.focus {
             Focus::Exact => {}
-            Focus::Text(needles) => {
-                if let Some(at) = needles.iter().find_map(|n| find_from(&line, col - 1, n)) {
-                    d.position = Position::new(line_no as u16, (at + 1) as u16);
+            Focus::Text { spanning, same_line } => {
+                // Why 40 lines: an options map is rarely longer, and further away the
+                // text is more likely someone else's.
+                let below = (line_no + 1..line_no + 40).map_while(|n| sources.line(file, n).map(|l| (n, l)));
+                let lines: Vec<(usize, String)> = std::iter::once((line_no, line.clone())).chain(below).collect();
+                let found = spanning
+                    .iter()
+                    .find_map(|needle| {
+                        lines.iter().find_map(|(n, text)| {
+                            let from = if *n == line_no { col - 1 } else { 0 };
+                            find_from(text, from, needle).map(|at| (*n, at))
+                        })
+                    })
+                    .or_else(|| same_line.iter().find_map(|n| find_from(&line, col - 1, n)).map(|at| (line_no, at)));
+                if let Some((n, at)) = found {
+                    d.position = Position::new(n as u16, (at + 1) as u16);
                 }
             }
             Focus::Argument(index) => {
                 if let Some(at) = argument_start(&line, col - 1, *index) {
                     d.position = Position::new(line_no as u16, (at + 1) as u16);
+                }
+            }
+            Focus::ScriptFunction { name, got } => {
+                let text = sources.text(file).unwrap_or_default();
+                let defined: Vec<usize> = defined_arities(&text, name);
+                if !defined.is_empty() {
+                    d.message = super::signatures::arity_message(name, &defined, *got);
+                    let counts: Vec<String> = defined.iter().map(usize::to_string).collect();
+                    d.hint =
+                        Some(format!("`{name}` is defined in this script with {} parameter(s)", counts.join(" or ")));
                 }
             }
             Focus::MissingProperty(prop) => {
@@ -302,22 +356,6 @@ pub(crate) fn split_hint(text: &str) -> (String, Option<String>) {
     }
 }
 
-/// "sleep takes 1 or 2 arguments, got 3".
-pub fn arity_message(name: &str, accepted: &[usize], got: usize) -> String {
-    let mut counts: Vec<usize> = accepted.to_vec();
-    counts.sort_unstable();
-    counts.dedup();
-    let list = match counts.as_slice() {
-        [] => "no".to_string(),
-        [one] => one.to_string(),
-        [init @ .., last] => {
-            format!("{} or {last}", init.iter().map(usize::to_string).collect::<Vec<_>>().join(", "))
-        }
-    };
-    let noun = if counts.as_slice() == [1] { "argument" } else { "arguments" };
-    format!("{name} takes {list} {noun}, got {got}")
-}
-
 fn describe_fn(name: &str) -> String {
     if name.starts_with("anon$") { "a closure".to_string() } else { format!("`{name}`") }
 }
@@ -349,79 +387,6 @@ pub fn from_parse_error(err: &ParseError, file: &str, text: &str) -> Diagnostic 
     }
 }
 
-/// Rhai's spelling of argument types, as scripts know them: `string`, not
-/// `&str | ImmutableString | String`.
-pub fn plain_type(t: &str) -> String {
-    let t = t.trim().trim_start_matches("&mut ").trim_start_matches("rhai::");
-    match t {
-        "&str | ImmutableString | String" | "ImmutableString" | "&str" | "String" | "string" => "string",
-        "i64" | "INT" | "int" => "int",
-        "f64" | "FLOAT" | "float" => "float",
-        "Dynamic" => "any",
-        "Map" | "map" => "map",
-        "Array" | "array" => "array",
-        "FnPtr" | "Fn" => "Fn",
-        "()" => "()",
-        // Our types under the names scripts see (`register_type_with_name`).
-        "Message" => "AmqpMessage",
-        "CustomMetric" => "Metric",
-        other => return other.to_string(),
-    }
-    .to_string()
-}
-
-/// The argument types of a "name (t1, t2)" signature from Rhai, in plain words.
-fn argument_types(sig: &str) -> Vec<String> {
-    let inner = sig.split_once('(').map(|(_, r)| r.trim_end_matches(')')).unwrap_or("");
-    if inner.trim().is_empty() {
-        return Vec::new();
-    }
-    inner.split(", ").map(plain_type).collect()
-}
-
-/// Signatures of every built-in script function, by name: each a list of
-/// `name: type` parameters. Built once: the registry does not change while running.
-fn builtin_signatures() -> &'static std::collections::HashMap<String, Vec<Vec<String>>> {
-    static SIGNATURES: std::sync::LazyLock<std::collections::HashMap<String, Vec<Vec<String>>>> =
-        std::sync::LazyLock::new(|| super::function_signatures(&super::build_engine()));
-    &SIGNATURES
-}
-
-/// The message and hint for a call of a built-in function with a number of arguments
-/// none of its versions takes (shared with `volley check`).
-pub fn arity_problem(name: &str, got: usize) -> Option<(String, String)> {
-    let versions = builtin_signatures().get(name)?;
-    let counts: Vec<usize> = versions.iter().map(Vec::len).collect();
-    if counts.contains(&got) {
-        return None;
-    }
-    Some((arity_message(name, &counts, got), format!("it is called as {}", listing(name, versions))))
-}
-
-/// The most arguments any version of a built-in function takes (0 when unknown).
-pub fn most_arguments(name: &str) -> usize {
-    builtin_signatures().get(name).into_iter().flatten().map(Vec::len).max().unwrap_or(0)
-}
-
-/// "sleep(duration: string) or sleep(seconds: float)", shortest first, then by text.
-fn listing(name: &str, versions: &[Vec<String>]) -> String {
-    let mut calls: Vec<(usize, String)> =
-        versions.iter().map(|params| (params.len(), format!("{name}({})", params.join(", ")))).collect();
-    calls.sort();
-    calls.dedup();
-    calls.into_iter().map(|(_, c)| c).collect::<Vec<_>>().join(" or ")
-}
-
-/// The message and hint for a call no overload of a known function accepts.
-fn no_overload(name: &str, sig: &str) -> Option<(String, String)> {
-    let versions = builtin_signatures().get(name)?;
-    let args = argument_types(sig);
-    if let Some(problem) = arity_problem(name, args.len()) {
-        return Some(problem);
-    }
-    Some((format!("{name} cannot take ({})", args.join(", ")), format!("it is called as {}", listing(name, versions))))
-}
-
 /// Turns a runtime error (possibly nested in function calls and modules) into a
 /// diagnostic pointing at the innermost position, with the chain back to the script.
 pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String]) -> Diagnostic {
@@ -451,6 +416,7 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
         }
     }
     chain.reverse();
+    let chain = collapse_repeats(chain);
     let position = current.position();
     let text = current.to_string();
     let text = text.strip_suffix(&format!(" ({position})")).unwrap_or(&text).to_string();
@@ -460,12 +426,12 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
     match current {
         EvalAltResult::ErrorFunctionNotFound(sig, _) => {
             let name = sig.split([' ', '(']).next().unwrap_or(sig);
-            let args = argument_types(sig);
+            let args = super::signatures::argument_types(sig);
             let names = known_fns.iter().map(String::as_str);
-            match (super::opts::did_you_mean(name, names), no_overload(name, sig)) {
+            match (super::opts::did_you_mean(name, names), super::signatures::no_overload(name, sig)) {
                 (_, Some((m, h))) => {
                     if m.contains(" takes ") {
-                        focus = Focus::Argument(most_arguments(name));
+                        focus = Focus::Argument(super::signatures::most_arguments(name));
                     }
                     message = m;
                     hint = Some(h);
@@ -473,6 +439,7 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
                 (Some(s), None) if s != name => {
                     message = format!("unknown function: {name} ({})", args.join(", "));
                     hint = Some(format!("did you mean `{s}`?"));
+                    focus = Focus::ScriptFunction { name: name.to_string(), got: args.len() };
                 }
                 _ if known_fns.iter().any(|f| f == name) => {
                     message = format!("{name} cannot take ({})", args.join(", "));
@@ -484,6 +451,8 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
                 _ => {
                     message = format!("unknown function: {name} ({})", args.join(", "));
                     hint = Some("see `volley check --list-functions` for every function".to_string());
+                    // Perhaps the script's own function, called with the wrong count.
+                    focus = Focus::ScriptFunction { name: name.to_string(), got: args.len() };
                 }
             }
         }
@@ -492,7 +461,10 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
                 focus = Focus::MissingProperty(prop.to_string());
             }
         }
-        EvalAltResult::ErrorRuntime(..) => focus = Focus::Text(focus_candidates(&message)),
+        EvalAltResult::ErrorRuntime(..) => {
+            let (spanning, same_line) = focus_candidates(&message);
+            focus = Focus::Text { spanning, same_line };
+        }
         EvalAltResult::ErrorVariableNotFound(name, _) => {
             hint = Some(format!(
                 "`{name}` is not defined here; functions declared with `fn` cannot see top-level variables: pass `{name}` as a parameter or use a closure `|| ...`"
@@ -511,6 +483,7 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
                 .or(Some("a loop that never waits blocks its worker; add a sleep, or an exit condition".to_string()));
         }
         EvalAltResult::ErrorModuleNotFound(name, _) => {
+            focus = Focus::Text { spanning: Vec::new(), same_line: vec![format!("\"{name}\"")] };
             message = format!("module \"{name}\" not found");
             hint = Some("import paths are relative to the script's directory or to stdlib/, without .rhai (e.g. import \"focus\" as focus;)".to_string());
         }
@@ -525,28 +498,51 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
     Diagnostic { message, file: Some(file), position, hint, chain, focus: Box::new(focus) }
 }
 
-/// What a native's error message names, most precise first: for a list of option
-/// problems, the first problem's quoted value, then its key (`  - rate: ...`); then each
-/// quoted value of the message, as written in a script.
-fn focus_candidates(message: &str) -> Vec<String> {
-    let mut out = Vec::new();
+/// What a native's error message names, most precise first. For a list of option
+/// problems (`  - stages[1].traget: ...`), the first problem's quoted value, its key's
+/// last part then its first (`traget:`, `stages:`), then the map: these may be on the
+/// lines below the call. Then each quoted value of the message, on the call's line.
+fn focus_candidates(message: &str) -> (Vec<String>, Vec<String>) {
+    let mut spanning = Vec::new();
     let (head, problems) = match message.split_once("\n  - ") {
         Some((head, rest)) => (head, Some(rest)),
         None => (message, None),
     };
     if let Some(rest) = problems {
         let first = rest.lines().next().unwrap_or("");
-        out.extend(quoted(first));
-        let key: String = first.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
-        if !key.is_empty() {
-            out.push(format!("{key}:"));
-            out.push(format!("{key} :"));
+        spanning.extend(quoted(first));
+        let path = first.split(": ").next().unwrap_or("");
+        let word = |s: &str| -> String { s.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect() };
+        let last = word(path.rsplit(['.', ']']).next().unwrap_or(""));
+        for key in [last, word(path)] {
+            if !key.is_empty() && !spanning.contains(&format!("{key}:")) {
+                spanning.push(format!("{key}:"));
+                spanning.push(format!("{key} :"));
+            }
         }
         // A missing option has nothing to point at but the map that lacks it.
-        out.push("#{".to_string());
+        spanning.push("#{".to_string());
     }
-    out.extend(quoted(head));
-    out
+    // Values quoted after the subject (`phase "p": ...`, `sleep: ...`) come first.
+    let mut same_line = head.split_once(": ").map(|(_, rest)| quoted(rest)).unwrap_or_default();
+    for q in quoted(head) {
+        if !same_line.contains(&q) {
+            same_line.push(q);
+        }
+    }
+    (spanning, same_line)
+}
+
+/// Runs of the same frame (deep recursion, nested imports) shown once, with a count.
+fn collapse_repeats(chain: Vec<String>) -> Vec<String> {
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for frame in chain {
+        match out.last_mut() {
+            Some((last, n)) if *last == frame => *n += 1,
+            _ => out.push((frame, 1)),
+        }
+    }
+    out.into_iter().map(|(f, n)| if n == 1 { f } else { format!("{f} ({n} times)") }).collect()
 }
 
 fn location(file: &str, pos: Position) -> String {
@@ -577,6 +573,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn script_functions_are_found_with_their_parameters() {
+        let text = "fn login(user, password) { 1 }\nfn ping() {}\nfn xlogin(a) {}\n";
+        assert_eq!(defined_arities(text, "login"), [2]);
+        assert_eq!(defined_arities(text, "ping"), [0]);
+        assert_eq!(defined_arities(text, "nope"), Vec::<usize>::new());
+    }
+
+    #[test]
     fn the_caret_counts_display_cells() {
         assert_eq!(caret_pad("ab", 2), "  ");
         assert_eq!(caret_pad("🚀x", 2), "   ", "an emoji takes two cells");
@@ -597,26 +601,15 @@ mod tests {
 
     #[test]
     fn focus_prefers_the_option_key_then_quoted_values() {
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         let m = "phase \"p\": invalid options (1 problem)\n  - rate: must not be negative, got -5";
-        assert_eq!(focus_candidates(m), ["rate:", "rate :", "#{", "\"p\""]);
+        assert_eq!(focus_candidates(m), (s(&["rate:", "rate :", "#{"]), s(&["\"p\""])));
         let m = "phase \"p\": invalid options (2 problems)\n  - executor: unknown executor \"x\"\n  - a: \"b\"";
-        assert_eq!(focus_candidates(m), ["\"x\"", "executor:", "executor :", "#{", "\"p\""]);
-        assert_eq!(focus_candidates("sleep: invalid duration \"5 parsecs\": no"), ["\"5 parsecs\""]);
-    }
-
-    #[test]
-    fn arity_messages_read_as_sentences() {
-        assert_eq!(arity_message("sleep", &[1, 2, 1], 3), "sleep takes 1 or 2 arguments, got 3");
-        assert_eq!(arity_message("env", &[1], 0), "env takes 1 argument, got 0");
-        assert_eq!(arity_message("f", &[0, 1, 3], 2), "f takes 0, 1 or 3 arguments, got 2");
-    }
-
-    #[test]
-    fn rust_type_names_never_reach_the_user() {
-        assert_eq!(
-            argument_types("sleep (&str | ImmutableString | String, i64, f64, Map)"),
-            ["string", "int", "float", "map"]
-        );
-        assert_eq!(argument_types("now_ms ()"), Vec::<String>::new());
+        assert_eq!(focus_candidates(m), (s(&["\"x\"", "executor:", "executor :", "#{"]), s(&["\"p\""])));
+        let m = "phase \"p\": invalid options (1 problem)\n  - stages[1].traget: unknown stage option";
+        assert_eq!(focus_candidates(m).0, s(&["traget:", "traget :", "stages:", "stages :", "#{"]));
+        assert_eq!(focus_candidates("sleep: invalid duration \"5 parsecs\": no"), (s(&[]), s(&["\"5 parsecs\""])));
+        let m = "phase \"p\": iteration_timeout: invalid duration \"-1s\": no";
+        assert_eq!(focus_candidates(m).1, s(&["\"-1s\"", "\"p\""]));
     }
 }

@@ -21,6 +21,8 @@ pub mod modules;
 pub mod opts;
 pub mod resources;
 pub mod response;
+pub mod signatures;
+pub mod validate;
 
 use diagnostics::{Diagnostic, Sources};
 use rhai::{AST, Engine, EvalAltResult, Module, Shared, exported_module};
@@ -61,6 +63,10 @@ pub fn at(ctx: &rhai::NativeCallContext, mut err: Box<EvalAltResult>) -> Box<Eva
 
 /// Maximum script call depth: each level costs ~6 KB of a VU's coroutine stack.
 pub const MAX_CALL_LEVELS: usize = 32;
+/// Maximum expression nesting at the top level and inside functions.
+pub const MAX_EXPR_DEPTH: usize = 64;
+/// See [`MAX_EXPR_DEPTH`].
+pub const MAX_FN_EXPR_DEPTH: usize = 32;
 /// Script code that runs this long without waiting is stopped (a runaway loop), unless
 /// `VOLLEY_BUSY_LIMIT` (a duration such as "30s") says otherwise.
 pub const MAX_BUSY: Duration = Duration::from_secs(10);
@@ -80,7 +86,7 @@ pub fn busy_limit() -> Duration {
 pub fn build_engine() -> Engine {
     let mut engine = Engine::new();
     engine.set_max_call_levels(MAX_CALL_LEVELS);
-    engine.set_max_expr_depths(64, 32);
+    engine.set_max_expr_depths(MAX_EXPR_DEPTH, MAX_FN_EXPR_DEPTH);
     engine.set_max_string_size(64 * 1024 * 1024);
     engine.set_max_array_size(10_000_000);
     engine.set_max_map_size(1_000_000);
@@ -130,45 +136,6 @@ pub fn function_names(engine: &Engine) -> Vec<String> {
     names.sort();
     names.dedup();
     names
-}
-
-/// Every script-facing function's parameter lists (`sleep` -> [["duration: string"],
-/// ["min: any", "max: any"], ...]), by the name scripts call it (`http::get`), from the
-/// engine's metadata. Methods and property getters are left out: they are not called
-/// by name.
-pub fn function_signatures(engine: &Engine) -> std::collections::HashMap<String, Vec<Vec<String>>> {
-    let json = engine.gen_fn_metadata_to_json(false).unwrap_or_default();
-    let doc: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
-    let mut out: std::collections::HashMap<String, Vec<Vec<String>>> = std::collections::HashMap::new();
-    let mut collect = |functions: &serde_json::Value, ns: &str| {
-        for f in functions.as_array().into_iter().flatten() {
-            let Some(name) = f["name"].as_str() else { continue };
-            if f["thisType"].is_string() || name.starts_with("get$") || name.starts_with("set$") {
-                continue;
-            }
-            let params: Vec<String> = f["params"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|p| {
-                    let n = p["name"].as_str().unwrap_or("_").trim_start_matches('_');
-                    match p["type"].as_str() {
-                        Some(t) => format!("{n}: {}", diagnostics::plain_type(t)),
-                        None => n.to_string(),
-                    }
-                })
-                .collect();
-            let full = if ns.is_empty() { name.to_string() } else { format!("{ns}::{name}") };
-            out.entry(full).or_default().push(params);
-        }
-    };
-    collect(&doc["functions"], "");
-    if let Some(modules) = doc["modules"].as_object() {
-        for (name, m) in modules {
-            collect(&m["functions"], name);
-        }
-    }
-    out
 }
 
 /// A compiled scenario, ready to run.

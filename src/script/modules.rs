@@ -101,12 +101,45 @@ impl ModuleResolver for Resolver {
             return Ok(m.clone());
         }
         let in_module = |err: Box<EvalAltResult>| Box::new(EvalAltResult::ErrorInModule(path.to_string(), err, pos));
+        // The static cycle check sees literal import paths; this guard catches the rest
+        // (a path computed at run time) before the stack does.
+        let _depth = match Nesting::enter() {
+            Some(guard) => guard,
+            None => {
+                let message = format!("imports are nested more than {MAX_NESTING} deep (an import cycle?)");
+                return Err(in_module(message.into()));
+            }
+        };
         let text = read_text(&file).map_err(|e| in_module(e.to_string().into()))?;
         let mut ast = engine.compile(&text).map_err(|e| in_module(e.into()))?;
         ast.set_source(path);
         let module: Shared<Module> = Module::eval_ast_as_new(Scope::new(), &ast, engine).map_err(in_module)?.into();
         self.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, module.clone());
         Ok(module)
+    }
+}
+
+/// How deep imports may nest while being evaluated.
+const MAX_NESTING: usize = 32;
+
+thread_local! {
+    /// Modules being evaluated on this thread, one inside the other. Thread-local: a
+    /// module is evaluated on the thread that imports it, synchronously.
+    static NESTING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// One level of import nesting, released when dropped.
+struct Nesting;
+
+impl Nesting {
+    fn enter() -> Option<Nesting> {
+        NESTING.with(|n| (n.get() < MAX_NESTING).then(|| n.set(n.get() + 1))).map(|()| Nesting)
+    }
+}
+
+impl Drop for Nesting {
+    fn drop(&mut self) {
+        NESTING.with(|n| n.set(n.get().saturating_sub(1)));
     }
 }
 
@@ -205,5 +238,52 @@ fn cycle_diagnostic(steps: &[&Step]) -> Diagnostic {
         ),
         chain: steps.iter().map(|s| format!("{} imports \"{}\" ({})", at(s), s.path, s.target)).collect(),
         focus: Box::default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn text_is_utf8_without_its_byte_order_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let bom = write(dir.path(), "bom.rhai", b"\xef\xbb\xbflet x = 1;");
+        assert_eq!(read_text(&bom).unwrap(), "let x = 1;");
+        let binary = write(dir.path(), "bin.rhai", b"let \xff\xfe");
+        let e = read_text(&binary).unwrap_err();
+        assert!(e.to_string().ends_with("bin.rhai: not UTF-8 text (invalid byte at offset 4)"), "{e}");
+        assert!(e.hint().contains("binary file"));
+        let missing = read_text(&dir.path().join("nope.rhai")).unwrap_err();
+        assert!(missing.hint().starts_with("check the path"), "{}", missing.hint());
+    }
+
+    #[test]
+    fn cycles_are_found_with_every_import() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.rhai", b"import \"b\" as b;\n");
+        write(dir.path(), "b.rhai", b"fn f() { 1 }\nimport \"c\" as c;\n");
+        write(dir.path(), "c.rhai", b"import \"b\" as b;\n");
+        let engine = Engine::new();
+        let ast = engine.compile("import \"b\" as b;").unwrap();
+        let dirs = vec![dir.path().to_path_buf()];
+        let d = find_cycle(&engine, &a, &ast, &dirs).expect("b -> c -> b");
+        let b = dir.path().join("b.rhai").display().to_string();
+        let c = dir.path().join("c.rhai").display().to_string();
+        assert_eq!(d.message, format!("import cycle: {b} -> {c} -> {b}"));
+        assert_eq!(d.chain.len(), 2);
+        assert!(d.chain[0].starts_with(&format!("{b}:2:8 imports \"c\"")), "{:?}", d.chain);
+        assert!(d.chain[1].starts_with(&format!("{c}:1:8 imports \"b\"")), "{:?}", d.chain);
+
+        // A diamond (a -> b, a -> c, b -> c) is not a cycle.
+        write(dir.path(), "c.rhai", b"fn g() { 2 }\n");
+        let ast = engine.compile("import \"b\" as b; import \"c\" as c;").unwrap();
+        assert_eq!(find_cycle(&engine, &a, &ast, &dirs), None);
     }
 }

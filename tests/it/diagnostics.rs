@@ -117,6 +117,11 @@ diag_test!(emoji_before_error, ExitCode::ScriptError);
 diag_test!(import_self, ExitCode::ScriptError);
 diag_test!(import_cycle, ExitCode::ScriptError);
 diag_test!(module_throws, ExitCode::ScriptError);
+diag_test!(import_cycle_dynamic, ExitCode::ScriptError);
+diag_test!(phase_iteration_timeout_negative, ExitCode::ScriptError);
+diag_test!(phase_max_vus_below_pre, ExitCode::ScriptError);
+diag_test!(phase_env_default_bad, ExitCode::ScriptError);
+diag_test!(script_fn_arity, ExitCode::ScriptError);
 
 /// Fixtures whose problem is visible without running: check must report what run does.
 const CHECK_SEES: &[&str] = &[
@@ -136,6 +141,10 @@ const CHECK_SEES: &[&str] = &[
     "phase_duration_negative",
     "phase_vu_for_vus",
     "phase_in_helper",
+    "phase_iteration_timeout_negative",
+    "phase_max_vus_below_pre",
+    "phase_env_default_bad",
+    "script_fn_arity",
     "expect_words",
     "stats_bad_selector",
     "sleep_negative",
@@ -220,6 +229,10 @@ fn absurd_vu_counts_are_refused_before_the_phase_starts() {
         |t: &str| essentials(t).0.lines().filter(|l| !l.contains(" of memory ")).collect::<Vec<_>>().join("\n");
     assert_eq!(stable(&check[0]), stable(&text));
     assert!(check[0].contains("absurd_vus.rhai:1:46"), "the caret is on the count: {}", check[0]);
+    // Also when another option is only known at run time.
+    let check = check_fixture("absurd_vus_dynamic_duration");
+    assert_eq!(check.len(), 1, "{check:?}");
+    assert_eq!(stable(&check[0]), stable(&text));
 }
 
 #[test]
