@@ -187,7 +187,15 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
     context::install_thread(thread.clone());
     let top = VuCtx::new(0, Tags::default());
     context::set_current_vu(&top);
-    let outcome = loaded.engine.run_ast(&loaded.ast);
+    // A panic at the top level (a bug in a native function) fails the run with the
+    // summary of what ran, never a crash and never a pass.
+    let outcome = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| loaded.engine.run_ast(&loaded.ast))) {
+        Ok(outcome) => outcome,
+        Err(panic) => {
+            shared.record_internal_error("the script's top level", panic.as_ref());
+            Ok(())
+        }
+    };
     context::set_current_vu(std::ptr::null());
     if let Some(rt) = thread.blocking.as_ref() {
         rt.block_on(crate::script::amqp_conn::close_thread());

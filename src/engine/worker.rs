@@ -122,9 +122,17 @@ impl WorkerPool {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             let active = Arc::new(Busy::default());
             let (shared, engine, ast, a) = (shared.clone(), engine.clone(), ast.clone(), active.clone());
-            let handle = std::thread::Builder::new()
-                .name(format!("volley-worker-{index}"))
-                .spawn(move || worker_main(index, shared, engine, ast, a, rx))?;
+            let handle = std::thread::Builder::new().name(format!("volley-worker-{index}")).spawn(move || {
+                // A panic that escapes a worker (not a VU's: those are caught per
+                // iteration) must fail the run, never let it pass with fewer VUs.
+                let run = shared.clone();
+                let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    worker_main(index, shared, engine, ast, a, rx)
+                }));
+                if let Err(panic) = died {
+                    run.record_internal_error(&format!("worker {index}"), panic.as_ref());
+                }
+            })?;
             pool.senders.push(tx);
             pool.handles.get_mut().unwrap_or_else(|e| e.into_inner()).push(handle);
             pool.active.push(active);

@@ -221,6 +221,19 @@ impl RunShared {
         }
     }
 
+    /// Records a panic caught at `place` as an internal error: the run fails (exit 107)
+    /// and the summary shows it with the other script errors.
+    pub fn record_internal_error(&self, place: &str, panic: &(dyn std::any::Any + Send)) {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".into());
+        let err: EvalAltResult =
+            format!("internal error in {place}: {what} (a bug in volley: please report it)").into();
+        self.record_iteration_error(&err);
+    }
+
     /// Counts a script error raised inside an iteration. The diagnostic is rendered
     /// only the first time an error is seen (a failing script fails every iteration).
     pub fn record_iteration_error(&self, err: &EvalAltResult) {
@@ -395,4 +408,20 @@ pub fn kind_of(name: &str) -> Option<crate::metrics::MetricKind> {
 /// The tags of the current VU plus extra ones.
 pub fn vu_tags(extra: impl IntoIterator<Item = (Str, Str)>) -> Result<Tags, Box<EvalAltResult>> {
     with_vu(|vu| vu.tags.borrow().with(extra))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_caught_panic_is_an_internal_error_that_fails_the_run() {
+        let shared = RunShared::new("x.rhai".into(), HashMap::new(), 1.0, Arc::default());
+        let panic = std::panic::catch_unwind(|| panic!("overflow when adding duration")).unwrap_err();
+        shared.record_internal_error("worker 0", panic.as_ref());
+        assert!(shared.had_script_error.load(Ordering::Relaxed));
+        let errors = shared.iteration_errors.lock().unwrap();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].rendered.contains("internal error in worker 0: overflow when adding duration"), "{errors:?}");
+    }
 }
