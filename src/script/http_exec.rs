@@ -138,16 +138,14 @@ pub fn classify(e: &reqwest::Error) -> &'static str {
     if let Some(kind) = super::http_fast::network_kind(e) {
         return kind;
     }
-    let text = format!("{e:?}").to_ascii_lowercase();
-    if text.contains("dns error") || text.contains("failed to lookup") || text.contains("name or service not known") {
+    // Neither the resolver's failure nor a certificate rejected by the TLS connector
+    // reaches us as a type we can name (both are boxed inside io errors); their
+    // messages are stable: read the Display chain, never a Debug dump.
+    let chain = error_chain(e).to_ascii_lowercase();
+    if e.is_connect() && chain.contains("dns error") {
         "dns"
-    } else if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
+    } else if chain.contains("certificate") || chain.contains("tls") || chain.contains("handshake") {
         "tls"
-    } else if text.contains("connection closed")
-        || text.contains("incomplete message")
-        || text.contains("connection reset")
-    {
-        "reset"
     } else if e.is_connect() {
         "connect"
     } else {

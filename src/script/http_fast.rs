@@ -41,6 +41,14 @@ pub fn network_kind(e: &(dyn std::error::Error + 'static)) -> Option<&'static st
         {
             return Some("reset");
         }
+        // TLS failures arrive as a rustls error, directly or inside an io::Error.
+        let inner_tls = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some());
+        if s.downcast_ref::<rustls::Error>().is_some() || inner_tls {
+            return Some("tls");
+        }
         source = s.source();
     }
     None
