@@ -277,7 +277,7 @@ impl Throttle {
             return None;
         }
         let streak_index = n / self.every;
-        Some((streak_index % 2 == 0).then_some(self.retry_after))
+        Some(streak_index.is_multiple_of(2).then_some(self.retry_after))
     }
 
     /// Starts counting again (`POST /sim/reset`).
