@@ -221,22 +221,55 @@ fn passes_with_broker(script: &str, scale: f64) -> RunReport {
 fn pz_14957_rabbitmq_capacity() {
     let r = passes_with_broker("alerts/pz_14957_rabbitmq_capacity", 0.05);
     let published = r.aggregate.query("amqp_published", &[]).unwrap();
-    assert_eq!(published.stat(volley::metrics::Stat::Count, std::time::Duration::ZERO).unwrap(), Some(50.0));
-}
-
-#[test]
-fn pz_14960_latency() {
-    let r = passes_with_broker("alerts/pz_14960_latency", 0.2);
-    assert!(
-        r.checks.iter().any(|c| c.name == "alert observed on RabbitMQ" && c.passes >= 10 && c.fails == 0),
-        "{:?}",
-        r.checks
+    let floor = "1000 x 0.05 = 50, floored at 200 for a 95% rate";
+    assert_eq!(
+        published.stat(volley::metrics::Stat::Count, std::time::Duration::ZERO).unwrap(),
+        Some(200.0),
+        "{floor}"
     );
 }
 
 #[test]
+fn pz_14960_latency() {
+    let r = passes_with_broker("alerts/pz_14960_latency", 0.05);
+    let count = |metric: &str| {
+        let q = r.aggregate.query(metric, &[]).unwrap();
+        q.stat(volley::metrics::Stat::Count, std::time::Duration::ZERO).unwrap()
+    };
+    assert_eq!(count("alert_observed"), Some(50.0), "every alert judged, 50 even at 0.05");
+    assert_eq!(count("alert_ack_latency_ms"), Some(50.0), "each alert's own report timed");
+}
+
+#[test]
 fn pz_14962_end_to_end() {
-    passes_with_broker("alerts/pz_14962_end_to_end", 0.2);
+    passes_with_broker("alerts/pz_14962_end_to_end", 0.05);
+}
+
+/// Foreign messages on the shared broker (another publisher's reports with the alert
+/// key, published while the test runs) are skipped, never timed: the verdict holds.
+#[test]
+fn pz_14960_skips_foreign_messages_on_a_shared_broker() {
+    let noise = std::thread::spawn(|| {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let conn = lapin::Connection::connect(BROKER, lapin::ConnectionProperties::default()).await.unwrap();
+            let ch = conn.create_channel().await.unwrap();
+            let durable = lapin::options::ExchangeDeclareOptions { durable: true, ..Default::default() };
+            let topic = lapin::ExchangeKind::Topic;
+            ch.exchange_declare("prisma".into(), topic, durable, Default::default()).await.unwrap();
+            for i in 0..400 {
+                let body = format!(r#"{{"alert_id":"foreign-{i}","class_id":104}}"#);
+                let props = lapin::BasicProperties::default();
+                let key = "Algorithm.AlertReport.MLGround";
+                let _ = ch.basic_publish("prisma".into(), key.into(), Default::default(), body.as_bytes(), props).await;
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        });
+    });
+    let r = passes_with_broker("alerts/pz_14960_latency", 0.05);
+    noise.join().unwrap();
+    let latency = r.aggregate.query("alert_ack_latency_ms", &[]).unwrap();
+    assert_eq!(latency.stat(volley::metrics::Stat::Count, std::time::Duration::ZERO).unwrap(), Some(50.0));
 }
 
 #[test]
@@ -279,27 +312,28 @@ fn time_scale_rule_scales_load_with_floors_and_never_protocol_waits() {
 }
 
 /// The `throttled` preset refuses the last 5 of every 150 pushes (Retry-After 1 s, then
-/// none): the catalog's smart backoff must pause ALL sending 10 s each time, even at
+/// none; PZ-14953 meets both, PZ-14954's 30 s with one 10 s pause at least the first):
+/// the catalog's smart backoff must pause ALL sending 10 s each time, even at
 /// --time-scale 0.05 (a protocol wait never scales). The simulator measures the longest
 /// gap between two pushes it received.
-fn pauses_all_sending(script: &str) {
+fn pauses_all_sending(script: &str, streaks: u64) {
     let (r, stats) = run_on(SimConfig::preset("throttled").unwrap(), script, &[], 0.05);
     let summary = volley::report::summary::render(&r);
     assert_eq!(r.exit, ExitCode::Passed, "{script}: retries and pauses absorb the streaks:\n{summary}");
     let refused = stats["limits"]["rate_limited"].as_u64().unwrap();
-    assert!(refused >= 10 && refused % 5 == 0, "at least two whole streaks of 5: {refused}\n{summary}");
+    assert!(refused >= 5 * streaks, "at least {streaks} streak(s) of 5: {refused}\n{summary}");
     let gap = stats["limits"]["max_push_gap_ms"].as_f64().unwrap();
     assert!((10_000.0..30_000.0).contains(&gap), "{script}: all sending paused 10 s, got {gap} ms\n{summary}");
 }
 
 #[test]
 fn throttled_pz_14953_pauses_all_sending_for_10_s() {
-    pauses_all_sending("alerts/pz_14953_high_volume");
+    pauses_all_sending("alerts/pz_14953_high_volume", 2);
 }
 
 #[test]
 fn throttled_pz_14954_pauses_all_sending_for_10_s() {
-    pauses_all_sending("alerts/pz_14954_sustained");
+    pauses_all_sending("alerts/pz_14954_sustained", 1);
 }
 
 /// A login refused for good is a failed test (exit 99) with the reason, not a script
@@ -344,7 +378,8 @@ fn readme_verdicts() -> (Vec<String>, Vec<(String, Vec<String>)>) {
 
 /// Which tests fail under which preset, and why, as the README's table says: every
 /// script against a fresh simulator per preset (seeded, with the real broker) at
-/// --time-scale 0.05; a "fails" cell names (in backticks) a criterion that must fail.
+/// --time-scale 0.05, 12 at a time; a "fails" cell names (in backticks) a criterion that
+/// must fail.
 /// The healthy column is held by the tests above, one per script.
 #[test]
 fn preset_verdicts_match_the_readme() {
@@ -369,12 +404,23 @@ fn preset_verdicts_match_the_readme() {
             jobs.push((id.clone(), preset.clone(), cell.clone(), script_of(id)));
         }
     }
+    // The longest (by the header's nominal duration) first, so the tail stays short.
+    let nominal_s = |script: &str| -> u64 {
+        let text = std::fs::read_to_string(script).unwrap();
+        let d = text.lines().find_map(|l| l.strip_prefix("// duration: ")).unwrap_or("0s").trim().to_string();
+        let (n, unit) = d.split_at(d.len() - 1);
+        n.parse::<u64>().unwrap_or(0) * if unit == "m" { 60 } else { 1 }
+    };
+    jobs.sort_by_key(|j| nominal_s(&j.3));
     let jobs = std::sync::Mutex::new(jobs);
     let mismatches = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
-        for _ in 0..8 {
+        for _ in 0..12 {
             s.spawn(|| {
-                while let Some((id, preset, cell, script)) = jobs.lock().unwrap().pop() {
+                loop {
+                    // Not `while let ... = jobs.lock()...`: the guard would live through the run.
+                    let next = jobs.lock().unwrap().pop();
+                    let Some((id, preset, cell, script)) = next else { break };
                     let mut config = SimConfig::preset(&preset).unwrap();
                     config.amqp_url = Some(BROKER.to_string());
                     let (r, _) = run_on(config, &script, &[("AMQP_URL", BROKER)], 0.05);
