@@ -112,6 +112,8 @@ pub struct RunReport {
     pub metrics: Vec<crate::metrics::series::Desc>,
     /// The comparison with `--baseline`, when one was asked for (part of the verdict).
     pub baseline: Option<Baseline>,
+    /// Figures the script reported with `report(name, value)`, in order.
+    pub figures: Vec<crate::script::figures::Figure>,
 }
 
 /// The comparison of a run with an earlier result, as judged.
@@ -260,6 +262,7 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
         aggregate,
         metrics,
         baseline: None,
+        figures: std::mem::take(&mut *shared.figures.lock().unwrap_or_else(|e| e.into_inner())),
     };
     report.judge();
     Ok(report)

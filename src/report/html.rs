@@ -279,6 +279,14 @@ pub fn render(report: &RunReport, meta: &RunMeta) -> String {
         }
         o.push_str("</table>\n");
     }
+    if !report.figures.is_empty() {
+        o.push_str("<h2>Figures</h2>\n<table><tr><th>Figure</th><th>Value</th><th>Reported at</th></tr>\n");
+        for f in &report.figures {
+            writeln!(o, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&f.name), esc(&f.text()), esc(&f.origin))
+                .ok();
+        }
+        o.push_str("</table>\n");
+    }
     let metrics = super::metrics::summarise(report);
     if !metrics.is_empty() {
         o.push_str("<h2>Metrics</h2>\n<table><tr><th>Metric</th><th>Kind</th><th>Protocol</th><th>Figures</th></tr>\n");

@@ -64,6 +64,9 @@ pub struct RunDoc {
     /// protocol, description and statistics (HDR histogram for trends).
     #[serde(default)]
     pub metrics: BTreeMap<String, super::metrics::MetricSummary>,
+    /// Figures the script reported (`report(name, value)`), by name.
+    #[serde(default)]
+    pub figures: serde_json::Map<String, serde_json::Value>,
     /// The comparison with `--baseline`, when one was judged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<serde_json::Value>,
@@ -220,6 +223,7 @@ pub fn document(report: &RunReport, meta: &RunMeta) -> RunDoc {
             .collect(),
         history: to_values(&agg.history()),
         metrics: super::metrics::summarise(report).into_iter().map(|m| (m.name.clone(), m)).collect(),
+        figures: report.figures.iter().map(|f| (f.name.clone(), f.value.clone())).collect(),
         baseline: report
             .baseline
             .as_ref()

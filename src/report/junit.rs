@@ -39,8 +39,27 @@ pub fn render(results: &[ScriptResult], suite_name: &str, time_scale: f64) -> St
     let _ = writeln!(out, "<testsuites {totals}>");
     let _ = writeln!(out, "  <testsuite {totals}>");
     let _ = writeln!(out, "    <properties><property name=\"time_scale\" value=\"{time_scale}\"/></properties>");
+    let mut with_figures: Vec<&str> = Vec::new();
     for (r, c) in cases {
         let name = if c.name == r.meta.id { format!("{} {}", r.meta.id, r.meta.title) } else { c.name.clone() };
+        // The script's figures (`report(name, value)`) go on its first test case.
+        let mut props = String::new();
+        if !with_figures.contains(&r.meta.id.as_str()) {
+            with_figures.push(&r.meta.id);
+            let figures = r.report.as_ref().map(|p| p.figures.as_slice()).unwrap_or_default();
+            if !figures.is_empty() {
+                props.push_str("\n      <properties>");
+                for f in figures {
+                    let _ = write!(
+                        props,
+                        "\n        <property name=\"{}\" value=\"{}\"/>",
+                        escape(&f.name),
+                        escape(&f.text())
+                    );
+                }
+                props.push_str("\n      </properties>");
+            }
+        }
         let _ = write!(
             out,
             "    <testcase name=\"{}\" classname=\"{}\" file=\"{}\" time=\"{:.3}\"",
@@ -49,17 +68,23 @@ pub fn render(results: &[ScriptResult], suite_name: &str, time_scale: f64) -> St
             escape(&r.meta.path.display().to_string()),
             r.elapsed.as_secs_f64()
         );
+        if !props.is_empty() {
+            out.push('>');
+            out.push_str(&props);
+        }
+        let open = if props.is_empty() { ">" } else { "" };
         match c.verdict {
-            Verdict::Passed => out.push_str("/>\n"),
+            Verdict::Passed if props.is_empty() => out.push_str("/>\n"),
+            Verdict::Passed => out.push_str("\n    </testcase>\n"),
             Verdict::Skipped => {
                 let reason = r.report.as_ref().and_then(|p| p.skipped.clone()).unwrap_or_default();
-                let _ = writeln!(out, ">\n      <skipped message=\"{}\"/>\n    </testcase>", escape(&reason));
+                let _ = writeln!(out, "{open}\n      <skipped message=\"{}\"/>\n    </testcase>", escape(&reason));
             }
             Verdict::Failed => {
                 let message = c.failures.join("; ");
                 let _ = writeln!(
                     out,
-                    ">\n      <failure message=\"{}\" type=\"criteria\">{}</failure>\n    </testcase>",
+                    "{open}\n      <failure message=\"{}\" type=\"criteria\">{}</failure>\n    </testcase>",
                     escape(&message),
                     escape(&c.failures.join("\n"))
                 );
@@ -74,7 +99,7 @@ pub fn render(results: &[ScriptResult], suite_name: &str, time_scale: f64) -> St
                 let first = detail.lines().next().unwrap_or_default().to_string();
                 let _ = writeln!(
                     out,
-                    ">\n      <error message=\"{}\" type=\"script\">{}</error>\n    </testcase>",
+                    "{open}\n      <error message=\"{}\" type=\"script\">{}</error>\n    </testcase>",
                     escape(&first),
                     escape(&detail)
                 );

@@ -105,6 +105,12 @@ pub fn render(report: &RunReport, meta: &RunMeta) -> String {
         }
     }
 
+    if !report.figures.is_empty() {
+        writeln!(out, "\n## Figures\n\n| Figure | Value | Reported at |\n|---|---|---|").ok();
+        for f in &report.figures {
+            writeln!(out, "| {} | {} | {} |", cell(&f.name), cell(&f.text()), cell(&f.origin)).ok();
+        }
+    }
     let metrics = super::metrics::summarise(report);
     if !metrics.is_empty() {
         writeln!(out, "\n## Metrics\n\n| Metric | Kind | Protocol | Figures |\n|---|---|---|---|").ok();

@@ -241,6 +241,11 @@ pub(crate) mod fixture {
             aggregate: agg,
             metrics: crate::metrics::series::builtin::descs(),
             baseline: None,
+            figures: vec![crate::script::figures::Figure {
+                name: "cleanup_s".into(),
+                value: serde_json::json!(12.5),
+                origin: "scripts/pz_1_demo.rhai:9".into(),
+            }],
         }
     }
 

@@ -135,6 +135,13 @@ pub fn exposition(report: &RunReport) -> String {
             }
         }
     }
+    let numbers: Vec<_> = report.figures.iter().filter_map(|f| f.value.as_f64().map(|v| (&f.name, v))).collect();
+    if !numbers.is_empty() {
+        t.family("volley_figure", "gauge", "Numeric figures the script reported with report(name, value).");
+        for (name, v) in numbers {
+            t.sample("volley_figure", &[("name", name)], v);
+        }
+    }
     let violations = report.thresholds.iter().filter(|t| !t.passed).count()
         + report.assertions.iter().filter(|a| !a.passed).count()
         + usize::from(report.baseline.as_ref().is_some_and(|b| b.regressed));

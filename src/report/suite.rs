@@ -233,6 +233,7 @@ pub fn to_json(results: &[ScriptResult], time_scale: f64, elapsed: Duration) -> 
                 "checks": rep.map(|p| &p.checks),
                 "thresholds": rep.map(|p| &p.thresholds),
                 "assertions": rep.map(|p| &p.assertions),
+                "figures": rep.map(|p| p.figures.iter().map(|f| (f.name.clone(), f.value.clone())).collect::<serde_json::Map<_, _>>()),
                 "iteration_errors": rep.map(|p| p.iteration_errors.iter().map(|e| json!({"count": e.count, "message": e.rendered})).collect::<Vec<_>>()),
             })
         })

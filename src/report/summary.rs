@@ -94,6 +94,13 @@ pub fn render(r: &RunReport) -> String {
             }
         }
     }
+    if !r.figures.is_empty() {
+        out.push_str("\nfigures\n");
+        let width = r.figures.iter().map(|f| f.name.chars().count()).max().unwrap_or(8).max(8);
+        for f in &r.figures {
+            out.push_str(&format!("  {:<width$}  {}\n", f.name, f.text()));
+        }
+    }
     if !r.checks.is_empty() {
         out.push_str("\nchecks\n");
         for c in &r.checks {

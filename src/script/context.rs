@@ -185,6 +185,8 @@ pub struct RunShared {
     pub amqp_url: RwLock<Option<String>>,
     /// The metrics this run knows (built-ins and the script's own).
     pub registry: crate::metrics::Registry,
+    /// Figures the script reported (`report(name, value)`), in order.
+    pub figures: Mutex<Vec<super::figures::Figure>>,
 }
 
 impl RunShared {
@@ -210,6 +212,7 @@ impl RunShared {
             render_error: OnceLock::new(),
             amqp_url: RwLock::new(None),
             registry: crate::metrics::Registry::new(),
+            figures: Mutex::new(Vec::new()),
         }
     }
 

@@ -12,6 +12,7 @@ pub mod context;
 pub mod core;
 pub mod data;
 pub mod diagnostics;
+pub mod figures;
 pub mod http;
 mod http_exec;
 pub mod http_fast;
@@ -45,6 +46,7 @@ fn registry() -> Vec<(Namespace, Module)> {
         (Namespace::Global, exported_module!(response::response_api)),
         (Namespace::Static("http"), exported_module!(http::http_api)),
         (Namespace::Static("metrics"), exported_module!(metrics::metrics_api)),
+        (Namespace::Global, exported_module!(figures::figures_api)),
         (Namespace::Static("data"), exported_module!(data::data_api)),
         (Namespace::Static("resources"), exported_module!(resources::resources_api)),
         (Namespace::Static("amqp"), exported_module!(amqp::amqp_api)),

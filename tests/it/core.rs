@@ -314,3 +314,46 @@ fn the_baseline_is_part_of_the_one_verdict_every_output_reads() {
     let junit = std::fs::read_to_string(&junit).unwrap();
     assert!(junit.contains("<failure"), "{junit}");
 }
+
+#[test]
+fn reported_figures_reach_the_summary_and_every_output() {
+    // Issue 12: catalog "report" figures reached only the terminal.
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("pz_1_fig.rhai");
+    std::fs::write(
+        &script,
+        "// PZ-1: figures\n// tags: demo\nreport(\"cleanup_s\", 1.5);\nreport(\"per_type\", #{ fire: #{ sent: 10, ok: 9 } });\nreport(\"note\", \"queue was new\");\nreport(\"cleanup_s\", 2.25);\n",
+    )
+    .unwrap();
+    let f = |n: &str| dir.path().join(n);
+    let out = volley()
+        .args(["run", "--progress", "off"])
+        .arg(&script)
+        .arg(format!("--out=json={}", f("r.json").display()))
+        .arg(format!("--out=md={}", f("r.md").display()))
+        .arg(format!("--out=html={}", f("r.html").display()))
+        .arg(format!("--junit={}", f("j.xml").display()))
+        .arg(format!("--json={}", f("s.json").display()))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(
+        stdout.contains(
+            "figures\n  cleanup_s  2.25\n  per_type   {\"fire\":{\"ok\":9,\"sent\":10}}\n  note       queue was new\n"
+        ),
+        "{stdout}"
+    );
+    let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(f("r.json")).unwrap()).unwrap();
+    assert_eq!(doc["figures"]["cleanup_s"], 2.25);
+    assert_eq!(doc["figures"]["per_type"]["fire"]["ok"], 9);
+    let suite: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(f("s.json")).unwrap()).unwrap();
+    assert_eq!(suite["tests"][0]["figures"]["note"], "queue was new", "{suite}");
+    let junit = std::fs::read_to_string(f("j.xml")).unwrap();
+    assert!(junit.contains("<property name=\"cleanup_s\" value=\"2.25\"/>"), "{junit}");
+    assert!(junit.contains("<property name=\"per_type\" value=\"{&quot;fire&quot;"), "{junit}");
+    for file in ["r.md", "r.html"] {
+        let text = std::fs::read_to_string(f(file)).unwrap();
+        assert!(text.contains("Figures") && text.contains("cleanup_s") && text.contains("2.25"), "{file}: {text}");
+    }
+}
