@@ -7,6 +7,7 @@ pub mod duration;
 pub mod engine;
 pub mod executor;
 pub mod metrics;
+pub mod proto;
 pub mod report;
 pub mod script;
 pub mod sim;

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::sim::{SimConfig, SimHandle, redact_url};
+use crate::proto::amqp::redact as redact_url;
+use crate::sim::{SimConfig, SimHandle};
 
 /// Flags of `volley sim`.
 #[derive(Debug, Clone, clap::Args)]

@@ -200,7 +200,7 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
     };
     context::set_current_vu(std::ptr::null());
     if let Some(rt) = thread.blocking.as_ref() {
-        rt.block_on(crate::script::amqp_conn::close_thread());
+        rt.block_on(crate::proto::close_thread());
     }
     thread.flush();
     context::uninstall_thread();

@@ -231,7 +231,7 @@ fn worker_main(
             }
         }
         flusher.abort();
-        crate::script::amqp_conn::close_thread().await;
+        crate::proto::close_thread().await;
     });
     last.flush();
     context::uninstall_thread();

@@ -4,12 +4,12 @@
 //! header that consuming turns into `amqp_e2e_latency`. Publish failures are values
 //! and samples (like HTTP network errors); topology and consume errors throw.
 
-use super::amqp_conn::{self, AmqpError, DEFAULT_URL};
 use super::amqp_ops::{self, Bodies, Publish};
 use super::bridge;
 use super::context::{self, ThreadCtx};
 use super::opts::{Opts, to_duration};
 use crate::metrics::Str;
+use crate::proto::amqp::{self as amqp_conn, AmqpError, DEFAULT_URL};
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, ExchangeKind};

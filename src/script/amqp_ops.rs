@@ -3,9 +3,9 @@
 //! conversions between script values and AMQP field tables, and the samples they record.
 //! Futures here run on the calling thread's runtime through `bridge::wait`.
 
-use super::amqp_conn::{Amqp, AmqpError};
 use super::context::ThreadCtx;
 use crate::metrics::{Str, Tags, builtin};
+use crate::proto::amqp::{Amqp, AmqpError};
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicGetOptions, BasicPublishOptions, BasicQosOptions};
 use lapin::types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use lapin::{BasicProperties, Confirmation};
@@ -80,7 +80,7 @@ pub fn record_publish(thread: &ThreadCtx, tags: &Tags, outcome: &Result<(), Amqp
 async fn settle(confirm: lapin::PublisherConfirm, timeout: Duration) -> Result<(), AmqpError> {
     match tokio::time::timeout(timeout, confirm).await {
         Err(_) => Err(AmqpError::new("timeout", format!("no publisher confirm within {}", fmt_duration(timeout)))),
-        Ok(Err(e)) => Err(AmqpError::new(super::amqp_conn::classify(&e), format!("waiting for the confirm: {e}"))),
+        Ok(Err(e)) => Err(AmqpError::new(crate::proto::amqp::classify(&e), format!("waiting for the confirm: {e}"))),
         Ok(Ok(Confirmation::Nack(_))) => Err(AmqpError::new("nack", "the broker refused the message (basic.nack)")),
         Ok(Ok(Confirmation::Ack(Some(returned)))) => Err(AmqpError::new(
             "unroutable",

@@ -333,7 +333,7 @@ pub struct VuCtx {
     pub pending_outcomes: RefCell<Vec<(Tags, bool)>>,
     /// This VU's idle HTTP/1.1 connections by origin (`host:port`): a VU is a user
     /// with its own connections, as in a browser.
-    pub conns: RefCell<rustc_hash::FxHashMap<String, super::http_fast::Conn>>,
+    pub conns: RefCell<rustc_hash::FxHashMap<String, crate::proto::http::Conn>>,
 }
 
 impl VuCtx {

@@ -135,7 +135,7 @@ pub fn classify(e: &reqwest::Error) -> &'static str {
     if e.is_timeout() {
         return "timeout";
     }
-    if let Some(kind) = super::http_fast::network_kind(e) {
+    if let Some(kind) = crate::proto::http::network_kind(e) {
         return kind;
     }
     // Neither the resolver's failure nor a certificate rejected by the TLS connector
@@ -261,10 +261,10 @@ fn send_fast(prepared: &Prepared, cookie: Option<reqwest::header::HeaderValue>) 
         headers.entry(reqwest::header::COOKIE).or_insert(c);
     }
     *request.headers_mut() = headers;
-    let reused = super::http_fast::take_conn(&origin);
-    let exchange = bridge::wait(super::http_fast::exchange(reused, host, port, request, prepared.timeout))?;
+    let reused = take_conn(&origin);
+    let exchange = bridge::wait(crate::proto::http::exchange(reused, host, port, request, prepared.timeout))?;
     if let Some(conn) = exchange.conn {
-        super::http_fast::keep_conn(origin, conn);
+        keep_conn(origin, conn);
     }
     Ok(match exchange.result {
         Ok((parts, body)) => {
@@ -412,6 +412,18 @@ pub fn default_name(url: &url::Url) -> String {
         })
         .collect();
     segments.join("/")
+}
+
+/// Takes the VU's idle connection to an origin, if any.
+fn take_conn(origin: &str) -> Option<crate::proto::http::Conn> {
+    context::with_vu(|vu| vu.conns.borrow_mut().remove(origin)).ok().flatten()
+}
+
+/// Gives a connection back to the VU for its next request to the origin.
+fn keep_conn(origin: String, conn: crate::proto::http::Conn) {
+    let _ = context::with_vu(|vu| {
+        vu.conns.borrow_mut().insert(origin, conn);
+    });
 }
 
 #[cfg(test)]

@@ -3,7 +3,6 @@
 //! and one file per primitive module.
 
 pub mod amqp;
-pub mod amqp_conn;
 pub mod amqp_message;
 mod amqp_ops;
 pub mod bridge;
@@ -15,7 +14,6 @@ pub mod diagnostics;
 pub mod figures;
 pub mod http;
 mod http_exec;
-pub mod http_fast;
 pub mod judge;
 pub mod metrics;
 pub mod modules;

@@ -466,21 +466,9 @@ impl SimConfig {
     }
 }
 
-/// `amqp://user:secret@host/` -> `amqp://user:***@host/`.
-pub fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match (authority.rfind('@'), authority.find(':')) {
-        (Some(at), Some(colon)) if colon < at => {
-            format!("{}{}:***{}", &url[..scheme_end], &authority[..colon], &rest[at..])
-        }
-        _ => url.to_string(),
-    }
-}
+/// `amqp://user:secret@host/` -> `amqp://user:***@host/` (one implementation, in
+/// [`crate::proto::amqp::redact`]).
+pub use crate::proto::amqp::redact as redact_url;
 
 /// Deep merge of TOML tables: keys of `over` replace those of `base`, tables recurse.
 fn merge(base: &mut toml::Table, over: toml::Table) {

@@ -1,9 +1,9 @@
 //! The HTTP/1.1 fast path: each VU owns one connection per origin (`scheme://host:port`),
 //! driven by `hyper::client::conn::http1` on its worker, as oha does. No shared pool, no
 //! middleware: about half reqwest's CPU per request. Used for `http://` URLs; `https://`
-//! and redirects go through reqwest (see `http_exec`).
+//! and redirects go through reqwest (see `script::http_exec`). Knows nothing of Rhai or VUs:
+//! the caller keeps the connections.
 
-use super::context;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::client::conn::http1::SendRequest;
@@ -128,16 +128,4 @@ pub async fn exchange(
             conn: None,
         },
     }
-}
-
-/// Takes the VU's idle connection to an origin, if any.
-pub fn take_conn(origin: &str) -> Option<Conn> {
-    context::with_vu(|vu| vu.conns.borrow_mut().remove(origin)).ok().flatten()
-}
-
-/// Gives a connection back to the VU for its next request to the origin.
-pub fn keep_conn(origin: String, conn: Conn) {
-    let _ = context::with_vu(|vu| {
-        vu.conns.borrow_mut().insert(origin, conn);
-    });
 }

@@ -26,6 +26,21 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// The kinds of [`AmqpError`], as failed publishes are tagged (`error`).
+pub const ERROR_KINDS: &[&str] = &[
+    "refused",
+    "connect",
+    "connection_lost",
+    "not_found",
+    "access_refused",
+    "precondition_failed",
+    "nack",
+    "unroutable",
+    "timeout",
+    "io",
+    "other",
+];
+
 /// An AMQP failure: a kind for tags and counts, and the full message.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AmqpError {
@@ -76,7 +91,18 @@ pub fn classify(e: &lapin::Error) -> &'static str {
 
 /// The URL as it may be shown: the password replaced by `***`.
 pub fn redact(url: &str) -> String {
-    crate::sim::redact_url(url)
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match (authority.rfind('@'), authority.find(':')) {
+        (Some(at), Some(colon)) if colon < at => {
+            format!("{}{}:***{}", &url[..scheme_end], &authority[..colon], &rest[at..])
+        }
+        _ => url.to_string(),
+    }
 }
 
 /// This thread's connection and channel pools for one run.
