@@ -242,6 +242,26 @@ impl LivePush {
     }
 }
 
+/// Runs `promtool check metrics` on an exposition text: `Err` with what promtool said
+/// unless it accepts the text without a remark (the tests' check of every text volley
+/// pushes).
+pub fn promtool_check(promtool: &std::path::Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let mut child = std::process::Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", promtool.display()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(text.as_bytes()).map_err(|e| format!("cannot write to promtool: {e}"))?;
+    }
+    let out = child.wait_with_output().map_err(|e| format!("promtool: {e}"))?;
+    let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    if out.status.success() && said.trim().is_empty() { Ok(()) } else { Err(format!("promtool: {said}\n{text}")) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,18 +284,7 @@ mod tests {
         }
         let row = IntervalRow { t_s: 1.0, requests: 10, failures: 1, vus: 2, p50_ms: Some(3.0), ..Default::default() };
         for text in [exposition(&fixture::report()), interval_exposition(&row)] {
-            let mut child = std::process::Command::new(promtool)
-                .args(["check", "metrics"])
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap();
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-            let out = child.wait_with_output().unwrap();
-            let said = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-            assert!(out.status.success() && said.trim().is_empty(), "promtool: {said}\n{text}");
+            promtool_check(promtool, &text).unwrap();
         }
     }
 

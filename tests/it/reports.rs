@@ -307,18 +307,7 @@ fn prometheus_pushes_at_the_end_and_every_interval_to_a_pushgateway() {
     let Some(promtool) = support::required_tool("promtool") else { return };
     let first_live = got.iter().find(|(_, body)| body.contains("volley_vus 2")).map(|(_, b)| b.clone()).unwrap();
     for body in [first_live, last.clone()] {
-        use std::io::Write;
-        let mut child = Command::new(&promtool)
-            .args(["check", "metrics"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
-        let out = child.wait_with_output().unwrap();
-        let said = text(&out);
-        assert!(out.status.success() && said.trim().is_empty(), "promtool: {said}\n{body}");
+        volley::report::prometheus::promtool_check(&promtool, &body).unwrap();
     }
 }
 
