@@ -63,17 +63,23 @@ pub struct RunArgs {
     /// at it (sets BASE_URL, FOCUS_URL, ALERTS_URL unless given with -e).
     #[arg(long)]
     pub sim: bool,
-    /// The simulator's preset with --sim: healthy, degraded or overloaded.
+    /// The simulator's preset with --sim: healthy, degraded, overloaded or throttled.
     #[arg(long, value_name = "NAME", default_value = "healthy", requires = "sim")]
     pub sim_preset: String,
+    /// The seed of the simulator's random draws with --sim (the same seed gives the
+    /// same faults for the same requests).
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "sim")]
+    pub sim_seed: u64,
 }
 
 /// Starts the simulator for `--sim` and returns it with the values to give the script.
 pub fn start_sim(
     preset: &str,
+    seed: u64,
     amqp_url: Option<&str>,
 ) -> Result<(crate::sim::SimHandle, Vec<(String, String)>), String> {
     let mut config = crate::sim::SimConfig::preset(preset).map_err(|e| e.to_string())?;
+    config.seed = seed;
     config.amqp_url = amqp_url.map(str::to_string);
     let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
     let sim = crate::sim::SimHandle::start(config, listen).map_err(|e| format!("cannot start the simulator: {e}"))?;
@@ -189,14 +195,19 @@ pub fn prepare_env(args: &RunArgs) -> Result<(Option<crate::sim::SimHandle>, Has
             .or_else(|| std::env::var("AMQP_URL").ok())
             .unwrap_or_else(|| DEFAULT_AMQP_URL.to_string());
         let broker = broker_answers(&amqp).then_some(amqp.as_str());
-        match start_sim(&args.sim_preset, broker) {
+        match start_sim(&args.sim_preset, args.sim_seed, broker) {
             Ok((sim, values)) => {
                 let path = if broker.is_some() {
                     "alert path through RabbitMQ"
                 } else {
                     "alert path in memory (no broker answered)"
                 };
-                eprintln!("volley: simulator ({}) on {}, {path}", args.sim_preset, sim.base_url());
+                eprintln!(
+                    "volley: simulator ({}, seed {}) on {}, {path}",
+                    args.sim_preset,
+                    args.sim_seed,
+                    sim.base_url()
+                );
                 env.extend(values);
                 if broker.is_some() {
                     env.insert("AMQP_URL".into(), amqp.clone());
