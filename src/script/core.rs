@@ -359,7 +359,12 @@ pub mod core_api {
         thread.flush();
         let agg = thread.shared.aggregate.lock().unwrap_or_else(|e| e.into_inner());
         let elapsed = agg.started().elapsed();
-        Ok(agg.query(&sel.metric, &sel.filters).map(|s| sink_to_map(&s, elapsed)).unwrap_or_default())
+        // A known metric with nothing recorded reads as an empty sink of its kind:
+        // `stats("amqp_published").count` is 0, not a missing property.
+        let sink = agg
+            .query(&sel.metric, &sel.filters)
+            .or_else(|| context::kind_of(&sel.metric).map(crate::metrics::Sink::new));
+        Ok(sink.map(|s| sink_to_map(&s, elapsed)).unwrap_or_default())
     }
 
     /// Calls `func` until it succeeds or attempts run out, sleeping with exponential

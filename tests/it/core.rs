@@ -357,3 +357,18 @@ fn reported_figures_reach_the_summary_and_every_output() {
         assert!(text.contains("Figures") && text.contains("cleanup_s") && text.contains("2.25"), "{file}: {text}");
     }
 }
+
+#[test]
+fn stats_of_a_known_metric_with_no_samples_reads_zero() {
+    // Issue 11: `stats("amqp_published").count` was empty instead of 0.
+    let (_d, path) = script(
+        r#"
+        let m = metrics::counter("never");
+        expect(stats("amqp_published").count, "== 0", "no publishes");
+        expect(stats("never").count, "== 0", "custom, never added");
+        expect(stats("http_reqs{phase:none}").count, "== 0", "filtered");
+        "#,
+    );
+    let r = run_with(&path, &[], 1.0);
+    assert_eq!(r.exit, ExitCode::Passed, "{}", volley::report::summary::render(&r));
+}
