@@ -222,7 +222,15 @@ impl Amqp {
         .await
         {
             Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err((if classify(&e) == "refused" { "refused" } else { "connect" }, e.to_string())),
+            // A wrong password is the broker refusing the login, not a network failure.
+            Ok(Err(e)) => {
+                let kind = match classify(&e) {
+                    k @ ("refused" | "access_refused") => k,
+                    _ if e.to_string().contains("ACCESS_REFUSED") => "access_refused",
+                    _ => "connect",
+                };
+                Err((kind, e.to_string()))
+            }
             Err(_) => Err(("timeout", format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()))),
         };
         match dialled {
@@ -253,7 +261,12 @@ impl Amqp {
                     Some(cause) => format!("lost the connection to RabbitMQ ({cause}) and cannot reconnect to"),
                     None => "lost the connection to RabbitMQ and cannot reconnect to".to_string(),
                 };
-                let err = AmqpError::new(kind, format!("{what} {}: {e}; {START_HINT}", redact(&self.url)));
+                let hint = if kind == "access_refused" {
+                    "hint: the broker refused the user or password in the URL (amqp://USER:PASSWORD@HOST:5672/%2f)"
+                } else {
+                    START_HINT
+                };
+                let err = AmqpError::new(kind, format!("{what} {}: {e}; {hint}", redact(&self.url)));
                 let backoff = self.backoff.get();
                 self.retry_at.set(Some(Instant::now() + backoff));
                 self.backoff.set((backoff * 2).min(BACKOFF_MAX));

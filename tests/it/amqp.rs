@@ -214,3 +214,23 @@ fn the_roundtrip_example_passes() {
     assert_eq!(stat(&r, "amqp_published", &[], Stat::Count), 200.0);
     assert_eq!(stat(&r, "amqp_consumed", &[], Stat::Count), 200.0);
 }
+
+#[test]
+fn a_wrong_password_is_access_refused_and_counted_in_errors_by_kind() {
+    // Issue 11: a refused login was reported as kind `connect`; publish failures were in
+    // no report's errors by kind.
+    let r = run(
+        r#"
+        amqp::url("amqp://guest:not-the-password@127.0.0.1:5672/%2f");
+        let r = amqp::publish("", "volley-test-never", #{ a: 1 });
+        assert(!r.ok, "refused");
+        assert(r.error == "access_refused", `kind access_refused, got ${r.error}`);
+        assert(r.error_message.contains("user or password"), r.error_message);
+        assert(!r.error_message.contains("not-the-password"), "the password is never shown");
+        "#,
+        &[],
+    );
+    assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
+    let kinds = volley::engine::judge::failure_kinds(&r.aggregate, &[]);
+    assert_eq!(kinds.get("amqp access_refused"), Some(&1), "{kinds:?}");
+}
