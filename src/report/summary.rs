@@ -98,7 +98,15 @@ pub fn render(r: &RunReport) -> String {
         out.push_str("\nfigures\n");
         let width = r.figures.iter().map(|f| f.name.chars().count()).max().unwrap_or(8).max(8);
         for f in &r.figures {
-            out.push_str(&format!("  {:<width$}  {}\n", f.name, f.text()));
+            // A long list or table (a resource series) is shortened here; the files
+            // (--out json/md/html, --json) carry it whole.
+            let text = f.text();
+            let shown = if text.chars().count() > 160 {
+                format!("{}… (in full in --out json/md/html)", text.chars().take(120).collect::<String>())
+            } else {
+                text
+            };
+            out.push_str(&format!("  {:<width$}  {shown}\n", f.name));
         }
     }
     if !r.checks.is_empty() {
