@@ -26,12 +26,27 @@ impl Figure {
     }
 }
 
-/// A figure value as one line of text.
+/// A figure value as one line of text (numbers inside lists and maps rounded to three
+/// decimals for reading; the JSON outputs keep them whole).
 pub fn text_of(value: &serde_json::Value) -> String {
     match value {
         serde_json::Value::Number(n) => n.as_f64().map(crate::script::core::fmt_num).unwrap_or_else(|| n.to_string()),
         serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
+        other => rounded(other).to_string(),
+    }
+}
+
+fn rounded(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if n.is_f64() => n
+            .as_f64()
+            .and_then(|f| serde_json::Number::from_f64((f * 1000.0).round() / 1000.0))
+            .map(Value::Number)
+            .unwrap_or_else(|| value.clone()),
+        Value::Array(a) => Value::Array(a.iter().map(rounded).collect()),
+        Value::Object(o) => Value::Object(o.iter().map(|(k, v)| (k.clone(), rounded(v))).collect()),
+        other => other.clone(),
     }
 }
 
@@ -109,9 +124,10 @@ mod tests {
     fn values_become_json_and_one_line_of_text() {
         let mut m = rhai::Map::new();
         m.insert("sent".into(), Dynamic::from_int(10));
-        m.insert("rate".into(), Dynamic::from_float(9.5));
+        m.insert("rate".into(), Dynamic::from_float(9.512345));
         let v = to_json(&Dynamic::from_map(m)).unwrap();
-        assert_eq!(text_of(&v), r#"{"rate":9.5,"sent":10}"#);
+        assert_eq!(text_of(&v), r#"{"rate":9.512,"sent":10}"#);
+        assert_eq!(v["rate"], 9.512345, "the JSON keeps the value whole");
         assert_eq!(text_of(&to_json(&Dynamic::from_float(1.25)).unwrap()), "1.25");
         assert_eq!(text_of(&to_json(&Dynamic::from("ok")).unwrap()), "ok");
         assert!(to_json(&Dynamic::from_float(f64::NAN)).is_err());
