@@ -125,11 +125,6 @@ fn parse_scale(s: &str) -> Result<f64, String> {
     }
 }
 
-/// Default worker count: one per core.
-pub fn default_workers() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
-}
-
 /// Raises the open-files limit to the hard limit (each VU connection is a descriptor).
 pub fn raise_nofile() {
     if let Ok((soft, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE)
@@ -234,7 +229,7 @@ pub fn run_scripts(
     env: &HashMap<String, String>,
     stop: &Arc<Stop>,
 ) -> Result<Outcome, i32> {
-    let workers = args.workers.map(usize::from).unwrap_or_else(default_workers);
+    let workers = args.workers.map(usize::from).unwrap_or_else(crate::engine::run::default_workers);
     let suite = scripts.len() > 1;
     let mut results = Vec::new();
     let mut output_failed = false;

@@ -27,7 +27,7 @@ pub fn failure_kinds(agg: &Aggregate, filters: &[(String, String)]) -> BTreeMap<
                 (None, Some(status)) => format!("status {status}"),
                 (None, None) => "failed".to_string(),
             };
-            let kind = if protocol == "http" || protocol.is_empty() { what } else { format!("{protocol} {what}") };
+            let kind = if protocol == "http" { what } else { format!("{protocol} {what}") };
             *kinds.entry(kind).or_default() += rate.trues;
         }
     }

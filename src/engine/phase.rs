@@ -69,11 +69,6 @@ impl Phases {
         Phases { pool, shared, done: Mutex::new(Vec::new()), current: Mutex::new(None) }
     }
 
-    /// Iterations running right now.
-    pub fn running(&self) -> u64 {
-        self.pool.running()
-    }
-
     /// The busy-VU sample of the second that just ended.
     pub fn take_busy_peak(&self) -> u64 {
         self.pool.take_busy_peak()

@@ -63,13 +63,18 @@ impl RunConfig {
         RunConfig {
             script: script.into(),
             env: HashMap::new(),
-            workers: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            workers: default_workers(),
             time_scale: 1.0,
             progress: ProgressMode::Off,
             stop: Arc::default(),
             listeners: Vec::new(),
         }
     }
+}
+
+/// Default worker count: one per core.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)
 }
 
 /// Everything a run produced, for the summary and other outputs.

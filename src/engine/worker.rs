@@ -89,11 +89,6 @@ impl Busy {
         self.now.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Iterations running now.
-    pub fn now(&self) -> u64 {
-        self.now.load(Ordering::Relaxed)
-    }
-
     /// The most iterations running at once since the last call (then restarts from now).
     pub fn take_peak(&self) -> u64 {
         let now = self.now.load(Ordering::Relaxed);
@@ -148,11 +143,6 @@ impl WorkerPool {
     /// Whether there are no workers.
     pub fn is_empty(&self) -> bool {
         self.senders.is_empty()
-    }
-
-    /// Iterations running right now on all workers.
-    pub fn running(&self) -> u64 {
-        self.active.iter().map(|a| a.now()).sum()
     }
 
     /// The most iterations that ran at once on each worker since the last call, summed

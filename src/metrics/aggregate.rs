@@ -76,7 +76,8 @@ struct Bucket {
 /// Run totals per series, and the per-second history.
 pub struct Aggregate {
     series: HashMap<Str, HashMap<Tags, Sink>>,
-    roles: HashMap<Str, Role>,
+    /// Each metric's role and protocol, from its description.
+    described: HashMap<Str, (Role, &'static str)>,
     open: BTreeMap<u64, Bucket>,
     /// Seconds below this one are summarised into `rows`.
     closed_next: u64,
@@ -95,6 +96,15 @@ fn count_of(sink: &Sink) -> f64 {
     }
 }
 
+/// Adds a sample batch to an operations count and a failures count, by the metric's role.
+fn count_operations(role: Role, sink: &Sink, requests: &mut u64, failures: &mut u64) {
+    match role {
+        Role::Requests => *requests += count_of(sink) as u64,
+        Role::Failed => *failures += count_of(sink) as u64,
+        _ => {}
+    }
+}
+
 fn percentile(sink: Option<&Sink>, p: f64) -> Option<f64> {
     sink.and_then(|s| s.stat(Stat::Percentile(p), Duration::ZERO).ok().flatten())
 }
@@ -109,7 +119,7 @@ impl Aggregate {
     pub fn starting_at(started: Instant) -> Aggregate {
         Aggregate {
             series: HashMap::new(),
-            roles: builtin::descs().into_iter().map(|d| (d.metric.name, d.role)).collect(),
+            described: builtin::descs().into_iter().map(|d| (d.metric.name, (d.role, d.protocol))).collect(),
             open: BTreeMap::new(),
             closed_next: 0,
             rows: BTreeMap::new(),
@@ -125,7 +135,12 @@ impl Aggregate {
     }
 
     fn role(&self, name: &str) -> Role {
-        self.roles.get(name).copied().unwrap_or(Role::Other)
+        self.described.get(name).map_or(Role::Other, |d| d.0)
+    }
+
+    /// The protocol that records a metric (`http`, `amqp`, `core`, `custom`, ...).
+    pub fn protocol(&self, name: &str) -> &'static str {
+        self.described.get(name).map_or("custom", |d| d.1)
     }
 
     /// Folds one thread's drained batches in.
@@ -162,11 +177,7 @@ impl Aggregate {
                     key: key.to_string(),
                     ..Default::default()
                 });
-                match role {
-                    Role::Requests => g.requests += count_of(sink) as u64,
-                    Role::Failed => g.failures += count_of(sink) as u64,
-                    _ => {}
-                }
+                count_operations(role, sink, &mut g.requests, &mut g.failures);
             }
             return;
         }
@@ -186,21 +197,14 @@ impl Aggregate {
                 Some(acc) => acc,
                 None => bucket.groups.entry((group, Str::from(key))).or_default(),
             };
-            match role {
-                Role::Requests => acc.requests += count_of(sink) as u64,
-                Role::Failed => acc.failures += count_of(sink) as u64,
-                Role::Latency => match &mut acc.durations {
+            count_operations(role, sink, &mut acc.requests, &mut acc.failures);
+            if role == Role::Latency {
+                match &mut acc.durations {
                     Some(d) => d.merge(sink),
                     None => acc.durations = Some(sink.clone()),
-                },
-                Role::Other => {}
+                }
             }
         }
-    }
-
-    /// The second of the run an instant falls in.
-    pub fn second_of(&self, at: Instant) -> u64 {
-        at.saturating_duration_since(self.started).as_secs()
     }
 
     /// Summarises every second up to and including `last` into rows (seconds without
@@ -313,31 +317,9 @@ impl Aggregate {
         out
     }
 
-    /// Every metric with a given role merged (e.g. all protocols' latency), among the
-    /// series matching `filters`.
-    pub fn query_role(&self, role: Role, filters: &[(String, String)]) -> Option<Sink> {
-        let mut out: Option<Sink> = None;
-        for name in self.names_with(role) {
-            if let Some(sink) = self.query(&name, filters) {
-                match &mut out {
-                    Some(acc) => acc.merge(&sink),
-                    None => out = Some(sink),
-                }
-            }
-        }
-        out
-    }
-
     /// Names of recorded metrics with a role, sorted.
     pub fn names_with(&self, role: Role) -> Vec<String> {
         let mut v: Vec<String> = self.series.keys().filter(|n| self.role(n) == role).map(|n| n.to_string()).collect();
-        v.sort();
-        v
-    }
-
-    /// Names of every recorded metric, sorted.
-    pub fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.series.keys().map(|n| n.to_string()).collect();
         v.sort();
         v
     }
@@ -367,18 +349,14 @@ impl Aggregate {
     /// Learns the descriptions of the run's metrics (custom ones included).
     pub fn describe(&mut self, descs: &[Desc]) {
         for d in descs {
-            self.roles.insert(d.metric.name.clone(), d.role);
+            self.described.insert(d.metric.name.clone(), (d.role, d.protocol));
         }
     }
 }
 
 fn add_counts(row: &mut IntervalRow, name: &Str, role: Role, sink: &Sink) {
     let n = count_of(sink);
-    match role {
-        Role::Requests => row.requests += n as u64,
-        Role::Failed => row.failures += n as u64,
-        _ => {}
-    }
+    count_operations(role, sink, &mut row.requests, &mut row.failures);
     if **name == *builtin::ITERATIONS.name {
         row.iterations += n as u64;
     }

@@ -3,7 +3,6 @@
 //! read built-in, protocol and custom metrics alike.
 
 use crate::engine::RunReport;
-use crate::metrics::series::Desc;
 use crate::metrics::{MetricKind, Sink, Stat};
 use std::time::Duration;
 
@@ -140,13 +139,9 @@ fn empty_stats(kind: MetricKind) -> Vec<(String, f64)> {
 /// Every metric that recorded something, and every custom metric the script defined
 /// (with zero counts when it recorded nothing), in description order.
 pub fn summarise(report: &RunReport) -> Vec<MetricSummary> {
-    summarise_descs(&report.metrics, report)
-}
-
-fn summarise_descs(descs: &[Desc], report: &RunReport) -> Vec<MetricSummary> {
     let agg = &report.aggregate;
     let mut out = Vec::new();
-    for d in descs {
+    for d in &report.metrics {
         let name = d.metric.name.to_string();
         let sink = agg.query(&name, &[]);
         let stats = match &sink {
