@@ -38,13 +38,16 @@ pub fn execute(args: CheckArgs) -> i32 {
     for path in &scripts {
         let mut diags: Vec<Diagnostic> = Vec::new();
         // One error for a file that is not text, not one per reader.
-        if let Err(e) = script::modules::read_text(path) {
-            eprintln!("{}", Diagnostic::plain(e.to_string(), Some(e.hint().into())).render(&Default::default()));
-            unreadable = true;
-            problems += 1;
-            continue;
-        }
-        if let Err(e) = crate::suite::read_meta(path) {
+        let text = match script::modules::read_text(path) {
+            Ok(text) => text,
+            Err(e) => {
+                eprintln!("{}", Diagnostic::plain(e.to_string(), Some(e.hint().into())).render(&Default::default()));
+                unreadable = true;
+                problems += 1;
+                continue;
+            }
+        };
+        if let Err(e) = crate::suite::parse_meta(path, &text) {
             diags.push(Diagnostic::plain(
                 e.to_string(),
                 Some("the header is `// key: value` lines: id, title, tags, duration, purpose".into()),

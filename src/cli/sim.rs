@@ -8,8 +8,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::proto::amqp::redact as redact_url;
-use crate::sim::{SimConfig, SimHandle};
+use crate::sim::{SimConfig, SimHandle, redact_url};
 
 /// Flags of `volley sim`.
 #[derive(Debug, Clone, clap::Args)]

@@ -48,19 +48,11 @@ pub struct Phases {
 }
 
 fn option_errors(errors: Vec<crate::executor::OptionError>, name: &str) -> Box<EvalAltResult> {
-    let mut msg = format!(
-        "phase {name:?}: invalid options ({} problem{})",
-        errors.len(),
-        if errors.len() == 1 { "" } else { "s" }
-    );
-    let mut hints = Vec::new();
-    for e in &errors {
-        msg.push_str(&format!("\n  - {e}"));
-        if let Some(h) = &e.hint {
-            hints.push(h.clone());
-        }
+    // The same text `volley check` gives (one formatter for both).
+    match crate::executor::describe_errors(name, &errors) {
+        (msg, None) => msg.into(),
+        (msg, Some(hint)) => format!("{msg}; hint: {hint}").into(),
     }
-    if hints.is_empty() { msg.into() } else { format!("{msg}; hint: {}", hints.join("; ")).into() }
 }
 
 impl Phases {

@@ -163,16 +163,6 @@ fn map_count_hint(vus: u64) -> String {
     }
 }
 
-/// Checks an executor's VU demand (read from `opts`) against `limits` (see [`check`]).
-pub fn check_executor(
-    executor: &Executor,
-    opts: &serde_json::Map<String, serde_json::Value>,
-    limits: &Limits,
-) -> Vec<OptionError> {
-    let (vus, key) = vu_demand(executor, opts);
-    check(vus, key, limits)
-}
-
 fn format_bytes(bytes: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut value = bytes as f64;

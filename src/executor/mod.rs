@@ -151,7 +151,8 @@ impl Executor {
     /// [`Executor::validate`] against given machine limits.
     pub fn validate_with(opts: &Map<String, Value>, limits: &capacity::Limits) -> Result<Executor, Vec<OptionError>> {
         let executor = Executor::from_options(opts)?;
-        let errors = capacity::check_executor(&executor, opts, limits);
+        let (vus, key) = capacity::vu_demand(&executor, opts);
+        let errors = capacity::check(vus, key, limits);
         if errors.is_empty() { Ok(executor) } else { Err(errors) }
     }
 

@@ -119,7 +119,14 @@ fn locate_key(options: &Expr, path: &str) -> Option<Position> {
 
 /// Checks a phase's options map: fully when every value is a literal; otherwise only
 /// the keys that are literals and the ones that are missing.
-fn check_phase(file: &str, call: Position, name: &str, options: &Expr, out: &mut Vec<Diagnostic>) {
+fn check_phase(
+    file: &str,
+    call: Position,
+    name: &str,
+    options: &Expr,
+    limits: &capacity::Limits,
+    out: &mut Vec<Diagnostic>,
+) {
     let to_json = |e: &Expr| {
         let value = e.get_literal_value(None).or_else(|| env_default(e))?;
         rhai::serde::from_dynamic::<serde_json::Value>(&value).ok()
@@ -154,7 +161,7 @@ fn check_phase(file: &str, call: Position, name: &str, options: &Expr, out: &mut
     if dynamic_keys.contains("executor") {
         return;
     }
-    let Err(errors) = Executor::validate(&literal) else { return };
+    let Err(errors) = Executor::validate_with(&literal, limits) else { return };
     let root = |k: &str| k.split(['[', '.']).next().unwrap_or(k).to_string();
     let mut errors: Vec<_> = errors.into_iter().filter(|e| !dynamic_keys.contains(&root(&e.key))).collect();
     // The profile could not be built (values known only at run time): an absurd literal
@@ -162,7 +169,7 @@ fn check_phase(file: &str, call: Position, name: &str, options: &Expr, out: &mut
     if errors.is_empty()
         && let Some((vus, key)) = capacity::literal_demand(&literal)
     {
-        errors = capacity::check(vus, key, &capacity::Limits::of_this_machine());
+        errors = capacity::check(vus, key, limits);
     }
     let Some(first) = errors.first() else { return };
     // A key that should not be there: point at it; a missing key: at the map; else at
@@ -197,10 +204,7 @@ fn check_threshold(file: &str, args: &[Expr], out: &mut Vec<Diagnostic>) {
     // One condition, or a list of them: each checked where it is written.
     let items: Vec<&Expr> = match conditions {
         Expr::Array(items, _) => items.iter().collect(),
-        e => match e.get_literal_value(None) {
-            Some(v) if v.is_array() => vec![e],
-            _ => vec![e],
-        },
+        e => vec![e],
     };
     for item in items {
         let texts: Vec<String> = match item.get_literal_value(None) {
@@ -224,10 +228,7 @@ fn literal(e: &Expr) -> Option<Dynamic> {
 /// Checks a call to a primitive whose literal arguments can be validated as run would.
 fn check_call(file: &str, name: &str, args: &[Expr], out: &mut Vec<Diagnostic>) {
     let mut fail = |e: &Expr, text: String| out.push(diag_text(file, at(e), &text));
-    let eval_text = |e: Box<rhai::EvalAltResult>| {
-        let text = e.to_string();
-        text.strip_prefix("Runtime error: ").unwrap_or(&text).to_string()
-    };
+    let eval_text = |e: Box<rhai::EvalAltResult>| super::signatures::runtime_text(&e.to_string()).to_string();
     match (name, args) {
         ("sleep", [d]) => {
             if let Some(v) = literal(d)
@@ -332,6 +333,8 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
         script_arity.entry(f.name.to_string()).or_default().push(f.params.len());
     }
     let mut out = Vec::new();
+    // The machine's limits, read once for every phase of the script.
+    let limits = capacity::Limits::of_this_machine();
     let mut phase_roots: Vec<String> = Vec::new();
     let mut phase_calls: Vec<PhaseCall> = Vec::new();
     let mut edges: HashMap<Option<String>, Vec<String>> = HashMap::new();
@@ -382,15 +385,7 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
             && !params.contains(&call.args.len())
         {
             let message = super::signatures::arity_message(name, params, call.args.len());
-            out.push(diag(
-                file,
-                pos,
-                message,
-                Some(format!(
-                    "`{name}` is defined in this script with {} parameter(s)",
-                    params.iter().map(usize::to_string).collect::<Vec<_>>().join(" or ")
-                )),
-            ));
+            out.push(diag(file, pos, message, Some(super::signatures::script_arity_hint(name, params))));
             return true;
         }
         if !script_fn && let Some((message, hint)) = super::signatures::arity_problem(&full, call.args.len()) {
@@ -401,7 +396,7 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
         }
         match (full.as_str(), call.args.as_slice()) {
             ("phase", [name, options, rest @ ..]) => {
-                check_phase(file, pos, &literal_str(name).unwrap_or_default(), options, &mut out);
+                check_phase(file, pos, &literal_str(name).unwrap_or_default(), options, &limits, &mut out);
                 phase_calls.push(PhaseCall { owner: owner_of(pos), position: pos });
                 if let Some(func) = rest.first() {
                     phase_roots.extend(referenced_fns(func, &script_fns));

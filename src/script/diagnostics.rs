@@ -289,9 +289,7 @@ impl Diagnostic {
                 let defined: Vec<usize> = defined_arities(&text, name);
                 if !defined.is_empty() {
                     d.message = super::signatures::arity_message(name, &defined, *got);
-                    let counts: Vec<String> = defined.iter().map(usize::to_string).collect();
-                    d.hint =
-                        Some(format!("`{name}` is defined in this script with {} parameter(s)", counts.join(" or ")));
+                    d.hint = Some(super::signatures::script_arity_hint(name, &defined));
                 }
             }
             Focus::MissingProperty(prop) => {
@@ -420,7 +418,7 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
     let position = current.position();
     let text = current.to_string();
     let text = text.strip_suffix(&format!(" ({position})")).unwrap_or(&text).to_string();
-    let text = text.strip_prefix("Runtime error: ").unwrap_or(&text).to_string();
+    let text = super::signatures::runtime_text(&text).to_string();
     let (mut message, mut hint) = split_hint(&text);
     let mut focus = Focus::Exact;
     match current {

@@ -183,21 +183,22 @@ pub fn imported_files(loaded: &Loaded) -> Vec<PathBuf> {
 pub fn load(path: &Path) -> Result<Loaded, (Diagnostic, Arc<Sources>)> {
     let started = Instant::now();
     let name = path.display().to_string();
-    let sources = Arc::new(Sources::with_dirs(module_dirs(path)));
+    let dirs = module_dirs(path);
+    let sources = Arc::new(Sources::with_dirs(dirs.clone()));
     let text = match modules::read_text(path) {
         Ok(t) => t,
         Err(e) => return Err((Diagnostic::plain(e.to_string(), Some(e.hint().into())), sources)),
     };
     sources.insert(&name, text.clone());
     let mut engine = build_engine();
-    engine.set_module_resolver(modules::Resolver::new(module_dirs(path)));
+    engine.set_module_resolver(modules::Resolver::new(dirs.clone()));
     let functions = function_names(&engine);
     let mut ast = match engine.compile(&text) {
         Ok(ast) => ast,
         Err(e) => return Err((diagnostics::from_parse_error(&e, &name, &text), sources)),
     };
     ast.set_source(name.as_str());
-    if let Some(cycle) = modules::find_cycle(&engine, path, &ast, &module_dirs(path)) {
+    if let Some(cycle) = modules::find_cycle(&engine, path, &ast, &dirs) {
         return Err((cycle, sources));
     }
     // Closures run on workers with a fresh global state, where top-level `import`s are

@@ -280,7 +280,7 @@ fn interfaces_map(interfaces: &[(String, u64, u64)]) -> Map {
 fn record(samples: &[Sample], summary: &Map) -> Result<(), Box<EvalAltResult>> {
     let thread = context::thread()?;
     let tags = context::vu_tags([])?;
-    let gauge = |name: &str| context::define(name, MetricKind::Gauge).map_err(|e| e.to_string());
+    let gauge = |name: &str| context::define(name, MetricKind::Gauge);
     let (cpu, mem, tcpu, tmem) = (
         gauge("generator_cpu_percent")?,
         gauge("generator_memory_mb")?,
@@ -298,17 +298,11 @@ fn record(samples: &[Sample], summary: &Map) -> Result<(), Box<EvalAltResult>> {
         thread.record(&sent, &tags, s.bytes_sent as f64);
         thread.record(&received, &tags, s.bytes_received as f64);
     }
-    if let Some(g) = summary.get("generator").and_then(|g| g.read_lock::<Map>().map(|m| m.clone())) {
-        for (metric, key) in [("generator_cpu_avg", "cpu_avg"), ("generator_memory_growth_mb", "mem_growth_mb")] {
-            if let Some(v) = g.get(key).and_then(|v| v.as_float().ok()) {
-                thread.record(&gauge(metric)?, &tags, v);
-            }
-        }
-    }
-    if let Some(t) = summary.get("target").and_then(|t| t.read_lock::<Map>().map(|m| m.clone())) {
-        for (metric, key) in [("target_cpu_avg", "cpu_avg"), ("target_memory_growth_mb", "mem_growth_mb")] {
-            if let Some(v) = t.get(key).and_then(|v| v.as_float().ok()) {
-                thread.record(&gauge(metric)?, &tags, v);
+    for process in ["generator", "target"] {
+        let Some(p) = summary.get(process).and_then(|p| p.read_lock::<Map>().map(|m| m.clone())) else { continue };
+        for (suffix, key) in [("cpu_avg", "cpu_avg"), ("memory_growth_mb", "mem_growth_mb")] {
+            if let Some(v) = p.get(key).and_then(|v| v.as_float().ok()) {
+                thread.record(&gauge(&format!("{process}_{suffix}"))?, &tags, v);
             }
         }
     }

@@ -6,6 +6,18 @@
 use rhai::Engine;
 use std::collections::HashMap;
 
+/// "`pick` is defined in this script with 1 or 2 parameter(s)": the hint for a call to a
+/// script function with the wrong number of arguments.
+pub fn script_arity_hint(name: &str, defined: &[usize]) -> String {
+    let counts: Vec<String> = defined.iter().map(usize::to_string).collect();
+    format!("`{name}` is defined in this script with {} parameter(s)", counts.join(" or "))
+}
+
+/// A runtime error's text without Rhai's "Runtime error: " prefix.
+pub fn runtime_text(text: &str) -> &str {
+    text.strip_prefix("Runtime error: ").unwrap_or(text)
+}
+
 /// "sleep takes 1 or 2 arguments, got 3".
 pub fn arity_message(name: &str, accepted: &[usize], got: usize) -> String {
     let mut counts: Vec<usize> = accepted.to_vec();

@@ -8,7 +8,6 @@
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -345,9 +344,7 @@ pub async fn processing_stage(
     stats: Arc<Stats>,
     config: AlertsConfig,
 ) {
-    let delay =
-        Duration::try_from_secs_f64((config.processing_delay_ms / 1000.0).clamp(0.0, super::config::MAX_SECONDS))
-            .unwrap_or_default();
+    let delay = super::config::secs(config.processing_delay_ms / 1000.0);
     while let Some(msg) = rx.recv().await {
         if !msg.own && !config.process_foreign_messages {
             stats.alerts.foreign_skipped.fetch_add(1, Relaxed);

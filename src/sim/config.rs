@@ -20,6 +20,13 @@ pub const PRESETS: [&str; 4] = ["healthy", "degraded", "overloaded", "throttled"
 /// configuration mistakes, and they would overflow when added to an instant.
 pub const MAX_SECONDS: f64 = 365.0 * 24.0 * 3600.0;
 
+/// Seconds of a setting as a Duration, clamped to [0, [`MAX_SECONDS`]] (so adding it to
+/// an instant cannot overflow even if validation were skipped, or for values derived
+/// from unbounded counts).
+pub(super) fn secs(v: f64) -> std::time::Duration {
+    std::time::Duration::try_from_secs_f64(v.clamp(0.0, MAX_SECONDS)).unwrap_or_default()
+}
+
 /// Every setting of the simulator. `Default` is the `healthy` preset; a TOML file only
 /// needs the keys it changes. Durations carry their unit in the key name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use hyper::StatusCode;
 use serde_json::{Map, Value, json};
 
-use super::config::{FocusConfig, LimitsConfig, MAX_SECONDS};
+use super::config::{FocusConfig, LimitsConfig, secs};
 use super::http::{Resp, json};
 use super::stats::Stats;
 
@@ -219,12 +219,6 @@ pub fn live_metadata(focus: &FocusConfig) -> Resp {
             "fiber_description": "simulated fiber (volley sim)",
         }),
     )
-}
-
-/// Seconds of a validated setting as a Duration (clamped to [`MAX_SECONDS`], so adding it
-/// to an instant cannot overflow even if validation were skipped).
-fn secs(v: f64) -> Duration {
-    Duration::try_from_secs_f64(v.clamp(0.0, MAX_SECONDS)).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::config::{FaultsConfig, LatencyConfig, LimitsConfig, MAX_SECONDS};
+use super::config::{FaultsConfig, LatencyConfig, LimitsConfig};
 use super::stats::Endpoint;
 
 /// A token bucket of `burst` tokens refilled at `rate_per_s`, implemented as GCRA (the
@@ -135,7 +135,7 @@ impl LatencyModel {
         let over = in_flight.saturating_sub(self.growth_starts_at_in_flight) as f64;
         let ms = base + jitter * unit + self.growth_ms_per_in_flight * over;
         // The settings are bounded, the in-flight count is not: clamp before converting.
-        Duration::try_from_secs_f64((ms / 1000.0).clamp(0.0, MAX_SECONDS)).unwrap_or_default()
+        super::config::secs(ms / 1000.0)
     }
 
     /// Whether this endpoint draws a random jitter.
@@ -260,8 +260,7 @@ impl Throttle {
         Throttle {
             every: u64::from(limits.throttle_every),
             streak: u64::from(limits.throttle_streak),
-            retry_after: Duration::try_from_secs_f64(limits.throttle_retry_after_s.clamp(0.0, MAX_SECONDS))
-                .unwrap_or_default(),
+            retry_after: super::config::secs(limits.throttle_retry_after_s),
             seen: AtomicU64::new(0),
         }
     }
@@ -410,11 +409,11 @@ mod tests {
         let c = LatencyConfig {
             base_ms: 0.0,
             jitter_ms: 0.0,
-            growth_ms_per_in_flight: MAX_SECONDS * 1000.0,
+            growth_ms_per_in_flight: super::super::config::MAX_SECONDS * 1000.0,
             growth_starts_at_in_flight: 0,
             endpoints: Default::default(),
         };
         let d = LatencyModel::new(&c).delay(Endpoint::Ack, u64::MAX, 0.0);
-        assert_eq!(d, Duration::from_secs_f64(MAX_SECONDS));
+        assert_eq!(d, Duration::from_secs_f64(super::super::config::MAX_SECONDS));
     }
 }

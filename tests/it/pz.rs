@@ -261,7 +261,9 @@ fn pz_14960_skips_foreign_messages_on_a_shared_broker() {
                 let body = format!(r#"{{"alert_id":"foreign-{i}","class_id":104}}"#);
                 let props = lapin::BasicProperties::default();
                 let key = "Algorithm.AlertReport.MLGround";
-                let _ = ch.basic_publish("prisma".into(), key.into(), Default::default(), body.as_bytes(), props).await;
+                ch.basic_publish("prisma".into(), key.into(), Default::default(), body.as_bytes(), props)
+                    .await
+                    .unwrap();
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
         });
@@ -270,6 +272,12 @@ fn pz_14960_skips_foreign_messages_on_a_shared_broker() {
     noise.join().unwrap();
     let latency = r.aggregate.query("alert_ack_latency_ms", &[]).unwrap();
     assert_eq!(latency.stat(volley::metrics::Stat::Count, std::time::Duration::ZERO).unwrap(), Some(50.0));
+    // The noise reached the test's queue: it consumed foreign messages besides its 50.
+    let consumed = r
+        .aggregate
+        .query("amqp_consumed", &[])
+        .and_then(|s| s.stat(volley::metrics::Stat::Count, std::time::Duration::ZERO).ok().flatten());
+    assert!(consumed.is_some_and(|n| n > 50.0), "consumed {consumed:?}");
 }
 
 #[test]
