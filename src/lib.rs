@@ -11,5 +11,6 @@ pub mod proto;
 pub mod report;
 pub mod script;
 pub mod sim;
+pub mod size;
 pub mod suite;
 pub mod tagexpr;

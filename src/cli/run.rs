@@ -293,7 +293,16 @@ pub fn run_scripts(
                 print!("{}", crate::report::summary::render(&report));
                 print!("{}", bands.render(&report.requests));
                 for spec in &args.outs {
-                    match spec.for_script(suite.then_some(meta.id.as_str())).finish(&report, &run_meta) {
+                    // A panic while writing one output (a bug) fails the run and leaves
+                    // the other outputs to be written.
+                    let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        spec.for_script(suite.then_some(meta.id.as_str())).finish(&report, &run_meta)
+                    }))
+                    .unwrap_or_else(|panic| {
+                        let what = crate::engine::panic_text(panic.as_ref());
+                        Err(format!("internal error: {what} (a bug in volley: please report it)"))
+                    });
+                    match written {
                         Ok(written) => eprintln!("volley: {} written to {}", spec.kind, written.join(", ")),
                         // A Pushgateway that is down must not turn a verdict into a usage
                         // error: warn. A file that cannot be written is the user's to fix.

@@ -10,4 +10,4 @@ pub mod slo;
 pub mod vu;
 pub mod worker;
 
-pub use run::{Baseline, ExitCode, RunConfig, RunReport, run};
+pub use run::{Baseline, ExitCode, RunConfig, RunReport, panic_text, run};

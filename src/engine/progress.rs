@@ -149,14 +149,16 @@ impl Ticker {
 
     /// Stops ticking and clears the line.
     /// Returns the first second whose busy-VU sample was not taken yet.
-    pub fn stop(mut self) -> u64 {
+    /// A panic of the ticker thread (a bug) comes back as `Err`: the rows it did not
+    /// close are closed by the run's end, and the run records an internal error.
+    pub fn stop(mut self) -> Result<u64, Box<dyn std::any::Any + Send>> {
         self.done.store(true, Ordering::Relaxed);
         match self.handle.take() {
             Some(h) => {
                 h.thread().unpark();
-                h.join().unwrap_or(0)
+                h.join()
             }
-            None => 0,
+            None => Ok(0),
         }
     }
 }

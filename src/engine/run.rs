@@ -119,6 +119,8 @@ pub struct RunReport {
     pub baseline: Option<Baseline>,
     /// Figures the script reported with `report(name, value)`, in order.
     pub figures: Vec<crate::script::figures::Figure>,
+    /// Warnings raised during the run (e.g. too many distinct request names).
+    pub warnings: Vec<String>,
 }
 
 /// The comparison of a run with an earlier result, as judged.
@@ -161,15 +163,27 @@ pub struct LoadFailure {
     pub exit: ExitCode,
 }
 
+/// What a caught panic says (its message, or "unknown panic").
+pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
 /// Runs a scenario to its verdict.
 pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
     let loaded = crate::script::load(&config.script).map_err(|(d, sources)| LoadFailure {
         rendered: d.render(&sources),
         exit: if d.file.is_none() { ExitCode::Usage } else { ExitCode::ScriptError },
     })?;
+    let names = context::NameCap::from_env(&config.env)
+        .map_err(|e| LoadFailure { rendered: format!("error: {e}\n"), exit: ExitCode::Usage })?;
     let started_at = SystemTime::now();
-    let shared =
-        Arc::new(RunShared::new(config.script.clone(), config.env.clone(), config.time_scale, config.stop.clone()));
+    let mut shared = RunShared::new(config.script.clone(), config.env.clone(), config.time_scale, config.stop.clone());
+    shared.names = names;
+    let shared = Arc::new(shared);
     let started = shared.started;
     {
         let (sources, name, functions) = (loaded.sources.clone(), loaded.name.clone(), loaded.functions.clone());
@@ -212,7 +226,10 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
     drop(thread);
 
     // The busy VUs since the ticker's last sample belong to the run's last seconds.
-    let unsampled = ticker.stop();
+    let unsampled = ticker.stop().unwrap_or_else(|panic| {
+        shared.record_internal_error("the live view and history ticker", panic.as_ref());
+        0
+    });
     let busy = phases.take_busy_peak();
     super::progress::record_busy(
         &mut shared.aggregate.lock().unwrap_or_else(|e| e.into_inner()),
@@ -268,6 +285,7 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
         metrics,
         baseline: None,
         figures: std::mem::take(&mut *shared.figures.lock().unwrap_or_else(|e| e.into_inner())),
+        warnings: std::mem::take(&mut *shared.warnings.lock().unwrap_or_else(|e| e.into_inner())),
     };
     report.judge();
     Ok(report)

@@ -45,7 +45,13 @@ fn table<'a>(v: &'a toml::Value, key: &str) -> Option<&'a toml::Table> {
 pub fn load(path: &Path, environment: Option<&str>) -> Result<Slo, String> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read SLO file {file}: {e}"))?;
-    let doc: toml::Value = toml::from_str(&text).map_err(|e| format!("{file}: {e}"))?;
+    parse(&text, &file, environment)
+}
+
+/// Reads an SLO file's text (`file` names it in messages) for `environment`.
+pub fn parse(text: &str, file: &str, environment: Option<&str>) -> Result<Slo, String> {
+    let file = file.to_string();
+    let doc: toml::Value = toml::from_str(text).map_err(|e| format!("{file}: {e}"))?;
     let envs = table(&doc, "environments");
     let env_doc = match environment {
         None => None,

@@ -93,13 +93,7 @@ pub async fn run_iteration(worker: &Rc<Worker>, vu: &Rc<VuCtx>, func: &FnPtr, sc
             Ok(CoroutineResult::Yield(fut)) => input = fut.await,
             Ok(CoroutineResult::Return(r)) => break Some(r),
             Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned());
-                let err: EvalAltResult =
-                    format!("internal error in a native function: {}", what.unwrap_or_default()).into();
-                worker.thread.shared.record_iteration_error(&err);
+                worker.thread.shared.record_internal_error("a native function", panic.as_ref());
                 break None;
             }
         }

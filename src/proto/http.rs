@@ -12,10 +12,63 @@ use std::time::{Duration, Instant};
 /// A VU's idle connection to one origin.
 pub type Conn = SendRequest<Full<Bytes>>;
 
+/// A response body read with a limit: the bytes kept, and how many arrived in all.
+#[derive(Debug, Default)]
+pub struct Body {
+    /// The first bytes of the body, at most the limit.
+    pub kept: Bytes,
+    /// Every body byte received (kept or not).
+    pub size: u64,
+}
+
+impl Body {
+    /// Whether bytes were received and not kept.
+    pub fn truncated(&self) -> bool {
+        self.size > self.kept.len() as u64
+    }
+}
+
+/// Reads a body to its end, keeping at most `keep` bytes: the rest is counted and
+/// dropped as it arrives, so a 100 MB download costs a buffer, not 100 MB.
+pub async fn read_body<B>(mut body: B, keep: usize) -> Result<Body, B::Error>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+{
+    let mut first: Option<Bytes> = None;
+    let mut more: Vec<u8> = Vec::new();
+    let mut size: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else { continue };
+        size += data.len() as u64;
+        let held = first.as_ref().map_or(0, Bytes::len) + more.len();
+        let room = keep.saturating_sub(held);
+        if room == 0 {
+            continue;
+        }
+        let part = if data.len() > room { data.slice(..room) } else { data };
+        match &first {
+            // The usual case: the body in one frame, kept without a copy.
+            None => first = Some(part),
+            Some(_) => more.extend_from_slice(&part),
+        }
+    }
+    let kept = match first {
+        None => Bytes::new(),
+        Some(f) if more.is_empty() => f,
+        Some(f) => {
+            let mut all = Vec::with_capacity(f.len() + more.len());
+            all.extend_from_slice(&f);
+            all.extend_from_slice(&more);
+            all.into()
+        }
+    };
+    Ok(Body { kept, size })
+}
+
 /// What a fast-path exchange returns to `http_exec`.
 pub struct Exchange {
     /// The response head and body, or the error kind and message.
-    pub result: Result<(hyper::http::response::Parts, Bytes), (&'static str, String)>,
+    pub result: Result<(hyper::http::response::Parts, Body), (&'static str, String)>,
     /// Time from send to the last byte.
     pub duration: Duration,
     /// The connection, to keep for the next request when it is still usable.
@@ -97,6 +150,7 @@ pub async fn exchange(
     port: u16,
     request: hyper::Request<Full<Bytes>>,
     timeout: Duration,
+    keep_body: usize,
 ) -> Exchange {
     let start = Instant::now();
     let work = async move {
@@ -111,7 +165,7 @@ pub async fn exchange(
         };
         let response = conn.send_request(request).await.map_err(|e| (classify(&e), chain(&e)))?;
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.map_err(|e| (classify(&e), chain(&e)))?.to_bytes();
+        let body = read_body(body, keep_body).await.map_err(|e| (classify(&e), chain(&e)))?;
         let keep =
             parts.headers.get(hyper::header::CONNECTION).is_none_or(|v| !v.as_bytes().eq_ignore_ascii_case(b"close"));
         Ok::<_, (&'static str, String)>(((parts, body), keep.then_some(conn)))

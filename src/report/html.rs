@@ -279,6 +279,13 @@ pub fn render(report: &RunReport, meta: &RunMeta) -> String {
         }
         o.push_str("</table>\n");
     }
+    if !report.warnings.is_empty() {
+        o.push_str("<h2>Warnings</h2>\n<ul class=\"warnings\">\n");
+        for w in &report.warnings {
+            writeln!(o, "<li>{}</li>", esc(w)).ok();
+        }
+        o.push_str("</ul>\n");
+    }
     if !report.figures.is_empty() {
         o.push_str("<h2>Figures</h2>\n<table><tr><th>Figure</th><th>Value</th><th>Reported at</th></tr>\n");
         for f in &report.figures {

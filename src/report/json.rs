@@ -70,6 +70,9 @@ pub struct RunDoc {
     /// The comparison with `--baseline`, when one was judged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub baseline: Option<serde_json::Value>,
+    /// Warnings raised during the run (e.g. too many distinct request names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// Run totals.
@@ -228,6 +231,7 @@ pub fn document(report: &RunReport, meta: &RunMeta) -> RunDoc {
             .baseline
             .as_ref()
             .map(|b| serde_json::json!({ "file": b.file, "regressed": b.regressed, "comparison": b.rendered })),
+        warnings: report.warnings.clone(),
     }
 }
 

@@ -47,16 +47,18 @@ pub fn render(results: &[ScriptResult], suite_name: &str, time_scale: f64) -> St
         if !with_figures.contains(&r.meta.id.as_str()) {
             with_figures.push(&r.meta.id);
             let figures = r.report.as_ref().map(|p| p.figures.as_slice()).unwrap_or_default();
-            if !figures.is_empty() {
-                props.push_str("\n      <properties>");
-                for f in figures {
-                    let _ = write!(
-                        props,
-                        "\n        <property name=\"{}\" value=\"{}\"/>",
-                        escape(&f.name),
-                        escape(&f.text())
-                    );
+            let warnings = r.report.as_ref().map(|p| p.warnings.as_slice()).unwrap_or_default();
+            let pairs = figures
+                .iter()
+                .map(|f| (f.name.as_str(), f.text()))
+                .chain(warnings.iter().map(|w| ("warning", w.clone())));
+            for (i, (name, value)) in pairs.enumerate() {
+                if i == 0 {
+                    props.push_str("\n      <properties>");
                 }
+                let _ = write!(props, "\n        <property name=\"{}\" value=\"{}\"/>", escape(name), escape(&value));
+            }
+            if !props.is_empty() {
                 props.push_str("\n      </properties>");
             }
         }

@@ -105,6 +105,12 @@ pub fn render(report: &RunReport, meta: &RunMeta) -> String {
         }
     }
 
+    if !report.warnings.is_empty() {
+        writeln!(out, "\n## Warnings\n").ok();
+        for w in &report.warnings {
+            writeln!(out, "- {}", cell(w)).ok();
+        }
+    }
     if !report.figures.is_empty() {
         writeln!(out, "\n## Figures\n\n| Figure | Value | Reported at |\n|---|---|---|").ok();
         for f in &report.figures {

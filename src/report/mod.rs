@@ -238,6 +238,7 @@ pub(crate) mod fixture {
             skipped: None,
             exit: ExitCode::Failed,
             had_script_error: false,
+            warnings: Vec::new(),
             aggregate: agg,
             metrics: crate::metrics::series::builtin::descs(),
             baseline: None,

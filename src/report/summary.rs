@@ -94,6 +94,9 @@ pub fn render(r: &RunReport) -> String {
             }
         }
     }
+    for w in &r.warnings {
+        out.push_str(&format!("\nwarning: {w}\n"));
+    }
     if !r.figures.is_empty() {
         out.push_str("\nfigures\n");
         let width = r.figures.iter().map(|f| f.name.chars().count()).max().unwrap_or(8).max(8);

@@ -20,7 +20,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-const PUBLISH_OPTIONS: &[&str] = &[
+pub const PUBLISH_OPTIONS: &[&str] = &[
     "headers",
     "persistent",
     "confirm",
@@ -32,7 +32,7 @@ const PUBLISH_OPTIONS: &[&str] = &[
     "message_id",
     "correlation_id",
 ];
-const MANY_OPTIONS: &[&str] = &[
+pub const MANY_OPTIONS: &[&str] = &[
     "headers",
     "persistent",
     "confirm",
@@ -45,9 +45,9 @@ const MANY_OPTIONS: &[&str] = &[
     "correlation_id",
     "window",
 ];
-const QUEUE_OPTIONS: &[&str] = &["durable", "exclusive", "auto_delete", "arguments"];
-const EXCHANGE_OPTIONS: &[&str] = &["durable", "auto_delete", "internal", "arguments"];
-const CONSUME_OPTIONS: &[&str] = &["name", "tags"];
+pub const QUEUE_OPTIONS: &[&str] = &["durable", "exclusive", "auto_delete", "arguments"];
+pub const EXCHANGE_OPTIONS: &[&str] = &["durable", "auto_delete", "internal", "arguments"];
+pub const CONSUME_OPTIONS: &[&str] = &["name", "tags"];
 /// How long a publisher confirm may take unless `timeout` says otherwise.
 const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
 /// Confirms in flight for `publish_many` unless `window` says otherwise.
@@ -138,7 +138,10 @@ fn prepare(exchange: &str, routing_key: &str, content_type: &str, opts: &Opts) -
         properties,
         headers: table(opts, "headers")?,
         confirm: opts.bool("confirm")?.unwrap_or(true),
-        mandatory: opts.bool("mandatory")?.unwrap_or(false),
+        // A confirmed publish that no queue received is not a published message: the
+        // broker acks unroutable messages unless they are mandatory (a queue lost with
+        // a broker restart once counted 332 "confirmed" publishes into nothing).
+        mandatory: opts.bool("mandatory")?.unwrap_or(true),
         timeout: opts.duration("timeout")?.unwrap_or(CONFIRM_TIMEOUT),
         tags: context::vu_tags(extra)?,
     })
@@ -277,6 +280,16 @@ fn queue_info_impl(queue: &str) -> Result<Map, Box<EvalAltResult>> {
     let mut out = Map::new();
     let (ok, depth, consumers, kind, message) = match info {
         Ok((d, c)) => (true, d, c, "", String::new()),
+        Err(e) if e.kind == "not_found" => (
+            false,
+            -1,
+            -1,
+            e.kind,
+            format!(
+                "{}; hint: the queue does not exist (any more): a non-durable queue is gone after a broker restart, an exclusive one when the connection that declared it closes, an auto-delete one when its last consumer leaves; declare it durable, or again after a reconnect",
+                e.message
+            ),
+        ),
         Err(e) => (false, -1, -1, e.kind, e.message),
     };
     out.insert("ok".into(), ok.into());
@@ -477,7 +490,8 @@ pub mod amqp_api {
 
     /// Publishes with options: `headers` (map), `persistent` (delivery mode 2),
     /// `confirm` (default true; false only hands the message to the client),
-    /// `mandatory` (unroutable = failure), `timeout` (of the confirm, default 30s),
+    /// `mandatory` (default true: a message no queue receives is a failure `unroutable`;
+    /// false for a fanout with no listener), `timeout` (of the confirm, default 30s),
     /// `content_type`, `message_id`, `correlation_id`, `name` and `tags` (for metrics).
     /// ```rhai
     /// let r = amqp::publish("events", "alert.fire", #{ level: 3 }, #{ headers: #{ source: "pz" }, persistent: true, name: "alert" });

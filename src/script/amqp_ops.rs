@@ -85,7 +85,7 @@ async fn settle(confirm: lapin::PublisherConfirm, timeout: Duration) -> Result<(
         Ok(Ok(Confirmation::Ack(Some(returned)))) => Err(AmqpError::new(
             "unroutable",
             format!(
-                "the message was returned: {} {} (no queue is bound for this exchange and routing key)",
+                "the message was returned: {} {} (no queue is bound for this exchange and routing key); hint: declare the queue (or bind it) before publishing; a non-durable queue is gone after a broker restart and an exclusive or auto-delete one with its connection or consumer; `mandatory: false` publishes with no receiver",
                 returned.reply_code, returned.reply_text
             ),
         )),

@@ -227,8 +227,28 @@ fn literal(e: &Expr) -> Option<Dynamic> {
 
 /// Checks a call to a primitive whose literal arguments can be validated as run would.
 fn check_call(file: &str, name: &str, args: &[Expr], out: &mut Vec<Diagnostic>) {
-    let mut fail = |e: &Expr, text: String| out.push(diag_text(file, at(e), &text));
     let eval_text = |e: Box<rhai::EvalAltResult>| super::signatures::runtime_text(&e.to_string()).to_string();
+    if let Some(spec) = super::validate::options_of(name, args.len())
+        && let Some(Expr::Map(entries, _)) = args.get(spec.index)
+    {
+        // Each key on its own, so one mistake does not hide the next; values that are
+        // literals are read by the primitive's own code, the others at run time.
+        for (key, value) in entries.0.iter() {
+            let mut single = rhai::Map::new();
+            let literal_value = literal(value);
+            single.insert(key.name.as_str().into(), literal_value.clone().unwrap_or(Dynamic::UNIT));
+            match super::opts::Opts::new(&single, spec.what, spec.allowed) {
+                Err(e) => out.push(diag_text(file, key.pos, &eval_text(e))),
+                Ok(opts) if literal_value.is_some() => {
+                    if let Err(e) = (spec.values)(&opts) {
+                        out.push(diag_text(file, at(value), &eval_text(e)));
+                    }
+                }
+                Ok(_) => {}
+            }
+        }
+    }
+    let mut fail = |e: &Expr, text: String| out.push(diag_text(file, at(e), &text));
     match (name, args) {
         ("sleep", [d]) => {
             if let Some(v) = literal(d)

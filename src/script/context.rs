@@ -187,6 +187,69 @@ pub struct RunShared {
     pub registry: crate::metrics::Registry,
     /// Figures the script reported (`report(name, value)`), in order.
     pub figures: Mutex<Vec<super::figures::Figure>>,
+    /// Distinct operation names per protocol, capped (see [`NameCap`]).
+    pub names: NameCap,
+    /// Warnings about the run (printed once when raised, kept for every report).
+    pub warnings: Mutex<Vec<String>>,
+}
+
+/// The `name` tags a protocol may create: each distinct name is a row in every table
+/// and a histogram per second, so 100,000 URLs with ids in them would take gigabytes.
+/// Past the limit (`VOLLEY_MAX_NAMES`, default [`NameCap::DEFAULT_LIMIT`]) new names
+/// are recorded as [`NameCap::OVERFLOW`], with one warning.
+#[derive(Debug)]
+pub struct NameCap {
+    limit: usize,
+    seen: Mutex<HashMap<&'static str, rustc_hash::FxHashSet<Str>>>,
+}
+
+impl NameCap {
+    /// Distinct names per protocol kept by default.
+    pub const DEFAULT_LIMIT: usize = 1000;
+    /// The name that stands for every name past the limit.
+    pub const OVERFLOW: &'static str = "{overflow}";
+
+    /// A cap of `limit` names per protocol.
+    pub fn new(limit: usize) -> NameCap {
+        NameCap { limit: limit.max(1), seen: Mutex::new(HashMap::new()) }
+    }
+
+    /// The cap from `VOLLEY_MAX_NAMES` (a positive integer), else the default.
+    pub fn from_env(env: &HashMap<String, String>) -> Result<NameCap, String> {
+        let raw = env.get("VOLLEY_MAX_NAMES").cloned().or_else(|| std::env::var("VOLLEY_MAX_NAMES").ok());
+        match raw {
+            None => Ok(NameCap::new(Self::DEFAULT_LIMIT)),
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if n > 0 => Ok(NameCap::new(n)),
+                _ => Err(format!(
+                    "VOLLEY_MAX_NAMES={v:?} is not a positive whole number; hint: e.g. VOLLEY_MAX_NAMES=5000"
+                )),
+            },
+        }
+    }
+
+    /// The limit in force.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Admits `name` for `protocol`: the name itself while there is room (or when it
+    /// was admitted before), else `None` (the caller records [`NameCap::OVERFLOW`]).
+    /// The second value is true the first time the limit is hit.
+    fn admit(&self, protocol: &'static str, name: &str) -> (Option<Str>, bool) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let names = seen.entry(protocol).or_default();
+        if let Some(n) = names.get(name) {
+            return (Some(n.clone()), false);
+        }
+        if names.len() < self.limit {
+            let n: Str = name.into();
+            names.insert(n.clone());
+            return (Some(n), false);
+        }
+        let first = names.insert(Str::from(Self::OVERFLOW));
+        (None, first)
+    }
 }
 
 impl RunShared {
@@ -213,7 +276,15 @@ impl RunShared {
             amqp_url: RwLock::new(None),
             registry: crate::metrics::Registry::new(),
             figures: Mutex::new(Vec::new()),
+            names: NameCap::new(NameCap::DEFAULT_LIMIT),
+            warnings: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Adds a warning about the run: printed now on stderr, and listed by every report.
+    pub fn warn(&self, text: String) {
+        eprintln!("warning: {text}");
+        self.warnings.lock().unwrap_or_else(|e| e.into_inner()).push(text);
     }
 
     /// Folds a drained store into the aggregate.
@@ -227,11 +298,7 @@ impl RunShared {
     /// Records a panic caught at `place` as an internal error: the run fails (exit 107)
     /// and the summary shows it with the other script errors.
     pub fn record_internal_error(&self, place: &str, panic: &(dyn std::any::Any + Send)) {
-        let what = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".into());
+        let what = crate::engine::panic_text(panic);
         let err: EvalAltResult =
             format!("internal error in {place}: {what} (a bug in volley: please report it)").into();
         self.record_iteration_error(&err);
@@ -281,13 +348,41 @@ pub struct ThreadCtx {
     pub http: HttpClients,
     /// On the orchestrating thread (outside VUs), the runtime natives block on.
     pub blocking: Option<tokio::runtime::Runtime>,
+    /// Names this thread has had admitted by the run's [`NameCap`], per protocol: the
+    /// hot path finds a known name here without a lock or an allocation.
+    names: RefCell<HashMap<&'static str, rustc_hash::FxHashSet<Str>>>,
 }
 
 impl ThreadCtx {
     /// This thread's side of a run.
     pub fn new(shared: Arc<RunShared>, blocking: Option<tokio::runtime::Runtime>) -> ThreadCtx {
         let store = RefCell::new(Store::new(shared.started));
-        ThreadCtx { shared, store, http: HttpClients::new(), blocking }
+        ThreadCtx { shared, store, http: HttpClients::new(), blocking, names: RefCell::default() }
+    }
+
+    /// The `name` tag to record for an operation of `protocol` named `name`: the name
+    /// itself, or [`NameCap::OVERFLOW`] once the run has seen its limit of distinct
+    /// names (warning once, with how to fix it).
+    pub fn name_tag(&self, protocol: &'static str, name: &str) -> Str {
+        if let Some(n) = self.names.borrow().get(protocol).and_then(|set| set.get(name)) {
+            return n.clone();
+        }
+        let (admitted, first_overflow) = self.shared.names.admit(protocol, name);
+        if first_overflow {
+            self.shared.warn(format!(
+                "more than {} distinct {protocol} names (the latest: {name:?}); later new names are recorded as \"{}\"; \
+                 hint: give such calls a `name` option (e.g. #{{ name: \"item\" }}) or raise VOLLEY_MAX_NAMES",
+                self.shared.names.limit(),
+                NameCap::OVERFLOW
+            ));
+        }
+        match admitted {
+            Some(n) => {
+                self.names.borrow_mut().entry(protocol).or_default().insert(n.clone());
+                n
+            }
+            None => Str::from(NameCap::OVERFLOW),
+        }
     }
 
     /// Records one sample into this thread's store. On the orchestrating thread (the

@@ -485,6 +485,18 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
             message = format!("module \"{name}\" not found");
             hint = Some("import paths are relative to the script's directory or to stdlib/, without .rhai (e.g. import \"focus\" as focus;)".to_string());
         }
+        EvalAltResult::ErrorDataTooLarge(what, _) => {
+            let lower = what.to_ascii_lowercase();
+            let limit = if lower.contains("array") {
+                format!("an array holds at most {} items", super::MAX_ARRAY)
+            } else if lower.contains("map") {
+                format!("a map holds at most {} entries", super::MAX_MAP)
+            } else {
+                format!("a string holds at most {} MiB", super::MAX_STRING / (1024 * 1024))
+            };
+            message = format!("{what} is over volley's limit: {limit}");
+            hint = Some("keep large data out of script values: give requests a `max_body` or `discard_body: true`, and build strings and arrays in bounded pieces".to_string());
+        }
         EvalAltResult::ErrorStackOverflow(_) => {
             hint = Some("recursion is limited to 32 levels in volley scripts".to_string());
         }

@@ -11,8 +11,11 @@ use super::response::Response;
 use rhai::plugin::*;
 use rhai::{Dynamic, EvalAltResult, Map, NativeCallContext};
 
-const REQUEST_OPTIONS: &[&str] = &["headers", "query", "timeout", "name", "tags", "insecure", "expect", "body"];
-const TARGET_OPTIONS: &[&str] = &["headers", "timeout", "insecure"];
+/// The options of a request (`http::get(url, #{ ... })`).
+pub const REQUEST_OPTIONS: &[&str] =
+    &["headers", "query", "timeout", "name", "tags", "insecure", "expect", "body", "max_body", "discard_body"];
+/// The options of `http::defaults` and `http::target`.
+pub const TARGET_OPTIONS: &[&str] = &["headers", "timeout", "insecure", "max_body", "discard_body"];
 
 fn bad_url(url: &str, reason: impl std::fmt::Display) -> Box<EvalAltResult> {
     format!(
@@ -43,13 +46,63 @@ fn parse_url(url: &str) -> Result<url::Url, Box<EvalAltResult>> {
     Ok(parsed)
 }
 
-fn target_options(opts: &Opts) -> Result<TargetOptions, Box<EvalAltResult>> {
+pub fn target_options(opts: &Opts) -> Result<TargetOptions, Box<EvalAltResult>> {
     Ok(TargetOptions {
         insecure: opts.bool("insecure")?,
         timeout: opts.duration("timeout")?,
         headers: opts.string_pairs("headers")?,
+        max_body: max_body(opts)?,
+        discard_body: opts.bool("discard_body")?,
     })
 }
+
+/// The `max_body` option: bytes as a whole number or a size such as "512KB" or "10MB",
+/// at most what a script string can hold.
+/// Reads every request option as a request does (for `volley check` on literal maps).
+pub fn request_option_values(opts: &Opts) -> Result<(), Box<EvalAltResult>> {
+    opts.string_pairs("headers")?;
+    opts.string_pairs("query")?;
+    opts.string_pairs("tags")?;
+    opts.string("name")?;
+    opts.duration("timeout")?;
+    opts.bool("insecure")?;
+    opts.bool("discard_body")?;
+    opts.int_list("expect")?;
+    max_body(opts)?;
+    Ok(())
+}
+
+fn max_body(opts: &Opts) -> Result<Option<usize>, Box<EvalAltResult>> {
+    let Some(value) = opts.get("max_body") else { return Ok(None) };
+    let bytes = if let Ok(n) = value.as_int() {
+        u64::try_from(n).map_err(|_| format!("{}: option `max_body` cannot be negative, got {n}", opts.what()))?
+    } else if let Some(text) = value.read_lock::<rhai::ImmutableString>() {
+        crate::size::parse_size(&text).map_err(|e| {
+            format!(
+                "{}: option `max_body`: {e}; hint: a number of bytes or a size such as \"512KB\" or \"10MB\"",
+                opts.what()
+            )
+        })?
+    } else {
+        return Err(format!(
+            "{}: option `max_body` expects a number of bytes or a size such as \"10MB\", got {}",
+            opts.what(),
+            super::opts::describe(value)
+        )
+        .into());
+    };
+    if bytes > MAX_STRING as u64 {
+        return Err(format!(
+            "{}: option `max_body` {bytes} bytes is over the {} MiB a script string can hold; hint: use `discard_body: true` to count a large body without keeping it",
+            opts.what(),
+            MAX_STRING / (1024 * 1024)
+        )
+        .into());
+    }
+    Ok(Some(bytes as usize))
+}
+
+use super::MAX_STRING;
 
 /// Builds the request for `method url` with an optional body and options.
 fn prepare(method: &str, url: &str, body: Dynamic, options: &Map) -> Result<Prepared, Box<EvalAltResult>> {
@@ -115,6 +168,11 @@ fn prepare(method: &str, url: &str, body: Dynamic, options: &Map) -> Result<Prep
         tags,
         expect: opts.int_list("expect")?.unwrap_or_default(),
         bytes_sent,
+        keep_body: if opts.bool("discard_body")?.or(target.discard_body).unwrap_or(false) {
+            0
+        } else {
+            max_body(&opts)?.or(target.max_body).unwrap_or(http_exec::DEFAULT_MAX_BODY)
+        },
     })
 }
 

@@ -5,6 +5,7 @@ use super::bridge;
 use super::context::{self, ThreadCtx};
 use super::response::Response;
 use crate::metrics::{Str, Tags, builtin};
+use crate::proto::http::Body;
 use rhai::{EvalAltResult, ImmutableString, Map};
 use std::sync::{OnceLock, RwLock};
 use std::time::{Duration, Instant};
@@ -21,7 +22,15 @@ pub struct TargetOptions {
     pub timeout: Option<Duration>,
     /// Headers added to every request (a call's own headers win).
     pub headers: Vec<(String, String)>,
+    /// Response body bytes kept for the script (the rest is counted, not kept).
+    pub max_body: Option<usize>,
+    /// Keep no response body at all (k6's `discardResponseBodies`).
+    pub discard_body: Option<bool>,
 }
+
+/// Response body bytes kept by default: larger bodies are counted in `data_received`
+/// and cut, with `r.truncated` set.
+pub const DEFAULT_MAX_BODY: usize = 10 * 1024 * 1024;
 
 /// Run-wide HTTP settings: defaults, and per-target ones keyed by URL prefix.
 #[derive(Debug, Default)]
@@ -50,6 +59,8 @@ impl HttpSettings {
         if let Some((_, t)) = inner.1.iter().find(|(p, _)| url.starts_with(p.as_str())) {
             out.insecure = t.insecure.or(out.insecure);
             out.timeout = t.timeout.or(out.timeout);
+            out.max_body = t.max_body.or(out.max_body);
+            out.discard_body = t.discard_body.or(out.discard_body);
             out.headers.extend(t.headers.iter().cloned());
         }
         out
@@ -114,6 +125,8 @@ pub struct Prepared {
     pub expect: Vec<i64>,
     /// Approximate bytes on the wire for the request.
     pub bytes_sent: u64,
+    /// Response body bytes to keep (0 with `discard_body`).
+    pub keep_body: usize,
 }
 
 /// What came back from the network.
@@ -124,6 +137,10 @@ struct Outcome {
     /// Set-Cookie values, for the VU's jar.
     set_cookies: Vec<String>,
     body: ImmutableString,
+    /// Body bytes received, kept or not.
+    body_size: u64,
+    /// Whether body bytes were received and not kept.
+    truncated: bool,
     error: Option<(&'static str, String)>,
     duration: Duration,
     bytes_received: u64,
@@ -202,6 +219,8 @@ fn failed(kind: &'static str, message: String, duration: Duration, url: String) 
         headers: Map::new(),
         set_cookies: Vec::new(),
         body: ImmutableString::new(),
+        body_size: 0,
+        truncated: false,
         error: Some((kind, message)),
         duration,
         bytes_received: 0,
@@ -209,8 +228,20 @@ fn failed(kind: &'static str, message: String, duration: Duration, url: String) 
     }
 }
 
+/// Reads a reqwest body to its end, keeping at most `keep` bytes.
+async fn read_reqwest_body(response: &mut reqwest::Response, keep: usize) -> reqwest::Result<Body> {
+    let mut kept: Vec<u8> = Vec::new();
+    let mut size: u64 = 0;
+    while let Some(chunk) = response.chunk().await? {
+        size += chunk.len() as u64;
+        let room = keep.saturating_sub(kept.len());
+        kept.extend_from_slice(&chunk[..chunk.len().min(room)]);
+    }
+    Ok(Body { kept: kept.into(), size })
+}
+
 /// Sends through reqwest (https, redirects).
-async fn send(client: reqwest::Client, request: reqwest::Request) -> Outcome {
+async fn send(client: reqwest::Client, request: reqwest::Request, keep_body: usize) -> Outcome {
     let url = request.url().to_string();
     let start = Instant::now();
     let response = match client.execute(request).await {
@@ -220,13 +251,16 @@ async fn send(client: reqwest::Client, request: reqwest::Request) -> Outcome {
     let status = response.status().as_u16();
     let (headers, set_cookies, header_bytes) = read_head(response.headers());
     let url = response.url().to_string();
-    match response.bytes().await {
+    let mut response = response;
+    match read_reqwest_body(&mut response, keep_body).await {
         Ok(body) => Outcome {
             status,
-            bytes_received: header_bytes + body.len() as u64,
+            bytes_received: header_bytes + body.size,
             headers,
             set_cookies,
-            body: body_text(body),
+            body_size: body.size,
+            truncated: body.truncated(),
+            body: body_text(body.kept),
             error: None,
             duration: start.elapsed(),
             url,
@@ -262,7 +296,8 @@ fn send_fast(prepared: &Prepared, cookie: Option<reqwest::header::HeaderValue>) 
     }
     *request.headers_mut() = headers;
     let reused = take_conn(&origin);
-    let exchange = bridge::wait(crate::proto::http::exchange(reused, host, port, request, prepared.timeout))?;
+    let exchange =
+        bridge::wait(crate::proto::http::exchange(reused, host, port, request, prepared.timeout, prepared.keep_body))?;
     if let Some(conn) = exchange.conn {
         keep_conn(origin, conn);
     }
@@ -271,10 +306,12 @@ fn send_fast(prepared: &Prepared, cookie: Option<reqwest::header::HeaderValue>) 
             let (headers, set_cookies, header_bytes) = read_head(&parts.headers);
             Outcome {
                 status: parts.status.as_u16(),
-                bytes_received: header_bytes + body.len() as u64,
+                bytes_received: header_bytes + body.size,
                 headers,
                 set_cookies,
-                body: body_text(body),
+                body_size: body.size,
+                truncated: body.truncated(),
+                body: body_text(body.kept),
                 error: None,
                 duration: exchange.duration,
                 url: url.to_string(),
@@ -296,7 +333,8 @@ pub fn execute(thread: &ThreadCtx, prepared: Prepared) -> Result<Response, Box<E
     })?;
     let cookie = if cookie.is_empty() { None } else { reqwest::header::HeaderValue::from_str(&cookie).ok() };
     let fast = if prepared.url.scheme() == "http" { Some(send_fast(&prepared, cookie.clone())?) } else { None };
-    let Prepared { method, url, mut headers, body, timeout, insecure, name, tags, expect, bytes_sent } = prepared;
+    let Prepared { method, url, mut headers, body, timeout, insecure, name, tags, expect, bytes_sent, keep_body } =
+        prepared;
     let mut hop: Option<Outcome> = None;
     let outcome = match fast {
         Some(o) if o.error.is_some() || !is_redirect(o.status) => o,
@@ -324,7 +362,7 @@ pub fn execute(thread: &ThreadCtx, prepared: Prepared) -> Result<Response, Box<E
                 *request.body_mut() = Some(body.into());
             }
             let client = thread.http.get(insecure).clone();
-            bridge::wait(send(client, request))?
+            bridge::wait(send(client, request, keep_body))?
         }
     };
     let method = method.as_str().to_string();
@@ -345,7 +383,7 @@ pub fn execute(thread: &ThreadCtx, prepared: Prepared) -> Result<Response, Box<E
         };
     let mut extra: Vec<(Str, Str)> = vec![
         ("method".into(), method.as_str().into()),
-        ("name".into(), name.as_str().into()),
+        ("name".into(), thread.name_tag("http", &name)),
         ("status".into(), outcome.status.to_string().into()),
     ];
     if let Some((kind, _)) = &outcome.error {
@@ -372,6 +410,8 @@ pub fn execute(thread: &ThreadCtx, prepared: Prepared) -> Result<Response, Box<E
         status: outcome.status as i64,
         ok,
         headers: outcome.headers,
+        truncated: outcome.truncated,
+        body_size: outcome.body_size as i64,
         body: outcome.body,
         duration_ms,
         error,
@@ -398,20 +438,35 @@ pub fn record_outcome(thread: &ThreadCtx, tags: Tags, failed: bool) -> Result<()
     Ok(())
 }
 
-/// The default `name` tag of a URL: its path, with id-like segments (numbers, UUIDs,
-/// long hex) replaced by `{id}` so one endpoint is one row, not thousands.
+/// The default `name` tag of a URL: its path, with id-like segments replaced by `{id}`
+/// so one endpoint is one row, not thousands. See [`is_id_like`].
 pub fn default_name(url: &url::Url) -> String {
-    let segments: Vec<String> = url
-        .path()
-        .split('/')
-        .map(|s| {
-            let idish = !s.is_empty()
-                && (s.chars().all(|c| c.is_ascii_digit())
-                    || (s.len() >= 16 && s.chars().all(|c| c.is_ascii_hexdigit() || c == '-')));
-            if idish { "{id}".to_string() } else { s.to_string() }
-        })
-        .collect();
+    let segments: Vec<&str> = url.path().split('/').map(|s| if is_id_like(s) { "{id}" } else { s }).collect();
     segments.join("/")
+}
+
+/// Whether a path segment looks like an identifier rather than a resource name:
+/// a number (`123`), a UUID or long hex (`3f2a9c1e`, 8+ hex characters with a digit),
+/// a token mixing letters and 3+ digits (`tok123x`, `a1b2c3`), or a long base64-like
+/// token with a digit (`dGVzdDEyMw`, 16+ characters). `v2`, `oauth2`, `sha1`, `users`
+/// and `live_metadata` stay as they are.
+pub fn is_id_like(s: &str) -> bool {
+    if s.is_empty() {
+        return false;
+    }
+    let digits = s.bytes().filter(u8::is_ascii_digit).count();
+    if digits == s.len() {
+        return true;
+    }
+    if digits == 0 {
+        return false;
+    }
+    let token = s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'=' | b'~' | b'.' | b'+'));
+    if !token {
+        return false;
+    }
+    let hex = s.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-');
+    (hex && s.len() >= 8) || (digits >= 3 && s.len() >= 5) || s.len() >= 16
 }
 
 /// Takes the VU's idle connection to an origin, if any.
@@ -438,6 +493,39 @@ mod tests {
         assert_eq!(default_name(&u), "/users/{id}/orders");
         let u = url::Url::parse("http://h/").unwrap();
         assert_eq!(default_name(&u), "/");
+        let u = url::Url::parse("http://h/item/tok123x").unwrap();
+        assert_eq!(default_name(&u), "/item/{id}");
+    }
+
+    #[test]
+    fn id_like_segments_are_tokens_and_numbers_not_words() {
+        for id in [
+            "123",
+            "3f2a9c1e",
+            "0123456789abcdef0",
+            "tok123x",
+            "a1b2c3",
+            "dGVzdDEyMw9xxxxxxx",
+            "AbCdEfGh1JkLmNoPq",
+            "sess_9f8e7d",
+        ] {
+            assert!(is_id_like(id), "{id} should be folded");
+        }
+        for word in [
+            "",
+            "users",
+            "v2",
+            "oauth2",
+            "sha1",
+            "live_metadata",
+            "api",
+            "focus-server",
+            "h264",
+            "index.html",
+            "deadbeef",
+        ] {
+            assert!(!is_id_like(word), "{word} should stay");
+        }
     }
 
     #[test]

@@ -61,6 +61,14 @@ pub fn at(ctx: &rhai::NativeCallContext, mut err: Box<EvalAltResult>) -> Box<Eva
     err
 }
 
+/// The longest string a script value may hold (bytes).
+pub const MAX_STRING: usize = 64 * 1024 * 1024;
+
+/// The most items a script array may hold.
+pub const MAX_ARRAY: usize = 10_000_000;
+/// The most entries a script map may hold.
+pub const MAX_MAP: usize = 1_000_000;
+
 /// Maximum script call depth: each level costs ~6 KB of a VU's coroutine stack.
 pub const MAX_CALL_LEVELS: usize = 32;
 /// Maximum expression nesting at the top level and inside functions.
@@ -87,9 +95,9 @@ pub fn build_engine() -> Engine {
     let mut engine = Engine::new();
     engine.set_max_call_levels(MAX_CALL_LEVELS);
     engine.set_max_expr_depths(MAX_EXPR_DEPTH, MAX_FN_EXPR_DEPTH);
-    engine.set_max_string_size(64 * 1024 * 1024);
-    engine.set_max_array_size(10_000_000);
-    engine.set_max_map_size(1_000_000);
+    engine.set_max_string_size(MAX_STRING);
+    engine.set_max_array_size(MAX_ARRAY);
+    engine.set_max_map_size(MAX_MAP);
     engine.register_type_with_name::<response::Response>("Response");
     engine.register_type_with_name::<metrics::CustomMetric>("Metric");
     engine.register_type_with_name::<amqp::Message>("AmqpMessage");

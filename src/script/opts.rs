@@ -68,6 +68,11 @@ impl<'a> Opts<'a> {
         Ok(Opts { map, what })
     }
 
+    /// What the options belong to (`http::get`), for messages.
+    pub fn what(&self) -> &str {
+        self.what
+    }
+
     /// The raw value of a key.
     pub fn get(&self, key: &str) -> Option<&Dynamic> {
         self.map.get(key).filter(|v| !v.is_unit())

@@ -174,15 +174,20 @@ impl Sampler {
         Ok(Sampler(inner))
     }
 
-    /// Stops the thread, takes a last sample, and returns the whole series.
-    pub fn finish(&self) -> Vec<Sample> {
+    /// Stops the thread, takes a last sample, and returns the whole series. A panic of
+    /// the sampling thread (a bug) comes back with the samples taken before it.
+    pub fn finish(&self) -> (Vec<Sample>, Option<Box<dyn std::any::Any + Send>>) {
         self.0.stop.store(true, Ordering::Relaxed);
         let handle = self.0.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
         let mut samples = std::mem::take(&mut *self.0.samples.lock().unwrap_or_else(|e| e.into_inner()));
-        if let Some(Ok(mut probe)) = handle.map(|h| h.join()) {
-            samples.push(probe.sample());
+        match handle.map(|h| h.join()) {
+            Some(Ok(mut probe)) => {
+                samples.push(probe.sample());
+                (samples, None)
+            }
+            Some(Err(panic)) => (samples, Some(panic)),
+            None => (samples, None),
         }
-        samples
     }
 }
 
@@ -359,7 +364,11 @@ pub mod resources_api {
     /// ```
     #[rhai_fn(global, name = "stop", return_raw)]
     pub fn stop(ctx: NativeCallContext, sampler: &mut Sampler) -> Result<Map, Box<EvalAltResult>> {
-        let samples = sampler.finish();
+        let (samples, panic) = sampler.finish();
+        if let Some(panic) = panic {
+            let shared = context::thread().map_err(|e| crate::script::at(&ctx, e))?.shared.clone();
+            shared.record_internal_error("the resources sampler", panic.as_ref());
+        }
         let summary = summarize(&samples, sampler.0.target.as_deref());
         record(&samples, &summary).map_err(|e| crate::script::at(&ctx, e))?;
         Ok(summary)
@@ -379,7 +388,8 @@ mod tests {
         }
         std::hint::black_box(x);
         std::thread::sleep(Duration::from_millis(120));
-        let samples = sampler.finish();
+        let (samples, panic) = sampler.finish();
+        assert!(panic.is_none());
         assert!(samples.len() >= 3, "{samples:?}");
         assert!(samples.iter().all(|s| s.memory_mb > 1.0), "{samples:?}");
         assert!(samples.windows(2).all(|w| w[0].t_s <= w[1].t_s));
@@ -391,11 +401,29 @@ mod tests {
     }
 
     #[test]
+    fn a_panicking_sampling_thread_is_reported_not_lost() {
+        let handle = std::thread::Builder::new()
+            .spawn(|| -> Probe { panic!("overflow when adding duration to instant") })
+            .unwrap();
+        let inner = Arc::new(Inner {
+            samples: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+            thread: Mutex::new(Some(handle)),
+            target: None,
+        });
+        let (samples, panic) = Sampler(inner).finish();
+        assert!(samples.is_empty());
+        let what = crate::engine::panic_text(panic.expect("the panic comes back").as_ref());
+        assert!(what.contains("overflow when adding duration"), "{what}");
+    }
+
+    #[test]
     fn finds_a_target_by_pid() {
         let me = std::process::id().to_string();
         let sampler = Sampler::start(Duration::from_millis(20), Some(me.clone())).unwrap();
         std::thread::sleep(Duration::from_millis(60));
-        let samples = sampler.finish();
+        let (samples, panic) = sampler.finish();
+        assert!(panic.is_none());
         assert!(samples.iter().any(|s| s.target.is_some()), "{samples:?}");
         let summary = summarize(&samples, Some(&me));
         let target = summary["target"].read_lock::<Map>().unwrap().clone();

@@ -13,8 +13,12 @@ pub struct Response {
     pub ok: bool,
     /// Headers, names in lowercase; repeated headers joined with ", ".
     pub headers: Map,
-    /// The body as text (invalid UTF-8 replaced).
+    /// The body as text (invalid UTF-8 replaced), at most `max_body` bytes of it.
     pub body: ImmutableString,
+    /// Whether the body was longer than `max_body` (or discarded) and was cut.
+    pub truncated: bool,
+    /// Body bytes received, kept or not.
+    pub body_size: i64,
     /// Service time in milliseconds (send to last byte).
     pub duration_ms: f64,
     /// Network error kind, or "" when a response arrived.
@@ -67,6 +71,27 @@ pub mod response_api {
     #[rhai_fn(get = "body", pure)]
     pub fn body(r: &mut Response) -> ImmutableString {
         r.body.clone()
+    }
+
+    /// Whether the body was cut: longer than `max_body` (10 MB by default), or dropped by
+    /// `discard_body: true`. `data_received` still counts every byte.
+    /// ```rhai
+    /// let r = http::get(`${base}/export`, #{ max_body: "1MB" });
+    /// if r.truncated { print(`kept 1 MB of ${r.body_size} bytes`); }
+    /// ```
+    #[rhai_fn(get = "truncated", pure)]
+    pub fn truncated(r: &mut Response) -> bool {
+        r.truncated
+    }
+
+    /// Body bytes received, whether kept in `body` or not.
+    /// ```rhai
+    /// let r = http::get(`${base}/export`, #{ discard_body: true });
+    /// check(r, "export is not empty", r.body_size > 0);
+    /// ```
+    #[rhai_fn(get = "body_size", pure)]
+    pub fn body_size(r: &mut Response) -> i64 {
+        r.body_size
     }
 
     /// Service time in milliseconds.
@@ -124,6 +149,15 @@ pub mod response_api {
     /// ```
     #[rhai_fn(pure, return_raw)]
     pub fn json(r: &mut Response) -> Result<Dynamic, Box<EvalAltResult>> {
+        if r.truncated {
+            return Err(format!(
+                "response.json(): the body of {} was cut at {} of {} bytes, so it cannot be parsed; hint: raise the request's `max_body` (e.g. #{{ max_body: \"50MB\" }}), or do not set `discard_body`",
+                r.url,
+                r.body.len(),
+                r.body_size
+            )
+            .into());
+        }
         let value: serde_json::Value = serde_json::from_str(&r.body).map_err(|e| {
             let shown: String = r.body.chars().take(80).collect();
             let more = if r.body.chars().count() > 80 { "..." } else { "" };

@@ -8,6 +8,83 @@ use crate::metrics::threshold::{Condition, Selector};
 use rhai::{Dynamic, EvalAltResult, Map};
 use std::time::Duration;
 
+/// A primitive's options map: where it is among the arguments, the keys it takes, and
+/// how its values are read (the very code the primitive runs).
+pub struct OptionsSpec {
+    /// The argument that is the options map.
+    pub index: usize,
+    /// The function, as messages name it.
+    pub what: &'static str,
+    /// The keys it accepts.
+    pub allowed: &'static [&'static str],
+    /// Reads every value as the primitive would.
+    pub values: fn(&Opts) -> Result<(), Box<EvalAltResult>>,
+}
+
+fn amqp_publish_values(o: &Opts) -> Result<(), Box<EvalAltResult>> {
+    for key in ["persistent", "confirm", "mandatory"] {
+        o.bool(key)?;
+    }
+    for key in ["content_type", "message_id", "correlation_id", "name"] {
+        o.string(key)?;
+    }
+    o.duration("timeout")?;
+    o.string_pairs("tags")?;
+    o.map("headers")?;
+    o.int("window")?;
+    Ok(())
+}
+
+fn amqp_topology_values(o: &Opts) -> Result<(), Box<EvalAltResult>> {
+    for key in ["durable", "exclusive", "auto_delete", "internal"] {
+        o.bool(key)?;
+    }
+    o.map("arguments")?;
+    Ok(())
+}
+
+fn named_values(o: &Opts) -> Result<(), Box<EvalAltResult>> {
+    o.string("name")?;
+    o.string_pairs("tags")?;
+    Ok(())
+}
+
+fn resources_values(o: &Opts) -> Result<(), Box<EvalAltResult>> {
+    o.duration("interval")?;
+    Ok(())
+}
+
+fn target_values(o: &Opts) -> Result<(), Box<EvalAltResult>> {
+    super::http::target_options(o).map(|_| ())
+}
+
+/// The options map of a call to `name` with `argc` arguments, if it takes one.
+pub fn options_of(name: &str, argc: usize) -> Option<OptionsSpec> {
+    use super::amqp::{CONSUME_OPTIONS, EXCHANGE_OPTIONS, MANY_OPTIONS, PUBLISH_OPTIONS, QUEUE_OPTIONS};
+    use super::http::{REQUEST_OPTIONS, TARGET_OPTIONS};
+    let request = super::http::request_option_values;
+    let (index, what, allowed, values): (usize, &'static str, &'static [&'static str], fn(&Opts) -> _) =
+        match (name, argc) {
+            ("http::get", 2) => (1, "http::get", REQUEST_OPTIONS, request),
+            ("http::delete", 2) => (1, "http::delete", REQUEST_OPTIONS, request),
+            ("http::head", 2) => (1, "http::head", REQUEST_OPTIONS, request),
+            ("http::post", 3) => (2, "http::post", REQUEST_OPTIONS, request),
+            ("http::put", 3) => (2, "http::put", REQUEST_OPTIONS, request),
+            ("http::patch", 3) => (2, "http::patch", REQUEST_OPTIONS, request),
+            ("http::request", 4) => (3, "http::request", REQUEST_OPTIONS, request),
+            ("http::defaults", 1) => (0, "http::defaults", TARGET_OPTIONS, target_values),
+            ("http::target", 2) => (1, "http::target", TARGET_OPTIONS, target_values),
+            ("amqp::publish", 4) => (3, "amqp::publish", PUBLISH_OPTIONS, amqp_publish_values),
+            ("amqp::publish_many", 5) => (4, "amqp::publish_many", MANY_OPTIONS, amqp_publish_values),
+            ("amqp::declare_queue", 2) => (1, "amqp::declare_queue", QUEUE_OPTIONS, amqp_topology_values),
+            ("amqp::declare_exchange", 3) => (2, "amqp::declare_exchange", EXCHANGE_OPTIONS, amqp_topology_values),
+            ("amqp::consume", 4) => (3, "amqp::consume", CONSUME_OPTIONS, named_values),
+            ("resources::start", 1) => (0, "resources::start", &["interval", "process"], resources_values),
+            _ => return None,
+        };
+    Some(OptionsSpec { index, what, allowed, values })
+}
+
 /// What `phase()` says when called inside an iteration (shared with `volley check`).
 pub const PHASE_AT_TOP_LEVEL: &str =
     "phase() runs at the top level of a script, not inside an iteration; hint: call it outside the phase's function";

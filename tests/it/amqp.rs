@@ -234,3 +234,35 @@ fn a_wrong_password_is_access_refused_and_counted_in_errors_by_kind() {
     let kinds = volley::engine::judge::failure_kinds(&r.aggregate, &[]);
     assert_eq!(kinds.get("amqp access_refused"), Some(&1), "{kinds:?}");
 }
+
+#[test]
+fn a_publish_no_queue_receives_is_unroutable_by_default_and_a_lost_queue_is_explained() {
+    // Issue 11: after the broker lost a non-durable queue, 332 publishes were counted as
+    // confirmed and `queue_depth` said -1 with no reason. The broker acks a message no
+    // queue receives unless it is mandatory: now it is by default.
+    let q = format!("volley.test.lost.{}", std::process::id());
+    let r = run(
+        r#"
+        let q = amqp::declare_queue(env("Q"));
+        for i in 0..10 { assert(amqp::publish("", q, `m${i}`).ok, "published while the queue exists"); }
+        expect(amqp::queue_depth(q), "== 10", "depth before the loss");
+        amqp::delete_queue(q);  // as a broker restart does to a non-durable queue
+        let lost = 0;
+        for i in 0..5 {
+            let p = amqp::publish("", q, `m${i}`);
+            if p.error == "unroutable" && p.error_message.contains("declare the queue") { lost += 1; }
+        }
+        expect(lost, "== 5", "publishes into nothing are failures");
+        let fanout = amqp::publish("", q, "x", #{ mandatory: false });
+        assert(fanout.ok, "mandatory: false publishes with no receiver");
+        let i = amqp::queue_info(q);
+        assert(i.depth == -1 && i.error == "not_found", `${i}`);
+        assert(i.error_message.contains("non-durable queue is gone after a broker restart"), i.error_message);
+        "#,
+        &[("Q", q.as_str())],
+    );
+    assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
+    assert_eq!(stat(&r, "amqp_published", &[], Stat::Count), 11.0);
+    let kinds = volley::engine::judge::failure_kinds(&r.aggregate, &[]);
+    assert_eq!(kinds.get("amqp unroutable"), Some(&5), "{kinds:?}");
+}

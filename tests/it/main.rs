@@ -12,4 +12,5 @@ mod sim;
 mod suite;
 mod support;
 mod tls;
+mod trust;
 mod watch;

@@ -75,6 +75,18 @@ pub fn start() -> TestServer {
                 }
             }),
         )
+        .route("/item/{id}", get(|| async { "item" }))
+        .route(
+            "/bytes/{n}",
+            // n bytes of 'x', sent in 64 KiB chunks (a large download).
+            get(|Path(n): Path<usize>| async move {
+                let chunks = (0..n.div_ceil(65536)).map(move |i| {
+                    let len = (n - i * 65536).min(65536);
+                    Ok::<_, std::convert::Infallible>(axum::body::Bytes::from(vec![b'x'; len]))
+                });
+                axum::body::Body::from_stream(futures_util::stream::iter(chunks))
+            }),
+        )
         .route(
             "/flaky",
             // 429 with Retry-After: 0.05 on the first two calls of every three.

@@ -1,0 +1,30 @@
+//! Loading a script and `volley check` on it, with every diagnostic rendered (carets,
+//! wide characters, positions past the end): never a panic, a hang or a stack overflow.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+fn script_path() -> &'static PathBuf {
+    static PATH: OnceLock<PathBuf> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("volley-fuzz-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temp dir");
+        dir.join("scenario.rhai")
+    })
+}
+
+fuzz_target!(|bytes: &[u8]| {
+    let path = script_path();
+    std::fs::write(path, bytes).expect("the script is written");
+    match volley::script::load(path) {
+        Ok(loaded) => {
+            for d in volley::script::check::check(&loaded) {
+                let _ = d.render(&loaded.sources);
+            }
+        }
+        Err((d, sources)) => {
+            let _ = d.render(&sources);
+        }
+    }
+});
