@@ -1,22 +1,27 @@
 #!/usr/bin/env python3
 """volley's benchmark: side by side in one run against one local nginx.
 
-  python3 benches/bench.py            # full run (about 2 minutes)
-  python3 benches/bench.py --quick    # shorter durations
+  python3 benches/bench.py            # full run (about 5 minutes)
+  python3 benches/bench.py --quick    # shorter durations, one round
+  python3 benches/bench.py --rounds 3 # median of 3 rounds (the default without --quick)
 
-Prints: CPU microseconds per request and peak RSS for volley and wrk at 50
-connections; volley's RSS at 1,000 and 10,000 VUs (each looping a GET and a 1 s
-sleep); achieved vs target rate of an open model at 100/s, 1,000/s and 10,000/s.
-Needs nginx and wrk (apt-get install -y nginx wrk) and a release build
-(cargo build --release --locked). Load goes to 127.0.0.1 only.
+Prints, for concurrency 50, 1,000 and 5,000: requests/s and CPU microseconds per
+request (user+sys of the generator / requests counted by nginx's stub_status) for
+volley, oha and wrk, and the ratios volley/oha and volley/wrk; volley's peak RSS at
+10,000 VUs (each looping a GET and a 1 s sleep) and at 50,000 VUs (a 1 s sleep, no
+connection); achieved vs target rate of an open model at 100/s, 1,000/s and 10,000/s.
+Needs nginx and wrk (apt-get install -y nginx-light wrk), oha (cargo install oha
+--locked; skipped with a note when missing) and a release build (cargo build --release
+--locked). Load goes to 127.0.0.1 only.
 """
-import os, re, resource, shutil, subprocess, sys, tempfile, time
+import os, re, resource, shutil, statistics, subprocess, sys, tempfile, time, urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 VOLLEY = os.path.join(ROOT, "target", "release", "volley")
 PORT = 18089
 BASE = f"http://127.0.0.1:{PORT}"
 QUICK = "--quick" in sys.argv
+ROUNDS = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else (1 if QUICK else 3)
 
 
 def start_nginx():
@@ -32,7 +37,11 @@ events {{ worker_connections 30000; }}
 http {{
   access_log off;
   keepalive_requests 1000000;
-  server {{ listen 127.0.0.1:{PORT} backlog=16384; location / {{ return 200 "ok"; }} }}
+  server {{
+    listen 127.0.0.1:{PORT} backlog=16384;
+    location = /nginx_status {{ stub_status; }}
+    location / {{ return 200 "ok"; }}
+  }}
 }}
 """)
     subprocess.run(["nginx", "-c", conf, "-p", d], check=True)
@@ -45,11 +54,22 @@ def stop_nginx(d):
     shutil.rmtree(d, ignore_errors=True)
 
 
+def served():
+    """Requests nginx has answered so far (its stub_status counter, minus this read)."""
+    text = urllib.request.urlopen(BASE + "/nginx_status", timeout=5).read().decode()
+    return int(text.split("\n")[2].split()[2])
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def measured(cmd, env=None):
     """Runs cmd; returns (stdout, cpu_seconds, peak_rss_mib, wall_s) of that child alone."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, preexec_fn=raise_nofile)
     wall = time.monotonic() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -70,35 +90,63 @@ def volley(script, workers=None, **env_vars):
     return {k: float(v) for k, v in m.items()}, cpu, rss, wall
 
 
+def by_server(cmd):
+    """Runs a generator; returns (requests nginx served, CPU s, peak RSS MiB, wall s)."""
+    before = served()
+    out, cpu, rss, wall = measured(cmd)
+    return served() - before - 1, cpu, rss, wall, out
+
+
+def generators(c, secs):
+    """The commands that hold c connections for secs seconds, by tool."""
+    cmds = {
+        "volley": [VOLLEY, "run", "--progress", "off", os.path.join(ROOT, "benches", "http_loop.rhai"),
+                   "-e", f"BASE_URL={BASE}", "-e", f"VUS={c}", "-e", f"DURATION={secs}s"],
+        "wrk": ["wrk", f"-t{min(2, os.cpu_count())}", f"-c{c}", f"-d{secs}s", BASE + "/"],
+    }
+    if shutil.which("oha"):
+        cmds["oha"] = ["oha", "--no-tui", "-z", f"{secs}s", "-c", str(c), BASE + "/"]
+    return cmds
+
+
 def main():
     if not os.path.exists(VOLLEY):
         raise SystemExit("build first: cargo build --release --locked")
     for tool in ("nginx", "wrk"):
         if not shutil.which(tool):
-            raise SystemExit(f"{tool} is missing: apt-get install -y nginx wrk")
+            raise SystemExit(f"{tool} is missing: apt-get install -y nginx-light wrk")
     secs = 5 if QUICK else 10
     d = start_nginx()
     try:
-        print(f"# volley benchmark against nginx on {BASE} ({os.cpu_count()} cores)\n")
-        print("## CPU per request at 50 connections (lower is better)")
-        print(f"| tool | requests | req/s | CPU us/request | peak RSS MiB |\n|---|---|---|---|---|")
-        out, cpu, rss, wall = measured(["wrk", "-t1", "-c50", f"-d{secs}s", BASE + "/"])
-        reqs = int(re.search(r"(\d+) requests in", out).group(1))
-        wrk_us = cpu / reqs * 1e6
-        print(f"| wrk -t1 -c50 | {reqs} | {reqs / secs:.0f} | {wrk_us:.2f} | {rss:.1f} |")
-        ratios = []
-        for workers in (1, 2):
-            m, cpu, rss, wall = volley("http_loop.rhai", workers=workers, VUS=50, DURATION=f"{secs}s")
-            v_us = cpu / m["requests"] * 1e6
-            ratios.append(f"{workers} worker(s) {v_us / wrk_us:.2f}x")
-            print(f"| volley --workers {workers}, 50 VUs | {m['requests']:.0f} | {m['requests'] / m['elapsed_s']:.0f} | {v_us:.2f} | {rss:.1f} |")
-        print(f"\nvolley / wrk CPU per request: {', '.join(ratios)}\n")
+        print(f"# volley benchmark against nginx on {BASE} ({os.cpu_count()} cores, median of {ROUNDS})\n")
+        if not shutil.which("oha"):
+            print("oha is missing (cargo install oha --locked): its columns are skipped\n")
+        print("## Requests/s and CPU per request (lower is better), side by side")
+        print("| connections | tool | requests/s | CPU us/request | peak RSS MiB |\n|---|---|---|---|---|")
+        summary = []
+        for c in (50, 1000, 5000):
+            runs = {}
+            for _ in range(ROUNDS):
+                for tool, cmd in generators(c, secs).items():
+                    reqs, cpu, rss, wall, _ = by_server(cmd)
+                    runs.setdefault(tool, []).append((reqs / secs, cpu / max(reqs, 1) * 1e6, rss))
+            med = {t: tuple(statistics.median(x[i] for x in r) for i in range(3)) for t, r in runs.items()}
+            for tool, (rps, us, rss) in med.items():
+                print(f"| {c} | {tool} | {rps:.0f} | {us:.2f} | {rss:.1f} |")
+            ratio = lambda other, i: f"{med['volley'][i] / med[other][i]:.2f}" if other in med else "n/a"
+            summary.append(f"| {c} | {ratio('oha', 1)} | {ratio('wrk', 1)} | {ratio('oha', 0)} |")
+        print("\n| connections | CPU/request volley/oha | CPU/request volley/wrk | requests/s volley/oha |\n|---|---|---|---|")
+        print("\n".join(summary))
 
-        print("## Memory at many VUs (each loops a GET and a 1 s sleep)")
-        print("| VUs | iterations | failed | peak RSS MiB | RSS per VU KiB |\n|---|---|---|---|---|")
-        for vus in (1000, 10000):
-            m, cpu, rss, wall = volley("http_loop.rhai", VUS=vus, SLEEP_MS=1000, DURATION=f"{secs}s")
-            print(f"| {vus} | {m['iterations']:.0f} | {m['failed']:.0f} | {rss:.1f} | {rss * 1024 / vus:.1f} |")
+        print("\n## Memory at many VUs")
+        print("| VUs | scenario | iterations | failed | peak RSS MiB | RSS per VU KiB |\n|---|---|---|---|---|---|")
+        for vus, script, extra in ((10000, "http_loop.rhai", {"SLEEP_MS": 1000}), (50000, "sleep_loop.rhai", {})):
+            try:
+                m, cpu, rss, wall = volley(script, VUS=vus, DURATION=f"{secs}s", **extra)
+                what = "GET + 1 s sleep" if script == "http_loop.rhai" else "1 s sleep, no connection"
+                print(f"| {vus} | {what} | {m['iterations']:.0f} | {m['failed']:.0f} | {rss:.1f} | {rss * 1024 / vus:.1f} |")
+            except SystemExit as e:
+                print(f"| {vus} | {script} | failed: {e} | | | |")
 
         print("\n## Open model: achieved vs target rate")
         print("| target/s | achieved/s | iterations | dropped | p99 iteration ms |\n|---|---|---|---|---|")

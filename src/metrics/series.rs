@@ -41,6 +41,16 @@ impl Tags {
         Tags::new(v)
     }
 
+    /// Whether two tag sets are the same allocation (a cheap identity for caches).
+    pub fn same(&self, other: &Tags) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+
+    /// The address of the set, an identity while a clone of it is kept.
+    pub fn id(&self) -> usize {
+        Arc::as_ptr(&self.0) as *const u8 as usize
+    }
+
     /// The pairs, sorted by key.
     pub fn pairs(&self) -> &[(Str, Str)] {
         &self.0

@@ -25,25 +25,41 @@ fn bad_url(url: &str, reason: impl std::fmt::Display) -> Box<EvalAltResult> {
 }
 
 thread_local! {
-    /// Parsed URLs by text: scripts request the same few URLs over and over, and URL
-    /// parsing (with IDNA) was ~2.5% of CPU per request.
-    static URLS: std::cell::RefCell<rustc_hash::FxHashMap<String, url::Url>> = std::cell::RefCell::default();
+    /// Parsed URLs by text, with their default request names: scripts request the same
+    /// few URLs over and over, and URL parsing (with IDNA) was ~2.5% of CPU per request.
+    static URLS: std::cell::RefCell<rustc_hash::FxHashMap<String, (url::Url, rhai::ImmutableString)>> =
+        std::cell::RefCell::default();
 }
 
-fn parse_url(url: &str) -> Result<url::Url, Box<EvalAltResult>> {
+/// The parsed URL and its default name (see [`http_exec::default_name`]).
+fn parse_url(url: &str) -> Result<(url::Url, rhai::ImmutableString), Box<EvalAltResult>> {
     if let Some(u) = URLS.with(|c| c.borrow().get(url).cloned()) {
         return Ok(u);
     }
     let parsed = url::Url::parse(url).map_err(|e| bad_url(url, e))?;
+    let name: rhai::ImmutableString = http_exec::default_name(&parsed).into();
     URLS.with(|c| {
         let mut cache = c.borrow_mut();
         // Bounded: scripts with ids in URLs would otherwise grow it without end.
         if cache.len() >= 4096 {
             cache.clear();
         }
-        cache.insert(url.to_string(), parsed.clone());
+        cache.insert(url.to_string(), (parsed.clone(), name.clone()));
     });
-    Ok(parsed)
+    Ok((parsed, name))
+}
+
+/// The name messages give a request function (`http::get`).
+fn function_name(method: &str) -> std::borrow::Cow<'static, str> {
+    match method {
+        "GET" => "http::get".into(),
+        "POST" => "http::post".into(),
+        "PUT" => "http::put".into(),
+        "PATCH" => "http::patch".into(),
+        "DELETE" => "http::delete".into(),
+        "HEAD" => "http::head".into(),
+        other => format!("http::{}", other.to_ascii_lowercase()).into(),
+    }
 }
 
 pub fn target_options(opts: &Opts) -> Result<TargetOptions, Box<EvalAltResult>> {
@@ -106,9 +122,9 @@ use super::MAX_STRING;
 
 /// Builds the request for `method url` with an optional body and options.
 fn prepare(method: &str, url: &str, body: Dynamic, options: &Map) -> Result<Prepared, Box<EvalAltResult>> {
-    let what = format!("http::{}", method.to_ascii_lowercase());
+    let what = function_name(method);
     let opts = Opts::new(options, &what, REQUEST_OPTIONS)?;
-    let mut parsed = parse_url(url)?;
+    let (mut parsed, default_name) = parse_url(url)?;
     if !matches!(parsed.scheme(), "http" | "https") {
         return Err(bad_url(url, format!("unsupported scheme `{}`", parsed.scheme())));
     }
@@ -116,7 +132,12 @@ fn prepare(method: &str, url: &str, body: Dynamic, options: &Map) -> Result<Prep
         parsed.query_pairs_mut().append_pair(&k, &v);
     }
     let target = thread_settings(url)?;
-    let method_value = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).map_err(|_| {
+    let method_value = match method {
+        "GET" => Ok(reqwest::Method::GET),
+        "POST" => Ok(reqwest::Method::POST),
+        other => reqwest::Method::from_bytes(other.to_ascii_uppercase().as_bytes()),
+    }
+    .map_err(|_| {
         format!("http::request: invalid method {method:?}; hint: use GET, POST, PUT, PATCH, DELETE, HEAD or OPTIONS")
     })?;
     let body = match opts.get("body") {
@@ -133,9 +154,10 @@ fn prepare(method: &str, url: &str, body: Dynamic, options: &Map) -> Result<Prep
         let json = serde_json::to_vec(&body).map_err(|e| format!("{what}: the body cannot be sent as JSON: {e}"))?;
         (json, Some("application/json"))
     };
+    // The default name is the path's: a `query` option does not change it.
     let name = match opts.string("name")? {
-        Some(n) => n,
-        None => http_exec::default_name(&parsed),
+        Some(n) => n.into(),
+        None => default_name,
     };
     let tags = opts.string_pairs("tags")?.into_iter().map(|(k, v)| (k.as_str().into(), v.as_str().into())).collect();
     let mut headers = reqwest::header::HeaderMap::new();

@@ -7,7 +7,7 @@ use super::response::Response;
 use crate::metrics::{Str, Tags, builtin};
 use crate::proto::http::Body;
 use rhai::{EvalAltResult, ImmutableString, Map};
-use std::sync::{OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 /// The default request timeout (k6's).
@@ -36,16 +36,20 @@ pub const DEFAULT_MAX_BODY: usize = 10 * 1024 * 1024;
 #[derive(Debug, Default)]
 pub struct HttpSettings {
     inner: RwLock<(TargetOptions, Vec<(String, TargetOptions)>)>,
+    /// Whether anything was set: most runs set nothing, and their requests skip the lock.
+    configured: std::sync::atomic::AtomicBool,
 }
 
 impl HttpSettings {
     /// Replaces the defaults.
     pub fn set_defaults(&self, opts: TargetOptions) {
+        self.configured.store(true, std::sync::atomic::Ordering::Release);
         self.inner.write().unwrap_or_else(|e| e.into_inner()).0 = opts;
     }
 
     /// Sets the options of one target (URL prefix); the longest matching prefix wins.
     pub fn set_target(&self, prefix: String, opts: TargetOptions) {
+        self.configured.store(true, std::sync::atomic::Ordering::Release);
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         inner.1.retain(|(p, _)| *p != prefix);
         inner.1.push((prefix, opts));
@@ -54,6 +58,9 @@ impl HttpSettings {
 
     /// The effective options for a URL: the target's over the defaults.
     pub fn resolve(&self, url: &str) -> TargetOptions {
+        if !self.configured.load(std::sync::atomic::Ordering::Acquire) {
+            return TargetOptions::default();
+        }
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
         let mut out = inner.0.clone();
         if let Some((_, t)) = inner.1.iter().find(|(p, _)| url.starts_with(p.as_str())) {
@@ -69,7 +76,7 @@ impl HttpSettings {
 
 /// One thread's HTTP clients: verifying, and (built on first use) not verifying TLS.
 pub struct HttpClients {
-    secure: reqwest::Client,
+    secure: OnceLock<reqwest::Client>,
     insecure: OnceLock<reqwest::Client>,
 }
 
@@ -89,11 +96,17 @@ fn build_client(insecure: bool) -> reqwest::Client {
 impl HttpClients {
     /// Clients for one thread.
     pub fn new() -> HttpClients {
-        HttpClients { secure: build_client(false), insecure: OnceLock::new() }
+        HttpClients { secure: OnceLock::new(), insecure: OnceLock::new() }
     }
 
+    /// The client (built on first use: loading the system's root certificates costs
+    /// ~1.5M instructions per thread, and plain-http runs never need it).
     fn get(&self, insecure: bool) -> &reqwest::Client {
-        if insecure { self.insecure.get_or_init(|| build_client(true)) } else { &self.secure }
+        if insecure {
+            self.insecure.get_or_init(|| build_client(true))
+        } else {
+            self.secure.get_or_init(|| build_client(false))
+        }
     }
 }
 
@@ -118,7 +131,7 @@ pub struct Prepared {
     /// Use the non-verifying client.
     pub insecure: bool,
     /// The `name` tag.
-    pub name: String,
+    pub name: ImmutableString,
     /// Extra tags from the call.
     pub tags: Vec<(Str, Str)>,
     /// Statuses that count as success; empty = 200-399.
@@ -365,7 +378,6 @@ pub fn execute(thread: &ThreadCtx, prepared: Prepared) -> Result<Response, Box<E
             bridge::wait(send(client, request, keep_body))?
         }
     };
-    let method = method.as_str().to_string();
     if !outcome.set_cookies.is_empty() {
         context::with_vu(|vu| {
             let mut jar = vu.cookies.borrow_mut();
@@ -381,16 +393,13 @@ pub fn execute(thread: &ThreadCtx, prepared: Prepared) -> Result<Response, Box<E
         } else {
             expect.contains(&(outcome.status as i64))
         };
-    let mut extra: Vec<(Str, Str)> = vec![
-        ("method".into(), method.as_str().into()),
-        ("name".into(), thread.name_tag("http", &name)),
-        ("status".into(), outcome.status.to_string().into()),
-    ];
-    if let Some((kind, _)) = &outcome.error {
-        extra.push(("error".into(), (*kind).into()));
-    }
-    extra.extend(tags);
-    let tags = context::vu_tags(extra)?;
+    let error_kind = outcome.error.as_ref().map(|(kind, _)| *kind);
+    let (tags, name) = if tags.is_empty() {
+        request_tags(thread, &method, name, outcome.status, error_kind)?
+    } else {
+        let tags = tagged(thread, &method, &name, outcome.status, error_kind, tags)?;
+        (tags, name)
+    };
     let duration_ms = outcome.duration.as_secs_f64() * 1000.0;
     if let Some(h) = &hop {
         // The redirect answered on the fast path is a request of its own on the wire.
@@ -417,7 +426,81 @@ pub fn execute(thread: &ThreadCtx, prepared: Prepared) -> Result<Response, Box<E
         error,
         error_message,
         url: ImmutableString::from(outcome.url),
-        name: name.into(),
+        name,
+    })
+}
+
+/// The tags of a request's samples: the VU's, then method, name, status and error kind,
+/// then the call's own `tags`.
+fn tagged(
+    thread: &ThreadCtx,
+    method: &reqwest::Method,
+    name: &str,
+    status: u16,
+    error: Option<&'static str>,
+    extra_tags: Vec<(Str, Str)>,
+) -> Result<Tags, Box<EvalAltResult>> {
+    let mut extra: Vec<(Str, Str)> = vec![
+        ("method".into(), method.as_str().into()),
+        ("name".into(), thread.name_tag("http", name)),
+        ("status".into(), status.to_string().into()),
+    ];
+    if let Some(kind) = error {
+        extra.push(("error".into(), kind.into()));
+    }
+    extra.extend(extra_tags);
+    context::vu_tags(extra)
+}
+
+/// What a request's tags are built from, when the call has no `tags` of its own.
+#[derive(Hash, PartialEq, Eq)]
+struct TagKey {
+    run: usize,
+    vu_tags: usize,
+    method: reqwest::Method,
+    name: ImmutableString,
+    status: u16,
+    error: Option<&'static str>,
+}
+
+thread_local! {
+    /// Tag sets of recent requests: a VU looping over a few endpoints gets the same
+    /// few tag sets, without building (sorting, allocating) one per request.
+    static REQUEST_TAGS: std::cell::RefCell<rustc_hash::FxHashMap<TagKey, (Tags, Tags)>> =
+        std::cell::RefCell::default();
+}
+
+/// [`tagged`] for a call without `tags`, from the thread's cache; gives `name` back.
+fn request_tags(
+    thread: &ThreadCtx,
+    method: &reqwest::Method,
+    name: ImmutableString,
+    status: u16,
+    error: Option<&'static str>,
+) -> Result<(Tags, ImmutableString), Box<EvalAltResult>> {
+    let vu_tags = context::with_vu(|vu| vu.tags.borrow().clone())?;
+    let key = TagKey {
+        run: Arc::as_ptr(&thread.shared) as usize,
+        vu_tags: vu_tags.id(),
+        method: method.clone(),
+        name,
+        status,
+        error,
+    };
+    // The entry keeps the VU's tag set alive, so its address cannot be reused by another.
+    let hit = REQUEST_TAGS.with(|c| c.borrow().get(&key).filter(|(v, _)| v.same(&vu_tags)).map(|(_, t)| t.clone()));
+    if let Some(tags) = hit {
+        return Ok((tags, key.name));
+    }
+    let tags = tagged(thread, method, &key.name, status, error, Vec::new())?;
+    REQUEST_TAGS.with(|c| {
+        let mut cache = c.borrow_mut();
+        if cache.len() >= 4096 {
+            cache.clear();
+        }
+        let name = key.name.clone();
+        cache.insert(key, (vu_tags, tags.clone()));
+        Ok((tags, name))
     })
 }
 
