@@ -104,7 +104,14 @@ pub fn load(path: &Path, environment: Option<&str>) -> Result<Slo, String> {
                 Err(e) => errors.push(format!("{origin}: `{sel}`: {e}")),
             }
         }
-        thresholds.push(DeclaredThreshold { selector, conditions: conds, origin, case: None });
+        thresholds.push(DeclaredThreshold {
+            selector,
+            conditions: conds,
+            origin,
+            case: None,
+            abort_on_fail: false,
+            delay: std::time::Duration::ZERO,
+        });
     }
     let mut bands = Bands::default();
     for grades in [table(&doc, "grades"), env_doc.and_then(|e| table(e, "grades"))].into_iter().flatten() {

@@ -218,6 +218,7 @@ pub(crate) mod fixture {
                     origin: "scripts/pz_1_demo.rhai:4".into(),
                     error: None,
                     case: None,
+                    detail: None,
                 },
                 ThresholdResult {
                     selector: "http_req_failed".into(),
@@ -227,6 +228,7 @@ pub(crate) mod fixture {
                     origin: "scripts/pz_1_demo.rhai:5".into(),
                     error: None,
                     case: None,
+                    detail: None,
                 },
             ],
             assertions: Vec::new(),
@@ -246,6 +248,12 @@ pub(crate) mod fixture {
                 value: serde_json::json!(12.5),
                 origin: "scripts/pz_1_demo.rhai:9".into(),
             }],
+            groups: Vec::new(),
+            tasks: Vec::new(),
+            aborted: None,
+            overrides: None,
+            level: None,
+            seed: None,
         }
     }
 

@@ -124,6 +124,20 @@ pub struct PhaseRequest {
     pub func: FnPtr,
     /// Where `phase(...)` was called, for errors.
     pub position: Position,
+    /// Weighted tasks (`phase(name, options, #{ browse: 7, buy: 3 })`): each iteration
+    /// runs one, chosen by weight; empty when the phase has one function.
+    pub tasks: Vec<Task>,
+}
+
+/// One weighted task of a phase.
+#[derive(Clone)]
+pub struct Task {
+    /// Its name (the `task` tag of what it records).
+    pub name: String,
+    /// Its relative weight (>= 0).
+    pub weight: f64,
+    /// What it runs.
+    pub func: FnPtr,
 }
 
 /// The engine side of `phase(...)`: runs it on the workers and returns the result map.
@@ -187,6 +201,17 @@ pub struct RunShared {
     pub registry: crate::metrics::Registry,
     /// Figures the script reported (`report(name, value)`), in order.
     pub figures: Mutex<Vec<super::figures::Figure>>,
+    /// `--seed`: each VU's random stream is derived from it (None: from OS entropy).
+    pub seed: Option<u64>,
+    /// Why a threshold with `abort_on_fail` stopped the run, once one did.
+    pub aborted: Mutex<Option<super::judge::Abort>>,
+    /// `--vus`, `--duration`, `--iterations`, `--rate` (`--phase`): the command line's
+    /// load overrides.
+    pub overrides: crate::executor::Overrides,
+    /// `--level NAME`: the load level asked for.
+    pub level_name: Option<String>,
+    /// The chosen level, once its table is known (`--levels FILE` or `levels(...)`).
+    pub level: Mutex<Option<super::levels::Level>>,
 }
 
 impl RunShared {
@@ -213,6 +238,11 @@ impl RunShared {
             amqp_url: RwLock::new(None),
             registry: crate::metrics::Registry::new(),
             figures: Mutex::new(Vec::new()),
+            seed: None,
+            aborted: Mutex::new(None),
+            overrides: crate::executor::Overrides::default(),
+            level_name: None,
+            level: Mutex::new(None),
         }
     }
 
@@ -334,6 +364,8 @@ pub struct VuCtx {
     /// This VU's idle HTTP/1.1 connections by origin (`host:port`): a VU is a user
     /// with its own connections, as in a browser.
     pub conns: RefCell<rustc_hash::FxHashMap<String, crate::proto::http::Conn>>,
+    /// This VU's random stream (see `script::random`), created on first use.
+    pub rng: RefCell<Option<rand::rngs::StdRng>>,
 }
 
 impl VuCtx {
@@ -350,6 +382,7 @@ impl VuCtx {
             retry_depth: Cell::new(0),
             pending_outcomes: RefCell::new(Vec::new()),
             conns: RefCell::default(),
+            rng: RefCell::new(None),
         }
     }
 }

@@ -143,25 +143,30 @@ pub mod core_api {
     /// ```
     #[rhai_fn(name = "phase", return_raw)]
     pub fn phase(ctx: NativeCallContext, name: &str, options: Map, func: FnPtr) -> Result<Dynamic, Box<EvalAltResult>> {
-        if in_iteration()? {
-            return Err(PHASE_AT_TOP_LEVEL.into());
-        }
-        let json: serde_json::Value = rhai::serde::from_dynamic(&Dynamic::from_map(options))?;
-        let serde_json::Value::Object(options) = json else { return Err("phase(): options must be a map".into()) };
-        let thread = context::thread()?;
-        thread.flush();
-        let runner = thread
-            .shared
-            .runner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or("phase(): the engine is not running (was this called by `volley check`?)")?;
-        let result =
-            runner.run_phase(PhaseRequest { name: name.to_string(), options, func, position: ctx.call_position() });
-        // Waiting for the phase is not running script code (the runaway-loop guard).
-        context::with_vu(|vu| vu.running_since.set(std::time::Instant::now()))?;
-        result
+        start_phase(&ctx, name, options, func, Vec::new())
+    }
+
+    /// Runs a phase whose iterations each run one of several weighted tasks (Locust's
+    /// `@task(7)`): a map of task name to weight runs the script function of that
+    /// name; `#{ weight: 7, run: || ... }` runs a closure. What a task records carries
+    /// the tag `task`; the result has a `tasks` map (iterations, requests, failed per
+    /// task) and the summary and reports show results per task.
+    /// ```rhai
+    /// fn browse() { http::get(`${base}/api/products`); sleep("1s", "3s"); }
+    /// fn buy() { http::post(`${base}/api/orders`, #{ items: 1 }); }
+    /// let shop = phase("shop", #{ executor: "constant-vus", vus: 10, duration: "1m" }, #{ browse: 7, buy: 3 });
+    /// print(`browse ran ${shop.tasks.browse.iterations} times`);
+    /// ```
+    #[rhai_fn(name = "phase", return_raw)]
+    pub fn phase_tasks(
+        ctx: NativeCallContext,
+        name: &str,
+        options: Map,
+        tasks: Map,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        let tasks = crate::script::group::read_tasks(&tasks)?;
+        let first = tasks[0].func.clone();
+        start_phase(&ctx, name, options, first, tasks)
     }
 
     /// Pauses the VU for a duration such as `"500ms"` or `"2s"`, without blocking
@@ -200,7 +205,8 @@ pub mod core_api {
     #[rhai_fn(name = "sleep", return_raw)]
     pub fn sleep_between(min: Dynamic, max: Dynamic) -> Result<(), Box<EvalAltResult>> {
         let (lo, hi) = sleep_range(&min, &max)?;
-        let d = lo + (hi - lo).mul_f64(rand::random::<f64>());
+        // The VU's stream: think times are reproducible with `--seed` too.
+        let d = lo + (hi - lo).mul_f64(crate::script::random::with_rng(|r| rand::Rng::random::<f64>(r))?);
         bridge::wait(async move { tokio::time::sleep(d).await })
     }
 
@@ -326,13 +332,48 @@ pub mod core_api {
         Ok(passed)
     }
 
-    /// Declares a threshold judged at the end of the run (k6 syntax).
+    /// Declares a threshold judged at the end of the run (k6 syntax). A condition
+    /// ending with `over 30s` is judged over every 30-second window of the run.
     /// ```rhai
     /// threshold("http_req_duration{phase:peak}", "p(95) < 300");
     /// ```
     #[rhai_fn(name = "threshold", return_raw)]
     pub fn threshold(ctx: NativeCallContext, selector: &str, condition: &str) -> Result<(), Box<EvalAltResult>> {
-        declare_threshold(&ctx, selector, &[condition.to_string()])
+        declare_threshold(&ctx, selector, &[condition.to_string()], &Map::new())
+    }
+
+    /// Declares a threshold with options: `abort_on_fail: true` judges it every second
+    /// and stops the run gracefully when it fails (exit 99, reports say which threshold
+    /// stopped it and when); `delay: "10s"` waits that long into the run first. A
+    /// condition may end with `over 30s`: it then fails when any 30-second window of
+    /// the run violates it.
+    /// ```rhai
+    /// threshold("http_req_failed", "rate < 0.05", #{ abort_on_fail: true, delay: "10s" });
+    /// threshold("http_req_duration", "p(95) < 300 over 30s", #{ abort_on_fail: true });
+    /// ```
+    #[rhai_fn(name = "threshold", return_raw)]
+    pub fn threshold_options(
+        ctx: NativeCallContext,
+        selector: &str,
+        condition: &str,
+        options: Map,
+    ) -> Result<(), Box<EvalAltResult>> {
+        declare_threshold(&ctx, selector, &[condition.to_string()], &options)
+    }
+
+    /// Several conditions on one selection, with options (see above).
+    /// ```rhai
+    /// threshold("http_req_duration", ["p(95) < 300", "p(99) < 800 over 10s"], #{ abort_on_fail: true });
+    /// ```
+    #[rhai_fn(name = "threshold", return_raw)]
+    pub fn threshold_list_options(
+        ctx: NativeCallContext,
+        selector: &str,
+        conditions: Array,
+        options: Map,
+    ) -> Result<(), Box<EvalAltResult>> {
+        let list: Vec<String> = conditions.iter().map(|c| c.to_string()).collect();
+        declare_threshold(&ctx, selector, &list, &options)
     }
 
     /// Declares several conditions on one metric selection.
@@ -342,7 +383,7 @@ pub mod core_api {
     #[rhai_fn(name = "threshold", return_raw)]
     pub fn threshold_list(ctx: NativeCallContext, selector: &str, conditions: Array) -> Result<(), Box<EvalAltResult>> {
         let list: Vec<String> = conditions.iter().map(|c| c.to_string()).collect();
-        declare_threshold(&ctx, selector, &list)
+        declare_threshold(&ctx, selector, &list, &Map::new())
     }
 
     /// Statistics so far of any metric selection, e.g. one burst or one request name.
@@ -525,6 +566,34 @@ pub mod core_api {
     }
 }
 
+fn start_phase(
+    ctx: &NativeCallContext,
+    name: &str,
+    options: Map,
+    func: FnPtr,
+    tasks: Vec<context::Task>,
+) -> Result<Dynamic, Box<EvalAltResult>> {
+    if in_iteration()? {
+        return Err(PHASE_AT_TOP_LEVEL.into());
+    }
+    let json: serde_json::Value = rhai::serde::from_dynamic(&Dynamic::from_map(options))?;
+    let serde_json::Value::Object(options) = json else { return Err("phase(): options must be a map".into()) };
+    let thread = context::thread()?;
+    thread.flush();
+    let runner = thread
+        .shared
+        .runner
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .ok_or("phase(): the engine is not running (was this called by `volley check`?)")?;
+    let result =
+        runner.run_phase(PhaseRequest { name: name.to_string(), options, func, position: ctx.call_position(), tasks });
+    // Waiting for the phase is not running script code (the runaway-loop guard).
+    context::with_vu(|vu| vu.running_since.set(std::time::Instant::now()))?;
+    result
+}
+
 /// Formats a number for messages: integers without decimals, others with up to 4.
 pub fn fmt_num(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
@@ -563,16 +632,36 @@ fn push_assertion(mut a: Assertion) -> Result<(), Box<EvalAltResult>> {
     Ok(())
 }
 
-fn declare_threshold(ctx: &NativeCallContext, selector: &str, conditions: &[String]) -> Result<(), Box<EvalAltResult>> {
+/// A threshold's options (`abort_on_fail`, `delay`), read and checked (shared with
+/// `volley check`).
+pub fn threshold_options(options: &Map) -> Result<(bool, Duration), Box<EvalAltResult>> {
+    let o = opts::Opts::new(options, "threshold", &["abort_on_fail", "delay"])?;
+    let abort = o.bool("abort_on_fail")?.unwrap_or(false);
+    let delay = o.duration("delay")?.unwrap_or(Duration::ZERO);
+    if !abort && !delay.is_zero() {
+        return Err("threshold: `delay` only applies with `abort_on_fail: true`; hint: add abort_on_fail: true, or remove delay".into());
+    }
+    Ok((abort, delay))
+}
+
+fn declare_threshold(
+    ctx: &NativeCallContext,
+    selector: &str,
+    conditions: &[String],
+    options: &Map,
+) -> Result<(), Box<EvalAltResult>> {
     let sel = super::validate::selector(selector)?;
     let parsed =
         conditions.iter().map(|c| threshold_condition(selector, Some(&sel), c)).collect::<Result<Vec<_>, _>>()?;
+    let (abort_on_fail, delay) = threshold_options(options)?;
     let thread = context::thread()?;
     thread.shared.judge.lock().unwrap_or_else(|e| e.into_inner()).thresholds.push(DeclaredThreshold {
         selector: sel,
         conditions: parsed,
         origin: origin(ctx),
         case: current_case()?,
+        abort_on_fail,
+        delay,
     });
     Ok(())
 }

@@ -12,12 +12,15 @@ pub mod core;
 pub mod data;
 pub mod diagnostics;
 pub mod figures;
+pub mod group;
 pub mod http;
 mod http_exec;
 pub mod judge;
+pub mod levels;
 pub mod metrics;
 pub mod modules;
 pub mod opts;
+pub mod random;
 pub mod resources;
 pub mod response;
 pub mod signatures;
@@ -49,6 +52,9 @@ fn registry() -> Vec<(Namespace, Module)> {
         (Namespace::Static("resources"), exported_module!(resources::resources_api)),
         (Namespace::Static("amqp"), exported_module!(amqp::amqp_api)),
         (Namespace::Global, exported_module!(amqp_message::message_api)),
+        (Namespace::Global, exported_module!(random::random_api)),
+        (Namespace::Global, exported_module!(group::group_api)),
+        (Namespace::Global, exported_module!(levels::levels_api)),
     ]
 }
 
