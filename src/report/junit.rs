@@ -22,6 +22,27 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// The properties of a script's first test case: its figures (`report(name, value)`),
+/// how the load was set (level, overrides, seed), the threshold that stopped it, and a
+/// line per group and per task.
+fn properties(report: &crate::engine::RunReport) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = report.figures.iter().map(|f| (f.name.clone(), f.text())).collect();
+    if let Some(load) = super::load_line(report) {
+        out.push(("load".into(), load));
+    }
+    if let Some(a) = &report.aborted {
+        out.push(("stopped".into(), a.describe()));
+    }
+    for (tag, rows) in [("group", &report.groups), ("task", &report.tasks)] {
+        let header = super::breakdown_header(tag);
+        for cells in super::breakdown_cells(rows, tag) {
+            let text: Vec<String> = header.iter().zip(&cells).skip(1).map(|(h, c)| format!("{h} {c}")).collect();
+            out.push((format!("{tag} {}", cells[0]), text.join(", ")));
+        }
+    }
+    out
+}
+
 /// Renders the suite as JUnit XML.
 pub fn render(results: &[ScriptResult], suite_name: &str, time_scale: f64) -> String {
     let cases: Vec<_> = results.iter().flat_map(|r| r.cases.iter().map(move |c| (r, c))).collect();
@@ -46,16 +67,12 @@ pub fn render(results: &[ScriptResult], suite_name: &str, time_scale: f64) -> St
         let mut props = String::new();
         if !with_figures.contains(&r.meta.id.as_str()) {
             with_figures.push(&r.meta.id);
-            let figures = r.report.as_ref().map(|p| p.figures.as_slice()).unwrap_or_default();
-            if !figures.is_empty() {
+            let list = r.report.as_ref().map(properties).unwrap_or_default();
+            if !list.is_empty() {
                 props.push_str("\n      <properties>");
-                for f in figures {
-                    let _ = write!(
-                        props,
-                        "\n        <property name=\"{}\" value=\"{}\"/>",
-                        escape(&f.name),
-                        escape(&f.text())
-                    );
+                for (name, value) in list {
+                    let _ =
+                        write!(props, "\n        <property name=\"{}\" value=\"{}\"/>", escape(&name), escape(&value));
                 }
                 props.push_str("\n      </properties>");
             }
