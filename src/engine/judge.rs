@@ -64,6 +64,14 @@ fn windowed(
 ) -> (bool, Option<f64>, Option<String>, Option<String>) {
     let len = c.window.map(crate::duration::format_duration).unwrap_or_default();
     match outcome {
+        Some(o) if o.late => (
+            false,
+            None,
+            Some(format!(
+                "declared after its metric was recorded, so its {len} windows were not watched; hint: declare it before the phases"
+            )),
+            None,
+        ),
         Some(o) if o.judged > 0 => {
             let detail = match o.first_violation_s {
                 Some(at) => format!(
@@ -267,6 +275,24 @@ pub struct BreakdownRow {
     pub http_p95_ms: Option<f64>,
 }
 
+/// Each group's value merged with its nested groups' (`a` gets `a::b` and `a::b::c`).
+fn roll_up<T: Clone>(exact: &BTreeMap<String, T>, merge: impl Fn(&mut T, &T)) -> BTreeMap<String, T> {
+    let mut out = exact.clone();
+    for (name, value) in exact {
+        let mut parent = name.as_str();
+        while let Some((p, _)) = parent.rsplit_once("::") {
+            parent = p;
+            match out.get_mut(parent) {
+                Some(acc) => merge(acc, value),
+                None => {
+                    out.insert(parent.to_string(), value.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Results per value of `tag` (`group` or `task`), sorted by name. Groups are timed by
 /// `group_duration`, tasks by `iteration_duration`.
 pub fn breakdown(agg: &Aggregate, tag: &str) -> Vec<BreakdownRow> {
@@ -290,8 +316,15 @@ pub fn breakdown(agg: &Aggregate, tag: &str) -> Vec<BreakdownRow> {
         }
     }
     let errors = agg.group_by("iteration_errors", tag, &[]);
-    let checks = agg.group_by("checks", tag, &[]);
-    let http = agg.group_by("http_req_duration", tag, &[]);
+    let mut checks = agg.group_by("checks", tag, &[]);
+    let mut http = agg.group_by("http_req_duration", tag, &[]);
+    if tag == "group" {
+        // A group's results include its nested groups' (`checkout` counts `checkout::pay`).
+        requests = roll_up(&requests, |a, b| *a += b);
+        failed = roll_up(&failed, |a, b| *a += b);
+        checks = roll_up(&checks, |a, b| a.merge(b));
+        http = roll_up(&http, |a, b| a.merge(b));
+    }
     names.extend(requests.keys().chain(checks.keys()).map(|k| (k.clone(), ())));
     let z = Duration::ZERO;
     let stat = |s: Option<&Sink>, st: Stat| s.and_then(|s| s.stat(st, z).ok().flatten());

@@ -21,6 +21,9 @@ pub struct WindowOutcome {
     pub worst: Option<f64>,
     /// When the first violating window ended (seconds since the start).
     pub first_violation_s: Option<f64>,
+    /// The selection had samples before the threshold was declared: its windows were
+    /// not watched from the start.
+    pub late: bool,
 }
 
 impl WindowOutcome {
@@ -129,9 +132,10 @@ impl LiveJudge {
         let judge = shared.judge.lock().unwrap_or_else(|e| e.into_inner());
         for declared in judge.thresholds.iter().skip(self.watched.len()) {
             let longest = declared.conditions.iter().filter_map(|c| c.window).max();
+            let late = longest.is_some() && declared.recorded_before;
             self.watched.push(Watched {
                 windows: longest.map(Windows::new),
-                outcomes: vec![WindowOutcome::default(); declared.conditions.len()],
+                outcomes: vec![WindowOutcome { late, ..Default::default() }; declared.conditions.len()],
                 declared: declared.clone(),
             });
         }

@@ -111,6 +111,7 @@ pub fn load(path: &Path, environment: Option<&str>) -> Result<Slo, String> {
             case: None,
             abort_on_fail: false,
             delay: std::time::Duration::ZERO,
+            recorded_before: false,
         });
     }
     let mut bands = Bands::default();

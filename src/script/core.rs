@@ -655,6 +655,11 @@ fn declare_threshold(
         conditions.iter().map(|c| threshold_condition(selector, Some(&sel), c)).collect::<Result<Vec<_>, _>>()?;
     let (abort_on_fail, delay) = threshold_options(options)?;
     let thread = context::thread()?;
+    thread.flush();
+    let recorded_before = parsed.iter().any(|c| c.window.is_some()) && {
+        let agg = thread.shared.aggregate.lock().unwrap_or_else(|e| e.into_inner());
+        agg.query(&sel.metric, &sel.filters).is_some_and(|s| !s.is_empty())
+    };
     thread.shared.judge.lock().unwrap_or_else(|e| e.into_inner()).thresholds.push(DeclaredThreshold {
         selector: sel,
         conditions: parsed,
@@ -662,6 +667,7 @@ fn declare_threshold(
         case: current_case()?,
         abort_on_fail,
         delay,
+        recorded_before,
     });
     Ok(())
 }

@@ -18,6 +18,9 @@ pub struct DeclaredThreshold {
     pub abort_on_fail: bool,
     /// `delay`: how long into the run before `abort_on_fail` may stop it.
     pub delay: std::time::Duration,
+    /// The selection had samples when the threshold was declared: its sliding windows
+    /// could not be watched from the start.
+    pub recorded_before: bool,
 }
 
 /// Why a threshold with `abort_on_fail` stopped the run.

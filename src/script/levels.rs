@@ -166,6 +166,7 @@ pub fn declare(shared: &context::RunShared, level: &Level) {
             case: None,
             abort_on_fail: false,
             delay: std::time::Duration::ZERO,
+            recorded_before: false,
         });
     }
 }
