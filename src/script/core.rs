@@ -206,7 +206,7 @@ pub mod core_api {
     pub fn sleep_between(min: Dynamic, max: Dynamic) -> Result<(), Box<EvalAltResult>> {
         let (lo, hi) = sleep_range(&min, &max)?;
         // The VU's stream: think times are reproducible with `--seed` too.
-        let d = lo + (hi - lo).mul_f64(crate::script::random::with_rng(|r| rand::Rng::random::<f64>(r))?);
+        let d = lo + (hi - lo).mul_f64(crate::script::random::with_rng(rand::Rng::random::<f64>)?);
         bridge::wait(async move { tokio::time::sleep(d).await })
     }
 
