@@ -387,3 +387,65 @@ fn the_command_line_takes_seed_overrides_and_a_levels_file() {
         assert!(stderr.contains(message), "{args:?}: {stderr}");
     }
 }
+
+#[test]
+fn check_knows_the_new_functions_and_their_mistakes() {
+    let (_d, path) = script(CHECK_ME);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_volley")).arg("check").arg(&path).output().unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    for expected in [
+        "scenario.rhai:2:21",
+        "rand_int: max (1) is below min (5)",
+        "scenario.rhai:3:14",
+        "pick: the array is empty",
+        "scenario.rhai:4:23",
+        "the weight of \"a\" must be a number >= 0",
+        "scenario.rhai:5:23",
+        "random_string: length must be between 0",
+        "scenario.rhai:6:7",
+        "contains \"::\"",
+        "scenario.rhai:7:37",
+        "did you mean `abort_on_fail`?",
+        "scenario.rhai:8:37",
+        "`delay` only applies with `abort_on_fail: true`",
+        "scenario.rhai:9:32",
+        "it must be whole seconds",
+        "scenario.rhai:10:8",
+        "did you mean `vus`?",
+        "scenario.rhai:11:77",
+        "task \"brwose\" names no function",
+        "did you mean `browse`?",
+        "10 problem(s)",
+    ] {
+        assert!(text.contains(expected), "{expected}:\n{text}");
+    }
+    assert!(!text.contains("unknown function"), "rand, rand_float, uuid, level are known:\n{text}");
+    let (_d, path) = script(GOOD);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_volley")).arg("check").arg(&path).output().unwrap();
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
+
+const GOOD: &str = r#"
+fn browse() { group("catalog", || { sleep(rand_float(0.0, 0.1)); }); }
+let level = levels(#{ smoke: #{ vus: 1, duration: "10s", thresholds: #{ "http_req_duration": "p(95) < 100" } } });
+threshold("http_req_duration", "p(95) < 300 over 30s", #{ abort_on_fail: true, delay: "10s" });
+threshold("http_req_failed", ["rate < 0.01", "rate < 0.05 over 10s"], #{ abort_on_fail: true });
+phase("shop", #{ executor: "constant-vus", vus: 2, duration: "1s" }, #{ browse: 7, buy: #{ weight: 3, run: || { print(uuid()); } } });
+print(`${rand()} ${rand_int(1, 6)} ${pick([1, 2])} ${pick_weighted(#{ a: 70, b: 30 })} ${random_string(8)} ${level()}`);
+"#;
+
+const CHECK_ME: &str = r#"fn browse() {}
+let x = rand_int(5, 1);
+let y = pick([]);
+let z = pick_weighted(#{ a: -1, b: 2 });
+let s = random_string(-3);
+group("a::b", || {});
+threshold("http_reqs", "count > 1", #{ abort_on_fial: true });
+threshold("http_reqs", "count > 1", #{ delay: "5s" });
+threshold("http_req_duration", "p(95) < 300 over 0.5s");
+levels(#{ smoke: #{ vu: 1 } });
+phase("shop", #{ executor: "shared-iterations", vus: 1, iterations: 1 }, #{ brwose: 1, browse: 2 });
+let ok = rand() + rand_float(0.0, 1.0);
+print(uuid());
+print(level());
+"#;
