@@ -23,8 +23,8 @@ pub fn escape(text: &str) -> String {
 }
 
 /// The properties of a script's first test case: its figures (`report(name, value)`),
-/// how the load was set (level, overrides, seed), the threshold that stopped it, and a
-/// line per group and per task.
+/// how the load was set (level, overrides, seed), the threshold that stopped it, its
+/// custom metrics, and a line per group and per task.
 fn properties(report: &crate::engine::RunReport) -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = report.figures.iter().map(|f| (f.name.clone(), f.text())).collect();
     if let Some(load) = super::load_line(report) {
@@ -32,6 +32,10 @@ fn properties(report: &crate::engine::RunReport) -> Vec<(String, String)> {
     }
     if let Some(a) = &report.aborted {
         out.push(("stopped".into(), a.describe()));
+    }
+    // The script's own metrics (`metrics::*`), as the summary shows them.
+    for m in super::metrics::summarise(report).into_iter().filter(|m| m.protocol == "custom") {
+        out.push((format!("metric {}", m.name), m.line()));
     }
     for (tag, rows) in [("group", &report.groups), ("task", &report.tasks)] {
         let header = super::breakdown_header(tag);

@@ -449,3 +449,49 @@ let ok = rand() + rand_float(0.0, 1.0);
 print(uuid());
 print(level());
 "#;
+
+#[test]
+fn custom_metrics_groups_and_tasks_reach_every_report() {
+    let (dir, path) = script(
+        r#"
+let t = metrics::trend("order_ms");
+let c = metrics::counter("orders_placed");
+let g = metrics::gauge("queue_depth");
+let r = metrics::rate("order_ok");
+phase("p", #{ executor: "per-vu-iterations", vus: 2, iterations: 10 }, #{
+    buy: #{ weight: 1, run: || { group("checkout", || { t.add(rand_float(1.0, 5.0)); c.add(1); g.add(3); r.add(true); }); } },
+});
+"#,
+    );
+    let out = dir.path().join("out");
+    let o = |kind: &str, target: &str| format!("{kind}={}", out.join(target).display());
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_volley"))
+        .args(["run", "--progress", "off", "--seed", "9"])
+        .arg(&path)
+        .args(["--out", &o("json", "r.json"), "--out", &o("csv", "r"), "--out", &o("md", "r.md")])
+        .args(["--out", &o("html", "r.html"), "--junit"])
+        .arg(out.join("j.xml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&status.stdout).to_string();
+    assert_eq!(status.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&status.stderr));
+    let read = |f: &str| std::fs::read_to_string(out.join(f)).unwrap();
+    let csv = format!("{}{}{}", read("r_metrics.csv"), read("r_groups.csv"), read("r_tasks.csv"));
+    for (name, text) in [
+        ("summary", stdout),
+        ("json", read("r.json")),
+        ("csv", csv),
+        ("md", read("r.md")),
+        ("html", read("r.html")),
+        ("junit", read("j.xml")),
+    ] {
+        for metric in ["order_ms", "orders_placed", "queue_depth", "order_ok", "checkout", "buy"] {
+            assert!(text.contains(metric), "{name} lacks {metric}:\n{text}");
+        }
+    }
+    let doc: serde_json::Value = serde_json::from_str(&read("r.json")).unwrap();
+    assert_eq!(doc["metrics"]["orders_placed"]["stats"]["count"], 20.0, "{doc:#}");
+    assert_eq!(doc["tasks"][0]["count"], 20);
+    assert_eq!(doc["groups"][0]["name"], "checkout");
+    assert_eq!(doc["load"]["seed"], 9);
+}
