@@ -261,6 +261,9 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
     let aborted = shared.aborted.lock().unwrap_or_else(|e| e.into_inner()).clone();
     // A threshold's abort stops the run like Ctrl-C does, but the verdict is its failure.
     let interrupted = shared.stop.is_interrupted() && aborted.is_none();
+    if aborted.is_some() {
+        shared.stop.clear();
+    }
     let skipped = shared.skipped.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let script_error = match &outcome {
         Err(e) if !super::vu::is_interrupted(e) && !is_skip(e) => {
@@ -285,6 +288,7 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
         mark_abort(&mut thresholds, a);
     }
     let iteration_errors = std::mem::take(&mut *shared.iteration_errors.lock().unwrap_or_else(|e| e.into_inner()));
+    let phase_names: Vec<String> = phase_summaries.iter().map(|p| p.name.clone()).collect();
     let mut report = RunReport {
         script: loaded.name.clone(),
         started_at,
@@ -309,7 +313,13 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
         groups: Vec::new(),
         tasks: Vec::new(),
         aborted,
-        overrides: (!config.overrides.is_empty()).then(|| config.overrides.describe()),
+        overrides: (!config.overrides.is_empty()).then(|| {
+            let text = config.overrides.describe();
+            match &config.overrides.phase {
+                Some(p) if !phase_names.contains(p) => format!("{text}: no phase of that name ran"),
+                _ => text,
+            }
+        }),
         level: config.level_name.clone(),
         seed: config.seed,
     };

@@ -1,7 +1,9 @@
 //! Thresholds in k6 syntax: a metric selector (`http_req_duration{phase:peak}`, see
 //! [`Selector`]) and conditions on one statistic of its sink (`p(95) < 300`, see
 //! [`Condition`]). Parsing and judging only: no clock, no script engine. Thresholds read
-//! a [`Sink`]'s summary and nothing else; this module imports only `metrics::sink`.
+//! a [`Sink`]'s summary and nothing else; this module imports only `metrics::sink` and
+//! `crate::duration` (for a window's length). A condition may end with `over 30s`: a
+//! sliding window, judged from once-a-second snapshots ([`Windows`]).
 //!
 //! Every parse error is a [`ThresholdError`] that quotes the input, points at the
 //! offending character and, where we can guess, says what was probably meant.

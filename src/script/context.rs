@@ -75,6 +75,12 @@ impl Stop {
     pub fn wait(&self) -> impl std::future::Future<Output = ()> + 'static {
         self.0.wait()
     }
+
+    /// Clears the flag, so the handle can stop the next run (after a threshold's
+    /// `abort_on_fail` stopped this one: the next script of a suite still runs).
+    pub fn clear(&self) {
+        self.0.lower();
+    }
 }
 
 /// A phase stopped early by the script (`stop_phase(reason)`): no new iterations start,

@@ -495,3 +495,53 @@ phase("p", #{ executor: "per-vu-iterations", vus: 2, iterations: 10 }, #{
     assert_eq!(doc["groups"][0]["name"], "checkout");
     assert_eq!(doc["load"]["seed"], 9);
 }
+
+#[test]
+fn list_functions_documents_the_new_functions_with_examples() {
+    let out =
+        std::process::Command::new(env!("CARGO_BIN_EXE_volley")).args(["check", "--list-functions"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    for f in [
+        "rand(",
+        "rand_int(",
+        "rand_float(",
+        "pick(",
+        "pick_weighted(",
+        "uuid(",
+        "random_string(",
+        "group(",
+        "levels(",
+        "level(",
+        "phase(name: &str, options: Map, tasks: Map)",
+        "threshold(selector: &str, condition: &str, options: Map)",
+    ] {
+        let entry = text.split("\n\n").find(|e| e.starts_with(f)).unwrap_or_else(|| panic!("{f} missing"));
+        assert!(entry.contains("```rhai"), "{f} has no example:\n{entry}");
+    }
+}
+
+#[test]
+fn after_an_abort_the_next_script_of_a_suite_still_runs() {
+    let server = support::start();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("a.rhai"),
+        "let b = env(\"BASE_URL\");\nthreshold(\"http_req_failed\", \"rate < 0.5\", #{ abort_on_fail: true });\nphase(\"x\", #{ executor: \"constant-vus\", vus: 1, duration: \"30s\" }, || { http::get(`${b}/status/500`); sleep(0.05); });\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("b.rhai"),
+        "http::get(`${env(\"BASE_URL\")}/ok`);\nthreshold(\"http_reqs\", \"count == 1\");\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_volley"))
+        .args(["run", "--progress", "off"])
+        .arg(dir.path())
+        .args(["-e", &format!("BASE_URL={}", server.base)])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(99), "{stdout}");
+    assert_eq!(server.count("/ok"), 1, "b ran after a was stopped:\n{stdout}");
+    assert!(stdout.contains("stopped: threshold http_req_failed rate < 0.5 failed at"), "{stdout}");
+}
