@@ -143,7 +143,6 @@ impl Phases {
             .map(|t| TaskJob {
                 func: t.func.clone(),
                 tags: tags.with([(Str::from("task"), Str::from(t.name.as_str()))]),
-                weight: t.weight,
             })
             .collect();
         let job = PhaseJob {
@@ -151,6 +150,7 @@ impl Phases {
             plan,
             func: work.func.clone(),
             tasks,
+            task_weights: work.tasks.iter().map(|t| t.weight).collect(),
             // A few ms ahead so every worker starts the schedule at the same instant.
             start: Instant::now() + Duration::from_millis(5),
             participants,

@@ -27,6 +27,8 @@ pub struct PhaseJob {
     pub func: FnPtr,
     /// Weighted tasks: each iteration runs one of them instead of `func`.
     pub tasks: Vec<TaskJob>,
+    /// The tasks' weights, in the same order (drawn from on every iteration).
+    pub task_weights: Vec<f64>,
     /// The common start instant (slightly in the future so workers start together).
     pub start: Instant,
     /// How many workers take part (at most the plan's VU count).
@@ -45,8 +47,6 @@ pub struct TaskJob {
     pub func: FnPtr,
     /// The phase's tags plus `task`.
     pub tags: Tags,
-    /// Its relative weight.
-    pub weight: f64,
 }
 
 /// A worker's account of one phase.
@@ -361,8 +361,7 @@ fn choose<'a>(worker: &Worker, vu: &VuCtx, job: &'a PhaseJob) -> &'a FnPtr {
         *vu.tags.borrow_mut() = job.tags.clone();
         return &job.func;
     }
-    let weights: Vec<f64> = job.tasks.iter().map(|t| t.weight).collect();
-    let i = random::with_vu_rng(vu, worker.thread.shared.seed, |r| random::draw_index(r, &weights));
+    let i = random::with_vu_rng(vu, worker.thread.shared.seed, |r| random::draw_index(r, &job.task_weights));
     let task = &job.tasks[i];
     *vu.tags.borrow_mut() = task.tags.clone();
     &task.func

@@ -62,6 +62,17 @@ pub fn group_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Puts a VU's tags back when dropped.
+struct Restore(Option<crate::metrics::Tags>);
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        if let Some(tags) = self.0.take() {
+            let _ = context::with_vu(|vu| *vu.tags.borrow_mut() = tags);
+        }
+    }
+}
+
 /// Groups (global).
 #[export_module]
 pub mod group_api {
@@ -92,9 +103,11 @@ pub mod group_api {
             (outer, tags)
         })?;
         let started = Instant::now();
+        // The iteration's own tags again whatever happens inside (an error, a panic);
+        // an iteration cut off mid-group gets its tags reset by the worker.
+        let restore = Restore(Some(outer));
         let result = func.call_within_context::<Dynamic>(&ctx, ());
-        // The iteration's own tags again, whatever happened inside.
-        context::with_vu(|vu| *vu.tags.borrow_mut() = outer)?;
+        drop(restore);
         let interrupted = matches!(&result, Err(e) if matches!(**e, EvalAltResult::ErrorTerminated(..)));
         if !interrupted {
             thread.record(&builtin::GROUP_DURATION, &tags, started.elapsed().as_secs_f64() * 1000.0);
