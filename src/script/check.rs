@@ -203,7 +203,7 @@ fn check_threshold(file: &str, args: &[Expr], out: &mut Vec<Diagnostic>) {
     // `#{ abort_on_fail: true, delay: "10s" }`, checked as run reads it.
     if let Some(options) = args.get(2)
         && let Some(m) = literal(options).and_then(|v| v.try_cast::<rhai::Map>())
-        && let Err(e) = super::core::threshold_options(&m)
+        && let Err(e) = super::thresholds::threshold_options(&m)
     {
         out.push(diag_text(file, at(options), super::signatures::runtime_text(&e.to_string())));
     }

@@ -1,17 +1,15 @@
 //! Global script functions: `phase`, `sleep`, `env`, `check`, `assert`, `expect`,
-//! `threshold`, `stats`, `retry`, and small helpers (`vu_id`, `now_ms`, `iso_time`).
+//! `stats`, `retry`, and small helpers (`vu_id`, `now_ms`, `iso_time`).
 
 use super::bridge;
 use super::context::{self, PhaseRequest};
-use super::judge::{Assertion, DeclaredThreshold};
+use super::judge::Assertion;
 use super::opts;
 use super::response::Response;
-use super::validate::{
-    PHASE_AT_TOP_LEVEL, RetryOptions, backoff, expectation, sleep_range, stats_selector, threshold_condition,
-};
+use super::validate::{PHASE_AT_TOP_LEVEL, RetryOptions, backoff, expectation, sleep_range, stats_selector};
 use crate::metrics::{Sink, Stat, builtin};
 use rhai::plugin::*;
-use rhai::{Array, Dynamic, EvalAltResult, FnPtr, Map, NativeCallContext};
+use rhai::{Dynamic, EvalAltResult, FnPtr, Map, NativeCallContext};
 use std::time::Duration;
 
 /// `file:line` of a native call, for reports.
@@ -332,60 +330,6 @@ pub mod core_api {
         Ok(passed)
     }
 
-    /// Declares a threshold judged at the end of the run (k6 syntax). A condition
-    /// ending with `over 30s` is judged over every 30-second window of the run.
-    /// ```rhai
-    /// threshold("http_req_duration{phase:peak}", "p(95) < 300");
-    /// ```
-    #[rhai_fn(name = "threshold", return_raw)]
-    pub fn threshold(ctx: NativeCallContext, selector: &str, condition: &str) -> Result<(), Box<EvalAltResult>> {
-        declare_threshold(&ctx, selector, &[condition.to_string()], &Map::new())
-    }
-
-    /// Declares a threshold with options: `abort_on_fail: true` judges it every second
-    /// and stops the run gracefully when it fails (exit 99, reports say which threshold
-    /// stopped it and when); `delay: "10s"` waits that long into the run first. A
-    /// condition may end with `over 30s`: it then fails when any 30-second window of
-    /// the run violates it.
-    /// ```rhai
-    /// threshold("http_req_failed", "rate < 0.05", #{ abort_on_fail: true, delay: "10s" });
-    /// threshold("http_req_duration", "p(95) < 300 over 30s", #{ abort_on_fail: true });
-    /// ```
-    #[rhai_fn(name = "threshold", return_raw)]
-    pub fn threshold_options(
-        ctx: NativeCallContext,
-        selector: &str,
-        condition: &str,
-        options: Map,
-    ) -> Result<(), Box<EvalAltResult>> {
-        declare_threshold(&ctx, selector, &[condition.to_string()], &options)
-    }
-
-    /// Several conditions on one selection, with options (see above).
-    /// ```rhai
-    /// threshold("http_req_duration", ["p(95) < 300", "p(99) < 800 over 10s"], #{ abort_on_fail: true });
-    /// ```
-    #[rhai_fn(name = "threshold", return_raw)]
-    pub fn threshold_list_options(
-        ctx: NativeCallContext,
-        selector: &str,
-        conditions: Array,
-        options: Map,
-    ) -> Result<(), Box<EvalAltResult>> {
-        let list: Vec<String> = conditions.iter().map(|c| c.to_string()).collect();
-        declare_threshold(&ctx, selector, &list, &options)
-    }
-
-    /// Declares several conditions on one metric selection.
-    /// ```rhai
-    /// threshold("http_req_duration", ["avg < 200", "p(95) < 300", "p(99) < 500"]);
-    /// ```
-    #[rhai_fn(name = "threshold", return_raw)]
-    pub fn threshold_list(ctx: NativeCallContext, selector: &str, conditions: Array) -> Result<(), Box<EvalAltResult>> {
-        let list: Vec<String> = conditions.iter().map(|c| c.to_string()).collect();
-        declare_threshold(&ctx, selector, &list, &Map::new())
-    }
-
     /// Statistics so far of any metric selection, e.g. one burst or one request name.
     /// Trends give avg, min, med, max, p90, p95, p99, p999, count; rates give rate,
     /// passes, fails, count; counters count and rate; gauges value, min, max.
@@ -621,7 +565,8 @@ fn record_check(name: &str, passed: bool) -> Result<(), Box<EvalAltResult>> {
     Ok(())
 }
 
-fn current_case() -> Result<Option<String>, Box<EvalAltResult>> {
+/// The test case set by `test_case(name)`, if any.
+pub fn current_case() -> Result<Option<String>, Box<EvalAltResult>> {
     Ok(context::thread()?.shared.current_case.lock().unwrap_or_else(|e| e.into_inner()).clone())
 }
 
@@ -629,45 +574,5 @@ fn push_assertion(mut a: Assertion) -> Result<(), Box<EvalAltResult>> {
     a.case = current_case()?;
     let thread = context::thread()?;
     thread.shared.judge.lock().unwrap_or_else(|e| e.into_inner()).assertions.push(a);
-    Ok(())
-}
-
-/// A threshold's options (`abort_on_fail`, `delay`), read and checked (shared with
-/// `volley check`).
-pub fn threshold_options(options: &Map) -> Result<(bool, Duration), Box<EvalAltResult>> {
-    let o = opts::Opts::new(options, "threshold", &["abort_on_fail", "delay"])?;
-    let abort = o.bool("abort_on_fail")?.unwrap_or(false);
-    let delay = o.duration("delay")?.unwrap_or(Duration::ZERO);
-    if !abort && !delay.is_zero() {
-        return Err("threshold: `delay` only applies with `abort_on_fail: true`; hint: add abort_on_fail: true, or remove delay".into());
-    }
-    Ok((abort, delay))
-}
-
-fn declare_threshold(
-    ctx: &NativeCallContext,
-    selector: &str,
-    conditions: &[String],
-    options: &Map,
-) -> Result<(), Box<EvalAltResult>> {
-    let sel = super::validate::selector(selector)?;
-    let parsed =
-        conditions.iter().map(|c| threshold_condition(selector, Some(&sel), c)).collect::<Result<Vec<_>, _>>()?;
-    let (abort_on_fail, delay) = threshold_options(options)?;
-    let thread = context::thread()?;
-    thread.flush();
-    let recorded_before = parsed.iter().any(|c| c.window.is_some()) && {
-        let agg = thread.shared.aggregate.lock().unwrap_or_else(|e| e.into_inner());
-        agg.query(&sel.metric, &sel.filters).is_some_and(|s| !s.is_empty())
-    };
-    thread.shared.judge.lock().unwrap_or_else(|e| e.into_inner()).thresholds.push(DeclaredThreshold {
-        selector: sel,
-        conditions: parsed,
-        origin: origin(ctx),
-        case: current_case()?,
-        abort_on_fail,
-        delay,
-        recorded_before,
-    });
     Ok(())
 }

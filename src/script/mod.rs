@@ -24,6 +24,7 @@ pub mod random;
 pub mod resources;
 pub mod response;
 pub mod signatures;
+pub mod thresholds;
 pub mod validate;
 
 use diagnostics::{Diagnostic, Sources};
@@ -55,6 +56,7 @@ fn registry() -> Vec<(Namespace, Module)> {
         (Namespace::Global, exported_module!(random::random_api)),
         (Namespace::Global, exported_module!(group::group_api)),
         (Namespace::Global, exported_module!(levels::levels_api)),
+        (Namespace::Global, exported_module!(thresholds::thresholds_api)),
     ]
 }
 
