@@ -45,6 +45,10 @@ enum Namespace {
 fn registry() -> Vec<(Namespace, Module)> {
     vec![
         (Namespace::Global, exported_module!(core::core_api)),
+        (Namespace::Global, exported_module!(random::random_api)),
+        (Namespace::Global, exported_module!(group::group_api)),
+        (Namespace::Global, exported_module!(levels::levels_api)),
+        (Namespace::Global, exported_module!(thresholds::thresholds_api)),
         (Namespace::Global, exported_module!(response::response_api)),
         (Namespace::Static("http"), exported_module!(http::http_api)),
         (Namespace::Static("metrics"), exported_module!(metrics::metrics_api)),
@@ -53,10 +57,6 @@ fn registry() -> Vec<(Namespace, Module)> {
         (Namespace::Static("resources"), exported_module!(resources::resources_api)),
         (Namespace::Static("amqp"), exported_module!(amqp::amqp_api)),
         (Namespace::Global, exported_module!(amqp_message::message_api)),
-        (Namespace::Global, exported_module!(random::random_api)),
-        (Namespace::Global, exported_module!(group::group_api)),
-        (Namespace::Global, exported_module!(levels::levels_api)),
-        (Namespace::Global, exported_module!(thresholds::thresholds_api)),
     ]
 }
 
