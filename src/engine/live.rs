@@ -84,6 +84,8 @@ impl LiveJudge {
         if let Some(a) = abort {
             let mut slot = shared.aborted.lock().unwrap_or_else(|e| e.into_inner());
             if slot.is_none() && !shared.stop.is_interrupted() {
+                // On the live view's stream: the user sees at once why the run ends.
+                eprintln!("\nvolley: {}; finishing up", a.describe());
                 *slot = Some(a);
                 drop(slot);
                 shared.stop.interrupt();
