@@ -70,6 +70,68 @@ pub struct RunArgs {
     /// same faults for the same requests).
     #[arg(long, value_name = "N", default_value_t = 1, requires = "sim")]
     pub sim_seed: u64,
+    /// The seed of the script's random choices (rand, pick, pick_weighted, uuid, weighted
+    /// tasks, sleep(min, max)): each VU's stream comes from it, so the same seed gives the
+    /// same choices whatever the scheduling. Not the simulator's (--sim-seed).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Override the VUs of every phase (or of --phase NAME), e.g. --vus 5.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub vus: Option<u64>,
+    /// Override the duration of every phase (or of --phase NAME), e.g. --duration 30s.
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Run every phase (or --phase NAME) as N iterations shared by its VUs.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..), conflicts_with = "rate")]
+    pub iterations: Option<u64>,
+    /// Run every phase (or --phase NAME) at R iterations per second.
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Apply --vus, --duration, --iterations, --rate to this phase only.
+    #[arg(long, value_name = "NAME")]
+    pub phase: Option<String>,
+    /// Run at a named load level (smoke, light, medium, heavy, stress, ...) defined by the
+    /// script's levels(...) or by --levels FILE.
+    #[arg(long, value_name = "NAME")]
+    pub level: Option<String>,
+    /// A TOML file of load levels ([smoke] vus = 1, duration = "10s", [smoke.thresholds]
+    /// ...); it wins over the script's levels(...).
+    #[arg(long, value_name = "FILE", requires = "level")]
+    pub levels: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// The load overrides the command line asks for, checked.
+    pub fn overrides(&self) -> Result<crate::executor::Overrides, String> {
+        let o = crate::executor::Overrides {
+            vus: self.vus,
+            duration: self.duration.clone(),
+            iterations: self.iterations,
+            rate: self.rate,
+            phase: self.phase.clone(),
+        };
+        o.validate()?;
+        if o.phase.is_some() && o.is_empty() {
+            return Err(
+                "--phase NAME limits --vus, --duration, --iterations or --rate to one phase: give one of them".into()
+            );
+        }
+        Ok(o)
+    }
+
+    /// The level chosen from `--levels FILE`, if one was given.
+    pub fn file_level(&self) -> Result<Option<crate::script::levels::Level>, String> {
+        let (Some(file), Some(name)) = (&self.levels, &self.level) else { return Ok(None) };
+        let text = std::fs::read_to_string(file).map_err(|e| format!("--levels {}: {e}", file.display()))?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| format!("--levels {}: {e}", file.display()))?;
+        let json = serde_json::to_value(table).map_err(|e| format!("--levels {}: {e}", file.display()))?;
+        let serde_json::Value::Object(table) = json else { return Ok(None) };
+        let origin = file.display().to_string();
+        for (level, v) in &table {
+            crate::script::levels::read_level(level, v, &origin).map_err(|e| format!("--levels {origin}: {e}"))?;
+        }
+        crate::script::levels::choose(&table, name, &origin).map(Some).map_err(|e| format!("--levels {origin}: {e}"))
+    }
 }
 
 /// Starts the simulator for `--sim` and returns it with the values to give the script.
@@ -232,6 +294,13 @@ pub fn run_scripts(
     let workers = args.workers.map(usize::from).unwrap_or_else(crate::engine::run::default_workers);
     let suite = scripts.len() > 1;
     let mut results = Vec::new();
+    let (overrides, file_level) = match args.overrides().and_then(|o| Ok((o, args.file_level()?))) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Err(ExitCode::Usage.code());
+        }
+    };
     let mut output_failed = false;
     let slo = match args.slo.as_deref().map(|p| engine::slo::load(p, args.environment.as_deref())).transpose() {
         Ok(s) => s,
@@ -261,6 +330,10 @@ pub fn run_scripts(
             progress: args.progress,
             stop: stop.clone(),
             listeners,
+            seed: args.seed,
+            overrides: overrides.clone(),
+            level_name: args.level.clone(),
+            level: file_level.clone(),
         };
         let outcome = engine::run(&config);
         drop(config);
@@ -278,8 +351,13 @@ pub fn run_scripts(
                 // One verdict: the SLO file's thresholds and the baseline join the
                 // script's criteria before anything is printed or written.
                 if let Some(slo) = &slo {
-                    let extra =
-                        engine::judge::thresholds(&report.aggregate, &slo.thresholds, &report.phases, report.elapsed);
+                    let extra = engine::judge::thresholds(
+                        &report.aggregate,
+                        &slo.thresholds,
+                        &report.phases,
+                        report.elapsed,
+                        None,
+                    );
                     report.thresholds.extend(extra);
                 }
                 if let Some(base) = baseline.as_ref().filter(|b| !suite || b.id == meta.id) {

@@ -3,6 +3,7 @@
 //! the reports. Depends on `executor`, `script`, `report` and `metrics`.
 
 pub mod judge;
+pub mod live;
 pub mod phase;
 pub mod progress;
 pub mod run;

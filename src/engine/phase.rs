@@ -2,10 +2,10 @@
 //! run the plan on the workers (bursts one at a time), and build the result map the
 //! script inspects. Each phase's summary is kept for the report.
 
-use super::worker::{PhaseJob, WorkerPool, WorkerReport};
+use super::worker::{PhaseJob, TaskJob, WorkerPool, WorkerReport};
 use crate::executor::{BurstPlan, Executor, Plan, SharedIterations};
 use crate::metrics::{Aggregate, Sink, Stat, Str, Tags};
-use crate::script::context::{PhaseRequest, PhaseRunner, RunShared};
+use crate::script::context::{PhaseRequest, PhaseRunner, RunShared, Task};
 use crate::script::core::sink_to_map;
 use rhai::{Array, Dynamic, EvalAltResult, Map};
 use std::sync::atomic::AtomicU64;
@@ -31,16 +31,26 @@ pub struct PhaseSummary {
     pub vus_max: u64,
     /// Why the script stopped it early (`stop_phase`), if it did.
     pub stopped: Option<String>,
+    /// The load overrides applied to it (`level smoke`, `--vus 5`), if any.
+    pub overridden: Option<String>,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0)
 }
 
+/// What a phase's iterations run: one function, or weighted tasks.
+struct Work {
+    func: rhai::FnPtr,
+    tasks: Vec<Task>,
+}
+
 /// The engine's phase runner.
 pub struct Phases {
     pool: WorkerPool,
     shared: Arc<RunShared>,
+    /// The scenario, to check that tasks named by function exist.
+    ast: Arc<rhai::AST>,
     /// Phases run so far, in order.
     pub done: Mutex<Vec<PhaseSummary>>,
     /// The phase running now: name, start, nominal duration (for the live view).
@@ -57,8 +67,53 @@ fn option_errors(errors: Vec<crate::executor::OptionError>, name: &str) -> Box<E
 
 impl Phases {
     /// A runner over started workers.
-    pub fn new(pool: WorkerPool, shared: Arc<RunShared>) -> Phases {
-        Phases { pool, shared, done: Mutex::new(Vec::new()), current: Mutex::new(None) }
+    pub fn new(pool: WorkerPool, shared: Arc<RunShared>, ast: Arc<rhai::AST>) -> Phases {
+        Phases { pool, shared, ast, done: Mutex::new(Vec::new()), current: Mutex::new(None) }
+    }
+
+    /// Applies the load level's and the command line's overrides to a phase's options;
+    /// returns what was applied, for the report.
+    fn apply_overrides(&self, req: &mut PhaseRequest) -> Result<Option<String>, Box<EvalAltResult>> {
+        let level = self.shared.level.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let (Some(name), None) = (&self.shared.level_name, &level) {
+            return Err(format!(
+                "--level {name}: no levels are defined; hint: define them before the first phase with levels(#{{ {name}: #{{ vus: 1, duration: \"10s\" }} }}), or pass --levels FILE"
+            )
+            .into());
+        }
+        let mut applied = Vec::new();
+        if let Some(l) = level.filter(|l| !l.overrides.is_empty()) {
+            req.options = l.overrides.apply(&req.options);
+            applied.push(format!("level {}", l.name));
+        }
+        let cli = &self.shared.overrides;
+        if cli.applies_to(&req.name) {
+            req.options = cli.apply(&req.options);
+            let text = cli.describe();
+            applied.push(text.split(" (").next().unwrap_or(&text).to_string());
+        }
+        Ok((!applied.is_empty()).then(|| applied.join(", ")))
+    }
+
+    /// A task named after a script function must name one without parameters.
+    fn check_tasks(&self, phase: &str, tasks: &[Task]) -> Result<(), Box<EvalAltResult>> {
+        for t in tasks.iter().filter(|t| t.func.fn_name() == t.name && !t.func.is_curried()) {
+            if self.ast.iter_functions().any(|f| f.name == t.name && f.params.is_empty()) {
+                continue;
+            }
+            let names: Vec<&str> =
+                self.ast.iter_functions().filter(|f| !f.name.starts_with("anon$")).map(|f| f.name).collect();
+            let hint = match crate::script::opts::did_you_mean(&t.name, names.iter().copied()) {
+                Some(s) => format!("did you mean `{s}`? "),
+                None => String::new(),
+            };
+            return Err(format!(
+                "phase {phase:?}: task {:?} names no function of this script without parameters; hint: {hint}define `fn {}() {{ ... }}` or give #{{ weight: N, run: || ... }}",
+                t.name, t.name
+            )
+            .into());
+        }
+        Ok(())
     }
 
     /// The busy-VU sample of the second that just ended.
@@ -76,16 +131,26 @@ impl Phases {
         &self,
         plan: Plan,
         tags: Tags,
-        func: &rhai::FnPtr,
+        work: &Work,
         max_vus: u64,
         timeout: Option<Duration>,
     ) -> Vec<WorkerReport> {
         let (tx, rx) = mpsc::channel();
         let participants = self.pool.len().min(max_vus.max(1) as usize);
+        let tasks = work
+            .tasks
+            .iter()
+            .map(|t| TaskJob {
+                func: t.func.clone(),
+                tags: tags.with([(Str::from("task"), Str::from(t.name.as_str()))]),
+            })
+            .collect();
         let job = PhaseJob {
             tags,
             plan,
-            func: func.clone(),
+            func: work.func.clone(),
+            tasks,
+            task_weights: work.tasks.iter().map(|t| t.weight).collect(),
             // A few ms ahead so every worker starts the schedule at the same instant.
             start: Instant::now() + Duration::from_millis(5),
             participants,
@@ -100,7 +165,7 @@ impl Phases {
         &self,
         plan: &BurstPlan,
         tags: &Tags,
-        func: &rhai::FnPtr,
+        work: &Work,
         timeout: Option<Duration>,
     ) -> (Vec<WorkerReport>, Array) {
         let mut reports = Vec::new();
@@ -119,7 +184,7 @@ impl Phases {
             }
             .plan();
             let started = Instant::now();
-            reports.extend(self.dispatch(Plan::Closed(closed), burst_tags.clone(), func, plan.size, timeout));
+            reports.extend(self.dispatch(Plan::Closed(closed), burst_tags.clone(), work, plan.size, timeout));
             let elapsed = started.elapsed();
             let agg = self.shared.aggregate.lock().unwrap_or_else(|e| e.into_inner());
             let mut m = results_for(&agg, &burst_tags, elapsed);
@@ -156,6 +221,8 @@ impl PhaseRunner for Phases {
             )
             .into());
         }
+        self.check_tasks(&req.name, &req.tasks)?;
+        let overridden = self.apply_overrides(&mut req)?;
         let mut executor = Executor::validate(&req.options).map_err(|e| option_errors(e, &req.name))?;
         if self.shared.time_scale != 1.0 {
             executor = executor.scaled(self.shared.time_scale);
@@ -168,12 +235,13 @@ impl PhaseRunner for Phases {
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((req.name.clone(), Instant::now(), executor.nominal_duration()));
         let started = Instant::now();
+        let work = Work { func: req.func.clone(), tasks: req.tasks.clone() };
         let (reports, bursts) = match executor.plan() {
             Plan::Bursts(b) => {
-                let (r, list) = self.run_bursts(&b, &tags, &req.func, timeout);
+                let (r, list) = self.run_bursts(&b, &tags, &work, timeout);
                 (r, Some(list))
             }
-            plan => (self.dispatch(plan, tags.clone(), &req.func, executor.max_vus(), timeout), None),
+            plan => (self.dispatch(plan, tags.clone(), &work, executor.max_vus(), timeout), None),
         };
         let elapsed = started.elapsed();
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -186,9 +254,21 @@ impl PhaseRunner for Phases {
             dropped: reports.iter().map(|r| r.dropped).sum(),
             vus_max: reports.iter().map(|r| r.max_concurrent).sum(),
             stopped: self.shared.phase_stop.reason(),
+            overridden,
         };
         let agg = self.shared.aggregate.lock().unwrap_or_else(|e| e.into_inner());
         let mut result = results_for(&agg, &tags, elapsed);
+        if !req.tasks.is_empty() {
+            let tasks: Map = req
+                .tasks
+                .iter()
+                .map(|t| {
+                    let task_tags = tags.with([(Str::from("task"), Str::from(t.name.as_str()))]);
+                    (t.name.as_str().into(), Dynamic::from_map(results_for(&agg, &task_tags, elapsed)))
+                })
+                .collect();
+            result.insert("tasks".into(), Dynamic::from_map(tasks));
+        }
         drop(agg);
         result.insert("name".into(), req.name.clone().into());
         result.insert("executor".into(), summary.executor.clone().into());

@@ -1,6 +1,7 @@
 //! The live view: once a second, close the aggregate's interval and show one line —
 //! redrawn in place on a terminal, a plain line every 10 s otherwise (CI logs).
 
+use super::live::LiveJudge;
 use super::phase::Phases;
 use crate::duration::format_duration;
 use crate::script::context::RunShared;
@@ -98,7 +99,7 @@ pub type IntervalListener = std::sync::mpsc::SyncSender<crate::metrics::Interval
 /// The ticker thread.
 pub struct Ticker {
     done: Arc<AtomicBool>,
-    handle: Option<std::thread::JoinHandle<u64>>,
+    handle: Option<std::thread::JoinHandle<(u64, LiveJudge)>>,
 }
 
 impl Ticker {
@@ -118,6 +119,7 @@ impl Ticker {
             .name("volley-ticker".into())
             .spawn(move || {
                 let mut live = LiveLine::new(mode, tty);
+                let mut judge = LiveJudge::default();
                 let mut second = 0u64;
                 while !d.load(Ordering::Relaxed) {
                     let due = shared.started + Duration::from_secs(second + 1) + TICK_LAG;
@@ -132,6 +134,8 @@ impl Ticker {
                         record_busy(&mut agg, second, phases.take_busy_peak(), current.as_ref().map(|c| c.0.as_str()));
                         agg.close_through(second)
                     };
+                    // Thresholds with abort_on_fail or a window, over the closed second.
+                    judge.tick(&shared, second, Duration::from_secs(second + 1));
                     second += 1;
                     for row in rows {
                         for tx in &listeners {
@@ -141,24 +145,25 @@ impl Ticker {
                     }
                 }
                 live.clear();
-                second
+                (second, judge)
             })
             .ok();
         Ticker { done, handle }
     }
 
     /// Stops ticking and clears the line.
-    /// Returns the first second whose busy-VU sample was not taken yet.
-    /// A panic of the ticker thread (a bug) comes back as `Err`: the rows it did not
-    /// close are closed by the run's end, and the run records an internal error.
-    pub fn stop(mut self) -> Result<u64, Box<dyn std::any::Any + Send>> {
+    /// Returns the first second whose busy-VU sample was not taken yet, and the live
+    /// judge (windowed thresholds' outcomes). A panic of the ticker thread (a bug) comes
+    /// back as `Err`: the rows it did not close are closed by the run's end, and the run
+    /// records an internal error.
+    pub fn stop(mut self) -> Result<(u64, LiveJudge), Box<dyn std::any::Any + Send>> {
         self.done.store(true, Ordering::Relaxed);
         match self.handle.take() {
             Some(h) => {
                 h.thread().unpark();
                 h.join()
             }
-            None => Ok(0),
+            None => Ok((0, LiveJudge::default())),
         }
     }
 }

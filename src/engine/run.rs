@@ -1,13 +1,13 @@
 //! One run from start to verdict: load -> workers -> top level -> judge -> report.
 
-use super::judge::{self, CheckResult, RequestRow, ThresholdResult};
+use super::judge::{self, BreakdownRow, CheckResult, RequestRow, ThresholdResult};
 use super::phase::{PhaseSummary, Phases};
 use super::progress::{IntervalListener, ProgressMode, Ticker};
 use super::worker::WorkerPool;
 use crate::metrics::{Aggregate, Tags};
 use crate::script::context::{self, IterationError, RunShared, Stop, ThreadCtx, VuCtx};
 use crate::script::diagnostics;
-use crate::script::judge::Assertion;
+use crate::script::judge::{Abort, Assertion};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -55,6 +55,14 @@ pub struct RunConfig {
     pub stop: Arc<Stop>,
     /// Live outputs: each closed one-second row is sent to these.
     pub listeners: Vec<IntervalListener>,
+    /// `--seed`: makes every VU's random choices reproducible.
+    pub seed: Option<u64>,
+    /// `--vus`, `--duration`, `--iterations`, `--rate` (with `--phase`).
+    pub overrides: crate::executor::Overrides,
+    /// `--level NAME`: the load level asked for.
+    pub level_name: Option<String>,
+    /// The level chosen from `--levels FILE` (None: the script's `levels(...)` decides).
+    pub level: Option<crate::script::levels::Level>,
 }
 
 impl RunConfig {
@@ -68,6 +76,10 @@ impl RunConfig {
             progress: ProgressMode::Off,
             stop: Arc::default(),
             listeners: Vec::new(),
+            seed: None,
+            overrides: crate::executor::Overrides::default(),
+            level_name: None,
+            level: None,
         }
     }
 }
@@ -121,6 +133,18 @@ pub struct RunReport {
     pub figures: Vec<crate::script::figures::Figure>,
     /// Warnings raised during the run (e.g. too many distinct request names).
     pub warnings: Vec<String>,
+    /// Results per group (`group(name, ...)`), by name.
+    pub groups: Vec<BreakdownRow>,
+    /// Results per weighted task, by name.
+    pub tasks: Vec<BreakdownRow>,
+    /// The threshold with `abort_on_fail` that stopped the run, if one did.
+    pub aborted: Option<Abort>,
+    /// The command line's load overrides, described (`--vus 5 (every phase)`).
+    pub overrides: Option<String>,
+    /// The load level (`--level`).
+    pub level: Option<String>,
+    /// `--seed`, when given.
+    pub seed: Option<u64>,
 }
 
 /// The comparison of a run with an earlier result, as judged.
@@ -140,6 +164,7 @@ impl RunReport {
     /// one place the verdict is decided; call it again after adding criteria.
     pub fn judge(&mut self) {
         let failed = self.thresholds.iter().any(|t| !t.passed)
+            || self.aborted.is_some()
             || self.assertions.iter().any(|a| !a.passed)
             || self.baseline.as_ref().is_some_and(|b| b.regressed);
         self.exit = if self.interrupted {
@@ -183,6 +208,13 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
     let started_at = SystemTime::now();
     let mut shared = RunShared::new(config.script.clone(), config.env.clone(), config.time_scale, config.stop.clone());
     shared.names = names;
+    shared.seed = config.seed;
+    shared.overrides = config.overrides.clone();
+    shared.level_name = config.level_name.clone();
+    if let Some(level) = &config.level {
+        crate::script::levels::declare(&shared, level);
+        *shared.level.get_mut().unwrap_or_else(|e| e.into_inner()) = Some(level.clone());
+    }
     let shared = Arc::new(shared);
     let started = shared.started;
     {
@@ -195,7 +227,7 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
     let pool = WorkerPool::start(workers, shared.clone(), loaded.engine.clone(), loaded.ast.clone()).map_err(|e| {
         LoadFailure { rendered: format!("error: cannot start {workers} worker threads: {e}\n"), exit: ExitCode::Usage }
     })?;
-    let phases = Arc::new(Phases::new(pool, shared.clone()));
+    let phases = Arc::new(Phases::new(pool, shared.clone(), loaded.ast.clone()));
     *shared.runner.lock().unwrap_or_else(|e| e.into_inner()) = Some(phases.clone());
     let ticker = Ticker::start(shared.clone(), phases.clone(), config.progress, config.listeners.clone());
 
@@ -226,9 +258,9 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
     drop(thread);
 
     // The busy VUs since the ticker's last sample belong to the run's last seconds.
-    let unsampled = ticker.stop().unwrap_or_else(|panic| {
+    let (unsampled, mut live) = ticker.stop().unwrap_or_else(|panic| {
         shared.record_internal_error("the live view and history ticker", panic.as_ref());
-        0
+        (0, super::live::LiveJudge::default())
     });
     let busy = phases.take_busy_peak();
     super::progress::record_busy(
@@ -243,7 +275,12 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
     drop(phases);
     let elapsed = started.elapsed();
 
-    let interrupted = shared.stop.is_interrupted();
+    let aborted = shared.aborted.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    // A threshold's abort stops the run like Ctrl-C does, but the verdict is its failure.
+    let interrupted = shared.stop.is_interrupted() && aborted.is_none();
+    if aborted.is_some() {
+        shared.stop.clear();
+    }
     let skipped = shared.skipped.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let script_error = match &outcome {
         Err(e) if !super::vu::is_interrupted(e) && !is_skip(e) => {
@@ -261,9 +298,14 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
             let _ = tx.try_send(row.clone());
         }
     }
+    live.finish(&shared, &aggregate, elapsed);
     let judge = std::mem::take(&mut *shared.judge.lock().unwrap_or_else(|e| e.into_inner()));
-    let thresholds = judge::thresholds(&aggregate, &judge.thresholds, &phase_summaries, elapsed);
+    let mut thresholds = judge::thresholds(&aggregate, &judge.thresholds, &phase_summaries, elapsed, Some(&live));
+    if let Some(a) = &aborted {
+        mark_abort(&mut thresholds, a);
+    }
     let iteration_errors = std::mem::take(&mut *shared.iteration_errors.lock().unwrap_or_else(|e| e.into_inner()));
+    let phase_names: Vec<String> = phase_summaries.iter().map(|p| p.name.clone()).collect();
     let mut report = RunReport {
         script: loaded.name.clone(),
         started_at,
@@ -286,9 +328,40 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
         baseline: None,
         figures: std::mem::take(&mut *shared.figures.lock().unwrap_or_else(|e| e.into_inner())),
         warnings: std::mem::take(&mut *shared.warnings.lock().unwrap_or_else(|e| e.into_inner())),
+        groups: Vec::new(),
+        tasks: Vec::new(),
+        aborted,
+        overrides: (!config.overrides.is_empty()).then(|| {
+            let text = config.overrides.describe();
+            match &config.overrides.phase {
+                Some(p) if !phase_names.contains(p) => format!("{text}: no phase of that name ran"),
+                _ => text,
+            }
+        }),
+        level: config.level_name.clone(),
+        seed: config.seed,
     };
+    report.groups = judge::breakdown(&report.aggregate, "group");
+    report.tasks = judge::breakdown(&report.aggregate, "task");
     report.judge();
     Ok(report)
+}
+
+/// The threshold that stopped the run failed, whatever the whole run measures at its
+/// end (a p95 that recovered after the abort does not pass).
+fn mark_abort(thresholds: &mut [ThresholdResult], a: &Abort) {
+    let at = crate::script::core::fmt_num((a.at_s * 10.0).round() / 10.0);
+    let observed = a.observed.map(|v| format!(" (observed {})", crate::script::core::fmt_num(v))).unwrap_or_default();
+    for t in
+        thresholds.iter_mut().filter(|t| t.selector == a.selector && t.condition == a.condition && t.origin == a.origin)
+    {
+        t.passed = false;
+        let note = format!("stopped the run at {at}s{observed}");
+        t.detail = Some(match t.detail.take() {
+            Some(d) => format!("{note}; {d}"),
+            None => note,
+        });
+    }
 }
 
 fn is_skip(e: &rhai::EvalAltResult) -> bool {

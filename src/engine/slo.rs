@@ -110,7 +110,15 @@ pub fn parse(text: &str, file: &str, environment: Option<&str>) -> Result<Slo, S
                 Err(e) => errors.push(format!("{origin}: `{sel}`: {e}")),
             }
         }
-        thresholds.push(DeclaredThreshold { selector, conditions: conds, origin, case: None });
+        thresholds.push(DeclaredThreshold {
+            selector,
+            conditions: conds,
+            origin,
+            case: None,
+            abort_on_fail: false,
+            delay: std::time::Duration::ZERO,
+            recorded_before: false,
+        });
     }
     let mut bands = Bands::default();
     for grades in [table(&doc, "grades"), env_doc.and_then(|e| table(e, "grades"))].into_iter().flatten() {

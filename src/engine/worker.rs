@@ -7,6 +7,7 @@ use super::vu::{self, Ended};
 use crate::executor::{ClosedPlan, Iterations, OpenPlan, Plan};
 use crate::metrics::{Tags, builtin};
 use crate::script::context::{self, RunShared, ThreadCtx, VuCtx};
+use crate::script::random;
 use corosensei::stack::DefaultStack;
 use rhai::{AST, Engine, FnPtr};
 use std::cell::{Cell, RefCell};
@@ -24,6 +25,10 @@ pub struct PhaseJob {
     pub plan: Plan,
     /// The iteration function.
     pub func: FnPtr,
+    /// Weighted tasks: each iteration runs one of them instead of `func`.
+    pub tasks: Vec<TaskJob>,
+    /// The tasks' weights, in the same order (drawn from on every iteration).
+    pub task_weights: Vec<f64>,
     /// The common start instant (slightly in the future so workers start together).
     pub start: Instant,
     /// How many workers take part (at most the plan's VU count).
@@ -34,6 +39,14 @@ pub struct PhaseJob {
     pub iteration_timeout: Option<Duration>,
     /// Where each worker reports when done.
     pub done: mpsc::Sender<WorkerReport>,
+}
+
+/// One weighted task as the workers run it.
+pub struct TaskJob {
+    /// What it runs.
+    pub func: FnPtr,
+    /// The phase's tags plus `task`.
+    pub tags: Tags,
 }
 
 /// A worker's account of one phase.
@@ -326,10 +339,11 @@ struct Counters {
 /// Runs one iteration, stopping it at the phase's `iteration_timeout` (the dropped
 /// iteration unwinds and is counted as interrupted, and in `iteration_timeouts`).
 async fn iterate(worker: &Rc<Worker>, vu: &Rc<VuCtx>, job: &PhaseJob, scheduled: Instant) -> Ended {
+    let func = choose(worker, vu, job);
     let Some(limit) = job.iteration_timeout else {
-        return vu::run_iteration(worker, vu, &job.func, scheduled).await;
+        return vu::run_iteration(worker, vu, func, scheduled).await;
     };
-    match tokio::time::timeout(limit, vu::run_iteration(worker, vu, &job.func, scheduled)).await {
+    match tokio::time::timeout(limit, vu::run_iteration(worker, vu, func, scheduled)).await {
         Ok(ended) => ended,
         Err(_) => {
             let tags = vu.tags.borrow().clone();
@@ -337,6 +351,20 @@ async fn iterate(worker: &Rc<Worker>, vu: &Rc<VuCtx>, job: &PhaseJob, scheduled:
             Ended::TimedOut
         }
     }
+}
+
+/// What the VU's next iteration runs: the phase's function, or a task drawn by weight
+/// from the VU's random stream. Sets the VU's tags for the iteration (a group left by
+/// an interrupted iteration does not leak into the next one).
+fn choose<'a>(worker: &Worker, vu: &VuCtx, job: &'a PhaseJob) -> &'a FnPtr {
+    if job.tasks.is_empty() {
+        *vu.tags.borrow_mut() = job.tags.clone();
+        return &job.func;
+    }
+    let i = random::with_vu_rng(vu, worker.thread.shared.seed, |r| random::draw_index(r, &job.task_weights));
+    let task = &job.tasks[i];
+    *vu.tags.borrow_mut() = task.tags.clone();
+    &task.func
 }
 
 fn count(counters: &Counters, ended: Ended) {

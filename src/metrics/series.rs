@@ -156,6 +156,7 @@ pub mod builtin {
         ITERATION_TIMEOUTS = "iteration_timeouts", Counter, "", "core", Other, "Iterations stopped by the phase's iteration_timeout (also counted as interrupted)";
         VUS = "vus", Gauge, "", "core", Other, "Virtual users busy: the most iterations running at once in each second";
         CHECKS = "checks", Rate, "", "core", Other, "Share of checks that passed";
+        GROUP_DURATION = "group_duration", Trend, "ms", "core", Other, "Time in ms spent inside each group(name, ...) call; tagged by `group`";
         DATA_SENT = "data_sent", Counter, "B", "http", Other, "Bytes sent (request line, headers and body)";
         DATA_RECEIVED = "data_received", Counter, "B", "http", Other, "Bytes received (status line, headers and body)";
         RETRY_ATTEMPTS = "retry_attempts", Trend, "", "core", Other, "Attempts per retry() call (1 = no retry needed)";

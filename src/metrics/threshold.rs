@@ -1,14 +1,18 @@
 //! Thresholds in k6 syntax: a metric selector (`http_req_duration{phase:peak}`, see
 //! [`Selector`]) and conditions on one statistic of its sink (`p(95) < 300`, see
 //! [`Condition`]). Parsing and judging only: no clock, no script engine. Thresholds read
-//! a [`Sink`]'s summary and nothing else; this module imports only `metrics::sink`.
+//! a [`Sink`]'s summary and nothing else; this module imports only `metrics::sink` and
+//! `crate::duration` (for a window's length). A condition may end with `over 30s`: a
+//! sliding window, judged from once-a-second snapshots ([`Windows`]).
 //!
 //! Every parse error is a [`ThresholdError`] that quotes the input, points at the
 //! offending character and, where we can guess, says what was probably meant.
 
 mod selector;
+mod window;
 
 pub use selector::Selector;
+pub use window::{Windows, window_of};
 
 use super::sink::{MetricKind, Sink, Stat, StatError};
 use std::fmt;
@@ -155,6 +159,9 @@ pub struct Condition {
     pub limit: f64,
     /// The condition as written, trimmed; quoted by errors and reports.
     pub source: String,
+    /// `over 30s`: judged over every sliding window of this length during the run
+    /// (failing when any window violates it) instead of over the whole run.
+    pub window: Option<Duration>,
 }
 
 impl Condition {
@@ -177,10 +184,11 @@ impl Condition {
         p.skip_ws();
         let limit = p.limit(op)?;
         p.skip_ws();
+        let window = p.window()?;
         if !p.at_end() {
             return Err(p.trailing(limit));
         }
-        Ok(Condition { stat, op, limit, source: input.trim().to_string() })
+        Ok(Condition { stat, op, limit, source: input.trim().to_string(), window })
     }
 
     /// Checks that the statistic applies to a metric kind (k6's table: counter `count`,
@@ -221,9 +229,13 @@ impl Condition {
 }
 
 impl fmt::Display for Condition {
-    /// Canonical text: `p(95) < 300`.
+    /// Canonical text: `p(95) < 300`, `p(95) < 300 over 30s`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} {}", self.stat, self.op, self.limit)
+        write!(f, "{} {} {}", self.stat, self.op, self.limit)?;
+        if let Some(w) = self.window {
+            write!(f, " over {}", crate::duration::format_duration(w))?;
+        }
+        Ok(())
     }
 }
 
@@ -434,6 +446,37 @@ impl<'a> Scanner<'a> {
             None => format!("operators are {OPS}"),
         };
         self.error(start, format!("unknown operator {word:?}"), hint)
+    }
+
+    /// `over 30s` after the limit (a sliding window), when written.
+    fn window(&mut self) -> Result<Option<Duration>, ThresholdError> {
+        let start = self.pos;
+        let word = self.take_while(|c| c.is_alphabetic());
+        if self.text(word, self.pos) != "over" {
+            self.pos = start;
+            return Ok(None);
+        }
+        self.skip_ws();
+        let at = self.pos;
+        let rest = self.text(at, self.chars.len());
+        let hint = "a window is a whole number of seconds or more, e.g. `p(95) < 300 over 30s`";
+        if rest.trim().is_empty() {
+            return Err(self.error(at, "missing window length after \"over\"", hint));
+        }
+        let d = crate::duration::parse_duration(rest.trim())
+            .map_err(|e| self.error(at, format!("invalid window {:?}: {e}", rest.trim()), hint))?;
+        if d < Duration::from_secs(1) || d.subsec_nanos() != 0 {
+            return Err(self.error(
+                at,
+                format!("invalid window {:?}: it must be whole seconds, at least 1s", rest.trim()),
+                hint,
+            ));
+        }
+        if d > Duration::from_secs(24 * 3600) {
+            return Err(self.error(at, format!("invalid window {:?}: at most 24h", rest.trim()), hint));
+        }
+        self.pos = self.chars.len();
+        Ok(Some(d))
     }
 
     /// The number after the operator.

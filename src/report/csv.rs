@@ -139,6 +139,47 @@ pub fn metrics(report: &RunReport) -> String {
     out
 }
 
+/// `PREFIX_groups.csv` / `PREFIX_tasks.csv`: results per group or per weighted task.
+pub fn breakdown(report: &RunReport, tag: &str) -> String {
+    let rows = if tag == "group" { &report.groups } else { &report.tasks };
+    let header: Vec<String> = super::breakdown_header(tag).iter().map(|h| h.to_string()).collect();
+    let mut out = header.join(",") + "\n";
+    for row in super::breakdown_cells(rows, tag) {
+        let row: Vec<String> = row.iter().map(|c| field(c.trim_end_matches("ms").trim_end_matches('%'))).collect();
+        out.push_str(&row.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+/// `PREFIX_run.csv` (written when the load was set from outside the script or a
+/// threshold stopped the run): one `Key,Value` row each for the verdict, the load
+/// level, overrides and seed, and the threshold that stopped the run.
+pub fn run_facts(report: &RunReport) -> String {
+    let mut out = String::from("Key,Value\n");
+    let mut put = |k: &str, v: String| {
+        writeln!(out, "{k},{}", field(&v)).ok();
+    };
+    put("verdict", super::verdict_word(report).to_string());
+    put("exit_code", report.exit.code().to_string());
+    if let Some(l) = &report.level {
+        put("level", l.clone());
+    }
+    if let Some(o) = &report.overrides {
+        put("overrides", o.clone());
+    }
+    if let Some(s) = report.seed {
+        put("seed", s.to_string());
+    }
+    if let Some(a) = &report.aborted {
+        put("stopped_by", format!("{} {}", a.selector, a.condition));
+        put("stopped_at_s", num(a.at_s));
+        put("stopped_observed", a.observed.map(num).unwrap_or_default());
+        put("stopped_origin", a.origin.clone());
+    }
+    out
+}
+
 /// `--out csv=PREFIX`.
 pub struct CsvOutput {
     /// `results/run` writes `results/run_stats.csv` and the others.
@@ -153,7 +194,13 @@ impl Output for CsvOutput {
             ("_failures.csv", failures(report)),
             ("_stats_history.csv", history(report)),
             ("_metrics.csv", metrics(report)),
-        ] {
+        ]
+        .into_iter()
+        .chain((!report.groups.is_empty()).then(|| ("_groups.csv", breakdown(report, "group"))))
+        .chain((!report.tasks.is_empty()).then(|| ("_tasks.csv", breakdown(report, "task"))))
+        .chain(
+            (report.aborted.is_some() || super::load_line(report).is_some()).then(|| ("_run.csv", run_facts(report))),
+        ) {
             let mut name = self.prefix.as_os_str().to_owned();
             name.push(suffix);
             let path = PathBuf::from(name);

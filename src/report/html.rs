@@ -201,7 +201,11 @@ pub fn render(report: &RunReport, meta: &RunMeta) -> String {
         ("Workers", report.workers.to_string()),
         ("volley", meta.version.clone()),
         ("Exit code", report.exit.code().to_string()),
-    ] {
+    ]
+    .into_iter()
+    .chain(super::load_line(report).map(|l| ("Load", l)))
+    .chain(report.aborted.as_ref().map(|a| ("Stopped", a.describe())))
+    {
         write!(o, "<dt>{k}</dt><dd>{}</dd>", esc(&v)).ok();
     }
     o.push_str("</dl>\n<h2>Over time</h2>\n<div class=\"charts\">\n");
@@ -239,11 +243,14 @@ pub fn render(report: &RunReport, meta: &RunMeta) -> String {
             "<h2>Criteria</h2>\n<table><tr><th>Criterion</th><th>Verdict</th><th>Measured</th><th>Source</th></tr>\n",
         );
         for t in &report.thresholds {
-            let measured = match (&t.observed, &t.error) {
+            let mut measured = match (&t.observed, &t.error) {
                 (_, Some(e)) => e.clone(),
                 (Some(v), None) => fmt_num(*v),
                 (None, None) => "no data".into(),
             };
+            if let Some(d) = &t.detail {
+                measured.push_str(&format!(" ({d})"));
+            }
             writeln!(
                 o,
                 "<tr><td>{} {}</td><td class=\"{}\">{}</td><td>{}</td><td>{}</td></tr>",
@@ -267,6 +274,18 @@ pub fn render(report: &RunReport, meta: &RunMeta) -> String {
                 esc(&a.origin)
             )
             .ok();
+        }
+        o.push_str("</table>\n");
+    }
+    for (title, tag, rows) in [("Groups", "group", &report.groups), ("Tasks", "task", &report.tasks)] {
+        if rows.is_empty() {
+            continue;
+        }
+        let head: String = super::breakdown_header(tag).iter().map(|h| format!("<th>{h}</th>")).collect();
+        writeln!(o, "<h2>{title}</h2>\n<table><tr>{head}</tr>").ok();
+        for row in super::breakdown_cells(rows, tag) {
+            let cells: String = row.iter().map(|c| format!("<td>{}</td>", esc(c))).collect();
+            writeln!(o, "<tr>{cells}</tr>").ok();
         }
         o.push_str("</table>\n");
     }

@@ -73,6 +73,19 @@ pub struct RunDoc {
     /// Warnings raised during the run (e.g. too many distinct request names).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// Results per group (`group(name, ...)`), when the script has groups.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<serde_json::Value>,
+    /// Results per weighted task, when a phase has tasks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<serde_json::Value>,
+    /// The threshold with `abort_on_fail` that stopped the run: selector, condition,
+    /// observed, at_s, origin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted: Option<serde_json::Value>,
+    /// How the load was set from outside the script: `level`, `overrides`, `seed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<serde_json::Value>,
 }
 
 /// Run totals.
@@ -232,6 +245,11 @@ pub fn document(report: &RunReport, meta: &RunMeta) -> RunDoc {
             .as_ref()
             .map(|b| serde_json::json!({ "file": b.file, "regressed": b.regressed, "comparison": b.rendered })),
         warnings: report.warnings.clone(),
+        groups: to_values(&report.groups),
+        tasks: to_values(&report.tasks),
+        aborted: report.aborted.as_ref().and_then(|a| serde_json::to_value(a).ok()),
+        load: super::load_line(report)
+            .map(|_| serde_json::json!({ "level": report.level, "overrides": report.overrides, "seed": report.seed })),
     }
 }
 

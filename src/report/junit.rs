@@ -22,6 +22,32 @@ pub fn escape(text: &str) -> String {
     out
 }
 
+/// The properties of a script's first test case: its figures (`report(name, value)`),
+/// how the load was set (level, overrides, seed), the threshold that stopped it, its
+/// custom metrics, and a line per group and per task.
+fn properties(report: &crate::engine::RunReport) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = report.figures.iter().map(|f| (f.name.clone(), f.text())).collect();
+    if let Some(load) = super::load_line(report) {
+        out.push(("load".into(), load));
+    }
+    if let Some(a) = &report.aborted {
+        out.push(("stopped".into(), a.describe()));
+    }
+    out.extend(report.warnings.iter().map(|w| ("warning".to_string(), w.clone())));
+    // The script's own metrics (`metrics::*`), as the summary shows them.
+    for m in super::metrics::summarise(report).into_iter().filter(|m| m.protocol == "custom") {
+        out.push((format!("metric {}", m.name), m.line()));
+    }
+    for (tag, rows) in [("group", &report.groups), ("task", &report.tasks)] {
+        let header = super::breakdown_header(tag);
+        for cells in super::breakdown_cells(rows, tag) {
+            let text: Vec<String> = header.iter().zip(&cells).skip(1).map(|(h, c)| format!("{h} {c}")).collect();
+            out.push((format!("{tag} {}", cells[0]), text.join(", ")));
+        }
+    }
+    out
+}
+
 /// Renders the suite as JUnit XML.
 pub fn render(results: &[ScriptResult], suite_name: &str, time_scale: f64) -> String {
     let cases: Vec<_> = results.iter().flat_map(|r| r.cases.iter().map(move |c| (r, c))).collect();
@@ -46,19 +72,13 @@ pub fn render(results: &[ScriptResult], suite_name: &str, time_scale: f64) -> St
         let mut props = String::new();
         if !with_figures.contains(&r.meta.id.as_str()) {
             with_figures.push(&r.meta.id);
-            let figures = r.report.as_ref().map(|p| p.figures.as_slice()).unwrap_or_default();
-            let warnings = r.report.as_ref().map(|p| p.warnings.as_slice()).unwrap_or_default();
-            let pairs = figures
-                .iter()
-                .map(|f| (f.name.as_str(), f.text()))
-                .chain(warnings.iter().map(|w| ("warning", w.clone())));
-            for (i, (name, value)) in pairs.enumerate() {
-                if i == 0 {
-                    props.push_str("\n      <properties>");
+            let list = r.report.as_ref().map(properties).unwrap_or_default();
+            if !list.is_empty() {
+                props.push_str("\n      <properties>");
+                for (name, value) in list {
+                    let _ =
+                        write!(props, "\n        <property name=\"{}\" value=\"{}\"/>", escape(&name), escape(&value));
                 }
-                let _ = write!(props, "\n        <property name=\"{}\" value=\"{}\"/>", escape(name), escape(&value));
-            }
-            if !props.is_empty() {
                 props.push_str("\n      </properties>");
             }
         }

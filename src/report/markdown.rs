@@ -37,15 +37,24 @@ pub fn render(report: &RunReport, meta: &RunMeta) -> String {
     writeln!(out, "| Time scale | {} |", fmt_num(meta.time_scale)).ok();
     writeln!(out, "| volley | {} |", cell(&meta.version)).ok();
     writeln!(out, "| Exit code | {} |", report.exit.code()).ok();
+    if let Some(load) = super::load_line(report) {
+        writeln!(out, "| Load | {} |", cell(&load)).ok();
+    }
+    if let Some(a) = &report.aborted {
+        writeln!(out, "| Stopped | ❌ {} |", cell(&a.describe())).ok();
+    }
 
     if !report.thresholds.is_empty() || !report.assertions.is_empty() {
         writeln!(out, "\n## Criteria\n\n| | Criterion | Measured | Source |\n|---|---|---|---|").ok();
         for t in &report.thresholds {
-            let measured = match (&t.observed, &t.error) {
+            let mut measured = match (&t.observed, &t.error) {
                 (_, Some(e)) => e.clone(),
                 (Some(v), None) => fmt_num(*v),
                 (None, None) => "no data".into(),
             };
+            if let Some(d) = &t.detail {
+                measured.push_str(&format!(" ({d})"));
+            }
             writeln!(
                 out,
                 "| {} | `{} {}` | {} | {} |",
@@ -95,6 +104,19 @@ pub fn render(report: &RunReport, meta: &RunMeta) -> String {
                 meta.bands.grade_row(r).as_str()
             )
             .ok();
+        }
+    }
+
+    for (title, tag, rows) in [("Groups", "group", &report.groups), ("Tasks", "task", &report.tasks)] {
+        if rows.is_empty() {
+            continue;
+        }
+        let header = super::breakdown_header(tag);
+        let align: Vec<&str> = header.iter().enumerate().map(|(i, _)| if i == 0 { "---" } else { "---:" }).collect();
+        writeln!(out, "\n## {title}\n\n| {} |\n|{}|", header.join(" | "), align.join("|")).ok();
+        for row in super::breakdown_cells(rows, tag) {
+            let row: Vec<String> = row.iter().map(|c| cell(c)).collect();
+            writeln!(out, "| {} |", row.join(" | ")).ok();
         }
     }
 

@@ -156,6 +156,56 @@ pub fn request_durations(agg: &Aggregate) -> BTreeMap<(String, String), Sink> {
     out
 }
 
+/// How the load was set from outside the script, in one line ("level smoke · --vus 5
+/// (every phase) · seed 42"); `None` when nothing was.
+pub fn load_line(report: &RunReport) -> Option<String> {
+    let mut parts = Vec::new();
+    if let Some(l) = &report.level {
+        parts.push(format!("level {l}"));
+    }
+    if let Some(o) = &report.overrides {
+        parts.push(format!("overrides {o}"));
+    }
+    if let Some(s) = report.seed {
+        parts.push(format!("seed {s}"));
+    }
+    (!parts.is_empty()).then(|| parts.join(" · "))
+}
+
+/// The columns of a per-group or per-task table (`tag` is `group` or `task`).
+pub fn breakdown_header(tag: &str) -> Vec<&'static str> {
+    if tag == "group" {
+        vec!["group", "calls", "requests", "failed", "checks", "avg", "p95", "http p95"]
+    } else {
+        vec!["task", "iterations", "share", "requests", "failed", "errors", "checks", "avg", "p95", "http p95"]
+    }
+}
+
+/// The cells of a per-group or per-task table, as text (durations in ms).
+pub fn breakdown_cells(rows: &[crate::engine::judge::BreakdownRow], tag: &str) -> Vec<Vec<String>> {
+    let ms = |v: Option<f64>| v.map(|v| format!("{v:.2}ms")).unwrap_or_else(|| "-".into());
+    rows.iter()
+        .map(|r| {
+            let checks = if r.checks_passed + r.checks_failed > 0 {
+                format!("{}/{}", r.checks_passed, r.checks_passed + r.checks_failed)
+            } else {
+                "-".into()
+            };
+            let mut cells = vec![r.name.clone(), r.count.to_string()];
+            if tag != "group" {
+                cells.push(format!("{:.1}%", r.share * 100.0));
+            }
+            cells.push(r.requests.to_string());
+            cells.push(r.failed.to_string());
+            if tag != "group" {
+                cells.push(r.errors.to_string());
+            }
+            cells.extend([checks, ms(r.duration_avg_ms), ms(r.duration_p95_ms), ms(r.http_p95_ms)]);
+            cells
+        })
+        .collect()
+}
+
 /// A run's overall verdict word.
 pub fn verdict_word(report: &RunReport) -> &'static str {
     use crate::engine::ExitCode;
@@ -218,6 +268,7 @@ pub(crate) mod fixture {
                     origin: "scripts/pz_1_demo.rhai:4".into(),
                     error: None,
                     case: None,
+                    detail: None,
                 },
                 ThresholdResult {
                     selector: "http_req_failed".into(),
@@ -227,6 +278,7 @@ pub(crate) mod fixture {
                     origin: "scripts/pz_1_demo.rhai:5".into(),
                     error: None,
                     case: None,
+                    detail: None,
                 },
             ],
             assertions: Vec::new(),
@@ -247,6 +299,12 @@ pub(crate) mod fixture {
                 value: serde_json::json!(12.5),
                 origin: "scripts/pz_1_demo.rhai:9".into(),
             }],
+            groups: Vec::new(),
+            tasks: Vec::new(),
+            aborted: None,
+            overrides: None,
+            level: None,
+            seed: None,
         }
     }
 

@@ -84,6 +84,10 @@ impl ScriptResult {
                         failures.push(format!("worse than the baseline {}", b.file));
                     }
                 }
+                // So is the threshold that stopped the run (abort_on_fail).
+                if let Some(a) = report.aborted.as_ref().filter(|_| i == 0) {
+                    failures.push(a.describe());
+                }
                 for a in report.assertions.iter().filter(|a| a.case == case) {
                     criteria += 1;
                     if !a.passed {

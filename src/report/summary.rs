@@ -34,12 +34,18 @@ pub fn render(r: &RunReport) -> String {
         format_duration(r.elapsed),
         r.workers
     ));
+    if let Some(load) = super::load_line(r) {
+        out.push_str(&format!("load: {load}\n"));
+    }
     if !r.phases.is_empty() {
         out.push_str("\nphases\n");
         for p in &r.phases {
             let mut dropped = if p.dropped > 0 { format!(", {} dropped", p.dropped) } else { String::new() };
             if let Some(why) = &p.stopped {
                 dropped.push_str(&format!(", stopped early: {why}"));
+            }
+            if let Some(o) = &p.overridden {
+                dropped.push_str(&format!(" [{o}]"));
             }
             out.push_str(&format!(
                 "  {:<20} {:<22} {:>8} {:>9} iterations{dropped}, up to {} VUs\n",
@@ -112,6 +118,13 @@ pub fn render(r: &RunReport) -> String {
             out.push_str(&format!("  {:<width$}  {shown}\n", f.name));
         }
     }
+    for (title, tag, rows) in [("groups", "group", &r.groups), ("tasks", "task", &r.tasks)] {
+        if rows.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("\n{title}\n"));
+        out.push_str(&table(&super::breakdown_header(tag), &super::breakdown_cells(rows, tag)));
+    }
     if !r.checks.is_empty() {
         out.push_str("\nchecks\n");
         for c in &r.checks {
@@ -134,7 +147,14 @@ pub fn render(r: &RunReport) -> String {
                 (Some(v), None) => format!("observed {}", fmt_num(*v)),
                 (None, None) => "no data".into(),
             };
-            out.push_str(&format!("  {} {} {}   ({observed}) {}\n", mark(t.passed), t.selector, t.condition, t.origin));
+            let detail = t.detail.as_ref().map(|d| format!(" — {d}")).unwrap_or_default();
+            out.push_str(&format!(
+                "  {} {} {}   ({observed}{detail}) {}\n",
+                mark(t.passed),
+                t.selector,
+                t.condition,
+                t.origin
+            ));
         }
     }
     if !r.assertions.is_empty() {
@@ -160,6 +180,9 @@ pub fn render(r: &RunReport) -> String {
         out.push('\n');
         out.push_str(e);
     }
+    if let Some(a) = &r.aborted {
+        out.push_str(&format!("\nstopped: {}\n", a.describe()));
+    }
     let verdict = match r.exit {
         ExitCode::Passed if r.skipped.is_some() => format!("SKIPPED: {}", r.skipped.as_deref().unwrap_or_default()),
         ExitCode::Passed => "PASSED".to_string(),
@@ -167,13 +190,43 @@ pub fn render(r: &RunReport) -> String {
             let t = r.thresholds.iter().filter(|t| !t.passed).count();
             let a = r.assertions.iter().filter(|a| !a.passed).count();
             let base = if r.baseline.as_ref().is_some_and(|b| b.regressed) { ", worse than the baseline" } else { "" };
-            format!("FAILED: {t} threshold(s) and {a} assertion(s) failed{base}")
+            let stopped = match &r.aborted {
+                Some(x) => {
+                    format!(", the run was stopped at {}s by {} {}", fmt_num(x.at_s.round()), x.selector, x.condition)
+                }
+                None => String::new(),
+            };
+            format!("FAILED: {t} threshold(s) and {a} assertion(s) failed{base}{stopped}")
         }
         ExitCode::ScriptError => "SCRIPT ERROR".to_string(),
         ExitCode::Interrupted => "INTERRUPTED: results up to the interruption".to_string(),
         ExitCode::Usage => "USAGE ERROR".to_string(),
     };
     out.push_str(&format!("\nresult: {verdict} (exit {})\n", r.exit.code()));
+    out
+}
+
+/// A table with a left-aligned first column and right-aligned others, indented by 2.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (w, c) in widths.iter_mut().zip(row) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (c, w))| if i == 0 { format!("{c:<w$}") } else { format!("{c:>w$}") })
+            .collect();
+        format!("  {}\n", parts.join("  "))
+    };
+    let mut out = line(header.to_vec());
+    for row in rows {
+        out.push_str(&line(row.iter().map(String::as_str).collect()));
+    }
     out
 }
 

@@ -200,6 +200,13 @@ fn check_threshold(file: &str, args: &[Expr], out: &mut Vec<Diagnostic>) {
         .as_deref()
         .and_then(|t| super::validate::selector(t).map_err(|e| out.push(diag_text(file, at(&args[0]), &e))).ok());
     let text = text.unwrap_or_default();
+    // `#{ abort_on_fail: true, delay: "10s" }`, checked as run reads it.
+    if let Some(options) = args.get(2)
+        && let Some(m) = literal(options).and_then(|v| v.try_cast::<rhai::Map>())
+        && let Err(e) = super::thresholds::threshold_options(&m)
+    {
+        out.push(diag_text(file, at(options), super::signatures::runtime_text(&e.to_string())));
+    }
     let Some(conditions) = args.get(1) else { return };
     // One condition, or a list of them: each checked where it is written.
     let items: Vec<&Expr> = match conditions {
@@ -217,6 +224,55 @@ fn check_threshold(file: &str, args: &[Expr], out: &mut Vec<Diagnostic>) {
                 out.push(diag_text(file, at(item), &e));
             }
         }
+    }
+}
+
+/// Checks a phase's weighted tasks written as a map: the weights, and that a task named
+/// by function names a function of the script without parameters.
+fn check_tasks(
+    file: &str,
+    map: &Expr,
+    tasks: &rhai::StaticVec<(rhai::Ident, Expr)>,
+    script_arity: &HashMap<String, Vec<usize>>,
+    out: &mut Vec<Diagnostic>,
+) {
+    let mut weights = rhai::Map::new();
+    for (key, value) in tasks.iter() {
+        let weight = match value {
+            Expr::Map(inner, _) => match inner.0.iter().find(|(k, _)| k.name == "weight") {
+                Some((_, w)) => literal(w),
+                None => Some(Dynamic::from_int(1)),
+            },
+            other => {
+                let named = script_arity.get(key.name.as_str()).is_some_and(|p| p.contains(&0));
+                if !named {
+                    let names = script_arity.keys().map(String::as_str);
+                    let hint = match super::opts::did_you_mean(&key.name, names) {
+                        Some(s) => format!("did you mean `{s}`? "),
+                        None => String::new(),
+                    };
+                    out.push(diag(
+                        file,
+                        key.pos,
+                        format!("task {:?} names no function of this script without parameters", key.name),
+                        Some(format!(
+                            "{hint}define `fn {}() {{ ... }}` or give #{{ weight: N, run: || ... }}",
+                            key.name
+                        )),
+                    ));
+                }
+                literal(other)
+            }
+        };
+        match weight {
+            Some(w) => {
+                weights.insert(key.name.as_str().into(), w);
+            }
+            None => return,
+        }
+    }
+    if let Err(e) = super::random::weights(&weights, "phase(): tasks") {
+        out.push(diag_text(file, at(map), &e));
     }
 }
 
@@ -285,6 +341,62 @@ fn check_call(file: &str, name: &str, args: &[Expr], out: &mut Vec<Diagnostic>) 
                 && let Err(e) = super::validate::stats_selector(&s)
             {
                 fail(selector, e);
+            }
+        }
+        ("rand_int", [lo, hi]) => {
+            if let (Some(a), Some(b)) =
+                (literal(lo).and_then(|v| v.as_int().ok()), literal(hi).and_then(|v| v.as_int().ok()))
+                && let Err(e) = super::random::int_range(a, b)
+            {
+                fail(hi, e);
+            }
+        }
+        ("rand_float", [lo, hi]) => {
+            let num =
+                |e: &Expr| literal(e).and_then(|v| v.as_float().ok().or_else(|| v.as_int().ok().map(|i| i as f64)));
+            if let (Some(a), Some(b)) = (num(lo), num(hi))
+                && let Err(e) = super::random::float_range(a, b)
+            {
+                fail(hi, e);
+            }
+        }
+        ("pick", [items]) => {
+            if let Expr::Array(list, _) = items
+                && list.is_empty()
+            {
+                fail(items, "pick: the array is empty; hint: pick needs at least one element".into());
+            }
+        }
+        ("pick_weighted", [choices]) => {
+            if let Some(m) = literal(choices).and_then(|v| v.try_cast::<rhai::Map>())
+                && let Err(e) = super::random::weights(&m, "pick_weighted")
+            {
+                fail(choices, e);
+            }
+        }
+        ("random_string", [n]) => {
+            if let Some(n_value) = literal(n).and_then(|v| v.as_int().ok())
+                && let Err(e) = super::random::string_length(n_value)
+            {
+                fail(n, e);
+            }
+        }
+        ("group", [name, ..]) => {
+            if let Some(text) = literal_str(name)
+                && let Err(e) = super::group::group_name(&text)
+            {
+                fail(name, e);
+            }
+        }
+        ("levels", [table]) => {
+            if let Some(m) = literal(table).and_then(|v| v.try_cast::<rhai::Map>())
+                && let Ok(serde_json::Value::Object(levels)) = rhai::serde::from_dynamic(&Dynamic::from_map(m))
+            {
+                for (name, v) in &levels {
+                    if let Err(e) = super::levels::read_level(name, v, "") {
+                        fail(table, e);
+                    }
+                }
             }
         }
         ("retry", [options, ..]) => {
@@ -420,6 +532,11 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
                 phase_calls.push(PhaseCall { owner: owner_of(pos), position: pos });
                 if let Some(func) = rest.first() {
                     phase_roots.extend(referenced_fns(func, &script_fns));
+                    if let Expr::Map(tasks, _) = func {
+                        check_tasks(file, func, &tasks.0, &script_arity, &mut out);
+                        // Tasks named by function run inside iterations too.
+                        phase_roots.extend(tasks.0.iter().map(|(k, _)| k.name.to_string()));
+                    }
                 }
             }
             ("threshold", args) => check_threshold(file, args, &mut out),

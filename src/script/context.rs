@@ -75,6 +75,12 @@ impl Stop {
     pub fn wait(&self) -> impl std::future::Future<Output = ()> + 'static {
         self.0.wait()
     }
+
+    /// Clears the flag, so the handle can stop the next run (after a threshold's
+    /// `abort_on_fail` stopped this one: the next script of a suite still runs).
+    pub fn clear(&self) {
+        self.0.lower();
+    }
 }
 
 /// A phase stopped early by the script (`stop_phase(reason)`): no new iterations start,
@@ -124,6 +130,20 @@ pub struct PhaseRequest {
     pub func: FnPtr,
     /// Where `phase(...)` was called, for errors.
     pub position: Position,
+    /// Weighted tasks (`phase(name, options, #{ browse: 7, buy: 3 })`): each iteration
+    /// runs one, chosen by weight; empty when the phase has one function.
+    pub tasks: Vec<Task>,
+}
+
+/// One weighted task of a phase.
+#[derive(Clone)]
+pub struct Task {
+    /// Its name (the `task` tag of what it records).
+    pub name: String,
+    /// Its relative weight (>= 0).
+    pub weight: f64,
+    /// What it runs.
+    pub func: FnPtr,
 }
 
 /// The engine side of `phase(...)`: runs it on the workers and returns the result map.
@@ -191,6 +211,17 @@ pub struct RunShared {
     pub names: NameCap,
     /// Warnings about the run (printed once when raised, kept for every report).
     pub warnings: Mutex<Vec<String>>,
+    /// `--seed`: each VU's random stream is derived from it (None: from OS entropy).
+    pub seed: Option<u64>,
+    /// Why a threshold with `abort_on_fail` stopped the run, once one did.
+    pub aborted: Mutex<Option<super::judge::Abort>>,
+    /// `--vus`, `--duration`, `--iterations`, `--rate` (`--phase`): the command line's
+    /// load overrides.
+    pub overrides: crate::executor::Overrides,
+    /// `--level NAME`: the load level asked for.
+    pub level_name: Option<String>,
+    /// The chosen level, once its table is known (`--levels FILE` or `levels(...)`).
+    pub level: Mutex<Option<super::levels::Level>>,
 }
 
 /// The `name` tags a protocol may create: each distinct name is a row in every table
@@ -278,6 +309,11 @@ impl RunShared {
             figures: Mutex::new(Vec::new()),
             names: NameCap::new(NameCap::DEFAULT_LIMIT),
             warnings: Mutex::new(Vec::new()),
+            seed: None,
+            aborted: Mutex::new(None),
+            overrides: crate::executor::Overrides::default(),
+            level_name: None,
+            level: Mutex::new(None),
         }
     }
 
@@ -429,6 +465,8 @@ pub struct VuCtx {
     /// This VU's idle HTTP/1.1 connections by origin (`host:port`): a VU is a user
     /// with its own connections, as in a browser.
     pub conns: RefCell<rustc_hash::FxHashMap<String, crate::proto::http::Conn>>,
+    /// This VU's random stream (see `script::random`), created on first use.
+    pub rng: RefCell<Option<rand::rngs::StdRng>>,
 }
 
 impl VuCtx {
@@ -445,6 +483,7 @@ impl VuCtx {
             retry_depth: Cell::new(0),
             pending_outcomes: RefCell::new(Vec::new()),
             conns: RefCell::default(),
+            rng: RefCell::new(None),
         }
     }
 }

@@ -1,17 +1,15 @@
 //! Global script functions: `phase`, `sleep`, `env`, `check`, `assert`, `expect`,
-//! `threshold`, `stats`, `retry`, and small helpers (`vu_id`, `now_ms`, `iso_time`).
+//! `stats`, `retry`, and small helpers (`vu_id`, `now_ms`, `iso_time`).
 
 use super::bridge;
 use super::context::{self, PhaseRequest};
-use super::judge::{Assertion, DeclaredThreshold};
+use super::judge::Assertion;
 use super::opts;
 use super::response::Response;
-use super::validate::{
-    PHASE_AT_TOP_LEVEL, RetryOptions, backoff, expectation, sleep_range, stats_selector, threshold_condition,
-};
+use super::validate::{PHASE_AT_TOP_LEVEL, RetryOptions, backoff, expectation, sleep_range, stats_selector};
 use crate::metrics::{Sink, Stat, builtin};
 use rhai::plugin::*;
-use rhai::{Array, Dynamic, EvalAltResult, FnPtr, Map, NativeCallContext};
+use rhai::{Dynamic, EvalAltResult, FnPtr, Map, NativeCallContext};
 use std::time::Duration;
 
 /// `file:line` of a native call, for reports.
@@ -143,25 +141,30 @@ pub mod core_api {
     /// ```
     #[rhai_fn(name = "phase", return_raw)]
     pub fn phase(ctx: NativeCallContext, name: &str, options: Map, func: FnPtr) -> Result<Dynamic, Box<EvalAltResult>> {
-        if in_iteration()? {
-            return Err(PHASE_AT_TOP_LEVEL.into());
-        }
-        let json: serde_json::Value = rhai::serde::from_dynamic(&Dynamic::from_map(options))?;
-        let serde_json::Value::Object(options) = json else { return Err("phase(): options must be a map".into()) };
-        let thread = context::thread()?;
-        thread.flush();
-        let runner = thread
-            .shared
-            .runner
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or("phase(): the engine is not running (was this called by `volley check`?)")?;
-        let result =
-            runner.run_phase(PhaseRequest { name: name.to_string(), options, func, position: ctx.call_position() });
-        // Waiting for the phase is not running script code (the runaway-loop guard).
-        context::with_vu(|vu| vu.running_since.set(std::time::Instant::now()))?;
-        result
+        start_phase(&ctx, name, options, func, Vec::new())
+    }
+
+    /// Runs a phase whose iterations each run one of several weighted tasks (Locust's
+    /// `@task(7)`): a map of task name to weight runs the script function of that
+    /// name; `#{ weight: 7, run: || ... }` runs a closure. What a task records carries
+    /// the tag `task`; the result has a `tasks` map (iterations, requests, failed per
+    /// task) and the summary and reports show results per task.
+    /// ```rhai
+    /// fn browse() { http::get(`${base}/api/products`); sleep("1s", "3s"); }
+    /// fn buy() { http::post(`${base}/api/orders`, #{ items: 1 }); }
+    /// let shop = phase("shop", #{ executor: "constant-vus", vus: 10, duration: "1m" }, #{ browse: 7, buy: 3 });
+    /// print(`browse ran ${shop.tasks.browse.iterations} times`);
+    /// ```
+    #[rhai_fn(name = "phase", return_raw)]
+    pub fn phase_tasks(
+        ctx: NativeCallContext,
+        name: &str,
+        options: Map,
+        tasks: Map,
+    ) -> Result<Dynamic, Box<EvalAltResult>> {
+        let tasks = crate::script::group::read_tasks(&tasks)?;
+        let first = tasks[0].func.clone();
+        start_phase(&ctx, name, options, first, tasks)
     }
 
     /// Pauses the VU for a duration such as `"500ms"` or `"2s"`, without blocking
@@ -200,7 +203,8 @@ pub mod core_api {
     #[rhai_fn(name = "sleep", return_raw)]
     pub fn sleep_between(min: Dynamic, max: Dynamic) -> Result<(), Box<EvalAltResult>> {
         let (lo, hi) = sleep_range(&min, &max)?;
-        let d = lo + (hi - lo).mul_f64(rand::random::<f64>());
+        // The VU's stream: think times are reproducible with `--seed` too.
+        let d = lo + (hi - lo).mul_f64(crate::script::random::with_rng(rand::Rng::random::<f64>)?);
         bridge::wait(async move { tokio::time::sleep(d).await })
     }
 
@@ -324,25 +328,6 @@ pub mod core_api {
             case: None,
         })?;
         Ok(passed)
-    }
-
-    /// Declares a threshold judged at the end of the run (k6 syntax).
-    /// ```rhai
-    /// threshold("http_req_duration{phase:peak}", "p(95) < 300");
-    /// ```
-    #[rhai_fn(name = "threshold", return_raw)]
-    pub fn threshold(ctx: NativeCallContext, selector: &str, condition: &str) -> Result<(), Box<EvalAltResult>> {
-        declare_threshold(&ctx, selector, &[condition.to_string()])
-    }
-
-    /// Declares several conditions on one metric selection.
-    /// ```rhai
-    /// threshold("http_req_duration", ["avg < 200", "p(95) < 300", "p(99) < 500"]);
-    /// ```
-    #[rhai_fn(name = "threshold", return_raw)]
-    pub fn threshold_list(ctx: NativeCallContext, selector: &str, conditions: Array) -> Result<(), Box<EvalAltResult>> {
-        let list: Vec<String> = conditions.iter().map(|c| c.to_string()).collect();
-        declare_threshold(&ctx, selector, &list)
     }
 
     /// Statistics so far of any metric selection, e.g. one burst or one request name.
@@ -525,6 +510,34 @@ pub mod core_api {
     }
 }
 
+fn start_phase(
+    ctx: &NativeCallContext,
+    name: &str,
+    options: Map,
+    func: FnPtr,
+    tasks: Vec<context::Task>,
+) -> Result<Dynamic, Box<EvalAltResult>> {
+    if in_iteration()? {
+        return Err(PHASE_AT_TOP_LEVEL.into());
+    }
+    let json: serde_json::Value = rhai::serde::from_dynamic(&Dynamic::from_map(options))?;
+    let serde_json::Value::Object(options) = json else { return Err("phase(): options must be a map".into()) };
+    let thread = context::thread()?;
+    thread.flush();
+    let runner = thread
+        .shared
+        .runner
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .ok_or("phase(): the engine is not running (was this called by `volley check`?)")?;
+    let result =
+        runner.run_phase(PhaseRequest { name: name.to_string(), options, func, position: ctx.call_position(), tasks });
+    // Waiting for the phase is not running script code (the runaway-loop guard).
+    context::with_vu(|vu| vu.running_since.set(std::time::Instant::now()))?;
+    result
+}
+
 /// Formats a number for messages: integers without decimals, others with up to 4.
 pub fn fmt_num(v: f64) -> String {
     if v.fract() == 0.0 && v.abs() < 1e15 {
@@ -552,7 +565,8 @@ fn record_check(name: &str, passed: bool) -> Result<(), Box<EvalAltResult>> {
     Ok(())
 }
 
-fn current_case() -> Result<Option<String>, Box<EvalAltResult>> {
+/// The test case set by `test_case(name)`, if any.
+pub fn current_case() -> Result<Option<String>, Box<EvalAltResult>> {
     Ok(context::thread()?.shared.current_case.lock().unwrap_or_else(|e| e.into_inner()).clone())
 }
 
@@ -560,19 +574,5 @@ fn push_assertion(mut a: Assertion) -> Result<(), Box<EvalAltResult>> {
     a.case = current_case()?;
     let thread = context::thread()?;
     thread.shared.judge.lock().unwrap_or_else(|e| e.into_inner()).assertions.push(a);
-    Ok(())
-}
-
-fn declare_threshold(ctx: &NativeCallContext, selector: &str, conditions: &[String]) -> Result<(), Box<EvalAltResult>> {
-    let sel = super::validate::selector(selector)?;
-    let parsed =
-        conditions.iter().map(|c| threshold_condition(selector, Some(&sel), c)).collect::<Result<Vec<_>, _>>()?;
-    let thread = context::thread()?;
-    thread.shared.judge.lock().unwrap_or_else(|e| e.into_inner()).thresholds.push(DeclaredThreshold {
-        selector: sel,
-        conditions: parsed,
-        origin: origin(ctx),
-        case: current_case()?,
-    });
     Ok(())
 }

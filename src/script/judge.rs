@@ -14,6 +14,43 @@ pub struct DeclaredThreshold {
     pub origin: String,
     /// The test case it belongs to (`test_case(name)`), if any.
     pub case: Option<String>,
+    /// `abort_on_fail: true`: judged every second, and the run stops when it fails.
+    pub abort_on_fail: bool,
+    /// `delay`: how long into the run before `abort_on_fail` may stop it.
+    pub delay: std::time::Duration,
+    /// The selection had samples when the threshold was declared: its sliding windows
+    /// could not be watched from the start.
+    pub recorded_before: bool,
+}
+
+/// Why a threshold with `abort_on_fail` stopped the run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Abort {
+    /// The threshold's selector, e.g. `http_req_duration{phase:peak}`.
+    pub selector: String,
+    /// The condition that failed, e.g. `p(95) < 300`.
+    pub condition: String,
+    /// The value that failed it (None: the condition could not be evaluated).
+    pub observed: Option<f64>,
+    /// Seconds since the run started when it failed.
+    pub at_s: f64,
+    /// Where the threshold was declared.
+    pub origin: String,
+}
+
+impl Abort {
+    /// One line for summaries and reports: "threshold http_req_duration p(95) < 300
+    /// failed at 12s (observed 512.3); the run was stopped".
+    pub fn describe(&self) -> String {
+        let observed = self.observed.map(|v| format!(" (observed {})", super::core::fmt_num(v))).unwrap_or_default();
+        format!(
+            "threshold {} {} failed at {}s{observed} ({}): the run was stopped (abort_on_fail)",
+            self.selector,
+            self.condition,
+            super::core::fmt_num((self.at_s * 10.0).round() / 10.0),
+            self.origin
+        )
+    }
 }
 
 /// One assertion's outcome.

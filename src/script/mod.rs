@@ -12,15 +12,19 @@ pub mod core;
 pub mod data;
 pub mod diagnostics;
 pub mod figures;
+pub mod group;
 pub mod http;
 mod http_exec;
 pub mod judge;
+pub mod levels;
 pub mod metrics;
 pub mod modules;
 pub mod opts;
+pub mod random;
 pub mod resources;
 pub mod response;
 pub mod signatures;
+pub mod thresholds;
 pub mod validate;
 
 use diagnostics::{Diagnostic, Sources};
@@ -41,6 +45,10 @@ enum Namespace {
 fn registry() -> Vec<(Namespace, Module)> {
     vec![
         (Namespace::Global, exported_module!(core::core_api)),
+        (Namespace::Global, exported_module!(random::random_api)),
+        (Namespace::Global, exported_module!(group::group_api)),
+        (Namespace::Global, exported_module!(levels::levels_api)),
+        (Namespace::Global, exported_module!(thresholds::thresholds_api)),
         (Namespace::Global, exported_module!(response::response_api)),
         (Namespace::Static("http"), exported_module!(http::http_api)),
         (Namespace::Static("metrics"), exported_module!(metrics::metrics_api)),

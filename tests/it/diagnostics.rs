@@ -13,6 +13,7 @@ fn diagnose(name: &str) -> (ExitCode, String) {
         progress: engine::progress::ProgressMode::Off,
         stop: Default::default(),
         listeners: Vec::new(),
+        ..volley::engine::RunConfig::new("")
     };
     match engine::run(&config) {
         Err(f) => (f.exit, f.rendered),

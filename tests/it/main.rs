@@ -6,6 +6,7 @@ mod core;
 mod diagnostics;
 mod engine;
 mod examples;
+mod load;
 mod pz;
 mod reports;
 mod sim;

@@ -131,6 +131,7 @@ pub fn run_with(path: &std::path::Path, env: &[(&str, &str)], time_scale: f64) -
         progress: volley::engine::progress::ProgressMode::Off,
         stop: Default::default(),
         listeners: Vec::new(),
+        ..volley::engine::RunConfig::new("")
     };
     match volley::engine::run(&config) {
         Ok(r) => r,

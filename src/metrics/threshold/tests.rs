@@ -481,3 +481,20 @@ fn suggestions_use_edit_distance() {
     assert_eq!(edit_distance("mxa", "max"), 2);
     assert_eq!(edit_distance("kitten", "sitting"), 3);
 }
+
+#[test]
+fn a_condition_may_end_with_a_sliding_window() {
+    let c = cond("p(95) < 300 over 30s");
+    assert_eq!(c.window, Some(Duration::from_secs(30)));
+    assert_eq!(c.limit, 300.0);
+    assert_eq!(c.to_string(), "p(95) < 300 over 30s");
+    assert_eq!(cond("rate<0.01 over 2m").window, Some(Duration::from_secs(120)));
+    assert_eq!(cond("p(95) < 300").window, None);
+    let e = cond_err("p(95) < 300 over");
+    assert_eq!(e.message, "missing window length after \"over\"");
+    let e = cond_err("p(95) < 300 over 1.5s");
+    assert!(e.message.contains("whole seconds"), "{e}");
+    assert_eq!(e.column, Some(17));
+    let e = cond_err("p(95) < 300 during 30s");
+    assert!(e.message.starts_with("unexpected \"during 30s\""), "{e}");
+}
