@@ -431,6 +431,21 @@ impl ThreadCtx {
         }
     }
 
+    /// Records several samples with the same tags, at one reading of the clock (the
+    /// samples of one request).
+    pub fn record_all(&self, tags: &Tags, samples: &[(&Metric, f64)]) {
+        {
+            let mut store = self.store.borrow_mut();
+            let second = store.now();
+            for (metric, value) in samples {
+                store.add_at(second, metric, tags, *value);
+            }
+        }
+        if self.blocking.is_some() {
+            self.flush();
+        }
+    }
+
     /// Drains this thread's store into the run aggregate.
     pub fn flush(&self) {
         self.shared.absorb(&mut self.store.borrow_mut());

@@ -6,7 +6,7 @@ use super::context::{self, ThreadCtx};
 use super::response::Response;
 use crate::metrics::{Str, Tags, builtin};
 use crate::proto::http::Body;
-use rhai::{EvalAltResult, ImmutableString, Map};
+use rhai::{EvalAltResult, ImmutableString};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
@@ -145,8 +145,8 @@ pub struct Prepared {
 /// What came back from the network.
 struct Outcome {
     status: u16,
-    /// Headers as the script sees them (lowercase names, repeats joined with ", ").
-    headers: Map,
+    /// Headers as received.
+    headers: reqwest::header::HeaderMap,
     /// Set-Cookie values, for the VU's jar.
     set_cookies: Vec<String>,
     body: ImmutableString,
@@ -196,26 +196,18 @@ fn error_chain(e: &reqwest::Error) -> String {
     parts.join(": ")
 }
 
-/// Reads a response head into the script's header map, the Set-Cookie values and the
-/// approximate size on the wire.
-fn read_head(headers: &reqwest::header::HeaderMap) -> (Map, Vec<String>, u64) {
-    let mut map = Map::new();
+/// From a response head: the Set-Cookie values (for the VU's jar) and the approximate
+/// size on the wire.
+fn read_head(headers: &reqwest::header::HeaderMap) -> (Vec<String>, u64) {
     let mut set_cookies = Vec::new();
     let mut bytes: u64 = 17;
     for (k, v) in headers {
-        let value = String::from_utf8_lossy(v.as_bytes());
-        bytes += (k.as_str().len() + value.len() + 4) as u64;
+        bytes += (k.as_str().len() + v.len() + 4) as u64;
         if k == reqwest::header::SET_COOKIE {
-            set_cookies.push(value.to_string());
-        }
-        match map.get_mut(k.as_str()) {
-            Some(existing) => *existing = format!("{existing}, {value}").into(),
-            None => {
-                map.insert(k.as_str().into(), ImmutableString::from(value.as_ref()).into());
-            }
+            set_cookies.push(super::response::header_text(v.as_bytes()));
         }
     }
-    (map, set_cookies, bytes)
+    (set_cookies, bytes)
 }
 
 /// The body as text, with at most one copy (valid UTF-8, the usual case, is taken as is).
@@ -229,7 +221,7 @@ fn body_text(body: bytes::Bytes) -> ImmutableString {
 fn failed(kind: &'static str, message: String, duration: Duration, url: String) -> Outcome {
     Outcome {
         status: 0,
-        headers: Map::new(),
+        headers: reqwest::header::HeaderMap::new(),
         set_cookies: Vec::new(),
         body: ImmutableString::new(),
         body_size: 0,
@@ -262,7 +254,8 @@ async fn send(client: reqwest::Client, request: reqwest::Request, keep_body: usi
         Err(e) => return failed(classify(&e), error_chain(&e), start.elapsed(), url),
     };
     let status = response.status().as_u16();
-    let (headers, set_cookies, header_bytes) = read_head(response.headers());
+    let (set_cookies, header_bytes) = read_head(response.headers());
+    let headers = response.headers().clone();
     let url = response.url().to_string();
     let mut response = response;
     match read_reqwest_body(&mut response, keep_body).await {
@@ -316,7 +309,8 @@ fn send_fast(prepared: &Prepared, cookie: Option<reqwest::header::HeaderValue>) 
     }
     Ok(match exchange.result {
         Ok((parts, body)) => {
-            let (headers, set_cookies, header_bytes) = read_head(&parts.headers);
+            let (set_cookies, header_bytes) = read_head(&parts.headers);
+            let headers = parts.headers;
             Outcome {
                 status: parts.status.as_u16(),
                 bytes_received: header_bytes + body.size,
@@ -356,7 +350,11 @@ pub fn execute(thread: &ThreadCtx, prepared: Prepared) -> Result<Response, Box<E
             // policy), continuing from the Location so the server sees no repeat.
             let (mut method, mut url, mut body) = (method.clone(), url.clone(), body.clone());
             if let Some(o) = first {
-                let location = o.headers.get("location").map(|l| l.to_string()).unwrap_or_default();
+                let location = o
+                    .headers
+                    .get(reqwest::header::LOCATION)
+                    .map(|l| super::response::header_text(l.as_bytes()))
+                    .unwrap_or_default();
                 url = url.join(&location).map_err(|e| format!("redirect to an invalid Location {location:?}: {e}"))?;
                 if matches!(o.status, 301..=303) && method != reqwest::Method::HEAD {
                     method = reqwest::Method::GET;
@@ -408,10 +406,15 @@ pub fn execute(thread: &ThreadCtx, prepared: Prepared) -> Result<Response, Box<E
         thread.record(&builtin::HTTP_REQ_DURATION, &hop_tags, h.duration.as_secs_f64() * 1000.0);
         thread.record(&builtin::DATA_RECEIVED, &hop_tags, h.bytes_received as f64);
     }
-    thread.record(&builtin::HTTP_REQS, &tags, 1.0);
-    thread.record(&builtin::HTTP_REQ_DURATION, &tags, duration_ms);
-    thread.record(&builtin::DATA_SENT, &tags, bytes_sent as f64);
-    thread.record(&builtin::DATA_RECEIVED, &tags, outcome.bytes_received as f64);
+    thread.record_all(
+        &tags,
+        &[
+            (&builtin::HTTP_REQS, 1.0),
+            (&builtin::HTTP_REQ_DURATION, duration_ms),
+            (&builtin::DATA_SENT, bytes_sent as f64),
+            (&builtin::DATA_RECEIVED, outcome.bytes_received as f64),
+        ],
+    );
     record_outcome(thread, tags, !ok)?;
 
     let (error, error_message) = outcome.error.map(|(k, m)| (k.into(), m.into())).unwrap_or_default();

@@ -11,8 +11,9 @@ pub struct Response {
     pub status: i64,
     /// Whether the status is an expected one (200-399 unless `expect` said otherwise).
     pub ok: bool,
-    /// Headers, names in lowercase; repeated headers joined with ", ".
-    pub headers: Map,
+    /// The response headers as received; the script's map (lowercase names, repeats
+    /// joined with ", ") is built when a script asks for it.
+    pub headers: reqwest::header::HeaderMap,
     /// The body as text (invalid UTF-8 replaced), at most `max_body` bytes of it.
     pub body: ImmutableString,
     /// Whether the body was longer than `max_body` (or discarded) and was cut.
@@ -29,6 +30,26 @@ pub struct Response {
     pub url: ImmutableString,
     /// The request's name tag.
     pub name: ImmutableString,
+}
+
+/// A header value as text (invalid UTF-8 replaced; the usual ASCII value without a scan
+/// of lossy chunks).
+pub fn header_text(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(s) => s.to_string(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+/// The headers as the script sees them: lowercase names, repeated headers joined with
+/// ", ".
+pub fn header_map(headers: &reqwest::header::HeaderMap) -> Map {
+    let mut map = Map::new();
+    for name in headers.keys() {
+        let values: Vec<String> = headers.get_all(name).iter().map(|v| header_text(v.as_bytes())).collect();
+        map.insert(name.as_str().into(), ImmutableString::from(values.join(", ")).into());
+    }
+    map
 }
 
 /// Response fields and methods.
@@ -61,7 +82,7 @@ pub mod response_api {
     /// ```
     #[rhai_fn(get = "headers", pure)]
     pub fn headers(r: &mut Response) -> Map {
-        r.headers.clone()
+        super::header_map(&r.headers)
     }
 
     /// The body as a string.
@@ -136,10 +157,8 @@ pub mod response_api {
     /// ```
     #[rhai_fn(pure)]
     pub fn header(r: &mut Response, name: &str) -> ImmutableString {
-        r.headers
-            .get(name.to_ascii_lowercase().as_str())
-            .and_then(|v| v.clone().into_immutable_string().ok())
-            .unwrap_or_default()
+        let values: Vec<String> = r.headers.get_all(name).iter().map(|v| header_text(v.as_bytes())).collect();
+        values.join(", ").into()
     }
 
     /// Parses the body as JSON into maps, arrays and values.
