@@ -66,17 +66,22 @@ def raise_nofile():
 
 
 def measured(cmd, env=None):
-    """Runs cmd; returns (stdout, cpu_seconds, peak_rss_mib, wall_s) of that child alone."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    """Runs cmd; returns (stdout, cpu_seconds, peak_rss_mib, wall_s) of that process alone
+    (its own rusage from wait4, not the running maximum over all children)."""
     t0 = time.monotonic()
-    out = subprocess.run(cmd, capture_output=True, text=True, env=env, preexec_fn=raise_nofile)
-    wall = time.monotonic() - t0
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    if out.returncode not in (0, 99):
-        print(out.stdout[-2000:], out.stderr[-2000:], file=sys.stderr)
-        raise SystemExit(f"command failed ({out.returncode}): {' '.join(cmd)}")
-    return out.stdout, cpu, after.ru_maxrss / 1024.0, wall
+    with tempfile.TemporaryFile(mode="w+") as out, tempfile.TemporaryFile(mode="w+") as err:
+        p = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, env=env, preexec_fn=raise_nofile)
+        _, status, usage = os.wait4(p.pid, 0)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        wall = time.monotonic() - t0
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    cpu = usage.ru_utime + usage.ru_stime
+    if p.returncode not in (0, 99):
+        print(stdout[-2000:], stderr[-2000:], file=sys.stderr)
+        raise SystemExit(f"command failed ({p.returncode}): {' '.join(cmd)}")
+    return stdout, cpu, usage.ru_maxrss / 1024.0, wall
 
 
 def volley(script, workers=None, **env_vars):
