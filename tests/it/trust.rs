@@ -12,6 +12,12 @@ fn volley() -> Command {
     Command::new(env!("CARGO_BIN_EXE_volley"))
 }
 
+/// `volley run PATH`: its exit code and everything it printed.
+fn run_cli(path: &std::path::Path) -> (Option<i32>, String) {
+    let out = volley().args(["run", "--progress", "off"]).arg(path).output().unwrap();
+    (out.status.code(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
 fn summary(r: &volley::engine::RunReport) -> String {
     volley::report::summary::render(r)
 }
@@ -105,9 +111,8 @@ fn bodies_over_max_body_are_counted_but_not_kept_and_can_be_discarded() {
 #[test]
 fn a_max_body_a_string_cannot_hold_is_refused_at_its_position() {
     let (_d, path) = script("let base = \"http://127.0.0.1:9\";\nhttp::get(`${base}/x`, #{ max_body: \"1GB\" });\n");
-    let out = volley().args(["run", "--progress", "off"]).arg(&path).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(107), "{text}");
+    let (code, text) = run_cli(&path);
+    assert_eq!(code, Some(107), "{text}");
     assert!(text.contains("option `max_body` 1000000000 bytes is over the 64 MiB"), "{text}");
     assert!(text.contains("scenario.rhai:2:"), "{text}");
     assert!(text.contains("discard_body: true"), "{text}");
@@ -116,9 +121,8 @@ fn a_max_body_a_string_cannot_hold_is_refused_at_its_position() {
 #[test]
 fn a_string_over_the_limit_names_the_limit_and_the_line() {
     let (_d, path) = script("let s = \"x\";\nfor i in 0..40 { s += s; }\n");
-    let out = volley().args(["run", "--progress", "off"]).arg(&path).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert_eq!(out.status.code(), Some(107), "{text}");
+    let (code, text) = run_cli(&path);
+    assert_eq!(code, Some(107), "{text}");
     assert!(text.contains("over volley's limit") && text.contains("64 MiB"), "{text}");
     assert!(text.contains("scenario.rhai:2:"), "{text}");
 }
