@@ -71,11 +71,19 @@ pub struct OptionError {
     pub message: String,
     /// How to fix it, when there is something useful to say.
     pub hint: Option<String>,
+    /// The key itself is the problem (unknown, or given twice), not its value: `check`
+    /// points at the key.
+    pub about_key: bool,
 }
 
 impl OptionError {
     pub(crate) fn new(key: &str, message: impl Into<String>, hint: Option<String>) -> Self {
-        OptionError { key: key.to_string(), message: message.into(), hint }
+        OptionError { key: key.to_string(), message: message.into(), hint, about_key: false }
+    }
+
+    /// An error about the key itself (unknown, or given twice).
+    pub(crate) fn bad_key(key: &str, message: impl Into<String>, hint: Option<String>) -> Self {
+        OptionError { about_key: true, ..OptionError::new(key, message, hint) }
     }
 }
 
@@ -243,7 +251,7 @@ fn with_unknown_keys(opts: &Map<String, Value>, error: OptionError) -> Vec<Optio
     let mut errors = vec![error];
     for key in opts.keys().filter(|k| !all_keys.contains(&options::canonical(k))) {
         let hint = options::did_you_mean(key, &all_keys).map(|best| format!("did you mean `{best}`?"));
-        errors.push(OptionError::new(key, "unknown option for any executor", hint));
+        errors.push(OptionError::bad_key(key, "unknown option for any executor", hint));
     }
     errors
 }

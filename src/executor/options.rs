@@ -132,7 +132,7 @@ impl<'a> Reader<'a> {
                 continue;
             };
             if let Some((first, _)) = reader.values.get(known) {
-                reader.errors.push(OptionError::new(
+                reader.errors.push(OptionError::bad_key(
                     key,
                     format!("given twice, as `{first}` and `{key}`"),
                     Some("keep one of them".to_string()),
@@ -278,7 +278,7 @@ impl<'a> Reader<'a> {
             return None;
         };
         for key in map.keys().filter(|k| !STAGE_KEYS.contains(&k.as_str())) {
-            self.errors.push(OptionError::new(
+            self.errors.push(OptionError::bad_key(
                 &format!("{path}.{key}"),
                 "unknown stage option",
                 Some(suggestion_hint(key, STAGE_KEYS, "stage options")),
@@ -332,7 +332,7 @@ fn unknown_key(executor: &str, key: &str, allowed: &[&'static str]) -> OptionErr
     } else {
         format!("not an option of {executor} (it belongs to {})", owners.join(", "))
     };
-    OptionError::new(key, message, Some(suggestion_hint(key, allowed, &format!("options of {executor}"))))
+    OptionError::bad_key(key, message, Some(suggestion_hint(key, allowed, &format!("options of {executor}"))))
 }
 
 /// A whole number >= `min`; integral floats (`10.0`) are accepted.

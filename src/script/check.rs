@@ -174,11 +174,7 @@ fn check_phase(
     let Some(first) = errors.first() else { return };
     // A key that should not be there: point at it; a missing key: at the map; else at
     // the value.
-    let m = &first.message;
-    let key_error = (m.starts_with("unknown") && m.contains("option"))
-        || m.starts_with("not an option of")
-        || m.starts_with("given twice");
-    let key_pos = if key_error { locate_key(options, &first.key) } else { None };
+    let key_pos = if first.about_key { locate_key(options, &first.key) } else { None };
     let pos = match key_pos {
         Some(p) => p,
         None if literal.contains_key(&root(&first.key)) => match locate(options, &first.key) {
