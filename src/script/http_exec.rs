@@ -81,7 +81,7 @@ impl HttpClients {
         HttpClients { secure: build_client(false), insecure: OnceLock::new() }
     }
 
-    fn get(&self, insecure: bool) -> &reqwest::Client {
+    pub(crate) fn get(&self, insecure: bool) -> &reqwest::Client {
         if insecure { self.insecure.get_or_init(|| build_client(true)) } else { &self.secure }
     }
 }
