@@ -13,3 +13,4 @@ mod suite;
 mod support;
 mod tls;
 mod watch;
+mod ws;
