@@ -272,3 +272,39 @@ let ok = ws::connect("ws://h/ws", #{ name: "feed", subprotocols: ["a"], timeout:
     assert!(at(5, "unknown function: ws::conect"), "{found:#?}");
     assert_eq!(found.len(), 4, "{found:#?}");
 }
+
+/// Runs an example against the simulator, shortened by `--time-scale`.
+fn run_example(name: &str, env: &[(&str, &str)], scale: f64) -> volley::engine::RunReport {
+    let r = run_with(std::path::Path::new(&format!("examples/{name}.rhai")), env, scale);
+    assert_eq!(r.exit, ExitCode::Passed, "{name}:\n{}", summary(&r));
+    r
+}
+
+#[test]
+fn example_ws_feed_holds_its_connections_and_counts_every_message() {
+    let s = sim(SimConfig::default());
+    let r = run_example("ws_feed", &[("WS_URL", &s.ws_url()), ("CONNECTIONS", "20"), ("RATE", "5")], 0.01);
+    let st = settled(&s, |st| st["streams"]["ws"]["open"] == 0);
+    assert_eq!(total(&r, "ws_sessions"), 20);
+    assert_eq!(st["streams"]["ws"]["closed_by_client"], 20);
+    assert_eq!(total(&r, "ws_msgs_received"), st["streams"]["ws"]["msgs_out"].as_u64().unwrap());
+    // 3 s at 5 messages/s each, give or take the edges.
+    assert!(total(&r, "ws_msgs_received") >= 20 * 10, "{}", summary(&r));
+    assert_eq!(total(&r, "ws_ping"), 20);
+}
+
+#[test]
+fn example_sse_subscriber_loses_nothing_when_the_server_drops_streams() {
+    let mut config = SimConfig::default();
+    config.faults.stream_drop_after = 4;
+    config.streams.sse_retry_ms = 50;
+    let s = sim(config);
+    let r = run_example("sse_subscriber", &[("SSE_URL", &s.sse_url()), ("SUBSCRIBERS", "10"), ("RATE", "20")], 0.05);
+    assert!(r.checks.iter().all(|c| c.fails == 0), "{}", summary(&r));
+    let st = settled(&s, |st| st["streams"]["sse"]["open"] == 0);
+    let reconnects = total(&r, "sse_reconnects");
+    assert!(reconnects >= 10, "{}", summary(&r));
+    assert_eq!(st["streams"]["sse"]["resumed"].as_u64().unwrap(), reconnects);
+    assert!(total(&r, "sse_events") <= st["streams"]["sse"]["events_out"].as_u64().unwrap());
+    assert!(total(&r, "sse_events") >= 10 * 20);
+}
