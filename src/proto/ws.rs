@@ -42,18 +42,16 @@ pub fn classify(e: &WsLibError) -> WsError {
     use tokio_tungstenite::tungstenite::error::ProtocolError as P;
     let kind = match e {
         WsLibError::Http(resp) => return WsError::new(format!("status {}", resp.status().as_u16()), e.to_string()),
-        WsLibError::Io(io) => match io.kind() {
-            std::io::ErrorKind::ConnectionRefused => "refused",
-            std::io::ErrorKind::TimedOut => "timeout",
-            std::io::ErrorKind::ConnectionReset
-            | std::io::ErrorKind::ConnectionAborted
-            | std::io::ErrorKind::BrokenPipe
-            | std::io::ErrorKind::UnexpectedEof => "reset",
-            _ if io.to_string().contains("lookup") || io.to_string().contains("resolve") => "dns",
-            _ => "connect",
+        // Refused, reset, timeout, and TLS failures (a rustls error inside the io::Error).
+        WsLibError::Io(io) => match super::http::network_kind(io) {
+            Some(kind) => kind,
+            None if io.to_string().contains("lookup") || io.to_string().contains("resolve") => "dns",
+            None => "connect",
         },
         WsLibError::Tls(_) => "tls",
-        WsLibError::Protocol(P::ResetWithoutClosingHandshake) | WsLibError::ConnectionClosed => "reset",
+        // The server closed the TCP connection (mid-session, or before answering the upgrade).
+        WsLibError::Protocol(P::ResetWithoutClosingHandshake | P::HandshakeIncomplete)
+        | WsLibError::ConnectionClosed => "reset",
         WsLibError::AlreadyClosed => "reset",
         WsLibError::Url(_) => "connect",
         _ => "protocol",

@@ -308,3 +308,76 @@ fn example_sse_subscriber_loses_nothing_when_the_server_drops_streams() {
     assert!(total(&r, "sse_events") <= st["streams"]["sse"]["events_out"].as_u64().unwrap());
     assert!(total(&r, "sse_events") >= 10 * 20);
 }
+
+/// A `wss://` echo server with a self-signed certificate.
+fn start_wss_echo() -> (String, tokio::runtime::Runtime) {
+    use futures_util::{SinkExt, StreamExt};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let der = cert.cert.der().clone();
+    let key = rustls::pki_types::PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(vec![der], key).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    rt.spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tls).await else { return };
+                while let Some(Ok(m)) = ws.next().await {
+                    if (m.is_text() || m.is_binary()) && ws.send(m).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (format!("wss://localhost:{port}/echo"), rt)
+}
+
+#[test]
+fn wss_verifies_certificates_unless_the_target_is_insecure() {
+    let (url, _rt) = start_wss_echo();
+    let text = r#"
+        let url = env("WSS_URL");
+        let strict = ws::connect(url);
+        check(strict, "verification fails", !strict.open && strict.error == "tls");
+        let per_call = ws::connect(url, #{ insecure: true });
+        per_call.send("over tls");
+        check(per_call, "echo over TLS", per_call.recv("5s") == "over tls");
+        per_call.close();
+        let https = url;
+        https.replace("wss://", "https://");
+        http::target(https, #{ insecure: true });
+        let per_target = ws::connect(url);
+        check(per_target, "insecure per target", per_target.open);
+        per_target.close();
+    "#;
+    let r = run(text, &[("WSS_URL", &url)]);
+    assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
+    assert!(r.checks.iter().all(|c| c.fails == 0), "{}", summary(&r));
+    assert_eq!(failure_kinds(&r.aggregate, &[]).get("ws tls"), Some(&1));
+}
+
+#[test]
+fn a_server_refusing_connections_is_a_reset_for_both_protocols() {
+    let mut config = SimConfig::default();
+    config.faults.refuse_connections = true;
+    let s = sim(config);
+    let text = r#"
+        let w = ws::connect(env("WS_URL"), #{ name: "feed" });
+        check(w, "ws refused", !w.open && w.error == "reset");
+        let e = sse::open(env("SSE_URL"), #{ name: "ticks", reconnect: false });
+        check(e, "sse refused", !e.open && e.error == "reset");
+        check(e, "nothing to read", e.next("1s") == ());
+    "#;
+    let r = run(text, &[("WS_URL", &s.ws_url()), ("SSE_URL", &s.sse_url())]);
+    assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
+    assert!(r.checks.iter().all(|c| c.fails == 0), "{}", summary(&r));
+    let kinds = failure_kinds(&r.aggregate, &[]);
+    assert_eq!((kinds.get("ws reset"), kinds.get("sse reset")), (Some(&1), Some(&1)), "{kinds:?}");
+}
