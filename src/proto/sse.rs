@@ -69,7 +69,8 @@ pub async fn open(
     if let Some(id) = last_event_id {
         req = req.header("last-event-id", id);
     }
-    let response = match tokio::time::timeout(timeout, req.send()).await {
+    // Boxed, as the WebSocket dial: a VU builds this future on its coroutine stack.
+    let response = match tokio::time::timeout(timeout, Box::pin(req.send())).await {
         Err(_) => {
             let waited = crate::duration::format_duration(timeout);
             return Err(SseError::new("timeout", format!("no response within {waited}")));

@@ -201,7 +201,11 @@ pub async fn connect(url: &str, o: &ConnectOptions) -> Result<Connected, WsError
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let connector = o.insecure.then(|| Connector::Rustls(INSECURE.clone()));
-    let dial = tokio_tungstenite::connect_async_tls_with_config(request, Some(socket_config()), true, connector);
+    // Boxed: the dial's state (~10 KB) would otherwise be part of this future, which a VU
+    // builds on its coroutine stack before handing it to its worker: stack pages touched
+    // once stay resident, ~30 KB per connection at 10,000 connections.
+    let dial =
+        Box::pin(tokio_tungstenite::connect_async_tls_with_config(request, Some(socket_config()), true, connector));
     let (stream, response) = match tokio::time::timeout(o.timeout, dial).await {
         Err(_) => {
             let waited = crate::duration::format_duration(o.timeout);
