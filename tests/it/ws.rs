@@ -18,6 +18,7 @@ fn sim(config: SimConfig) -> SimHandle {
 /// `/sim/stats` (a blocking GET on a throwaway runtime).
 fn stats(sim: &SimHandle) -> Value {
     let url = format!("{}/sim/stats", sim.base_url());
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let body = rt.block_on(async { reqwest::get(url).await.unwrap().text().await.unwrap() });
     serde_json::from_str(&body).unwrap()
@@ -380,4 +381,40 @@ fn a_server_refusing_connections_is_a_reset_for_both_protocols() {
     assert!(r.checks.iter().all(|c| c.fails == 0), "{}", summary(&r));
     let kinds = failure_kinds(&r.aggregate, &[]);
     assert_eq!((kinds.get("ws reset"), kinds.get("sse reset")), (Some(&1), Some(&1)), "{kinds:?}");
+}
+
+/// POSTs a JSON body to the simulator; returns (status, body).
+fn post(sim: &SimHandle, path: &str, body: &str) -> (u16, String) {
+    let url = format!("{}{path}", sim.base_url());
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let r = reqwest::Client::new().post(url).body(body.to_string()).send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    })
+}
+
+#[test]
+fn stream_faults_switch_at_run_time_and_a_slow_server_is_slow() {
+    let s = sim(SimConfig::default());
+    let (status, body) = post(&s, "/sim/fault", r#"{"stream_close_code": 99}"#);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("faults.stream_close_code"), "{body}");
+    let (status, body) =
+        post(&s, "/sim/fault", r#"{"stream_delay_ms": 30, "stream_drop_after": 4, "stream_close_code": 4001}"#);
+    assert_eq!(status, 200, "{body}");
+    let text = r#"
+        let ws = ws::connect(`${env("WS_URL")}?rate=1000`, #{ name: "slow" });
+        ws.send(#{ type: "subscribe", topic: "prices" });
+        let n = 0;
+        while ws.open { if ws.recv("5s") != () { n += 1; } }
+        check(n, "4 messages then the close", n == 4 && ws.error == "closed 4001" && ws.close_code == 4001);
+    "#;
+    let r = run(text, &[("WS_URL", &s.ws_url())]);
+    assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
+    assert!(r.checks.iter().all(|c| c.fails == 0), "{}", summary(&r));
+    // Each message waited 30 ms at the server: no gap can be shorter.
+    let gaps = r.aggregate.query("ws_msg_gap", &[]).unwrap();
+    let min = gaps.stat(Stat::Min, std::time::Duration::ZERO).unwrap().unwrap();
+    assert!(min >= 25.0, "{min}");
 }
