@@ -577,6 +577,22 @@ mod tests {
     }
 
     #[test]
+    fn stream_settings_load_from_a_file_and_are_checked() {
+        let text = "[streams]\npush_rate_per_s = 5.0\nsse_retry_ms = 20\n[faults]\nstream_drop_after = 3\n";
+        let c = SimConfig::from_toml_str(text, "s.toml", None).unwrap();
+        assert_eq!((c.streams.push_rate_per_s, c.streams.sse_retry_ms, c.faults.stream_drop_after), (5.0, 20, 3));
+        for (bad, key) in [
+            ("[streams]\npush_rate_per_s = -1.0\n", "streams.push_rate_per_s"),
+            ("[streams]\npush_rate_per_s = 20000.0\n", "streams.push_rate_per_s"),
+            ("[faults]\nstream_close_code = 999\n", "faults.stream_close_code"),
+            ("[faults]\nstream_delay_ms = -5.0\n", "faults.stream_delay_ms"),
+        ] {
+            let e = SimConfig::from_toml_str(bad, "s.toml", None).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("hint"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn unknown_key_names_file_line_and_column() {
         let text = "[limits]\nmax_live_jobs = 3\nmax_jobs = 4\n";
         let e = SimConfig::from_toml_str(text, "sim.toml", None).unwrap_err();
