@@ -24,6 +24,7 @@ pub mod signatures;
 pub mod sse;
 pub mod validate;
 pub mod ws;
+mod ws_socket;
 
 use diagnostics::{Diagnostic, Sources};
 use rhai::{AST, Engine, EvalAltResult, Module, Shared, exported_module};
@@ -52,7 +53,7 @@ fn registry() -> Vec<(Namespace, Module)> {
         (Namespace::Static("amqp"), exported_module!(amqp::amqp_api)),
         (Namespace::Global, exported_module!(amqp_message::message_api)),
         (Namespace::Static("ws"), exported_module!(ws::ws_api)),
-        (Namespace::Global, exported_module!(ws::socket_api)),
+        (Namespace::Global, exported_module!(ws_socket::socket_api)),
         (Namespace::Static("sse"), exported_module!(sse::sse_api)),
         (Namespace::Global, exported_module!(sse::stream_api)),
     ]
