@@ -70,6 +70,13 @@ pub struct SimArgs {
     /// seed: seed of every random draw (jitter, injected errors, drops).
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+    /// streams.push_rate_per_s: messages per second on each subscribed WebSocket and
+    /// events per second on each SSE stream (a connection's `?rate=` overrides it).
+    #[arg(long, value_name = "PER_S")]
+    pub stream_rate: Option<f64>,
+    /// faults.stream_drop_after: end each stream after the server sent this many messages.
+    #[arg(long, value_name = "N")]
+    pub stream_drop_after: Option<u64>,
 }
 
 impl SimArgs {
@@ -94,6 +101,10 @@ impl SimArgs {
         set(&mut c.faults.error_rate, self.error_rate);
         set(&mut c.faults.drop_rate, self.drop_rate);
         set(&mut c.alerts.processing_delay_ms, self.processing_delay_ms);
+        set(&mut c.streams.push_rate_per_s, self.stream_rate);
+        if let Some(v) = self.stream_drop_after {
+            c.faults.stream_drop_after = v;
+        }
         if self.latency_ms.is_some() || self.jitter_ms.is_some() {
             // A global latency flag means "every endpoint": drop per-endpoint overrides.
             c.latency.endpoints.clear();
@@ -151,6 +162,7 @@ pub fn execute(args: SimArgs) -> anyhow::Result<()> {
         config.alerts.username,
     );
     println!("  alert path    {alert_path}");
+    println!("  streams       {}  and  {}", handle.ws_url(), handle.sse_url());
     println!("  stats         {base}/sim/stats  (POST {base}/sim/reset clears them)");
     println!("\nactive settings:\n{}", config.to_toml_redacted());
     println!("press Ctrl-C to stop");

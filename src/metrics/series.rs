@@ -193,6 +193,25 @@ pub mod builtin {
         AMQP_PUBLISH_DURATION = "amqp_publish_duration", Trend, "ms", "amqp", Latency, "AMQP publisher-confirm latency in ms: from publishing to seeing the broker's ack";
         AMQP_CONSUMED = "amqp_consumed", Counter, "", "amqp", Other, "AMQP messages consumed (amqp::consume and amqp::get)";
         AMQP_E2E_LATENCY = "amqp_e2e_latency", Trend, "ms", "amqp", Other, "AMQP end-to-end latency in ms: from amqp::publish (volley-sent-at header) to the message being consumed";
+        WS_CONNECTING = "ws_connecting", Trend, "ms", "ws", Latency, "WebSocket connecting time in ms: TCP, TLS and the upgrade handshake";
+        WS_SESSIONS = "ws_sessions", Counter, "", "ws", Requests, "WebSocket sessions opened (handshake answered 101)";
+        WS_SESSION_DURATION = "ws_session_duration", Trend, "ms", "ws", Other, "WebSocket session length in ms: from the handshake to the close, whoever closed";
+        WS_FAILED = "ws_failed", Rate, "", "ws", Failed, "WebSocket failures by kind (`error` tag: status NNN, refused, reset, closed NNNN, protocol, timeout, ...): one sample per connection attempt and one failed sample per session the server or the network ended";
+        WS_MSGS_SENT = "ws_msgs_sent", Counter, "", "ws", Other, "WebSocket messages sent (text and binary)";
+        WS_MSGS_RECEIVED = "ws_msgs_received", Counter, "", "ws", Other, "WebSocket messages received (text and binary)";
+        WS_BYTES_SENT = "ws_bytes_sent", Counter, "B", "ws", Other, "WebSocket payload bytes sent";
+        WS_BYTES_RECEIVED = "ws_bytes_received", Counter, "B", "ws", Other, "WebSocket payload bytes received";
+        WS_PING = "ws_ping", Trend, "ms", "ws", Other, "WebSocket ping round trip in ms (ws.ping())";
+        WS_MSG_GAP = "ws_msg_gap", Trend, "ms", "ws", Other, "Time in ms between two messages received on one WebSocket";
+        WS_MSG_LATENCY = "ws_msg_latency", Trend, "ms", "ws", Other, "WebSocket message latency in ms, for JSON messages carrying a volley-sent-at stamp (µs since the epoch, as AMQP's header)";
+        SSE_CONNECTING = "sse_connecting", Trend, "ms", "sse", Latency, "SSE connecting time in ms: from the request to the response head";
+        SSE_SESSIONS = "sse_sessions", Counter, "", "sse", Requests, "SSE streams opened (reconnections included)";
+        SSE_FAILED = "sse_failed", Rate, "", "sse", Failed, "SSE failures by kind (`error` tag: status NNN, refused, reset, closed, timeout, ...): one sample per connection attempt and one failed sample per stream the server or the network ended";
+        SSE_RECONNECTS = "sse_reconnects", Counter, "", "sse", Other, "SSE reconnections after the server ended a stream (sent with Last-Event-ID)";
+        SSE_EVENTS = "sse_events", Counter, "", "sse", Other, "SSE events received (blocks with data)";
+        SSE_BYTES_RECEIVED = "sse_bytes_received", Counter, "B", "sse", Other, "SSE event data bytes received";
+        SSE_EVENT_GAP = "sse_event_gap", Trend, "ms", "sse", Other, "Time in ms between two events received on one SSE stream";
+        SSE_EVENT_LATENCY = "sse_event_latency", Trend, "ms", "sse", Other, "SSE event latency in ms, for JSON data carrying a volley-sent-at stamp (µs since the epoch)";
     }
 }
 

@@ -9,6 +9,8 @@
 
 pub mod amqp;
 pub mod http;
+pub mod sse;
+pub mod ws;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,7 +27,7 @@ pub struct Protocol {
 }
 
 /// Every protocol, in registration order.
-pub fn all() -> [Protocol; 2] {
+pub fn all() -> [Protocol; 4] {
     [
         Protocol {
             name: "http",
@@ -34,6 +36,9 @@ pub fn all() -> [Protocol; 2] {
             close_thread: || Box::pin(async {}),
         },
         Protocol { name: "amqp", error_kinds: amqp::ERROR_KINDS, close_thread: || Box::pin(amqp::close_thread()) },
+        // WebSockets and SSE streams belong to the VUs that opened them: closed with them.
+        Protocol { name: "ws", error_kinds: ws::ERROR_KINDS, close_thread: || Box::pin(async {}) },
+        Protocol { name: "sse", error_kinds: sse::ERROR_KINDS, close_thread: || Box::pin(async {}) },
     ]
 }
 

@@ -395,6 +395,20 @@ fn check_call(file: &str, name: &str, args: &[Expr], out: &mut Vec<Diagnostic>) 
                 }
             }
         }
+        ("ws::connect" | "sse::open", [url, rest @ ..]) => {
+            let validate = if name == "ws::connect" { super::ws::check_connect } else { super::sse::check_open };
+            if let Some(u) = literal_str(url)
+                && let Err(e) = validate(Some(&u), &rhai::Map::new())
+            {
+                fail(url, e);
+            }
+            if let Some(options) = rest.first()
+                && let Some(m) = literal(options).and_then(|v| v.try_cast::<rhai::Map>())
+                && let Err(e) = validate(None, &m)
+            {
+                fail(options, e);
+            }
+        }
         ("retry", [options, ..]) => {
             if let Some(m) = literal(options).and_then(|v| v.try_cast::<rhai::Map>())
                 && let Err(e) = super::validate::RetryOptions::read(&m)

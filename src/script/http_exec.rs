@@ -101,7 +101,7 @@ impl HttpClients {
 
     /// The client (built on first use: loading the system's root certificates costs
     /// ~1.5M instructions per thread, and plain-http runs never need it).
-    fn get(&self, insecure: bool) -> &reqwest::Client {
+    pub(crate) fn get(&self, insecure: bool) -> &reqwest::Client {
         if insecure {
             self.insecure.get_or_init(|| build_client(true))
         } else {

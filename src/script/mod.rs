@@ -24,8 +24,11 @@ pub mod random;
 pub mod resources;
 pub mod response;
 pub mod signatures;
+pub mod sse;
 pub mod thresholds;
 pub mod validate;
+pub mod ws;
+mod ws_socket;
 
 use diagnostics::{Diagnostic, Sources};
 use rhai::{AST, Engine, EvalAltResult, Module, Shared, exported_module};
@@ -57,6 +60,10 @@ fn registry() -> Vec<(Namespace, Module)> {
         (Namespace::Static("resources"), exported_module!(resources::resources_api)),
         (Namespace::Static("amqp"), exported_module!(amqp::amqp_api)),
         (Namespace::Global, exported_module!(amqp_message::message_api)),
+        (Namespace::Static("ws"), exported_module!(ws::ws_api)),
+        (Namespace::Global, exported_module!(ws_socket::socket_api)),
+        (Namespace::Static("sse"), exported_module!(sse::sse_api)),
+        (Namespace::Global, exported_module!(sse::stream_api)),
     ]
 }
 
@@ -109,6 +116,8 @@ pub fn build_engine() -> Engine {
     engine.register_type_with_name::<response::Response>("Response");
     engine.register_type_with_name::<metrics::CustomMetric>("Metric");
     engine.register_type_with_name::<amqp::Message>("AmqpMessage");
+    engine.register_type_with_name::<ws::WebSocket>("WebSocket");
+    engine.register_type_with_name::<sse::EventSource>("EventSource");
     for (ns, module) in registry() {
         let module: Shared<Module> = module.into();
         match ns {

@@ -50,6 +50,8 @@ pub struct SimConfig {
     pub focus: FocusConfig,
     /// Alerts API and alert path behaviour.
     pub alerts: AlertsConfig,
+    /// The streaming service (WebSocket and SSE).
+    pub streams: StreamsConfig,
 }
 
 /// Latency = `base_ms + U(0, jitter_ms) + growth_ms_per_in_flight * max(0, in_flight -
@@ -119,6 +121,33 @@ pub struct FaultsConfig {
     pub drop_rate: f64,
     /// Close every connection at once, before any response.
     pub refuse_connections: bool,
+    /// Streams (WebSocket and SSE): end each connection after the server has sent this
+    /// many messages on it (0 = never). A WebSocket is cut without a close frame unless
+    /// `stream_close_code` is set; an SSE response ends (clients reconnect).
+    pub stream_drop_after: u64,
+    /// WebSocket close code sent when `stream_drop_after` ends a connection (1000-4999);
+    /// 0 cuts the connection without a close frame.
+    pub stream_close_code: u16,
+    /// Streams: every message the server sends waits this long first (a slow server).
+    pub stream_delay_ms: f64,
+}
+
+/// The streaming service (`/stream/ws` and `/stream/sse`); a connection's query string
+/// may override the rate (`?rate=5`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamsConfig {
+    /// Messages per second pushed on each WebSocket with a subscription, and events per
+    /// second on each SSE stream.
+    pub push_rate_per_s: f64,
+    /// The `retry:` (ms) the SSE endpoint announces at the start of each stream.
+    pub sse_retry_ms: u64,
+}
+
+impl Default for StreamsConfig {
+    fn default() -> Self {
+        StreamsConfig { push_rate_per_s: 1.0, sse_retry_ms: 1000 }
+    }
 }
 
 /// Focus Server behaviour.
@@ -171,6 +200,7 @@ impl Default for SimConfig {
             faults: FaultsConfig::default(),
             focus: FocusConfig::default(),
             alerts: AlertsConfig::default(),
+            streams: StreamsConfig::default(),
         }
     }
 }
@@ -209,7 +239,15 @@ impl Default for LimitsConfig {
 
 impl Default for FaultsConfig {
     fn default() -> Self {
-        FaultsConfig { error_rate: 0.0, error_status: 500, drop_rate: 0.0, refuse_connections: false }
+        FaultsConfig {
+            error_rate: 0.0,
+            error_status: 500,
+            drop_rate: 0.0,
+            refuse_connections: false,
+            stream_drop_after: 0,
+            stream_close_code: 0,
+            stream_delay_ms: 0.0,
+        }
     }
 }
 
@@ -424,6 +462,15 @@ impl SimConfig {
         }
         fraction("faults.error_rate", self.faults.error_rate)?;
         fraction("faults.drop_rate", self.faults.drop_rate)?;
+        millis("faults.stream_delay_ms", self.faults.stream_delay_ms)?;
+        let code = self.faults.stream_close_code;
+        if code != 0 && !(1000..=4999).contains(&code) {
+            return Err(bad("faults.stream_close_code", &code, "use a WebSocket close code from 1000 to 4999, or 0"));
+        }
+        non_negative("streams.push_rate_per_s", self.streams.push_rate_per_s)?;
+        if self.streams.push_rate_per_s > 10_000.0 {
+            return Err(bad("streams.push_rate_per_s", &self.streams.push_rate_per_s, "at most 10000 per connection"));
+        }
         if !(500..=599).contains(&self.faults.error_status) {
             return Err(bad("faults.error_status", &self.faults.error_status, "injected errors use a 5xx status"));
         }
@@ -527,6 +574,22 @@ mod tests {
         assert_eq!(c.faults.error_rate, 0.5);
         let c = SimConfig::from_toml_str("", "s", Some("degraded")).unwrap();
         assert_eq!(c, SimConfig::preset("degraded").unwrap());
+    }
+
+    #[test]
+    fn stream_settings_load_from_a_file_and_are_checked() {
+        let text = "[streams]\npush_rate_per_s = 5.0\nsse_retry_ms = 20\n[faults]\nstream_drop_after = 3\n";
+        let c = SimConfig::from_toml_str(text, "s.toml", None).unwrap();
+        assert_eq!((c.streams.push_rate_per_s, c.streams.sse_retry_ms, c.faults.stream_drop_after), (5.0, 20, 3));
+        for (bad, key) in [
+            ("[streams]\npush_rate_per_s = -1.0\n", "streams.push_rate_per_s"),
+            ("[streams]\npush_rate_per_s = 20000.0\n", "streams.push_rate_per_s"),
+            ("[faults]\nstream_close_code = 999\n", "faults.stream_close_code"),
+            ("[faults]\nstream_delay_ms = -5.0\n", "faults.stream_delay_ms"),
+        ] {
+            let e = SimConfig::from_toml_str(bad, "s.toml", None).unwrap_err().to_string();
+            assert!(e.contains(key) && e.contains("hint"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -92,6 +92,7 @@ fn stats_json(state: &State) -> Value {
             "invalid_messages": a.invalid_messages.load(Relaxed),
             "in_store": state.store.count(),
         },
+        "streams": s.streams.json(),
         "jobs": {
             "created": j.created.load(Relaxed),
             "live": live,

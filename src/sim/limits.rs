@@ -151,6 +151,9 @@ pub struct Faults {
     error_status: AtomicU16,
     drop_rate: AtomicU64,
     refuse_connections: AtomicBool,
+    stream_drop_after: AtomicU64,
+    stream_close_code: AtomicU16,
+    stream_delay_ms: AtomicU64,
 }
 
 impl Faults {
@@ -161,6 +164,9 @@ impl Faults {
             error_status: AtomicU16::new(500),
             drop_rate: AtomicU64::new(0),
             refuse_connections: AtomicBool::new(false),
+            stream_drop_after: AtomicU64::new(0),
+            stream_close_code: AtomicU16::new(0),
+            stream_delay_ms: AtomicU64::new(0),
         };
         f.set(config);
         f
@@ -172,6 +178,9 @@ impl Faults {
         self.error_status.store(config.error_status, Ordering::Relaxed);
         self.drop_rate.store(config.drop_rate.to_bits(), Ordering::Relaxed);
         self.refuse_connections.store(config.refuse_connections, Ordering::Relaxed);
+        self.stream_drop_after.store(config.stream_drop_after, Ordering::Relaxed);
+        self.stream_close_code.store(config.stream_close_code, Ordering::Relaxed);
+        self.stream_delay_ms.store(config.stream_delay_ms.to_bits(), Ordering::Relaxed);
     }
 
     /// The switches as settings.
@@ -181,7 +190,21 @@ impl Faults {
             error_status: self.error_status.load(Ordering::Relaxed),
             drop_rate: f64::from_bits(self.drop_rate.load(Ordering::Relaxed)),
             refuse_connections: self.refuse_connections.load(Ordering::Relaxed),
+            stream_drop_after: self.stream_drop_after.load(Ordering::Relaxed),
+            stream_close_code: self.stream_close_code.load(Ordering::Relaxed),
+            stream_delay_ms: f64::from_bits(self.stream_delay_ms.load(Ordering::Relaxed)),
         }
+    }
+
+    /// Streams: how many messages a connection gets before it is ended (0 = never),
+    /// and the WebSocket close code to end it with (0 = cut without a close frame).
+    pub fn stream_drop(&self) -> (u64, u16) {
+        (self.stream_drop_after.load(Ordering::Relaxed), self.stream_close_code.load(Ordering::Relaxed))
+    }
+
+    /// Streams: the wait before each message the server sends.
+    pub fn stream_delay(&self) -> std::time::Duration {
+        std::time::Duration::from_secs_f64(f64::from_bits(self.stream_delay_ms.load(Ordering::Relaxed)) / 1000.0)
     }
 
     /// Whether connections are refused.
@@ -365,7 +388,15 @@ mod tests {
         let d = Draws::new(1);
         let f = Faults::new(&FaultsConfig::default());
         assert!(!f.draw_drop(&d) && f.draw_error(&d).is_none() && !f.refuse());
-        let all = FaultsConfig { error_rate: 1.0, error_status: 502, drop_rate: 1.0, refuse_connections: true };
+        let all = FaultsConfig {
+            error_rate: 1.0,
+            error_status: 502,
+            drop_rate: 1.0,
+            refuse_connections: true,
+            stream_drop_after: 3,
+            stream_close_code: 1011,
+            stream_delay_ms: 5.0,
+        };
         f.set(&all);
         assert_eq!(f.get(), all);
         assert!(f.draw_drop(&d) && f.refuse());

@@ -9,7 +9,8 @@
 //!
 //! Layout: `config` settings and presets; `limits` rate limiter, in-flight gauge,
 //! latency model and fault switches; `stats` counters; `focus` and `alerts` the two
-//! APIs; `amqp` the report transport; `server` the HTTP pipeline; `http` helpers.
+//! APIs; `amqp` the report transport; `server` the HTTP pipeline; `http` helpers;
+//! `streams` the streaming service (WebSocket and SSE).
 //! Imports nothing from the rest of volley.
 
 mod alerts;
@@ -23,6 +24,7 @@ mod http;
 mod limits;
 mod server;
 mod stats;
+mod streams;
 
 use std::net::SocketAddr;
 use std::thread::JoinHandle;
@@ -32,7 +34,7 @@ use tokio::sync::watch;
 
 pub use config::{
     AlertsConfig, EndpointLatency, FaultsConfig, FocusConfig, LatencyConfig, LimitsConfig, PRESETS, SimConfig,
-    redact_url,
+    StreamsConfig, redact_url,
 };
 pub use error::SimError;
 pub use stats::Endpoint;
@@ -116,6 +118,16 @@ impl SimHandle {
     /// Base URL of the alerts API.
     pub fn alerts_url(&self) -> String {
         format!("{}/prisma/api", self.base_url())
+    }
+
+    /// `ws://127.0.0.1:PORT/stream/ws`: the streaming service's WebSocket.
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/stream/ws", self.addr)
+    }
+
+    /// `http://127.0.0.1:PORT/stream/sse`: the streaming service's SSE endpoint.
+    pub fn sse_url(&self) -> String {
+        format!("{}/stream/sse", self.base_url())
     }
 
     /// Stops serving, lets open requests finish (bounded) and closes the broker link.

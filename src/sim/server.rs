@@ -115,10 +115,12 @@ impl Ready {
             let conn_state = state.clone();
             let mut conn_stop = stop.clone();
             connections.spawn(async move {
-                let service = service_fn(move |req| handle(conn_state.clone(), req));
+                let service = service_fn(move |req| serve(conn_state.clone(), req));
+                // Upgrades: `/stream/ws` turns the connection into a WebSocket.
                 let conn = hyper::server::conn::http1::Builder::new()
                     .keep_alive(true)
-                    .serve_connection(TokioIo::new(stream), service);
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades();
                 tokio::pin!(conn);
                 tokio::select! {
                     _ = conn.as_mut() => {}
@@ -145,7 +147,21 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
 
 /// Returned by the service to make hyper close the connection without a response.
 #[derive(Debug)]
-struct DropConnection;
+pub(super) struct DropConnection;
+
+/// A response body: a whole one, or a stream (SSE).
+pub(super) type Body = http_body_util::Either<
+    Full<Bytes>,
+    http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>,
+>;
+
+/// Streams go to `streams.rs`; everything else through the request pipeline.
+async fn serve(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Body>, DropConnection> {
+    if req.uri().path().starts_with("/stream/") {
+        return super::streams::handle(state, req).await;
+    }
+    handle(state, req).await.map(|r| r.map(http_body_util::Either::Left))
+}
 
 impl std::fmt::Display for DropConnection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

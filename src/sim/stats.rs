@@ -129,6 +129,95 @@ pub struct JobCounters {
     pub rejected_at_limit: AtomicU64,
 }
 
+/// Counters of the streaming service (`/stream/ws`, `/stream/sse`). Messages are
+/// counted when written to the socket (out) or read from it (in); pings and pongs are
+/// not messages.
+#[derive(Default)]
+pub struct StreamCounters {
+    /// WebSocket connections open now.
+    pub ws_open: AtomicU64,
+    /// WebSocket connections accepted (handshake answered 101).
+    pub ws_total: AtomicU64,
+    /// WebSocket handshakes refused (injected error status or connection dropped).
+    pub ws_rejected: AtomicU64,
+    /// Text and binary messages received.
+    pub ws_msgs_in: AtomicU64,
+    /// Text and binary messages sent (pushes, echoes, acknowledgements).
+    pub ws_msgs_out: AtomicU64,
+    /// Payload bytes received.
+    pub ws_bytes_in: AtomicU64,
+    /// Payload bytes sent.
+    pub ws_bytes_out: AtomicU64,
+    /// Pings received (each answered with a pong).
+    pub ws_pings: AtomicU64,
+    /// Subscribe requests.
+    pub ws_subscribes: AtomicU64,
+    /// Unsubscribe requests.
+    pub ws_unsubscribes: AtomicU64,
+    /// Connections ended by `faults.stream_drop_after` (cut or closed with a code).
+    pub ws_dropped: AtomicU64,
+    /// Connections the client closed with a close frame.
+    pub ws_closed_by_client: AtomicU64,
+    /// SSE streams open now.
+    pub sse_open: AtomicU64,
+    /// SSE streams started (reconnections included).
+    pub sse_total: AtomicU64,
+    /// SSE requests refused (injected error status or connection dropped).
+    pub sse_rejected: AtomicU64,
+    /// SSE streams started with a `Last-Event-ID` (a client resuming).
+    pub sse_resumed: AtomicU64,
+    /// SSE events sent.
+    pub sse_events_out: AtomicU64,
+    /// SSE event bytes sent.
+    pub sse_bytes_out: AtomicU64,
+    /// SSE streams ended by `faults.stream_drop_after`.
+    pub sse_dropped: AtomicU64,
+}
+
+impl StreamCounters {
+    fn counters(&self) -> [(&'static str, &'static str, &AtomicU64); 19] {
+        [
+            ("ws", "open", &self.ws_open),
+            ("ws", "total", &self.ws_total),
+            ("ws", "rejected", &self.ws_rejected),
+            ("ws", "msgs_in", &self.ws_msgs_in),
+            ("ws", "msgs_out", &self.ws_msgs_out),
+            ("ws", "bytes_in", &self.ws_bytes_in),
+            ("ws", "bytes_out", &self.ws_bytes_out),
+            ("ws", "pings", &self.ws_pings),
+            ("ws", "subscribes", &self.ws_subscribes),
+            ("ws", "unsubscribes", &self.ws_unsubscribes),
+            ("ws", "dropped", &self.ws_dropped),
+            ("ws", "closed_by_client", &self.ws_closed_by_client),
+            ("sse", "open", &self.sse_open),
+            ("sse", "total", &self.sse_total),
+            ("sse", "rejected", &self.sse_rejected),
+            ("sse", "resumed", &self.sse_resumed),
+            ("sse", "events_out", &self.sse_events_out),
+            ("sse", "bytes_out", &self.sse_bytes_out),
+            ("sse", "dropped", &self.sse_dropped),
+        ]
+    }
+
+    /// The `streams` part of `/sim/stats`: `{"ws": {...}, "sse": {...}}`.
+    pub fn json(&self) -> Value {
+        let mut out = json!({"ws": {}, "sse": {}});
+        for (proto, name, c) in self.counters() {
+            out[proto][name] = json!(c.load(Relaxed));
+        }
+        out
+    }
+
+    /// Zeroes the counters (the open-connection gauges keep counting what is open).
+    pub fn reset(&self) {
+        for (_, name, c) in self.counters() {
+            if name != "open" {
+                c.store(0, Relaxed);
+            }
+        }
+    }
+}
+
 /// All counters; shared by every connection task.
 pub struct Stats {
     endpoints: Vec<EndpointCounters>,
@@ -151,6 +240,8 @@ pub struct Stats {
     pub alerts: AlertCounters,
     /// Job lifecycle counters.
     pub jobs: JobCounters,
+    /// Streaming service counters.
+    pub streams: StreamCounters,
 }
 
 impl Default for Stats {
@@ -171,6 +262,7 @@ impl Default for Stats {
             max_push_gap_us: AtomicU64::new(0),
             alerts: AlertCounters::default(),
             jobs: JobCounters::default(),
+            streams: StreamCounters::default(),
         }
     }
 }
@@ -210,6 +302,7 @@ impl Stats {
             }
             e.dropped.store(0, Relaxed);
         }
+        self.streams.reset();
         let a = &self.alerts;
         let j = &self.jobs;
         for c in [

@@ -15,3 +15,4 @@ mod support;
 mod tls;
 mod trust;
 mod watch;
+mod ws;
