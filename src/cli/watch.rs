@@ -139,7 +139,7 @@ pub fn execute(args: WatchArgs) -> i32 {
         let run_stop = stop.clone();
         let handle = std::thread::spawn(move || {
             let scripts = run::select(&run_args)?;
-            run::run_scripts(&run_args, scripts, &run_env, &run_stop)
+            run::run_scripts(&run_args, scripts, &run_env, &run_stop, None)
         });
         // A save during the run stops it gracefully; the re-run follows.
         let mut pending: Option<Instant> = None;
