@@ -152,6 +152,8 @@ pub struct Dashboard {
     addr: SocketAddr,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
+    /// The thread that turns the current run's rows into figures.
+    rows: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Dashboard {
@@ -191,7 +193,7 @@ impl Dashboard {
                 });
             })
             .map_err(|e| format!("--dashboard: cannot start its thread: {e}"))?;
-        Ok(Dashboard { shared, addr, shutdown: Some(tx), thread: Some(thread) })
+        Ok(Dashboard { shared, addr, shutdown: Some(tx), thread: Some(thread), rows: Mutex::default() })
     }
 
     /// The address it listens on.
@@ -235,7 +237,7 @@ impl Dashboard {
         self.shared.publish();
         let (tx, rx) = std::sync::mpsc::sync_channel::<IntervalRow>(64);
         let shared = self.shared.clone();
-        let _ = std::thread::Builder::new().name("volley-dashboard-rows".into()).spawn(move || {
+        let forwarder = std::thread::Builder::new().name("volley-dashboard-rows".into()).spawn(move || {
             while let Ok(row) = rx.recv() {
                 {
                     let mut page = shared.page.lock().unwrap_or_else(|e| e.into_inner());
@@ -247,13 +249,25 @@ impl Dashboard {
                 shared.publish();
             }
         });
+        *self.rows.lock().unwrap_or_else(|e| e.into_inner()) = forwarder.ok();
         tx
+    }
+
+    /// Waits (at most 2 s) until the rows of the run are on the page: the run has
+    /// dropped its listeners, so the thread ends once it has read the last rows.
+    fn drain_rows(&self) {
+        let Some(t) = self.rows.lock().unwrap_or_else(|e| e.into_inner()).take() else { return };
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while !t.is_finished() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 
     /// The run ended: the page shows its verdict, table, thresholds and the HTML report.
     /// `report` is borrowed mutably only to render the page's copy of the HTML report
     /// without script source; it is left as it was.
     pub fn finish_run(&self, report: &mut RunReport, meta: &RunMeta, outputs: Vec<String>) {
+        self.drain_rows();
         let safe_meta = RunMeta { target: None, ..meta.clone() };
         let rendered: Vec<String> =
             report.iteration_errors.iter_mut().map(|e| std::mem::replace(&mut e.rendered, e.key.clone())).collect();
@@ -276,6 +290,7 @@ impl Dashboard {
     /// The run could not start (its diagnostic is on the terminal, not on the page: it
     /// quotes the script).
     pub fn fail_run(&self) {
+        self.drain_rows();
         {
             let mut page = self.shared.page.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(view) = page.current.as_mut() {

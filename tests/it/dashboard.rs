@@ -217,3 +217,79 @@ fn a_bad_dashboard_address_is_a_usage_error_with_a_hint() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("put the script before --dashboard"), "{err}");
 }
+
+/// The dashboard's state (GET /api/state).
+fn state(hp: &str) -> serde_json::Value {
+    let (code, body) = http(hp, "GET", "/api/state", &[]);
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Polls the state until `done` holds (bounded).
+fn wait_state(hp: &str, what: &str, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = state(hp);
+        if done(&s) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "{what} not seen within 30 s: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn watch_keeps_one_dashboard_across_re_runs_with_the_previous_run_beside() {
+    let server = support::start();
+    let body = |n: u32| {
+        format!(
+            "let base = env(\"BASE_URL\");\nphase(\"p\", #{{ executor: \"shared-iterations\", vus: 2, iterations: {n} }}, || {{ http::get(`${{base}}/ok`); }});\n"
+        )
+    };
+    let (dir, path) = script(&body(20));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_volley"))
+        .args(["watch", "--progress", "off", "--dashboard", "127.0.0.1:0"])
+        .arg(&path)
+        .args(["-e", &format!("BASE_URL={}", server.base)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    let url = loop {
+        let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("no URL: {seen:?}"));
+        if let Some(at) = line.find("dashboard on http://") {
+            break line[at + "dashboard on ".len()..].split_whitespace().next().unwrap().to_string();
+        }
+        seen.push(line);
+    };
+    let hp = url.trim_start_matches("http://").split('/').next().unwrap().to_string();
+    let first = wait_state(&hp, "the first run's verdict", |s| s["current"]["verdict"] == "passed");
+    assert_eq!(first["current"]["run"], 1);
+    assert_eq!(first["current"]["requests"], 20, "{first}");
+    assert!(first["previous"].is_null());
+    // Let the watcher settle on the files before the save (as an editor would, later).
+    std::thread::sleep(Duration::from_millis(500));
+    let tmp = path.with_extension("rhai.tmp~");
+    std::fs::write(&tmp, body(30)).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let second = wait_state(&hp, "the second run's verdict", |s| {
+        s["current"]["run"] == 2 && s["current"]["verdict"] == "passed"
+    });
+    assert_eq!(second["current"]["requests"], 30, "{second}");
+    assert_eq!(second["previous"]["run"], 1, "{second}");
+    assert_eq!(second["previous"]["requests"], 20, "{second}");
+    let throughput = second["current"]["charts"][0].as_str().unwrap();
+    assert!(throughput.contains("prev. req/s"), "{throughput}");
+    assert_eq!(server.count("/ok"), 50);
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(dir);
+}
