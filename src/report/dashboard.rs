@@ -409,7 +409,7 @@ fn charts(rows: &[IntervalRow], previous: Option<&[IntervalRow]>) -> Vec<String>
     let pts = |rows: &[IntervalRow], f: &dyn Fn(&IntervalRow) -> Option<f64>| -> Vec<(f64, f64)> {
         rows.iter().filter_map(|r| f(r).map(|v| (r.t_s, v))).collect()
     };
-    let line = |label: &str, points| Line { label: label.to_string(), points };
+    let line = |label: &str, points| Line { label: label.to_string(), points: thin(points) };
     let mut throughput = vec![
         line("requests/s", rate(rows, &|r| r.requests as f64)),
         line("failures/s", rate(rows, &|r| r.failures as f64)),
@@ -445,6 +445,19 @@ fn charts(rows: &[IntervalRow], previous: Option<&[IntervalRow]>) -> Vec<String>
         line_chart("Other metrics per second", "per second", &other),
     ]
 }
+
+/// At most [`MAX_POINTS`] points per line, each the highest of its stretch (peaks stay
+/// visible): a snapshot of an hour's run (3,600 rows) is about 37 KB.
+fn thin(points: Vec<(f64, f64)>) -> Vec<(f64, f64)> {
+    if points.len() <= MAX_POINTS {
+        return points;
+    }
+    let k = points.len().div_ceil(MAX_POINTS);
+    points.chunks(k).filter_map(|c| c.iter().copied().reduce(|a, b| (b.0, a.1.max(b.1)))).collect()
+}
+
+/// See [`thin`].
+const MAX_POINTS: usize = 300;
 
 type Q = Query<HashMap<String, String>>;
 
@@ -565,5 +578,16 @@ mod tests {
         let with_prev = charts(&view.rows, Some(&view.rows));
         assert!(with_prev[0].contains("prev. req/s"));
         d.close();
+    }
+
+    #[test]
+    fn long_runs_are_thinned_keeping_peaks() {
+        let mut points: Vec<(f64, f64)> = (1..=3600).map(|t| (t as f64, 1.0)).collect();
+        points[1800].1 = 50.0;
+        let thinned = thin(points);
+        assert!(thinned.len() <= MAX_POINTS, "{}", thinned.len());
+        assert_eq!(thinned.last().unwrap().0, 3600.0);
+        assert!(thinned.iter().any(|p| p.1 == 50.0));
+        assert_eq!(thin(vec![(1.0, 2.0)]), vec![(1.0, 2.0)]);
     }
 }
