@@ -139,6 +139,16 @@ impl Shared {
         serde_json::to_string(&*self.page.lock().unwrap_or_else(|e| e.into_inner())).unwrap_or_default()
     }
 
+    /// Whether a request may read the page: off loopback with the token, on loopback
+    /// when its `Host` is local (or it has the token).
+    fn may_read(&self, headers: &HeaderMap, query: &HashMap<String, String>) -> bool {
+        if self.guarded {
+            self.authorised(headers, query)
+        } else {
+            local_host(headers) || self.authorised(headers, query)
+        }
+    }
+
     fn authorised(&self, headers: &HeaderMap, query: &HashMap<String, String>) -> bool {
         let given =
             headers.get("x-volley-token").and_then(|v| v.to_str().ok()).or(query.get("token").map(String::as_str));
@@ -271,7 +281,10 @@ impl Dashboard {
         let safe_meta = RunMeta { target: None, ..meta.clone() };
         let rendered: Vec<String> =
             report.iteration_errors.iter_mut().map(|e| std::mem::replace(&mut e.rendered, e.key.clone())).collect();
+        let script_error = report.script_error.take();
+        report.script_error = script_error.as_deref().map(without_source);
         let html = super::html::render(report, &safe_meta);
+        report.script_error = script_error;
         for (e, r) in report.iteration_errors.iter_mut().zip(rendered) {
             e.rendered = r;
         }
@@ -332,6 +345,27 @@ impl Drop for Dashboard {
     }
 }
 
+/// A diagnostic without its source excerpt: the message, the position and the hint stay,
+/// the quoted lines (`14 |     let r = ...`) and carets go.
+fn without_source(rendered: &str) -> String {
+    let quoted = |l: &str| {
+        let t = l.trim_start().trim_start_matches(|c: char| c.is_ascii_digit());
+        t.trim_start().starts_with('|')
+    };
+    rendered.lines().filter(|l| !quoted(l)).collect::<Vec<_>>().join("\n")
+}
+
+/// Whether a request's `Host` names this machine (loopback binding): a page of another
+/// site that rebinds its name to 127.0.0.1 is refused.
+fn local_host(headers: &HeaderMap) -> bool {
+    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else { return true };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// 128 random bits as hex.
 fn new_token() -> String {
     use rand::Rng;
@@ -388,7 +422,8 @@ impl RunView {
                 vus_max: p.vus_max,
             })
             .collect();
-        self.errors = report.iteration_errors.iter().map(|e| (e.key.clone(), e.count)).collect();
+        self.errors = crate::engine::judge::failure_kinds(&report.aggregate, &[]).into_iter().collect();
+        self.errors.extend(report.iteration_errors.iter().map(|e| (e.key.clone(), e.count)));
         self.outputs = outputs;
     }
 }
@@ -477,21 +512,21 @@ fn denied() -> Response {
 }
 
 async fn page(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Q) -> Response {
-    if s.guarded && !s.authorised(&headers, &q) {
+    if !s.may_read(&headers, &q) {
         return denied();
     }
     ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-store")], PAGE).into_response()
 }
 
 async fn state(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Q) -> Response {
-    if s.guarded && !s.authorised(&headers, &q) {
+    if !s.may_read(&headers, &q) {
         return denied();
     }
     ([(header::CONTENT_TYPE, "application/json")], s.snapshot()).into_response()
 }
 
 async fn report(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Q) -> Response {
-    if s.guarded && !s.authorised(&headers, &q) {
+    if !s.may_read(&headers, &q) {
         return denied();
     }
     match s.report_html.lock().unwrap_or_else(|e| e.into_inner()).clone() {
@@ -517,7 +552,7 @@ async fn stop(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Q) -> 
 }
 
 async fn events(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Q) -> Response {
-    if s.guarded && !s.authorised(&headers, &q) {
+    if !s.may_read(&headers, &q) {
         return denied();
     }
     let first = s.snapshot();
@@ -578,6 +613,22 @@ mod tests {
         let with_prev = charts(&view.rows, Some(&view.rows));
         assert!(with_prev[0].contains("prev. req/s"));
         d.close();
+    }
+
+    #[test]
+    fn diagnostics_lose_their_source_and_foreign_hosts_are_refused() {
+        let d = "error: http::post: invalid URL\n --> a.rhai:14:19\n   |\n14 |     let r = http::post(x);\n   |                   ^\nhint: URLs start with http://";
+        assert_eq!(
+            without_source(d),
+            "error: http::post: invalid URL\n --> a.rhai:14:19\nhint: URLs start with http://"
+        );
+        let host = |h: &str| {
+            let mut m = HeaderMap::new();
+            m.insert(header::HOST, h.parse().unwrap());
+            local_host(&m)
+        };
+        assert!(host("127.0.0.1:5665") && host("localhost:5665") && host("[::1]:5665") && host("localhost"));
+        assert!(!host("evil.example:5665") && !host("10.0.0.2:5665"));
     }
 
     #[test]

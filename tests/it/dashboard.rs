@@ -100,8 +100,11 @@ impl Drop for Run {
 fn http(host_port: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
     let mut s = std::net::TcpStream::connect(host_port).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
-    write!(s, "{method} {path} HTTP/1.0\r\nHost: {host_port}\r\nContent-Length: 0\r\n{extra}\r\n").unwrap();
+    let mut extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    if !headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        extra.push_str(&format!("Host: {host_port}\r\n"));
+    }
+    write!(s, "{method} {path} HTTP/1.0\r\nContent-Length: 0\r\n{extra}\r\n").unwrap();
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
     let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
@@ -183,6 +186,8 @@ fn stop_needs_the_token_and_the_page_carries_no_script_or_environment() {
     for secret in ["hunter2", "http::get", "constant-vus", &server.base] {
         assert!(!state.contains(secret), "the dashboard shows {secret:?}: {state}");
     }
+    // Another site's page that rebinds its name to 127.0.0.1 reads nothing.
+    assert_eq!(http(&hp, "GET", "/api/state", &[("Host", "evil.example:5665")]).0, 401);
     assert_eq!(http(&hp, "POST", "/api/stop", &[]).0, 401);
     assert_eq!(http(&hp, "POST", "/api/stop", &[("x-volley-token", "0000")]).0, 401);
     assert!(run.child.try_wait().unwrap().is_none(), "a stop without the token ended the run");
@@ -243,7 +248,7 @@ fn watch_keeps_one_dashboard_across_re_runs_with_the_previous_run_beside() {
     let server = support::start();
     let body = |n: u32| {
         format!(
-            "let base = env(\"BASE_URL\");\nphase(\"p\", #{{ executor: \"shared-iterations\", vus: 2, iterations: {n} }}, || {{ http::get(`${{base}}/ok`); }});\n"
+            "let base = env(\"BASE_URL\");\nphase(\"p\", #{{ executor: \"shared-iterations\", vus: 2, iterations: {n} }}, || {{ http::get(`${{base}}/ok`); http::get(`${{base}}/status/503`); }});\n"
         )
     };
     let (dir, path) = script(&body(20));
@@ -273,7 +278,9 @@ fn watch_keeps_one_dashboard_across_re_runs_with_the_previous_run_beside() {
     let hp = url.trim_start_matches("http://").split('/').next().unwrap().to_string();
     let first = wait_state(&hp, "the first run's verdict", |s| s["current"]["verdict"] == "passed");
     assert_eq!(first["current"]["run"], 1);
-    assert_eq!(first["current"]["requests"], 20, "{first}");
+    assert_eq!(first["current"]["requests"], 40, "{first}");
+    let kinds = first["current"]["errors"].to_string();
+    assert!(kinds.contains("503") && kinds.contains("20"), "errors by kind: {kinds}");
     assert!(first["previous"].is_null());
     // Let the watcher settle on the files before the save (as an editor would, later).
     std::thread::sleep(Duration::from_millis(500));
@@ -283,9 +290,9 @@ fn watch_keeps_one_dashboard_across_re_runs_with_the_previous_run_beside() {
     let second = wait_state(&hp, "the second run's verdict", |s| {
         s["current"]["run"] == 2 && s["current"]["verdict"] == "passed"
     });
-    assert_eq!(second["current"]["requests"], 30, "{second}");
+    assert_eq!(second["current"]["requests"], 60, "{second}");
     assert_eq!(second["previous"]["run"], 1, "{second}");
-    assert_eq!(second["previous"]["requests"], 20, "{second}");
+    assert_eq!(second["previous"]["requests"], 40, "{second}");
     let throughput = second["current"]["charts"][0].as_str().unwrap();
     assert!(throughput.contains("prev. req/s"), "{throughput}");
     assert_eq!(server.count("/ok"), 50);
