@@ -225,6 +225,9 @@ pub fn execute(args: RunArgs) -> i32 {
         Ok(d) => d,
         Err(code) => return code,
     };
+    if let Some(d) = &dashboard {
+        d.stop_with(stop.clone());
+    }
     let started = std::time::Instant::now();
     let outcome = run_scripts(&args, scripts, &env, &stop, dashboard.as_ref());
     if let Some(d) = dashboard {

@@ -223,6 +223,12 @@ impl Dashboard {
         format!("http://{host}:{}/?token={}", self.addr.port(), self.shared.token)
     }
 
+    /// What Stop interrupts until a run begins (`volley run`: its stop handle, so a
+    /// press before the script is loaded stops the run too).
+    pub fn stop_with(&self, stop: Arc<Stop>) {
+        *self.shared.stop.lock().unwrap_or_else(|e| e.into_inner()) = Some(stop);
+    }
+
     /// A new run starts on the page (the current one becomes the previous one): returns
     /// the listener to give the run. `stop` is what the Stop button interrupts.
     pub fn begin_run(&self, id: &str, script: &str, stop: Arc<Stop>) -> IntervalListener {
@@ -315,7 +321,7 @@ impl Dashboard {
         self.shared.publish();
     }
 
-    /// Stops serving; pages that are open keep what they last received. Waits up to a
+    /// Stops serving; pages that are open keep what they last received. Waits half a
     /// second for the last update to reach the pages that are connected.
     pub fn close(mut self) {
         if self.shared.events.receiver_count() > 0 {
@@ -326,6 +332,9 @@ impl Dashboard {
 
     fn shut(&mut self) {
         if let Some(tx) = self.shutdown.take() {
+            // An empty message ends the SSE streams, so the graceful shutdown does not
+            // wait for the pages to go away.
+            let _ = self.shared.events.send(String::new());
             let _ = tx.send(());
         }
         if let Some(t) = self.thread.take() {
@@ -563,6 +572,7 @@ async fn events(State(s): State<Arc<Shared>>, headers: HeaderMap, Query(q): Q) -
         }
         loop {
             match rx.recv().await {
+                Ok(data) if data.is_empty() => return None,
                 Ok(data) => return Some((Ok(Event::default().data(data)), (None, rx))),
                 // A slow page skips to the newest snapshot.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,

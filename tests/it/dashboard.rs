@@ -208,6 +208,7 @@ fn off_loopback_every_request_needs_the_token() {
         assert_eq!(http(&hp, "GET", p, &[]).0, 401, "{p} without the token");
     }
     assert_eq!(http(&hp, "GET", &format!("/api/state?token={}", run.token()), &[]).0, 200);
+    // Stop works from the moment the URL is printed, before the script is even loaded.
     assert_eq!(http(&hp, "POST", "/api/stop", &[("x-volley-token", &run.token())]).0, 202);
     assert_eq!(run.wait(Duration::from_secs(60)).0, Some(130));
 }
