@@ -66,7 +66,7 @@ struct RunView {
     failures: u64,
     iterations: u64,
     vus: u64,
-    /// The last closed second's figures.
+    /// The last closed second's figures; at the end, the whole run's.
     rps: f64,
     failures_per_s: f64,
     p50_ms: Option<f64>,
@@ -410,6 +410,14 @@ impl RunView {
         self.verdict = Some(super::verdict_word(report).to_string());
         self.exit = Some(report.exit.code());
         self.elapsed_s = report.elapsed.as_secs_f64();
+        // The figures become the run's: rates over its length, HTTP latency over every
+        // request (watch mode shows them beside the next run's).
+        let secs = self.elapsed_s.max(1e-3);
+        (self.rps, self.failures_per_s) = (self.requests as f64 / secs, self.failures as f64 / secs);
+        if let Some(sink) = report.aggregate.query("http_req_duration", &[]) {
+            let p = |q: f64| sink.stat(crate::metrics::Stat::Percentile(q), Duration::ZERO).ok().flatten();
+            (self.p50_ms, self.p95_ms, self.p99_ms) = (p(50.0), p(95.0), p(99.0));
+        }
         self.table = report.requests.clone();
         self.thresholds = report
             .thresholds

@@ -294,6 +294,9 @@ fn watch_keeps_one_dashboard_across_re_runs_with_the_previous_run_beside() {
     assert_eq!(second["current"]["requests"], 60, "{second}");
     assert_eq!(second["previous"]["run"], 1, "{second}");
     assert_eq!(second["previous"]["requests"], 40, "{second}");
+    // Beside the new figures: the previous run's, over that whole run.
+    assert!(second["previous"]["p95_ms"].as_f64().is_some_and(|v| v > 0.0), "{second}");
+    assert!(second["previous"]["rps"].as_f64().is_some_and(|v| v > 0.0), "{second}");
     let throughput = second["current"]["charts"][0].as_str().unwrap();
     assert!(throughput.contains("prev. req/s"), "{throughput}");
     assert_eq!(server.count("/ok"), 50);
