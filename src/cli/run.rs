@@ -98,6 +98,17 @@ pub struct RunArgs {
     /// ...); it wins over the script's levels(...).
     #[arg(long, value_name = "FILE", requires = "level")]
     pub levels: Option<PathBuf>,
+    /// Serve a live dashboard in the browser during the run (default 127.0.0.1:5665; a
+    /// free port with :0). The URL printed carries the run's token, which Stop needs, and
+    /// everything needs when ADDR is not loopback (e.g. 0.0.0.0:5665).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        num_args = 0..=1,
+        default_missing_value = crate::report::dashboard::DEFAULT_ADDR,
+        value_parser = crate::report::dashboard::parse_addr
+    )]
+    pub dashboard: Option<std::net::SocketAddr>,
 }
 
 impl RunArgs {
@@ -210,8 +221,19 @@ pub fn execute(args: RunArgs) -> i32 {
         Ok(v) => v,
         Err(code) => return code,
     };
+    let dashboard = match start_dashboard(&args) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    if let Some(d) = &dashboard {
+        d.stop_with(stop.clone());
+    }
     let started = std::time::Instant::now();
-    let outcome = match run_scripts(&args, scripts, &env, &stop) {
+    let outcome = run_scripts(&args, scripts, &env, &stop, dashboard.as_ref());
+    if let Some(d) = dashboard {
+        d.close();
+    }
+    let outcome = match outcome {
         Ok(r) => r,
         Err(code) => return code,
     };
@@ -223,6 +245,22 @@ pub fn execute(args: RunArgs) -> i32 {
         return ExitCode::Usage.code();
     }
     suite_exit(&outcome.results)
+}
+
+/// Starts `--dashboard` when asked and prints its URL (with the token).
+pub fn start_dashboard(args: &RunArgs) -> Result<Option<crate::report::dashboard::Dashboard>, i32> {
+    let Some(addr) = args.dashboard else { return Ok(None) };
+    match crate::report::dashboard::Dashboard::start(addr) {
+        Ok(d) => {
+            let reach = if addr.ip().is_loopback() { "" } else { " (not loopback: every request needs the token)" };
+            eprintln!("volley: dashboard on {}{reach}", d.url());
+            Ok(Some(d))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Err(ExitCode::Usage.code())
+        }
+    }
 }
 
 /// The scripts `args` selects, or the exit code of a usage error (already printed).
@@ -290,6 +328,7 @@ pub fn run_scripts(
     scripts: Vec<crate::suite::ScriptMeta>,
     env: &HashMap<String, String>,
     stop: &Arc<Stop>,
+    dashboard: Option<&crate::report::dashboard::Dashboard>,
 ) -> Result<Outcome, i32> {
     let workers = args.workers.map(usize::from).unwrap_or_else(crate::engine::run::default_workers);
     let suite = scripts.len() > 1;
@@ -321,7 +360,11 @@ pub fn run_scripts(
         if suite {
             println!("\n━━ {} {} ({})", meta.id, meta.title, meta.path.display());
         }
-        let (live, listeners): (Vec<_>, Vec<_>) = crate::report::start_live(&args.outs, &meta.id).into_iter().unzip();
+        let (live, mut listeners): (Vec<_>, Vec<_>) =
+            crate::report::start_live(&args.outs, &meta.id).into_iter().unzip();
+        if let Some(d) = dashboard {
+            listeners.push(d.begin_run(&meta.id, &meta.path.display().to_string(), stop.clone()));
+        }
         let config = RunConfig {
             script: meta.path.clone(),
             env: env.clone(),
@@ -370,6 +413,7 @@ pub fn run_scripts(
                 report.judge();
                 print!("{}", crate::report::summary::render(&report));
                 print!("{}", bands.render(&report.requests));
+                let mut all_written = Vec::new();
                 for spec in &args.outs {
                     // A panic while writing one output (a bug) fails the run and leaves
                     // the other outputs to be written.
@@ -381,7 +425,10 @@ pub fn run_scripts(
                         Err(format!("internal error: {what} (a bug in volley: please report it)"))
                     });
                     match written {
-                        Ok(written) => eprintln!("volley: {} written to {}", spec.kind, written.join(", ")),
+                        Ok(written) => {
+                            eprintln!("volley: {} written to {}", spec.kind, written.join(", "));
+                            all_written.extend(written);
+                        }
                         // A Pushgateway that is down must not turn a verdict into a usage
                         // error: warn. A file that cannot be written is the user's to fix.
                         Err(e) if spec.kind == "prometheus" => eprintln!("volley: --out prometheus failed: {e}"),
@@ -390,6 +437,9 @@ pub fn run_scripts(
                             output_failed = true;
                         }
                     }
+                }
+                if let Some(d) = dashboard {
+                    d.finish_run(&mut report, &run_meta, all_written);
                 }
                 if let Some(url) = &args.notify {
                     match crate::report::notify::notify(url, &report, &run_meta) {
@@ -402,6 +452,9 @@ pub fn run_scripts(
             }
             Err(failure) => {
                 eprint!("{}", failure.rendered);
+                if let Some(d) = dashboard {
+                    d.fail_run();
+                }
                 if !suite {
                     return Err(failure.exit.code());
                 }

@@ -1,7 +1,8 @@
 //! `volley watch PATH [run options]`: run, then re-run on every save of the scripts, their
 //! directory, or a stdlib module. A save during a run stops it gracefully first. Errors
 //! in a script print their diagnostic and the watcher waits for the next save; after each
-//! run it prints the change of key figures since the previous one.
+//! run it prints the change of key figures since the previous one. With `--dashboard` one
+//! page follows every re-run, the previous run's figures beside the new ones.
 
 use super::run::{self, RunArgs};
 use crate::engine;
@@ -106,6 +107,11 @@ pub fn execute(args: WatchArgs) -> i32 {
         Ok(v) => v,
         Err(code) => return code,
     };
+    // One dashboard for every re-run: the page stays open across saves.
+    let dashboard = match run::start_dashboard(&args.run) {
+        Ok(d) => d.map(std::sync::Arc::new),
+        Err(code) => return code,
+    };
     let (tx, rx) = mpsc::channel::<Instant>();
     let debouncer = new_debouncer(Duration::from_millis(150), None, move |res: DebounceEventResult| {
         if let Ok(events) = res
@@ -137,9 +143,10 @@ pub fn execute(args: WatchArgs) -> i32 {
         let stop = std::sync::Arc::new(crate::script::context::Stop::default());
         run::set_signal_target(Some(stop.clone()));
         let run_stop = stop.clone();
+        let run_dashboard = dashboard.clone();
         let handle = std::thread::spawn(move || {
             let scripts = run::select(&run_args)?;
-            run::run_scripts(&run_args, scripts, &run_env, &run_stop)
+            run::run_scripts(&run_args, scripts, &run_env, &run_stop, run_dashboard.as_deref())
         });
         // A save during the run stops it gracefully; the re-run follows.
         let mut pending: Option<Instant> = None;

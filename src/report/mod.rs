@@ -4,6 +4,7 @@
 
 pub mod compare;
 pub mod csv;
+pub mod dashboard;
 pub mod grade;
 pub mod html;
 pub mod json;

@@ -3,6 +3,7 @@
 mod amqp;
 mod cli;
 mod core;
+mod dashboard;
 mod diagnostics;
 mod engine;
 mod examples;
