@@ -137,7 +137,8 @@ impl Ticker {
                     // Thresholds with abort_on_fail or a window, over the closed second.
                     judge.tick(&shared, second, Duration::from_secs(second + 1));
                     second += 1;
-                    for row in rows {
+                    for mut row in rows {
+                        row.phase = current.as_ref().map(|c| c.0.to_string());
                         for tx in &listeners {
                             let _ = tx.try_send(row.clone());
                         }

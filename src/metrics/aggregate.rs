@@ -35,6 +35,13 @@ pub struct IntervalRow {
     /// Every metric counted in the interval: a counter's sum, a rate's non-zero samples,
     /// a trend's number of samples.
     pub counts: BTreeMap<String, f64>,
+    /// The interval per phase and per request name, on the rows sent to live outputs
+    /// (the history keeps them apart: [`Aggregate::group_history`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupRow>,
+    /// The phase running when the interval was closed (live outputs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
 }
 
 /// One second of one phase or one request name (for per-phase and per-name charts).
@@ -245,6 +252,7 @@ impl Aggregate {
         row.p50_ms = percentile(latency.as_ref(), 50.0);
         row.p95_ms = percentile(latency.as_ref(), 95.0);
         row.p99_ms = percentile(latency.as_ref(), 99.0);
+        let mut groups = Vec::with_capacity(bucket.groups.len());
         for ((group, key), acc) in bucket.groups {
             let p = |q: f64| percentile(acc.durations.as_ref(), q);
             let g = GroupRow {
@@ -257,9 +265,11 @@ impl Aggregate {
                 p95_ms: p(95.0),
                 p99_ms: p(99.0),
             };
+            groups.push(g.clone());
             self.group_rows.insert((second, group, key.to_string()), g);
         }
         self.rows.insert(second, row.clone());
+        row.groups = groups;
         row
     }
 

@@ -74,6 +74,10 @@ struct RunView {
     p99_ms: Option<f64>,
     /// Every metric counted so far (custom and protocol ones included): name, total, last second.
     metrics: Vec<(String, f64, f64)>,
+    /// The phase running now (live).
+    phase: Option<String>,
+    /// Per request name and per phase, live: totals so far and the last second's figures.
+    live: Vec<LiveGroup>,
     /// SVG charts.
     charts: Vec<String>,
     /// Set when the run ends.
@@ -89,6 +93,21 @@ struct RunView {
     rows: Vec<IntervalRow>,
     #[serde(skip)]
     totals: BTreeMap<String, f64>,
+}
+
+/// One request name or phase, live.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct LiveGroup {
+    /// `name` or `phase`.
+    group: &'static str,
+    key: String,
+    requests: u64,
+    failures: u64,
+    /// The last second's rate and latency percentiles.
+    rps: f64,
+    p50_ms: Option<f64>,
+    p95_ms: Option<f64>,
+    p99_ms: Option<f64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -396,6 +415,28 @@ impl RunView {
         for (name, n) in &row.counts {
             *self.totals.entry(name.clone()).or_default() += n;
         }
+        if row.phase.is_some() {
+            self.phase = row.phase.clone();
+        }
+        // Groups not seen this second keep their totals and show no rate.
+        for g in &mut self.live {
+            (g.rps, g.p50_ms, g.p95_ms, g.p99_ms) = (0.0, None, None, None);
+        }
+        for g in &row.groups {
+            let i = match self.live.iter().position(|l| l.group == g.group && l.key == g.key) {
+                Some(i) => i,
+                None => {
+                    self.live.push(LiveGroup { group: g.group, key: g.key.clone(), ..LiveGroup::default() });
+                    self.live.len() - 1
+                }
+            };
+            let l = &mut self.live[i];
+            l.requests += g.requests;
+            l.failures += g.failures;
+            l.rps = g.requests as f64 / span;
+            (l.p50_ms, l.p95_ms, l.p99_ms) = (g.p50_ms, g.p95_ms, g.p99_ms);
+        }
+        self.live.sort_by(|a, b| (a.group, &a.key).cmp(&(b.group, &b.key)));
         self.metrics = self
             .totals
             .iter()

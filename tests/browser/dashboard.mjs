@@ -26,6 +26,10 @@ try {
   await page.waitForFunction((n) => Number(document.querySelector("#requests").textContent) > n, seen.first, { timeout: 20000 });
   seen.second = await requests();
   if (!(seen.second > seen.first)) fail(`the request count did not grow: ${seen.first} then ${seen.second}`);
+  // The live table follows each request name and phase every second.
+  await page.waitForFunction(() => document.querySelectorAll("#live tr").length > 2, null, { timeout: 20000 });
+  seen.live = await page.locator("#live tr").evaluateAll((rows) => rows.slice(1).map((r) => [...r.cells].map((c) => c.textContent)));
+  seen.phase = await page.locator("#phase").textContent();
   seen.state = await page.locator("#state").textContent();
   seen.charts = await page.locator("#charts svg.chart").count();
   seen.polylines = await page.locator("#charts svg.chart polyline").count();

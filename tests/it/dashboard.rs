@@ -143,6 +143,13 @@ fn the_dashboard_runs_live_in_chromium_and_its_stop_button_ends_the_run_with_130
     assert!(seen["second"].as_u64().unwrap() > seen["first"].as_u64().unwrap(), "{seen}");
     assert!(seen["polylines"].as_u64().unwrap() >= 3, "{seen}");
     assert_eq!(seen["state"], "running", "{seen}");
+    // Live per request name and per phase, with the running phase named.
+    assert_eq!(seen["phase"], "steady", "{seen}");
+    let live = seen["live"].as_array().unwrap();
+    let row = |group: &str, key: &str| live.iter().find(|r| r[0] == group && r[1] == key).cloned();
+    let ok = row("name", "/ok").unwrap_or_else(|| panic!("no live row for /ok: {seen}"));
+    assert!(ok[2].as_str().unwrap().parse::<u64>().unwrap() > 0, "{seen}");
+    assert!(row("phase", "steady").is_some(), "{seen}");
     assert_eq!(seen["verdict"], "INTERRUPTED (exit 130)", "{seen}");
     assert!(seen["report"].as_str().unwrap().contains("INTERRUPTED"), "{seen}");
     assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");
