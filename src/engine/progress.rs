@@ -102,6 +102,24 @@ pub struct Ticker {
     handle: Option<std::thread::JoinHandle<(u64, LiveJudge)>>,
 }
 
+/// Every declared threshold judged on the run so far (as the end of the run would,
+/// with windows from the live judge).
+fn thresholds_so_far(shared: &RunShared, live: &LiveJudge, elapsed: Duration) -> Vec<crate::metrics::ThresholdStatus> {
+    let declared = shared.judge.lock().unwrap_or_else(|e| e.into_inner()).thresholds.clone();
+    if declared.is_empty() {
+        return Vec::new();
+    }
+    let agg = shared.aggregate.lock().unwrap_or_else(|e| e.into_inner());
+    super::judge::thresholds(&agg, &declared, &[], elapsed, Some(live))
+        .into_iter()
+        .map(|t| crate::metrics::ThresholdStatus {
+            criterion: format!("{} {}", t.selector, t.condition),
+            passed: t.passed,
+            observed: t.observed,
+        })
+        .collect()
+}
+
 impl Ticker {
     /// Starts ticking: a little after each second of the run ends (the workers drain
     /// just after it), sample the busy VUs, close the second's row, send it to the
@@ -137,8 +155,18 @@ impl Ticker {
                     // Thresholds with abort_on_fail or a window, over the closed second.
                     judge.tick(&shared, second, Duration::from_secs(second + 1));
                     second += 1;
-                    for mut row in rows {
+                    // Live outputs (the dashboard) show every threshold's standing.
+                    let standing = if listeners.is_empty() {
+                        Vec::new()
+                    } else {
+                        thresholds_so_far(&shared, &judge, Duration::from_secs(second))
+                    };
+                    let last = rows.len().saturating_sub(1);
+                    for (i, mut row) in rows.into_iter().enumerate() {
                         row.phase = current.as_ref().map(|c| c.0.to_string());
+                        if i == last {
+                            row.thresholds = standing.clone();
+                        }
                         for tx in &listeners {
                             let _ = tx.try_send(row.clone());
                         }

@@ -42,6 +42,21 @@ pub struct IntervalRow {
     /// The phase running when the interval was closed (live outputs only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
+    /// Every threshold judged on the run so far, at the end of the interval (live
+    /// outputs only; the verdict is the one at the run's end).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds: Vec<ThresholdStatus>,
+}
+
+/// A threshold's standing during the run.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ThresholdStatus {
+    /// `selector condition`, e.g. `http_req_duration p(95) < 300`.
+    pub criterion: String,
+    /// Whether it holds on the run so far.
+    pub passed: bool,
+    /// The measured value so far (None: no data yet).
+    pub observed: Option<f64>,
 }
 
 /// One second of one phase or one request name (for per-phase and per-name charts).

@@ -7,7 +7,7 @@ pub mod series;
 pub mod sink;
 pub mod threshold;
 
-pub use aggregate::{Aggregate, GroupRow, IntervalRow};
+pub use aggregate::{Aggregate, GroupRow, IntervalRow, ThresholdStatus};
 pub use series::{DefineError, Metric, Registry, Store, Str, Tags, builtin};
 pub use sink::{MetricKind, Sink, Stat, StatError};
 pub use threshold::{Condition, Op, Selector, ThresholdError, Verdict};

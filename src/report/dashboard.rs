@@ -418,6 +418,14 @@ impl RunView {
         if row.phase.is_some() {
             self.phase = row.phase.clone();
         }
+        // Each threshold's standing on the run so far (the verdict comes at the end).
+        if !row.thresholds.is_empty() {
+            self.thresholds = row
+                .thresholds
+                .iter()
+                .map(|t| ThresholdView { criterion: t.criterion.clone(), passed: t.passed, observed: t.observed })
+                .collect();
+        }
         // Groups not seen this second keep their totals and show no rate.
         for g in &mut self.live {
             (g.rps, g.p50_ms, g.p95_ms, g.p99_ms) = (0.0, None, None, None);

@@ -30,6 +30,9 @@ try {
   await page.waitForFunction(() => document.querySelectorAll("#live tr").length > 2, null, { timeout: 20000 });
   seen.live = await page.locator("#live tr").evaluateAll((rows) => rows.slice(1).map((r) => [...r.cells].map((c) => c.textContent)));
   seen.phase = await page.locator("#phase").textContent();
+  // Every threshold's standing, live.
+  await page.waitForFunction(() => document.querySelectorAll("#thresholds tr").length > 1, null, { timeout: 20000 });
+  seen.thresholds = await page.locator("#thresholds tr").evaluateAll((rows) => rows.slice(1).map((r) => [...r.cells].map((c) => c.textContent)));
   seen.state = await page.locator("#state").textContent();
   seen.charts = await page.locator("#charts svg.chart").count();
   seen.polylines = await page.locator("#charts svg.chart polyline").count();

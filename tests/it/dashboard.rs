@@ -150,6 +150,10 @@ fn the_dashboard_runs_live_in_chromium_and_its_stop_button_ends_the_run_with_130
     let ok = row("name", "/ok").unwrap_or_else(|| panic!("no live row for /ok: {seen}"));
     assert!(ok[2].as_str().unwrap().parse::<u64>().unwrap() > 0, "{seen}");
     assert!(row("phase", "steady").is_some(), "{seen}");
+    // The threshold's standing while the run goes.
+    let t = &seen["thresholds"][0];
+    assert_eq!(t[0], "http_req_duration p(95) < 5000", "{seen}");
+    assert_eq!(t[1], "holding", "{seen}");
     assert_eq!(seen["verdict"], "INTERRUPTED (exit 130)", "{seen}");
     assert!(seen["report"].as_str().unwrap().contains("INTERRUPTED"), "{seen}");
     assert_eq!(seen["errors"], serde_json::json!([]), "{seen}");

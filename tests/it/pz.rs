@@ -420,8 +420,23 @@ fn preset_verdicts_match_the_readme() {
         n.parse::<u64>().unwrap_or(0) * if unit == "m" { 60 } else { 1 }
     };
     jobs.sort_by_key(|j| nominal_s(&j.3));
+    // One job's verdict against its cell: None when they agree, else what went wrong.
+    let judge = |id: &str, preset: &str, cell: &str, script: &str| -> Option<String> {
+        let mut config = SimConfig::preset(preset).unwrap();
+        config.amqp_url = Some(BROKER.to_string());
+        let (r, _) = run_on(config, script, &[("AMQP_URL", BROKER)], 0.05);
+        let failures = failed_criteria(&r);
+        let ok = match cell.strip_prefix("fails") {
+            None => r.exit == ExitCode::Passed && r.skipped.is_none(),
+            Some(why) => {
+                let named = why.split('`').nth(1).unwrap_or_default();
+                r.exit == ExitCode::Failed && failures.iter().any(|f| f.contains(named))
+            }
+        };
+        (!ok).then(|| format!("{id} under {preset}: README says {cell:?}, got {:?} failing {failures:?}", r.exit))
+    };
     let jobs = std::sync::Mutex::new(jobs);
-    let mismatches = std::sync::Mutex::new(Vec::new());
+    let disagreed = std::sync::Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..12 {
             s.spawn(|| {
@@ -429,27 +444,20 @@ fn preset_verdicts_match_the_readme() {
                     // Not `while let ... = jobs.lock()...`: the guard would live through the run.
                     let next = jobs.lock().unwrap().pop();
                     let Some((id, preset, cell, script)) = next else { break };
-                    let mut config = SimConfig::preset(&preset).unwrap();
-                    config.amqp_url = Some(BROKER.to_string());
-                    let (r, _) = run_on(config, &script, &[("AMQP_URL", BROKER)], 0.05);
-                    let failures = failed_criteria(&r);
-                    let ok = match cell.strip_prefix("fails") {
-                        None => r.exit == ExitCode::Passed && r.skipped.is_none(),
-                        Some(why) => {
-                            let named = why.split('`').nth(1).unwrap_or_default();
-                            r.exit == ExitCode::Failed && failures.iter().any(|f| f.contains(named))
-                        }
-                    };
-                    if !ok {
-                        mismatches.lock().unwrap().push(format!(
-                            "{id} under {preset}: README says {cell:?}, got {:?} failing {failures:?}",
-                            r.exit
-                        ));
+                    if judge(&id, &preset, &cell, &script).is_some() {
+                        disagreed.lock().unwrap().push((id, preset, cell, script));
                     }
                 }
             });
         }
     });
-    let mismatches = mismatches.into_inner().unwrap();
+    // Twelve runs at once share two cores and the broker: a latency criterion can miss
+    // by contention alone. A disagreement counts when it repeats on a run of its own.
+    let mismatches: Vec<String> = disagreed
+        .into_inner()
+        .unwrap()
+        .iter()
+        .filter_map(|(id, preset, cell, script)| judge(id, preset, cell, script))
+        .collect();
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
 }
