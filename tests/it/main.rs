@@ -2,6 +2,7 @@
 
 mod amqp;
 mod cli;
+mod compare;
 mod core;
 mod diagnostics;
 mod engine;
