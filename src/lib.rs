@@ -3,6 +3,7 @@
 //! from VUs to an aggregator to the outputs.
 
 pub mod cli;
+pub mod convert;
 pub mod duration;
 pub mod engine;
 pub mod executor;

@@ -2,6 +2,7 @@
 
 pub mod check;
 pub mod compare;
+pub mod convert;
 pub mod list;
 pub mod run;
 pub mod sim;
@@ -29,6 +30,8 @@ pub enum Command {
     Watch(Box<watch::WatchArgs>),
     /// Compare two run results (--out json=FILE); exit 99 when B is worse than A beyond the margin.
     Compare(compare::CompareArgs),
+    /// Turn a browser recording (HAR) into a scenario script.
+    Convert(convert::ConvertArgs),
     /// List scripts (id, title, tags, nominal duration) without running them.
     List(list::ListArgs),
     /// Start the built-in simulator of the Focus Server, alerts API and alert path.
@@ -40,6 +43,7 @@ pub fn execute(cli: Cli) -> i32 {
     match cli.command {
         Command::Run(args) => run::execute(*args),
         Command::Compare(args) => compare::execute(args),
+        Command::Convert(args) => convert::execute(args),
         Command::List(args) => list::execute(args),
         Command::Check(args) => check::execute(args),
         Command::Watch(args) => watch::execute(*args),
