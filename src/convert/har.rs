@@ -244,6 +244,29 @@ fn url_expr(var: &str, u: &url::Url) -> String {
     }
 }
 
+fn request_headers(e: &Entry) -> Vec<(String, String)> {
+    let mut headers: Vec<(String, String)> =
+        e.headers.iter().filter(|(n, _)| header_matters(n)).map(|(n, v)| (n.to_ascii_lowercase(), v.clone())).collect();
+    // JSON bodies are sent as JSON by volley; a recorded content-type would repeat it.
+    if matches!(e.body, Some(Body::Json(_))) {
+        headers.retain(|(n, _)| n != "content-type");
+    }
+    if let Some(Body::Text { mime, .. }) = &e.body
+        && !mime.is_empty()
+        && !headers.iter().any(|(n, _)| n == "content-type")
+    {
+        headers.push(("content-type".into(), mime.clone()));
+    }
+    headers.sort();
+    headers.dedup_by(|a, b| a.0 == b.0);
+    headers
+}
+
+fn header_map<'a>(headers: impl IntoIterator<Item = &'a (String, String)>) -> String {
+    let hs: Vec<String> = headers.into_iter().map(|(n, v)| format!("{}: {}", rhai_text::key(n), rhai_text::string(v))).collect();
+    format!("#{{ {} }}", hs.join(", "))
+}
+
 /// Converts the HAR text to a scenario script. `file` names the recording in errors and
 /// in the script's header.
 pub fn convert(file: &str, text: &str, opts: &Options) -> Result<String, HarError> {
@@ -277,6 +300,17 @@ pub fn convert(file: &str, text: &str, opts: &Options) -> Result<String, HarErro
     for ((var, env), o) in vars.iter().zip(&origins) {
         writeln!(s, "let {var} = env({}, {});", rhai_text::string(env), rhai_text::string(o)).ok();
     }
+    // Headers every request sent alike are set once for the run.
+    let headers_of: Vec<Vec<(String, String)>> = list.iter().map(request_headers).collect();
+    let common: Vec<(String, String)> = match headers_of.split_first() {
+        Some((first, rest)) if !rest.is_empty() => {
+            first.iter().filter(|h| rest.iter().all(|hs| hs.contains(h))).cloned().collect()
+        }
+        _ => Vec::new(),
+    };
+    if !common.is_empty() {
+        writeln!(s, "http::defaults(#{{ headers: {} }});", header_map(&common)).ok();
+    }
     writeln!(s).ok();
     writeln!(s, "let journey = phase(\"journey\", #{{ executor: \"per-vu-iterations\", vus: 1, iterations: 1 }}, || {{").ok();
     for (i, e) in list.iter().enumerate() {
@@ -290,26 +324,11 @@ pub fn convert(file: &str, text: &str, opts: &Options) -> Result<String, HarErro
         let o = origin(&e.url);
         let var = &vars[origins.iter().position(|x| *x == o).unwrap_or(0)].0;
         let url = url_expr(var, &e.url);
-        let mut headers: Vec<(String, String)> =
-            e.headers.iter().filter(|(n, _)| header_matters(n)).map(|(n, v)| (n.to_ascii_lowercase(), v.clone())).collect();
-        // JSON bodies are sent as JSON by volley; a recorded content-type would repeat it.
-        if matches!(e.body, Some(Body::Json(_))) {
-            headers.retain(|(n, _)| n != "content-type");
-        }
-        if let Some(Body::Text { mime, .. }) = &e.body
-            && !mime.is_empty()
-            && !headers.iter().any(|(n, _)| n == "content-type")
-        {
-            headers.push(("content-type".into(), mime.clone()));
-        }
-        headers.sort();
-        headers.dedup_by(|a, b| a.0 == b.0);
+        let headers: Vec<&(String, String)> = headers_of[i].iter().filter(|h| !common.contains(h)).collect();
         let opts = if headers.is_empty() {
             String::new()
         } else {
-            let hs: Vec<String> =
-                headers.iter().map(|(n, v)| format!("{}: {}", rhai_text::key(n), rhai_text::string(v))).collect();
-            format!("#{{ headers: #{{ {} }} }}", hs.join(", "))
+            format!("#{{ headers: {} }}", header_map(headers.iter().copied()))
         };
         let body = match &e.body {
             Some(Body::Json(v)) => Some(rhai_text::value(v, 4)),
@@ -377,7 +396,8 @@ mod tests {
         ]);
         let s = convert("shop.har", &text, &Options::default()).unwrap();
         assert!(s.contains("let base = env(\"BASE_URL\", \"http://127.0.0.1:8080\");"), "{s}");
-        assert!(s.contains("http::post(`${base}/api/login`, #{ n: 1, user: \"a\" }, #{ headers: #{ accept: \"application/json\", \"x-trace\": \"t1\" } })"), "{s}");
+        assert!(s.contains("http::defaults(#{ headers: #{ accept: \"application/json\", \"x-trace\": \"t1\" } });"), "{s}");
+        assert!(s.contains("http::post(`${base}/api/login`, #{ n: 1, user: \"a\" });"), "{s}");
         assert!(s.contains("check(r, \"POST /api/login is 201\", r.status == 201);"), "{s}");
         assert!(s.contains("    sleep(\"2.5s\");\n    let r = http::get(`${base}/api/items?page=2`"), "{s}");
         assert!(!s.contains("app.js") && !s.to_lowercase().contains("cookie: ") && !s.contains("authority"), "{s}");

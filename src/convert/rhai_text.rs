@@ -81,7 +81,8 @@ fn flat(v: &Value) -> String {
 
 /// A duration in seconds as volley writes it: `"250ms"`, `"1.5s"`.
 pub fn duration(secs: f64) -> String {
-    if secs < 1.0 { format!("\"{}ms\"", (secs * 1000.0).round() as u64) } else { format!("\"{:.1}s\"", secs) }
+    // Think time to 10 ms below a second, 0.1 s above: a recording's gaps are not exact.
+    if secs < 1.0 { format!("\"{}ms\"", (secs * 100.0).round() as u64 * 10) } else { format!("\"{:.1}s\"", secs) }
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 mod amqp;
 mod cli;
 mod compare;
+mod convert;
 mod core;
 mod diagnostics;
 mod engine;
