@@ -91,8 +91,8 @@ impl Ctx<'_> {
 
 const STATIC_TYPES: &[&str] = &["stylesheet", "script", "image", "font", "media", "manifest", "texttrack", "ping"];
 const STATIC_EXT: &[&str] = &[
-    ".css", ".js", ".mjs", ".map", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".ico", ".webp", ".avif", ".woff", ".woff2",
-    ".ttf", ".otf", ".eot", ".mp4", ".webm", ".mp3",
+    ".css", ".js", ".mjs", ".map", ".png", ".jpg", ".jpeg", ".gif", ".svg", ".ico", ".webp", ".avif", ".woff",
+    ".woff2", ".ttf", ".otf", ".eot", ".mp4", ".webm", ".mp3",
 ];
 
 /// Headers a script should not send: cookies (the VU jar has them), what the client
@@ -143,7 +143,11 @@ fn parse_entry(ctx: &Ctx, e: &Value, path: &str) -> Result<Option<Entry>, HarErr
     let method = ctx.str(req, &rpath, "method")?.to_ascii_uppercase();
     let url_text = ctx.str(req, &rpath, "url")?;
     let url = url::Url::parse(url_text).map_err(|err| {
-        ctx.err(format!("{rpath}.url"), format!("invalid URL {url_text:?}: {err}"), "URLs are absolute: http://host/path")
+        ctx.err(
+            format!("{rpath}.url"),
+            format!("invalid URL {url_text:?}: {err}"),
+            "URLs are absolute: http://host/path",
+        )
     })?;
     if !matches!(url.scheme(), "http" | "https") {
         // data:, blob:, chrome-extension:, ws: — nothing an HTTP script can replay.
@@ -198,10 +202,18 @@ fn entries(ctx: &Ctx, text: &str, opts: &Options) -> Result<(Vec<Entry>, usize),
             serde_json::error::Category::Eof => "the JSON ends early (truncated file?)".to_string(),
             _ => format!("not JSON: {e}"),
         };
-        ctx.err(format!("line {}, column {}", e.line(), e.column()), what, "save the recording again with \"Save all as HAR\"")
+        ctx.err(
+            format!("line {}, column {}", e.line(), e.column()),
+            what,
+            "save the recording again with \"Save all as HAR\"",
+        )
     })?;
     let log = doc.get("log").ok_or_else(|| {
-        ctx.err("", "not a HAR file: no top-level `log`", "export from the browser's network panel: \"Save all as HAR\"")
+        ctx.err(
+            "",
+            "not a HAR file: no top-level `log`",
+            "export from the browser's network panel: \"Save all as HAR\"",
+        )
     })?;
     let list = match ctx.field(log, "log", "entries")? {
         Value::Array(a) => a,
@@ -263,7 +275,8 @@ fn request_headers(e: &Entry) -> Vec<(String, String)> {
 }
 
 fn header_map<'a>(headers: impl IntoIterator<Item = &'a (String, String)>) -> String {
-    let hs: Vec<String> = headers.into_iter().map(|(n, v)| format!("{}: {}", rhai_text::key(n), rhai_text::string(v))).collect();
+    let hs: Vec<String> =
+        headers.into_iter().map(|(n, v)| format!("{}: {}", rhai_text::key(n), rhai_text::string(v))).collect();
     format!("#{{ {} }}", hs.join(", "))
 }
 
@@ -283,7 +296,13 @@ pub fn convert(file: &str, text: &str, opts: &Options) -> Result<String, HarErro
     let vars: Vec<(String, String)> = origins
         .iter()
         .enumerate()
-        .map(|(i, _)| if i == 0 { ("base".into(), "BASE_URL".into()) } else { (format!("base{}", i + 1), format!("BASE_URL_{}", i + 1)) })
+        .map(|(i, _)| {
+            if i == 0 {
+                ("base".into(), "BASE_URL".into())
+            } else {
+                (format!("base{}", i + 1), format!("BASE_URL_{}", i + 1))
+            }
+        })
         .collect();
     let min_think = if opts.min_think_s > 0.0 { opts.min_think_s } else { 0.1 };
     let stem = std::path::Path::new(file).file_stem().and_then(|s| s.to_str()).unwrap_or("recording");
@@ -312,7 +331,11 @@ pub fn convert(file: &str, text: &str, opts: &Options) -> Result<String, HarErro
         writeln!(s, "http::defaults(#{{ headers: {} }});", header_map(&common)).ok();
     }
     writeln!(s).ok();
-    writeln!(s, "let journey = phase(\"journey\", #{{ executor: \"per-vu-iterations\", vus: 1, iterations: 1 }}, || {{").ok();
+    writeln!(
+        s,
+        "let journey = phase(\"journey\", #{{ executor: \"per-vu-iterations\", vus: 1, iterations: 1 }}, || {{"
+    )
+    .ok();
     for (i, e) in list.iter().enumerate() {
         if i > 0 {
             let prev = &list[i - 1];
@@ -336,7 +359,9 @@ pub fn convert(file: &str, text: &str, opts: &Options) -> Result<String, HarErro
             None => None,
         };
         let call = match (e.method.as_str(), body) {
-            ("GET", None) => format!("http::get({url}{})", if opts.is_empty() { String::new() } else { format!(", {opts}") }),
+            ("GET", None) => {
+                format!("http::get({url}{})", if opts.is_empty() { String::new() } else { format!(", {opts}") })
+            }
             ("DELETE", None) => {
                 format!("http::delete({url}{})", if opts.is_empty() { String::new() } else { format!(", {opts}") })
             }
@@ -386,7 +411,8 @@ mod tests {
     fn a_recording_becomes_a_readable_script() {
         let mut post = entry("http://127.0.0.1:8080/api/login", "2026-11-30T10:00:01.000Z", serde_json::json!({}));
         post["request"]["method"] = "POST".into();
-        post["request"]["postData"] = serde_json::json!({"mimeType": "application/json", "text": "{\"user\":\"a\",\"n\":1}"});
+        post["request"]["postData"] =
+            serde_json::json!({"mimeType": "application/json", "text": "{\"user\":\"a\",\"n\":1}"});
         post["response"]["status"] = 201.into();
         let text = har(vec![
             entry("http://127.0.0.1:8080/app.js", "2026-11-30T10:00:00.000Z", serde_json::json!({})),
@@ -396,7 +422,10 @@ mod tests {
         ]);
         let s = convert("shop.har", &text, &Options::default()).unwrap();
         assert!(s.contains("let base = env(\"BASE_URL\", \"http://127.0.0.1:8080\");"), "{s}");
-        assert!(s.contains("http::defaults(#{ headers: #{ accept: \"application/json\", \"x-trace\": \"t1\" } });"), "{s}");
+        assert!(
+            s.contains("http::defaults(#{ headers: #{ accept: \"application/json\", \"x-trace\": \"t1\" } });"),
+            "{s}"
+        );
         assert!(s.contains("http::post(`${base}/api/login`, #{ n: 1, user: \"a\" });"), "{s}");
         assert!(s.contains("check(r, \"POST /api/login is 201\", r.status == 201);"), "{s}");
         assert!(s.contains("    sleep(\"2.5s\");\n    let r = http::get(`${base}/api/items?page=2`"), "{s}");
@@ -411,7 +440,10 @@ mod tests {
         let e = convert("x.har", "{\"log\": {\"entries\": [", &Options::default()).unwrap_err();
         assert_eq!((e.at.as_str(), e.message.as_str()), ("line 1, column 21", "the JSON ends early (truncated file?)"));
         let e = convert("x.har", "{\"name\": 1}", &Options::default()).unwrap_err();
-        assert_eq!(e.to_string(), "x.har: not a HAR file: no top-level `log`\nhint: export from the browser's network panel: \"Save all as HAR\"");
+        assert_eq!(
+            e.to_string(),
+            "x.har: not a HAR file: no top-level `log`\nhint: export from the browser's network panel: \"Save all as HAR\""
+        );
         let mut bad = entry("http://h/a", "2026-11-30T10:00:00Z", serde_json::json!({}));
         bad["request"]["url"] = "not a url".into();
         let e = convert("x.har", &har(vec![bad]), &Options::default()).unwrap_err();

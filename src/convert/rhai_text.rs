@@ -25,10 +25,41 @@ fn is_ident(k: &str) -> bool {
     let mut chars = k.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && !matches!(k, "fn" | "let" | "const" | "if" | "else" | "while" | "loop" | "for" | "in" | "do" | "until"
-            | "return" | "throw" | "try" | "catch" | "true" | "false" | "switch" | "import" | "export" | "as"
-            | "private" | "this" | "global" | "break" | "continue" | "Fn" | "call" | "curry" | "type_of" | "print"
-            | "debug" | "eval")
+        && !matches!(
+            k,
+            "fn" | "let"
+                | "const"
+                | "if"
+                | "else"
+                | "while"
+                | "loop"
+                | "for"
+                | "in"
+                | "do"
+                | "until"
+                | "return"
+                | "throw"
+                | "try"
+                | "catch"
+                | "true"
+                | "false"
+                | "switch"
+                | "import"
+                | "export"
+                | "as"
+                | "private"
+                | "this"
+                | "global"
+                | "break"
+                | "continue"
+                | "Fn"
+                | "call"
+                | "curry"
+                | "type_of"
+                | "print"
+                | "debug"
+                | "eval"
+        )
 }
 
 /// A map key: bare when it is an identifier, quoted otherwise.
@@ -74,7 +105,10 @@ fn flat(v: &Value) -> String {
         Value::Array(a) => format!("[{}]", a.iter().map(flat).collect::<Vec<_>>().join(", ")),
         Value::Object(m) if m.is_empty() => "#{}".into(),
         Value::Object(m) => {
-            format!("#{{ {} }}", m.iter().map(|(k, v)| format!("{}: {}", key(k), flat(v))).collect::<Vec<_>>().join(", "))
+            format!(
+                "#{{ {} }}",
+                m.iter().map(|(k, v)| format!("{}: {}", key(k), flat(v))).collect::<Vec<_>>().join(", ")
+            )
         }
     }
 }

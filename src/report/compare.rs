@@ -202,8 +202,10 @@ fn latency_row(p: f64, a: &Side, b: &Side, limits: &Limits) -> Option<(f64, f64,
             (lo, hi, "bootstrap")
         }
         _ => {
-            let (ia, ib) =
-                (noise::table_interval(&a.table, a.n, p, z(limits))?, noise::table_interval(&b.table, b.n, p, z(limits))?);
+            let (ia, ib) = (
+                noise::table_interval(&a.table, a.n, p, z(limits))?,
+                noise::table_interval(&b.table, b.n, p, z(limits))?,
+            );
             // B - A: B's low end against A's high end and the other way round, the two
             // half-widths combined as independent errors.
             let lo = d - ((ia.1 - va).powi(2) + (vb - ib.0).powi(2)).sqrt();
@@ -348,18 +350,18 @@ fn suite_sides(t: &SuiteTest) -> Vec<(String, Side)> {
     let rows = t.requests.as_deref().unwrap_or_default();
     rows.iter()
         .map(|r| {
-            let table =
-                vec![(0.0, r.min), (50.0, r.p50), (90.0, r.p90), (95.0, r.p95), (99.0, r.p99), (99.9, r.p999), (100.0, r.max)];
+            let table = vec![
+                (0.0, r.min),
+                (50.0, r.p50),
+                (90.0, r.p90),
+                (95.0, r.p95),
+                (99.0, r.p99),
+                (99.9, r.p999),
+                (100.0, r.max),
+            ];
             let error_rate = if r.logical == 0 { 0.0 } else { r.failures as f64 / r.logical as f64 };
-            let side = Side {
-                n: r.count,
-                table,
-                cdf: None,
-                rps: r.rps,
-                failures: r.failures,
-                logical: r.logical,
-                error_rate,
-            };
+            let side =
+                Side { n: r.count, table, cdf: None, rps: r.rps, failures: r.failures, logical: r.logical, error_rate };
             (format!("{} {}", r.method, r.name), side)
         })
         .collect()
@@ -404,8 +406,9 @@ pub enum Doc {
 /// Reads a result file, telling a run from a suite by its `schema`.
 pub fn read(path: &std::path::Path) -> Result<Doc, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("{}: not JSON ({e}); expected a volley result (volley.run/1 or volley.suite/1)", path.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        format!("{}: not JSON ({e}); expected a volley result (volley.run/1 or volley.suite/1)", path.display())
+    })?;
     match value.get("schema").and_then(|s| s.as_str()) {
         Some(super::json::SCHEMA) => super::json::read(path).map(|d| Doc::Run(Box::new(d))),
         Some("volley.suite/1") => serde_json::from_value(value)
@@ -468,8 +471,12 @@ pub fn render(c: &Comparison, a_name: &str, b_name: &str) -> String {
             if !r.test.is_empty() {
                 writeln!(out, "\ntest {}", r.test).ok();
             }
-            writeln!(out, "\n{:scope_w$}  {:<10} {:>10} {:>10} {:>9}  {:<11} how", "scope", "figure", "A", "B", "change", "verdict")
-                .ok();
+            writeln!(
+                out,
+                "\n{:scope_w$}  {:<10} {:>10} {:>10} {:>9}  {:<11} how",
+                "scope", "figure", "A", "B", "change", "verdict"
+            )
+            .ok();
         }
         writeln!(
             out,

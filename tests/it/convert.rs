@@ -34,10 +34,20 @@ fn a_recording_from_the_simulator_converts_checks_and_replays() {
     // What a QA engineer would have written: the base URL from the environment, no
     // cookies or browser headers, JSON bodies as maps, think time, recorded statuses.
     assert!(script.contains("let base = env(\"BASE_URL\", \"http://127.0.0.1:18099\");"), "{script}");
-    assert!(script.contains("http::defaults(#{ headers: #{ accept: \"application/json, text/plain, */*\" } });"), "{script}");
-    assert!(script.contains("http::post(`${base}/prisma/api/auth/login`, #{ password: \"volley\", username: \"volley\" });"), "{script}");
+    assert!(
+        script.contains("http::defaults(#{ headers: #{ accept: \"application/json, text/plain, */*\" } });"),
+        "{script}"
+    );
+    assert!(
+        script
+            .contains("http::post(`${base}/prisma/api/auth/login`, #{ password: \"volley\", username: \"volley\" });"),
+        "{script}"
+    );
     assert!(script.contains("check(r, \"POST /prisma/api/auth/login is 201\", r.status == 201);"), "{script}");
-    assert!(script.contains("    sleep(\"1.2s\");\n    let r = http::post(`${base}/focus-server/configure`, #{\n"), "{script}");
+    assert!(
+        script.contains("    sleep(\"1.2s\");\n    let r = http::post(`${base}/focus-server/configure`, #{\n"),
+        "{script}"
+    );
     let lower = script.to_lowercase();
     for absent in ["cookie:", "access-token", "user-agent", "sec-ch-ua", "main.js", "styles.css", "favicon"] {
         assert!(!lower.contains(absent), "{absent} in\n{script}");

@@ -29,7 +29,8 @@ fn hdr(samples: &[f64]) -> String {
 
 fn table(samples: &[f64]) -> BTreeMap<String, f64> {
     let cdf = Cdf::from_samples(samples);
-    let mut m: BTreeMap<String, f64> = json::PERCENTILES.iter().map(|p| (json::pct_key(*p), cdf.percentile(*p))).collect();
+    let mut m: BTreeMap<String, f64> =
+        json::PERCENTILES.iter().map(|p| (json::pct_key(*p), cdf.percentile(*p))).collect();
     m.insert("min".into(), cdf.percentile(0.0));
     m.insert("max".into(), cdf.percentile(100.0));
     m
@@ -112,10 +113,10 @@ fn error_rates_need_the_margin_and_evidence() {
     let c = compare(&doc(&s, 0), &doc(&s, 5), Limits::default());
     assert!(!c.regressed(), "0.5 pp is within 1 pp");
     let c = compare(&doc(&s, 0), &doc(&s, 50), Limits::default());
-    assert_eq!(c.rows.iter().filter(|r| r.regressed()).map(|r| r.figure).collect::<Vec<_>>(), vec![
-        "error rate",
-        "error rate"
-    ]);
+    assert_eq!(
+        c.rows.iter().filter(|r| r.regressed()).map(|r| r.figure).collect::<Vec<_>>(),
+        vec!["error rate", "error rate"]
+    );
     // 2 of 40 against 0 of 40 is over the margin but not evidence.
     let few = samples(1, 40, 20.0);
     assert!(!compare(&doc(&few, 0), &doc(&few, 2), Limits::default()).regressed());
@@ -142,12 +143,10 @@ fn suites_compare_test_by_test_from_the_percentile_table() {
     let c = compare_suites(&a, &suite(row(30.0, 5000, 0), "passed"), Limits::default());
     assert!(c.rows.iter().filter(|r| r.test == "PZ-1").all(|r| r.figure.ends_with("ms") == r.regressed()));
     let c = compare_suites(&a, &suite(row(20.0, 5000, 0), "failed"), Limits::default());
-    assert_eq!(c.tests, vec![TestChange {
-        test: "PZ-2".into(),
-        a: Some("passed".into()),
-        b: Some("failed".into()),
-        regressed: true
-    }]);
+    assert_eq!(
+        c.tests,
+        vec![TestChange { test: "PZ-2".into(), a: Some("passed".into()), b: Some("failed".into()), regressed: true }]
+    );
     let text = render(&c, "a", "b");
     assert!(text.contains("test PZ-2: passed -> failed  WORSE") && text.contains("\ntest PZ-1\n"), "{text}");
 }
