@@ -1,5 +1,6 @@
 //! The command line: clap definitions and one file per subcommand.
 
+pub mod bench;
 pub mod check;
 pub mod compare;
 pub mod convert;
@@ -30,6 +31,8 @@ pub enum Command {
     Watch(Box<watch::WatchArgs>),
     /// Compare two run results (--out json=FILE); exit 99 when B is worse than A beyond the margin.
     Compare(compare::CompareArgs),
+    /// Time a script's `fn bench()` over rounds: pytest-benchmark statistics, saved history, --compare.
+    Bench(Box<bench::BenchArgs>),
     /// Turn a browser recording (HAR) into a scenario script.
     Convert(convert::ConvertArgs),
     /// List scripts (id, title, tags, nominal duration) without running them.
@@ -43,6 +46,7 @@ pub fn execute(cli: Cli) -> i32 {
     match cli.command {
         Command::Run(args) => run::execute(*args),
         Command::Compare(args) => compare::execute(args),
+        Command::Bench(args) => bench::execute(*args),
         Command::Convert(args) => convert::execute(args),
         Command::List(args) => list::execute(args),
         Command::Check(args) => check::execute(args),

@@ -306,6 +306,29 @@ pub fn compare(a: &RunDoc, b: &RunDoc, limits: Limits) -> Comparison {
     Comparison { kind: "run", rows, tests: Vec::new(), limits }
 }
 
+/// Latency rows (p50/p95/p99, same rules) for two HDR histograms of µs, e.g. two
+/// `volley bench` results of one benchmark.
+pub fn compare_histograms(
+    scope: &str,
+    a: &hdrhistogram::Histogram<u64>,
+    b: &hdrhistogram::Histogram<u64>,
+    limits: Limits,
+) -> Vec<Row> {
+    let side = |h: &hdrhistogram::Histogram<u64>| {
+        let cdf = Cdf::from_hdr(h);
+        let table = [0.0, 50.0, 95.0, 99.0, 100.0].iter().map(|p| (*p, cdf.percentile(*p))).collect();
+        Side { n: cdf.n, table, cdf: Some(cdf), rps: 0.0, failures: 0, logical: 0, error_rate: 0.0 }
+    };
+    let (sa, sb) = (side(a), side(b));
+    let mut rows = Vec::new();
+    for (p, figure) in [(50.0, "p50 ms"), (95.0, "p95 ms"), (99.0, "p99 ms")] {
+        if let Some((va, vb, change, note)) = latency_row(p, &sa, &sb, &limits) {
+            rows.push(Row { test: String::new(), scope: scope.into(), figure, a: va, b: vb, change, note });
+        }
+    }
+    rows
+}
+
 /// A `volley.suite/1` document, as far as comparing needs it.
 #[derive(Debug, Clone, Deserialize)]
 pub struct SuiteDoc {

@@ -1,6 +1,7 @@
 //! volley's integration tests: one binary, a module per area.
 
 mod amqp;
+mod bench;
 mod cli;
 mod compare;
 mod convert;
