@@ -1,6 +1,7 @@
 //! The command line: clap definitions and one file per subcommand.
 
 pub mod bench;
+pub mod canary;
 pub mod check;
 pub mod compare;
 pub mod convert;
@@ -33,6 +34,8 @@ pub enum Command {
     Compare(compare::CompareArgs),
     /// Time a script's `fn bench()` over rounds: pytest-benchmark statistics, saved history, --compare.
     Bench(Box<bench::BenchArgs>),
+    /// Run a script against the baseline and a canary at once and compare them (exit 99 when the canary is worse).
+    Canary(Box<canary::CanaryArgs>),
     /// Turn a browser recording (HAR) into a scenario script.
     Convert(convert::ConvertArgs),
     /// List scripts (id, title, tags, nominal duration) without running them.
@@ -47,6 +50,7 @@ pub fn execute(cli: Cli) -> i32 {
         Command::Run(args) => run::execute(*args),
         Command::Compare(args) => compare::execute(args),
         Command::Bench(args) => bench::execute(*args),
+        Command::Canary(args) => canary::execute(*args),
         Command::Convert(args) => convert::execute(args),
         Command::List(args) => list::execute(args),
         Command::Check(args) => check::execute(args),

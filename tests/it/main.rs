@@ -2,6 +2,7 @@
 
 mod amqp;
 mod bench;
+mod canary;
 mod cli;
 mod compare;
 mod convert;
