@@ -47,8 +47,10 @@ fn suites_compare_test_by_test_and_only_a_real_shift_is_worse() {
     suite(&server, &fast, &a2);
     suite(&server, &slow, &b);
 
-    // Last night against tonight, same code: the same, whatever the jitter.
-    let out = volley().arg("compare").arg(&a).arg(&a2).output().unwrap();
+    // Last night against tonight, same code: the same. The floor is raised to 10 ms
+    // because on a shared machine (other builds, the whole suite in parallel) two runs
+    // 40 requests apart really do differ by a few ms; the 75 ms shift below is not.
+    let out = volley().args(["compare", "--floor-ms", "10"]).arg(&a).arg(&a2).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("test PZ-1") && text(&out).contains("test PZ-2"), "{}", text(&out));
     assert!(text(&out).contains("verdict: B is within the margin of A"), "{}", text(&out));
