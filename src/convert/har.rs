@@ -177,7 +177,12 @@ fn parse_entry(ctx: &Ctx, e: &Value, path: &str) -> Result<Option<Entry>, HarErr
     let body = match req.get("postData") {
         Some(pd) => {
             let mime = pd.get("mimeType").and_then(Value::as_str).unwrap_or_default().to_string();
-            let text = pd.get("text").and_then(Value::as_str).unwrap_or_default().to_string();
+            let mut text = pd.get("text").and_then(Value::as_str).unwrap_or_default().to_string();
+            // Firefox may record a form as `params` only.
+            if let (true, Some(Value::Array(params))) = (text.is_empty(), pd.get("params")) {
+                let pairs = params.iter().filter_map(|p| Some((p.get("name")?.as_str()?, p.get("value")?.as_str()?)));
+                text = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish();
+            }
             match serde_json::from_str::<Value>(&text) {
                 Ok(v) if mime.contains("json") && (v.is_object() || v.is_array()) => Some(Body::Json(v)),
                 _ if text.is_empty() => None,
@@ -433,6 +438,31 @@ mod tests {
         assert!(s.contains("1 static assets left out"), "{s}");
         let all = convert("shop.har", &text, &Options { include_static: true, ..Options::default() }).unwrap();
         assert!(all.contains("${base}/app.js"), "{all}");
+    }
+
+    #[test]
+    fn forms_other_origins_and_methods() {
+        let mut form = entry("http://127.0.0.1:8080/login", "2026-11-30T10:00:00.000Z", serde_json::json!({}));
+        form["request"]["method"] = "POST".into();
+        form["request"]["postData"] = serde_json::json!({"mimeType": "application/x-www-form-urlencoded",
+            "params": [{"name": "user", "value": "a b"}, {"name": "pw", "value": "x&y"}]});
+        let mut del = entry("https://api.example.com/items/7", "2026-11-30T10:00:00.050Z", serde_json::json!({}));
+        del["request"]["method"] = "DELETE".into();
+        del["response"]["status"] = 204.into();
+        let mut opt = entry("https://api.example.com/items", "2026-11-30T10:00:00.100Z", serde_json::json!({}));
+        opt["request"]["method"] = "OPTIONS".into();
+        opt["request"]["headers"] = serde_json::json!([{"name": "Authorization", "value": "Bearer t"}]);
+        let s = convert("x.har", &har(vec![form, del, opt]), &Options::default()).unwrap();
+        assert!(s.contains("let base2 = env(\"BASE_URL_2\", \"https://api.example.com\");"), "{s}");
+        assert!(s.contains("http::post(`${base}/login`, \"user=a+b&pw=x%26y\", #{ headers: #{ accept: \"application/json\", \"content-type\": \"application/x-www-form-urlencoded\", \"x-trace\": \"t1\" } });"), "{s}");
+        assert!(s.contains("http::delete(`${base2}/items/7`, #{ headers: #{ accept: \"application/json\", \"x-trace\": \"t1\" } });"), "{s}");
+        assert!(
+            s.contains(
+                "http::request(\"OPTIONS\", `${base2}/items`, (), #{ headers: #{ authorization: \"Bearer t\" } });"
+            ),
+            "{s}"
+        );
+        assert!(!s.contains("sleep("), "gaps under 0.1 s are not think time: {s}");
     }
 
     #[test]
