@@ -2,7 +2,9 @@
 //! users run as stackful coroutines on one worker thread per core; samples flow one way
 //! from VUs to an aggregator to the outputs.
 
+pub mod bench;
 pub mod cli;
+pub mod convert;
 pub mod duration;
 pub mod engine;
 pub mod executor;

@@ -1,7 +1,10 @@
 //! The command line: clap definitions and one file per subcommand.
 
+pub mod bench;
+pub mod canary;
 pub mod check;
 pub mod compare;
+pub mod convert;
 pub mod list;
 pub mod run;
 pub mod sim;
@@ -29,6 +32,12 @@ pub enum Command {
     Watch(Box<watch::WatchArgs>),
     /// Compare two run results (--out json=FILE); exit 99 when B is worse than A beyond the margin.
     Compare(compare::CompareArgs),
+    /// Time a script's `fn bench()` over rounds: pytest-benchmark statistics, saved history, --compare.
+    Bench(Box<bench::BenchArgs>),
+    /// Run a script against the baseline and a canary at once and compare them (exit 99 when the canary is worse).
+    Canary(Box<canary::CanaryArgs>),
+    /// Turn a browser recording (HAR) into a scenario script.
+    Convert(convert::ConvertArgs),
     /// List scripts (id, title, tags, nominal duration) without running them.
     List(list::ListArgs),
     /// Start the built-in simulator of the Focus Server, alerts API and alert path.
@@ -40,6 +49,9 @@ pub fn execute(cli: Cli) -> i32 {
     match cli.command {
         Command::Run(args) => run::execute(*args),
         Command::Compare(args) => compare::execute(args),
+        Command::Bench(args) => bench::execute(*args),
+        Command::Canary(args) => canary::execute(*args),
+        Command::Convert(args) => convert::execute(args),
         Command::List(args) => list::execute(args),
         Command::Check(args) => check::execute(args),
         Command::Watch(args) => watch::execute(*args),

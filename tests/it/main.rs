@@ -1,7 +1,11 @@
 //! volley's integration tests: one binary, a module per area.
 
 mod amqp;
+mod bench;
+mod canary;
 mod cli;
+mod compare;
+mod convert;
 mod core;
 mod dashboard;
 mod diagnostics;
