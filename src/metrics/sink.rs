@@ -250,8 +250,12 @@ impl Sink {
                 a.total += b.total;
             }
             (Sink::Trend(a), Sink::Trend(b)) if b.count() > 0 => {
-                // Same precision on both sides and auto-resize on: `add` cannot fail.
-                let _ = a.hist.add(&b.hist);
+                // Same precision on both sides; a histogram read back from a file has a
+                // fixed range until told to grow, so grow rather than lose samples.
+                if a.hist.add(&b.hist).is_err() {
+                    a.hist.auto(true);
+                    let _ = a.hist.add(&b.hist);
+                }
                 a.sum += b.sum;
                 a.min = a.min.min(b.min);
                 a.max = a.max.max(b.max);

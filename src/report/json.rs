@@ -167,9 +167,13 @@ pub fn hdr_base64(sink: &Sink) -> Option<String> {
 /// Decodes a [`RequestStats::hdr_histogram`] back into a histogram.
 pub fn decode_hdr(text: &str) -> Result<hdrhistogram::Histogram<u64>, String> {
     let bytes = base64::engine::general_purpose::STANDARD.decode(text).map_err(|e| format!("bad base64: {e}"))?;
-    hdrhistogram::serialization::Deserializer::new()
+    let mut hist: hdrhistogram::Histogram<u64> = hdrhistogram::serialization::Deserializer::new()
         .deserialize(&mut bytes.as_slice())
-        .map_err(|e| format!("bad HDR histogram: {e:?}"))
+        .map_err(|e| format!("bad HDR histogram: {e:?}"))?;
+    // A decoded histogram has a fixed range: merging a part with larger values into it
+    // would fail. Grow like the ones a run records into.
+    hist.auto(true);
+    Ok(hist)
 }
 
 fn to_values<T: Serialize>(items: &[T]) -> Vec<serde_json::Value> {
@@ -299,8 +303,13 @@ mod tests {
         assert_eq!(back.verdict, "failed");
         assert_eq!(back.errors_by_kind.get("status 503"), Some(&5));
         let login = back.requests.iter().find(|r| r.name == "login").unwrap();
-        let hist = decode_hdr(login.hdr_histogram.as_ref().unwrap()).unwrap();
+        let mut hist = decode_hdr(login.hdr_histogram.as_ref().unwrap()).unwrap();
         assert_eq!(hist.len(), 100);
+        // A histogram read back grows: a merged part's larger values are not lost.
+        let mut bigger = hdrhistogram::Histogram::<u64>::new(3).unwrap();
+        bigger.record(3_600_000_000).unwrap();
+        hist.add(&bigger).unwrap();
+        assert_eq!(hist.len(), 101);
         assert_eq!(login.latency_ms["p100"], 109.0);
         // Everything but the opaque histograms is stable: snapshot it.
         let mut value = serde_json::to_value(&doc).unwrap();
