@@ -3,6 +3,7 @@
 pub mod check;
 pub mod compare;
 pub mod list;
+pub mod merge;
 pub mod run;
 pub mod sim;
 pub mod watch;
@@ -29,6 +30,9 @@ pub enum Command {
     Watch(Box<watch::WatchArgs>),
     /// Compare two run results (--out json=FILE); exit 99 when B is worse than A beyond the margin.
     Compare(compare::CompareArgs),
+    /// Merge results of one script made side by side (--out json=FILE of each machine or segment)
+    /// and judge thresholds on the whole; exit 99 when one fails.
+    Merge(merge::MergeArgs),
     /// List scripts (id, title, tags, nominal duration) without running them.
     List(list::ListArgs),
     /// Start the built-in simulator of the Focus Server, alerts API and alert path.
@@ -40,6 +44,7 @@ pub fn execute(cli: Cli) -> i32 {
     match cli.command {
         Command::Run(args) => run::execute(*args),
         Command::Compare(args) => compare::execute(args),
+        Command::Merge(args) => merge::execute(args),
         Command::List(args) => list::execute(args),
         Command::Check(args) => check::execute(args),
         Command::Watch(args) => watch::execute(*args),
