@@ -56,7 +56,7 @@ fn run(args: &MergeArgs) -> Result<i32, String> {
     }
     let mut merged = merge::merge(&inputs).map_err(|e| e.to_string())?;
     merge::judge(&mut merged, &inputs, slo.as_ref().map(|s| s.thresholds.as_slice()).unwrap_or_default());
-    let bands = slo.as_ref().map(|s| s.bands.clone()).unwrap_or_default();
+    let bands = slo.as_ref().map(|s| s.bands).unwrap_or_default();
     merge::grade(&mut merged.doc, &bands);
     let files: Vec<String> = inputs.iter().map(|i| i.file.clone()).collect();
     print!("{}", merge::render(&merged.doc, &files));
