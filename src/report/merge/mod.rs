@@ -216,6 +216,20 @@ mod tests {
     }
 
     #[test]
+    fn a_merged_result_merges_again() {
+        let inputs = [input("a.json"), input("b.json")];
+        let mut ab = merge(&inputs).unwrap();
+        judge(&mut ab, &inputs, &[]);
+        let text = serde_json::to_string(&ab.doc).unwrap();
+        let again = [Input { file: "ab.json".into(), doc: serde_json::from_str(&text).unwrap() }, input("c.json")];
+        let abc = merge(&again).unwrap();
+        assert_eq!(abc.doc.totals.requests, 450);
+        let trend = &abc.doc.metrics["http_req_duration"];
+        assert_eq!(decode_hdr(trend.hdr_histogram.as_ref().unwrap()).unwrap().len(), 450);
+        assert_eq!(abc.doc.totals.latency_ms, inputs[0].doc.totals.latency_ms);
+    }
+
+    #[test]
     fn gauges_add_their_last_values() {
         let inputs = [input("a.json"), input("b.json")];
         let m = merge(&inputs).unwrap();
