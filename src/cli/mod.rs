@@ -6,6 +6,7 @@ pub mod check;
 pub mod compare;
 pub mod convert;
 pub mod list;
+pub mod merge;
 pub mod run;
 pub mod sim;
 pub mod watch;
@@ -38,6 +39,9 @@ pub enum Command {
     Canary(Box<canary::CanaryArgs>),
     /// Turn a browser recording (HAR) into a scenario script.
     Convert(convert::ConvertArgs),
+    /// Merge results of one script made side by side (--out json=FILE of each machine or segment)
+    /// and judge thresholds on the whole; exit 99 when one fails.
+    Merge(merge::MergeArgs),
     /// List scripts (id, title, tags, nominal duration) without running them.
     List(list::ListArgs),
     /// Start the built-in simulator of the Focus Server, alerts API and alert path.
@@ -52,6 +56,7 @@ pub fn execute(cli: Cli) -> i32 {
         Command::Bench(args) => bench::execute(*args),
         Command::Canary(args) => canary::execute(*args),
         Command::Convert(args) => convert::execute(args),
+        Command::Merge(args) => merge::execute(args),
         Command::List(args) => list::execute(args),
         Command::Check(args) => check::execute(args),
         Command::Watch(args) => watch::execute(*args),

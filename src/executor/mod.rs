@@ -19,6 +19,7 @@ pub mod overrides;
 mod per_vu_iterations;
 mod ramping_arrival_rate;
 mod ramping_vus;
+pub mod segment;
 mod shared_iterations;
 
 use std::time::Duration;

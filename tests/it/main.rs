@@ -12,6 +12,7 @@ mod diagnostics;
 mod engine;
 mod examples;
 mod load;
+mod merge;
 mod pz;
 mod reports;
 mod sim;
