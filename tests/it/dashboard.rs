@@ -118,6 +118,13 @@ fn the_dashboard_runs_live_in_chromium_and_its_stop_button_ends_the_run_with_130
     let Some(node) = support::required_tool("node") else { return };
     let browser_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let installed = browser_dir.join("node_modules/playwright-core");
+    if !installed.is_dir() {
+        // A fresh clone: install the one package (pinned by package-lock.json).
+        let _ = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&browser_dir)
+            .status();
+    }
     let found = installed.is_dir().then(|| installed.clone());
     let ci = std::env::var("CI").ok();
     let Some(_) = support::tool_decision("playwright-core (npm ci in tests/browser)", found, ci.as_deref())
