@@ -135,7 +135,8 @@ pub fn pct_key(p: f64) -> String {
     format!("p{p}")
 }
 
-fn latency(sink: &Sink) -> BTreeMap<String, f64> {
+/// A trend's latency table: mean, min, max and the [`PERCENTILES`] (`p50` ... `p100`).
+pub fn latency(sink: &Sink) -> BTreeMap<String, f64> {
     let get = |st: Stat| sink.stat(st, Duration::ZERO).ok().flatten();
     let mut m = BTreeMap::new();
     for (k, st) in [("mean", Stat::Avg), ("min", Stat::Min), ("max", Stat::Max)] {
@@ -151,7 +152,8 @@ fn latency(sink: &Sink) -> BTreeMap<String, f64> {
     m
 }
 
-fn round3(v: f64) -> f64 {
+/// Rounded to 3 decimals, as the documents carry figures.
+pub fn round3(v: f64) -> f64 {
     (v * 1000.0).round() / 1000.0
 }
 

@@ -4,7 +4,7 @@
 use super::{Input, MergeError, bad};
 use crate::metrics::sink::{Counter, Gauge, Rate, TREND_SCALE, Trend};
 use crate::metrics::{Sink, Stat};
-use crate::report::json::{PERCENTILES, RequestStats, RunDoc, Totals, decode_hdr, hdr_base64, pct_key};
+use crate::report::json::{RequestStats, RunDoc, Totals, decode_hdr, hdr_base64};
 use crate::report::metrics::MetricSummary;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -65,30 +65,13 @@ fn fold(a: &mut Sink, b: &Sink) {
     }
 }
 
-pub(super) fn round3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
-}
+pub(super) use crate::report::json::round3;
 
 fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 { 0.0 } else { (a as f64 / b as f64 * 1e6).round() / 1e6 }
 }
 
-/// The latency table of a trend (keys as in `volley.run/1`).
-fn latency(sink: &Sink) -> BTreeMap<String, f64> {
-    let get = |st: Stat| sink.stat(st, Duration::ZERO).ok().flatten();
-    let mut m = BTreeMap::new();
-    for (k, st) in [("mean", Stat::Avg), ("min", Stat::Min), ("max", Stat::Max)] {
-        if let Some(v) = get(st) {
-            m.insert(k.to_string(), round3(v));
-        }
-    }
-    for p in PERCENTILES {
-        if let Some(v) = get(Stat::Percentile(*p)) {
-            m.insert(pct_key(*p), round3(v));
-        }
-    }
-    m
-}
+use crate::report::json::latency;
 
 /// A metric's statistics in display order (as `report::metrics` writes them).
 fn stats_of(sink: &Sink, elapsed: Duration) -> Vec<(String, f64)> {
