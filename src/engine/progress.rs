@@ -155,17 +155,23 @@ impl Ticker {
                     // Thresholds with abort_on_fail or a window, over the closed second.
                     judge.tick(&shared, second, Duration::from_secs(second + 1));
                     second += 1;
-                    // Live outputs (the dashboard) show every threshold's standing.
-                    let standing = if listeners.is_empty() {
-                        Vec::new()
+                    // Live outputs (the dashboard) show every threshold's standing and the
+                    // failures so far by kind.
+                    let (standing, errors) = if listeners.is_empty() {
+                        (Vec::new(), Default::default())
                     } else {
-                        thresholds_so_far(&shared, &judge, Duration::from_secs(second))
+                        let errors = super::judge::failure_kinds(
+                            &shared.aggregate.lock().unwrap_or_else(|e| e.into_inner()),
+                            &[],
+                        );
+                        (thresholds_so_far(&shared, &judge, Duration::from_secs(second)), errors)
                     };
                     let last = rows.len().saturating_sub(1);
                     for (i, mut row) in rows.into_iter().enumerate() {
                         row.phase = current.as_ref().map(|c| c.0.to_string());
                         if i == last {
                             row.thresholds = standing.clone();
+                            row.errors = errors.clone();
                         }
                         for tx in &listeners {
                             let _ = tx.try_send(row.clone());

@@ -46,6 +46,10 @@ pub struct IntervalRow {
     /// outputs only; the verdict is the one at the run's end).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub thresholds: Vec<ThresholdStatus>,
+    /// Failed operations so far by kind (`status 503`, `timeout`, `amqp nack`), at the
+    /// end of the interval (live outputs only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors: BTreeMap<String, u64>,
 }
 
 /// A threshold's standing during the run.

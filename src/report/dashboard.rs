@@ -76,6 +76,8 @@ struct RunView {
     metrics: Vec<(String, f64, f64)>,
     /// The phase running now (live).
     phase: Option<String>,
+    /// The phases seen running so far, in order (live).
+    timeline: Vec<PhaseSpan>,
     /// Per request name and per phase, live: totals so far and the last second's figures.
     live: Vec<LiveGroup>,
     /// SVG charts.
@@ -93,6 +95,14 @@ struct RunView {
     rows: Vec<IntervalRow>,
     #[serde(skip)]
     totals: BTreeMap<String, f64>,
+}
+
+/// A phase on the live timeline: from when to when it was seen running.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct PhaseSpan {
+    name: String,
+    from_s: f64,
+    until_s: f64,
 }
 
 /// One request name or phase, live.
@@ -418,6 +428,20 @@ impl RunView {
         if row.phase.is_some() {
             self.phase = row.phase.clone();
         }
+        if !row.errors.is_empty() {
+            self.errors = row.errors.iter().map(|(k, n)| (k.clone(), *n)).collect();
+        }
+        // The phases so far: each phase from the first second it was seen running.
+        if let Some(name) = &row.phase {
+            match self.timeline.last_mut() {
+                Some(p) if &p.name == name => p.until_s = row.t_s,
+                _ => self.timeline.push(PhaseSpan {
+                    name: name.clone(),
+                    from_s: (row.t_s - span).max(0.0),
+                    until_s: row.t_s,
+                }),
+            }
+        }
         // Each threshold's standing on the run so far (the verdict comes at the end).
         if !row.thresholds.is_empty() {
             self.thresholds = row
@@ -696,6 +720,39 @@ mod tests {
         };
         assert!(host("127.0.0.1:5665") && host("localhost:5665") && host("[::1]:5665") && host("localhost"));
         assert!(!host("evil.example:5665") && !host("10.0.0.2:5665"));
+    }
+
+    #[test]
+    fn live_rows_carry_errors_by_kind_phases_names_and_thresholds() {
+        let mut view = RunView::default();
+        let mut row = |t: f64, phase: &str, errors: &[(&str, u64)]| {
+            let mut r = IntervalRow { t_s: t, requests: 10, phase: Some(phase.into()), ..IntervalRow::default() };
+            r.errors = errors.iter().map(|(k, n)| (k.to_string(), *n)).collect();
+            r.groups = vec![crate::metrics::GroupRow {
+                t_s: t,
+                group: "name",
+                key: "/ok".into(),
+                requests: 10,
+                p95_ms: Some(4.0),
+                ..Default::default()
+            }];
+            r.thresholds = vec![crate::metrics::ThresholdStatus {
+                criterion: "http_req_failed rate < 0.1".into(),
+                passed: t < 3.0,
+                observed: Some(0.05 * t),
+            }];
+            view.add(r, None);
+        };
+        row(1.0, "warm", &[]);
+        row(2.0, "warm", &[("status 503", 2)]);
+        row(3.0, "peak", &[("status 503", 5), ("timeout", 1)]);
+        assert_eq!(view.errors, vec![("status 503".to_string(), 5), ("timeout".to_string(), 1)]);
+        let spans: Vec<(&str, f64, f64)> =
+            view.timeline.iter().map(|p| (p.name.as_str(), p.from_s, p.until_s)).collect();
+        assert_eq!(spans, vec![("warm", 0.0, 2.0), ("peak", 2.0, 3.0)]);
+        assert_eq!(view.phase.as_deref(), Some("peak"));
+        assert_eq!((view.live[0].key.as_str(), view.live[0].requests, view.live[0].p95_ms), ("/ok", 30, Some(4.0)));
+        assert!(!view.thresholds[0].passed);
     }
 
     #[test]

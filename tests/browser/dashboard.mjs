@@ -30,6 +30,7 @@ try {
   await page.waitForFunction(() => document.querySelectorAll("#live tr").length > 2, null, { timeout: 20000 });
   seen.live = await page.locator("#live tr").evaluateAll((rows) => rows.slice(1).map((r) => [...r.cells].map((c) => c.textContent)));
   seen.phase = await page.locator("#phase").textContent();
+  seen.timeline = await page.locator("#timeline").textContent();
   // Every threshold's standing, live.
   await page.waitForFunction(() => document.querySelectorAll("#thresholds tr").length > 1, null, { timeout: 20000 });
   seen.thresholds = await page.locator("#thresholds tr").evaluateAll((rows) => rows.slice(1).map((r) => [...r.cells].map((c) => c.textContent)));

@@ -152,6 +152,7 @@ fn the_dashboard_runs_live_in_chromium_and_its_stop_button_ends_the_run_with_130
     assert_eq!(seen["state"], "running", "{seen}");
     // Live per request name and per phase, with the running phase named.
     assert_eq!(seen["phase"], "steady", "{seen}");
+    assert!(seen["timeline"].as_str().unwrap().starts_with("steady 0–"), "{seen}");
     let live = seen["live"].as_array().unwrap();
     let row = |group: &str, key: &str| live.iter().find(|r| r[0] == group && r[1] == key).cloned();
     let ok = row("name", "/ok").unwrap_or_else(|| panic!("no live row for /ok: {seen}"));
