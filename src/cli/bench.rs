@@ -15,7 +15,7 @@ pub struct BenchArgs {
     /// A script defining `fn bench()`: one round (its top level runs once, before).
     pub script: PathBuf,
     /// Script variables (`env("KEY")`).
-    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = key_value)]
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = super::run::parse_key_value)]
     pub env: Vec<(String, String)>,
     /// Measured rounds.
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
@@ -35,13 +35,6 @@ pub struct BenchArgs {
     pub compare: Option<String>,
     #[command(flatten)]
     pub limits: LimitArgs,
-}
-
-fn key_value(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
-    }
 }
 
 fn merged(report: &engine::RunReport, metric: &str) -> BTreeMap<String, Sink> {

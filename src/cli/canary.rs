@@ -13,23 +13,16 @@ pub struct CanaryArgs {
     /// The scenario, run twice at once.
     pub script: PathBuf,
     /// Variables of both runs (`env("KEY")`), e.g. -e BASE_URL=http://stable:8080.
-    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = key_value)]
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = super::run::parse_key_value)]
     pub env: Vec<(String, String)>,
     /// What the canary run sets differently, e.g. --canary BASE_URL=http://canary:8080.
-    #[arg(long, value_name = "KEY=VALUE", value_parser = key_value, required = true)]
+    #[arg(long, value_name = "KEY=VALUE", value_parser = super::run::parse_key_value, required = true)]
     pub canary: Vec<(String, String)>,
     /// Print the comparison as JSON (schema volley.compare/1).
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
     pub limits: LimitArgs,
-}
-
-fn key_value(s: &str) -> Result<(String, String), String> {
-    match s.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
-    }
 }
 
 fn describe(env: &HashMap<String, String>, keys: &[(String, String)]) -> String {

@@ -184,7 +184,8 @@ pub fn parse_tags(s: &str) -> Result<crate::tagexpr::TagExpr, String> {
     crate::tagexpr::TagExpr::parse(s).map_err(|e| format!("{e}\n{}", e.render_caret()))
 }
 
-fn parse_key_value(s: &str) -> Result<(String, String), String> {
+/// `KEY=VALUE` of `-e` and `--canary`.
+pub(crate) fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
         _ => Err(format!("expected KEY=VALUE, got {s:?}")),
