@@ -241,12 +241,16 @@ fn figures(rows: &mut Vec<Row>, test: &str, scope: &str, a: &Side, b: &Side, lim
         }
     }
     let drop = a.rps - b.rps;
-    let change = if drop > limits.floor_rps && b.rps < a.rps * (1.0 - limits.max_regression) {
-        Change::Worse
+    let (change, note) = if drop <= limits.floor_rps || b.rps >= a.rps * (1.0 - limits.max_regression) {
+        (Change::Same, format!("within -{:.0}% and {} req/s", limits.max_regression * 100.0, limits.floor_rps))
+    } else if a.n == 0 || b.n == 0 {
+        (Change::Worse, "no request counts: margin only".to_string())
+    } else if noise::throughput_lower(a.rps, a.n, b.rps, b.n, z(limits)) {
+        (Change::Worse, format!("{} vs {} requests, {:.0}% confidence", a.n, b.n, limits.confidence * 100.0))
     } else {
-        Change::Same
+        (Change::Same, format!("noise: {} vs {} requests", a.n, b.n))
     };
-    push("req/s", a.rps, b.rps, change, format!("floor {} req/s", limits.floor_rps));
+    push("req/s", a.rps, b.rps, change, note);
     let rise = b.error_rate - a.error_rate;
     let (change, note) = if rise <= limits.max_error_increase + 1e-12 {
         (Change::Same, format!("within +{:.2} pp", limits.max_error_increase * 100.0))
