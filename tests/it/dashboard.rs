@@ -40,13 +40,7 @@ fn start(dir: &Path, script: &Path, base: &str, addr: &str) -> Run {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = stderr_lines(&mut child);
     let deadline = Instant::now() + Duration::from_secs(30);
     let mut seen = Vec::new();
     let url = loop {
@@ -280,13 +274,7 @@ fn watch_keeps_one_dashboard_across_re_runs_with_the_previous_run_beside() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
+    let rx = stderr_lines(&mut child);
     let mut seen = Vec::new();
     let url = loop {
         let line = rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("no URL: {seen:?}"));
@@ -322,4 +310,16 @@ fn watch_keeps_one_dashboard_across_re_runs_with_the_previous_run_beside() {
     let _ = child.kill();
     let _ = child.wait();
     drop(dir);
+}
+
+/// The child's stderr, line by line, read on a thread of its own.
+fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
 }
