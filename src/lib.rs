@@ -5,6 +5,7 @@
 pub mod bench;
 pub mod cli;
 pub mod convert;
+pub mod distributed;
 pub mod duration;
 pub mod engine;
 pub mod executor;

@@ -23,6 +23,7 @@ extern "C" fn configure_allocator() {
 static CONFIGURE_ALLOCATOR: extern "C" fn() = configure_allocator;
 
 fn main() {
+    volley::script::fix_hashing();
     let cli = volley::cli::Cli::parse();
     std::process::exit(volley::cli::execute(cli));
 }

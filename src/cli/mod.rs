@@ -1,10 +1,12 @@
 //! The command line: clap definitions and one file per subcommand.
 
+pub mod agent;
 pub mod bench;
 pub mod canary;
 pub mod check;
 pub mod compare;
 pub mod convert;
+pub mod k8s;
 pub mod list;
 pub mod merge;
 pub mod run;
@@ -42,6 +44,11 @@ pub enum Command {
     /// Merge results of one script made side by side (--out json=FILE of each machine or segment)
     /// and judge thresholds on the whole; exit 99 when one fails.
     Merge(merge::MergeArgs),
+    /// Make load for a coordinator (`volley run SCRIPT --agent HOST:PORT --token T`).
+    Agent(agent::AgentArgs),
+    /// Print the Kubernetes manifests of a distributed run (coordinator Job, agents'
+    /// Indexed Job, Services, the script as a ConfigMap, the token as a Secret).
+    K8s(Box<k8s::K8sArgs>),
     /// List scripts (id, title, tags, nominal duration) without running them.
     List(list::ListArgs),
     /// Start the built-in simulator of the Focus Server, alerts API and alert path.
@@ -58,6 +65,8 @@ pub fn execute(cli: Cli) -> i32 {
         Command::Convert(args) => convert::execute(args),
         Command::Merge(args) => merge::execute(args),
         Command::List(args) => list::execute(args),
+        Command::Agent(args) => agent::execute(args),
+        Command::K8s(args) => k8s::execute(*args),
         Command::Check(args) => check::execute(args),
         Command::Watch(args) => watch::execute(*args),
         Command::Sim(args) => match sim::execute(*args) {

@@ -109,6 +109,27 @@ pub struct RunArgs {
         value_parser = crate::report::dashboard::parse_addr
     )]
     pub dashboard: Option<std::net::SocketAddr>,
+    /// Make the load on an agent (`volley agent`) at HOST:PORT instead of this process
+    /// (repeatable: agent i runs execution segment i). Results are merged exactly.
+    #[arg(long = "agent", value_name = "HOST:PORT", conflicts_with = "local_agents")]
+    pub agents: Vec<String>,
+    /// Start N agent processes on this machine and make the load on them.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub local_agents: Option<u16>,
+    /// The token agents and coordinator share (the agents' --token).
+    #[arg(long, env = "VOLLEY_TOKEN", hide_env_values = true, value_name = "T")]
+    pub token: Option<String>,
+    /// How long to wait for every agent to answer before failing the run.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_wait)]
+    pub agent_wait: std::time::Duration,
+    /// Write each agent's own results (volley.run/1 JSON, `agent-N-of-M.json`) here;
+    /// `volley merge` of them gives the run's figures.
+    #[arg(long, value_name = "DIR")]
+    pub agent_out: Option<PathBuf>,
+}
+
+fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    crate::duration::parse_duration(s).map_err(|e| e.to_string())
 }
 
 impl RunArgs {
@@ -366,7 +387,15 @@ pub fn run_scripts(
         if let Some(d) = dashboard {
             listeners.push(d.begin_run(&meta.id, &meta.path.display().to_string(), stop.clone()));
         }
+        let (agents, mut local) = match agents_for(args, workers) {
+            Ok(v) => v,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Err(ExitCode::Usage.code());
+            }
+        };
         let config = RunConfig {
+            agents,
             script: meta.path.clone(),
             env: env.clone(),
             workers,
@@ -381,6 +410,9 @@ pub fn run_scripts(
         };
         let outcome = engine::run(&config);
         drop(config);
+        if let Some(l) = local.as_mut() {
+            l.stop();
+        }
         live.into_iter().for_each(crate::report::prometheus::LivePush::stop);
         let result = match outcome {
             Ok(mut report) => {
@@ -435,6 +467,18 @@ pub fn run_scripts(
                         Err(e) if spec.kind == "prometheus" => eprintln!("volley: --out prometheus failed: {e}"),
                         Err(e) => {
                             eprintln!("error: --out {}: {e}", spec.kind);
+                            output_failed = true;
+                        }
+                    }
+                }
+                if let Some(dir) = &args.agent_out {
+                    match write_agent_parts(dir, &mut report, &run_meta) {
+                        Ok(files) if !files.is_empty() => {
+                            eprintln!("volley: each agent's results written to {}", files.join(", "));
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            eprintln!("error: --agent-out: {e}");
                             output_failed = true;
                         }
                     }
@@ -555,4 +599,57 @@ pub fn install_signal_handler() {
             _ => std::process::exit(ExitCode::Interrupted.code()),
         }
     });
+}
+
+/// The agents a run uses: `--agent` addresses, or `--local-agents N` started here (kept
+/// alive by the returned handle).
+fn agents_for(
+    args: &RunArgs,
+    workers: usize,
+) -> Result<(Option<crate::distributed::AgentsConfig>, Option<crate::distributed::local::LocalAgents>), String> {
+    if let Some(n) = args.local_agents {
+        let n = usize::from(n);
+        let each = args.workers.map(usize::from).unwrap_or_else(|| (workers / n).max(1));
+        let local = crate::distributed::local::LocalAgents::spawn(n, each)?;
+        let config = crate::distributed::AgentsConfig {
+            addrs: local.addrs.clone(),
+            token: local.token.clone(),
+            wait: args.agent_wait,
+            workers: Some(each),
+        };
+        return Ok((Some(config), Some(local)));
+    }
+    if args.agents.is_empty() {
+        return Ok((None, None));
+    }
+    let token = args.token.clone().filter(|t| !t.is_empty()).ok_or(
+        "--agent needs the agents' token: --token T or VOLLEY_TOKEN; hint: the same one each `volley agent` was started with",
+    )?;
+    let config = crate::distributed::AgentsConfig {
+        addrs: args.agents.clone(),
+        token,
+        wait: args.agent_wait,
+        workers: args.workers.map(usize::from),
+    };
+    Ok((Some(config), None))
+}
+
+/// Writes each agent's own results as a volley.run/1 document.
+fn write_agent_parts(
+    dir: &std::path::Path,
+    report: &mut engine::RunReport,
+    meta: &crate::report::RunMeta,
+) -> Result<Vec<String>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let count = report.agents.len();
+    let mut written = Vec::new();
+    for i in 0..count {
+        let part = report.agent_part(i);
+        let doc = crate::report::json::document(&part, meta);
+        let path = dir.join(format!("agent-{}-of-{count}.json", i + 1));
+        let text = serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?;
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        written.push(path.display().to_string());
+    }
+    Ok(written)
 }

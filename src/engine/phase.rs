@@ -33,6 +33,10 @@ pub struct PhaseSummary {
     pub stopped: Option<String>,
     /// The load overrides applied to it (`level smoke`, `--vus 5`), if any.
     pub overridden: Option<String>,
+    /// Agents lost while it ran (distributed runs), described; their results until
+    /// then are kept.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub lost_agents: Vec<String>,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
@@ -45,9 +49,17 @@ struct Work {
     tasks: Vec<Task>,
 }
 
+/// Where a run's load is made: this process's worker threads, or agents.
+pub enum Load {
+    /// Worker threads in this process.
+    Local(WorkerPool),
+    /// Agents on other processes or machines (`--agent`, `--local-agents`).
+    Agents(crate::distributed::Agents),
+}
+
 /// The engine's phase runner.
 pub struct Phases {
-    pool: WorkerPool,
+    load: Load,
     shared: Arc<RunShared>,
     /// The scenario, to check that tasks named by function exist.
     ast: Arc<rhai::AST>,
@@ -55,6 +67,8 @@ pub struct Phases {
     pub done: Mutex<Vec<PhaseSummary>>,
     /// The phase running now: name, start, nominal duration (for the live view).
     pub current: Mutex<Option<(String, Instant, Duration)>>,
+    /// Agents lost during the running phase.
+    lost: Mutex<Vec<String>>,
 }
 
 fn option_errors(errors: Vec<crate::executor::OptionError>, name: &str) -> Box<EvalAltResult> {
@@ -67,8 +81,8 @@ fn option_errors(errors: Vec<crate::executor::OptionError>, name: &str) -> Box<E
 
 impl Phases {
     /// A runner over started workers.
-    pub fn new(pool: WorkerPool, shared: Arc<RunShared>, ast: Arc<rhai::AST>) -> Phases {
-        Phases { pool, shared, ast, done: Mutex::new(Vec::new()), current: Mutex::new(None) }
+    pub fn new(load: Load, shared: Arc<RunShared>, ast: Arc<rhai::AST>) -> Phases {
+        Phases { load, shared, ast, done: Mutex::new(Vec::new()), current: Mutex::new(None), lost: Mutex::default() }
     }
 
     /// Applies the load level's and the command line's overrides to a phase's options;
@@ -118,13 +132,23 @@ impl Phases {
 
     /// The busy-VU sample of the second that just ended.
     pub fn take_busy_peak(&self) -> u64 {
-        self.pool.take_busy_peak()
+        match &self.load {
+            Load::Local(pool) => pool.take_busy_peak(),
+            Load::Agents(agents) => agents.take_busy_peak(),
+        }
     }
 
-    /// Stops the workers.
-    pub fn shutdown(&self) -> Vec<PhaseSummary> {
-        self.pool.shutdown();
-        self.done.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    /// Stops the workers (or ends the run on the agents, returning each agent's own
+    /// results: label and aggregate).
+    pub fn shutdown(&self) -> (Vec<PhaseSummary>, Vec<(String, Aggregate)>) {
+        let parts = match &self.load {
+            Load::Local(pool) => {
+                pool.shutdown();
+                Vec::new()
+            }
+            Load::Agents(agents) => agents.finish(),
+        };
+        (self.done.lock().unwrap_or_else(|e| e.into_inner()).clone(), parts)
     }
 
     fn dispatch(
@@ -134,9 +158,29 @@ impl Phases {
         work: &Work,
         max_vus: u64,
         timeout: Option<Duration>,
-    ) -> Vec<WorkerReport> {
+    ) -> Result<Vec<WorkerReport>, Box<EvalAltResult>> {
+        let pool = match &self.load {
+            Load::Local(pool) => pool,
+            Load::Agents(agents) => {
+                let tasks: Vec<(String, f64, rhai::FnPtr)> =
+                    work.tasks.iter().map(|t| (t.name.clone(), t.weight, t.func.clone())).collect();
+                let name = tags.get("phase").unwrap_or_default().to_string();
+                let parts = crate::distributed::coordinator::PhaseParts {
+                    name: &name,
+                    plan: &plan,
+                    tags: &tags,
+                    func: &work.func,
+                    tasks: &tasks,
+                    timeout,
+                    names: &*self.ast,
+                };
+                let (reports, lost) = agents.run(parts)?;
+                self.lost.lock().unwrap_or_else(|e| e.into_inner()).extend(lost);
+                return Ok(reports);
+            }
+        };
         let (tx, rx) = mpsc::channel();
-        let participants = self.pool.len().min(max_vus.max(1) as usize);
+        let participants = pool.len().min(max_vus.max(1) as usize);
         let tasks = work
             .tasks
             .iter()
@@ -157,8 +201,9 @@ impl Phases {
             claimed: AtomicU64::new(0),
             iteration_timeout: timeout,
             done: tx,
+            lanes: crate::engine::worker::Lanes::default(),
         };
-        self.pool.run(job, rx)
+        Ok(pool.run(job, rx))
     }
 
     fn run_bursts(
@@ -167,7 +212,7 @@ impl Phases {
         tags: &Tags,
         work: &Work,
         timeout: Option<Duration>,
-    ) -> (Vec<WorkerReport>, Array) {
+    ) -> Result<(Vec<WorkerReport>, Array), Box<EvalAltResult>> {
         let mut reports = Vec::new();
         let mut bursts = Array::new();
         for b in 0..plan.bursts {
@@ -184,7 +229,7 @@ impl Phases {
             }
             .plan();
             let started = Instant::now();
-            reports.extend(self.dispatch(Plan::Closed(closed), burst_tags.clone(), work, plan.size, timeout));
+            reports.extend(self.dispatch(Plan::Closed(closed), burst_tags.clone(), work, plan.size, timeout)?);
             let elapsed = started.elapsed();
             let agg = self.shared.aggregate.lock().unwrap_or_else(|e| e.into_inner());
             let mut m = results_for(&agg, &burst_tags, elapsed);
@@ -200,7 +245,7 @@ impl Phases {
                 }
             }
         }
-        (reports, bursts)
+        Ok((reports, bursts))
     }
 }
 
@@ -236,12 +281,17 @@ impl PhaseRunner for Phases {
             Some((req.name.clone(), Instant::now(), executor.nominal_duration()));
         let started = Instant::now();
         let work = Work { func: req.func.clone(), tasks: req.tasks.clone() };
-        let (reports, bursts) = match executor.plan() {
-            Plan::Bursts(b) => {
-                let (r, list) = self.run_bursts(&b, &tags, &work, timeout);
-                (r, Some(list))
+        self.lost.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let ran = match executor.plan() {
+            Plan::Bursts(b) => self.run_bursts(&b, &tags, &work, timeout).map(|(r, list)| (r, Some(list))),
+            plan => self.dispatch(plan, tags.clone(), &work, executor.max_vus(), timeout).map(|r| (r, None)),
+        };
+        let (reports, bursts) = match ran {
+            Ok(v) => v,
+            Err(e) => {
+                *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                return Err(e);
             }
-            plan => (self.dispatch(plan, tags.clone(), &work, executor.max_vus(), timeout), None),
         };
         let elapsed = started.elapsed();
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
@@ -255,6 +305,7 @@ impl PhaseRunner for Phases {
             vus_max: reports.iter().map(|r| r.max_concurrent).sum(),
             stopped: self.shared.phase_stop.reason(),
             overridden,
+            lost_agents: std::mem::take(&mut *self.lost.lock().unwrap_or_else(|e| e.into_inner())),
         };
         let agg = self.shared.aggregate.lock().unwrap_or_else(|e| e.into_inner());
         let mut result = results_for(&agg, &tags, elapsed);
@@ -274,6 +325,8 @@ impl PhaseRunner for Phases {
         result.insert("executor".into(), summary.executor.clone().into());
         result.insert("vus_max".into(), Dynamic::from_int(summary.vus_max as i64));
         result.insert("stopped".into(), summary.stopped.clone().unwrap_or_default().into());
+        let lost: Array = summary.lost_agents.iter().map(|l| Dynamic::from(l.clone())).collect();
+        result.insert("lost_agents".into(), Dynamic::from_array(lost));
         if let Some(list) = bursts {
             result.insert("bursts".into(), Dynamic::from_array(list));
         }

@@ -1,7 +1,7 @@
 //! One run from start to verdict: load -> workers -> top level -> judge -> report.
 
 use super::judge::{self, BreakdownRow, CheckResult, RequestRow, ThresholdResult};
-use super::phase::{PhaseSummary, Phases};
+use super::phase::{Load, PhaseSummary, Phases};
 use super::progress::{IntervalListener, ProgressMode, Ticker};
 use super::worker::WorkerPool;
 use crate::metrics::{Aggregate, Tags};
@@ -63,6 +63,8 @@ pub struct RunConfig {
     pub level_name: Option<String>,
     /// The level chosen from `--levels FILE` (None: the script's `levels(...)` decides).
     pub level: Option<crate::script::levels::Level>,
+    /// Agents that make the load (None: this process's workers).
+    pub agents: Option<crate::distributed::AgentsConfig>,
 }
 
 impl RunConfig {
@@ -80,6 +82,7 @@ impl RunConfig {
             overrides: crate::executor::Overrides::default(),
             level_name: None,
             level: None,
+            agents: None,
         }
     }
 }
@@ -145,6 +148,49 @@ pub struct RunReport {
     pub level: Option<String>,
     /// `--seed`, when given.
     pub seed: Option<u64>,
+    /// Each agent's own results in a distributed run: label and aggregate.
+    pub agents: Vec<(String, Aggregate)>,
+}
+
+impl RunReport {
+    /// Agent `i`'s own results as a report of their own (a distributed run's part, for
+    /// `--agent-out`): its figures, the run's phases; no verdict of its own. Takes the
+    /// agent's aggregate out of this report.
+    pub fn agent_part(&mut self, i: usize) -> RunReport {
+        let (label, agg) = &mut self.agents[i];
+        let aggregate = std::mem::take(agg);
+        let requests = judge::requests(&aggregate, self.elapsed);
+        RunReport {
+            script: self.script.clone(),
+            started_at: self.started_at,
+            elapsed: self.elapsed,
+            workers: self.workers,
+            time_scale: self.time_scale,
+            phases: self.phases.clone(),
+            thresholds: Vec::new(),
+            assertions: Vec::new(),
+            checks: judge::checks(&aggregate),
+            requests,
+            iteration_errors: Vec::new(),
+            script_error: None,
+            interrupted: self.interrupted,
+            skipped: None,
+            exit: ExitCode::Passed,
+            had_script_error: false,
+            groups: judge::breakdown(&aggregate, "group"),
+            tasks: judge::breakdown(&aggregate, "task"),
+            aggregate,
+            metrics: self.metrics.clone(),
+            baseline: None,
+            figures: Vec::new(),
+            warnings: vec![format!("the results of agent {label} alone")],
+            aborted: None,
+            overrides: self.overrides.clone(),
+            level: self.level.clone(),
+            seed: self.seed,
+            agents: Vec::new(),
+        }
+    }
 }
 
 /// The comparison of a run with an earlier result, as judged.
@@ -224,10 +270,21 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
     }
 
     let workers = config.workers.max(1);
-    let pool = WorkerPool::start(workers, shared.clone(), loaded.engine.clone(), loaded.ast.clone()).map_err(|e| {
-        LoadFailure { rendered: format!("error: cannot start {workers} worker threads: {e}\n"), exit: ExitCode::Usage }
-    })?;
-    let phases = Arc::new(Phases::new(pool, shared.clone(), loaded.ast.clone()));
+    let load = match &config.agents {
+        None => {
+            Load::Local(WorkerPool::start(workers, shared.clone(), loaded.engine.clone(), loaded.ast.clone()).map_err(
+                |e| LoadFailure {
+                    rendered: format!("error: cannot start {workers} worker threads: {e}\n"),
+                    exit: ExitCode::Usage,
+                },
+            )?)
+        }
+        Some(agents) => Load::Agents(
+            crate::distributed::Agents::connect(agents, shared.clone())
+                .map_err(|e| LoadFailure { rendered: format!("error: {e}\n"), exit: ExitCode::Usage })?,
+        ),
+    };
+    let phases = Arc::new(Phases::new(load, shared.clone(), loaded.ast.clone()));
     *shared.runner.lock().unwrap_or_else(|e| e.into_inner()) = Some(phases.clone());
     let ticker = Ticker::start(shared.clone(), phases.clone(), config.progress, config.listeners.clone());
 
@@ -269,7 +326,7 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
         busy,
         None,
     );
-    let phase_summaries = phases.shutdown();
+    let (phase_summaries, agent_parts) = phases.shutdown();
     // Break the cycle shared -> runner -> shared so the run's state is freed.
     *shared.runner.lock().unwrap_or_else(|e| e.into_inner()) = None;
     drop(phases);
@@ -289,6 +346,7 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
         _ => None,
     };
     let metrics = shared.registry.descs();
+    let report_metrics = metrics.clone();
     let mut aggregate = std::mem::take(&mut *shared.aggregate.lock().unwrap_or_else(|e| e.into_inner()));
     aggregate.describe(&metrics);
     // The rows still open: the last seconds, the partial one, everything before an
@@ -340,6 +398,14 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
         }),
         level: config.level_name.clone(),
         seed: config.seed,
+        agents: agent_parts
+            .into_iter()
+            .map(|(label, mut agg)| {
+                agg.describe(&report_metrics);
+                let _ = agg.finish(elapsed);
+                (label, agg)
+            })
+            .collect(),
     };
     report.groups = judge::breakdown(&report.aggregate, "group");
     report.tasks = judge::breakdown(&report.aggregate, "task");

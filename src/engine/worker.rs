@@ -39,6 +39,35 @@ pub struct PhaseJob {
     pub iteration_timeout: Option<Duration>,
     /// Where each worker reports when done.
     pub done: mpsc::Sender<WorkerReport>,
+    /// The plan's VUs and arrivals this process runs (all of them, or an agent's
+    /// execution segment).
+    pub lanes: Lanes,
+}
+
+/// Which of a plan's numbered VUs and arrivals this process runs: `first`,
+/// `first + step`, `first + 2 * step`, ... A single process runs all of them (0, 1); an
+/// agent runs its execution segment's (see [`crate::executor::segment`]). The workers
+/// deal these out among themselves the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lanes {
+    /// The first number.
+    pub first: u64,
+    /// The distance between two numbers.
+    pub step: u64,
+}
+
+impl Default for Lanes {
+    fn default() -> Self {
+        Lanes { first: 0, step: 1 }
+    }
+}
+
+impl Lanes {
+    /// Worker `worker` of `participants`: its numbers are this process's numbers dealt
+    /// out by worker (`first + step * worker`, every `step * participants`).
+    fn of_worker(self, worker: u64, participants: u64) -> Lanes {
+        Lanes { first: self.first + self.step * worker, step: self.step * participants }
+    }
 }
 
 /// One weighted task as the workers run it.
@@ -382,8 +411,8 @@ async fn schedule_closed(
     group: Rc<TaskGroup>,
     counters: Rc<Counters>,
 ) {
-    let parts = job.participants as u64;
-    let local: Vec<u64> = (worker.index as u64..plan.max_vus).step_by(parts as usize).collect();
+    let lanes = job.lanes.of_worker(worker.index as u64, job.participants as u64);
+    let local: Vec<u64> = (lanes.first..plan.max_vus).step_by(lanes.step.max(1) as usize).collect();
     let running: Rc<RefCell<Vec<bool>>> = Rc::new(RefCell::new(vec![false; local.len()]));
     let vus: Vec<Rc<VuCtx>> = local.iter().map(|i| Rc::new(VuCtx::new(i + 1, job.tags.clone()))).collect();
     let plan = Rc::new(plan);
@@ -463,10 +492,12 @@ async fn schedule_open(
 ) {
     let parts = job.participants as u64;
     let w = worker.index as u64;
+    let lanes = job.lanes.of_worker(w, parts);
+    // `plan.max_vus` is this process's (an agent's segment share on an agent).
     let local_max = plan.max_vus / parts + u64::from(w < plan.max_vus % parts);
     let free: Rc<RefCell<Vec<Rc<VuCtx>>>> = Rc::default();
     let created = Cell::new(0u64);
-    let mut i = w;
+    let mut i = lanes.first;
     while let Some(offset) = plan.arrival(i) {
         let at = job.start + offset;
         let shared = &worker.thread.shared;
@@ -484,7 +515,7 @@ async fn schedule_open(
         } else {
             let vu = free.borrow_mut().pop().unwrap_or_else(|| {
                 created.set(created.get() + 1);
-                Rc::new(VuCtx::new((created.get() - 1) * parts + w + 1, job.tags.clone()))
+                Rc::new(VuCtx::new(lanes.first + (created.get() - 1) * lanes.step + 1, job.tags.clone()))
             });
             let (worker, job, free, counters) = (worker.clone(), job.clone(), free.clone(), counters.clone());
             group.spawn(async move {
@@ -493,6 +524,6 @@ async fn schedule_open(
                 free.borrow_mut().push(vu);
             });
         }
-        i += parts;
+        i += lanes.step;
     }
 }

@@ -29,7 +29,7 @@ pub struct Bursts {
 /// What the bursts profile asks the engine to do: `bursts` times, start `size`
 /// iterations at once, wait until they finish (at most `max_duration` plus
 /// `graceful_stop`), then `pause`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BurstPlan {
     /// How many bursts.
     pub bursts: u64,

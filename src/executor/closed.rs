@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 /// How many iterations a closed plan runs before it is done (besides its duration).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Iterations {
     /// VUs loop until the plan's duration ends (constant-vus, ramping-vus).
     Unlimited,
@@ -17,7 +17,7 @@ pub enum Iterations {
 
 /// One piece of a VU ramp: over `duration`, the VU count moves linearly from the previous
 /// stage's target (or the plan's `start_vus`) to `target`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VuStage {
     /// How long the ramp takes; zero means an instant jump to `target`.
     pub duration: Duration,
@@ -26,7 +26,7 @@ pub struct VuStage {
 }
 
 /// What a closed-model profile asks the engine to do.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClosedPlan {
     /// Piecewise-linear VU target; constant profiles have one stage with
     /// `start_vus == target`.

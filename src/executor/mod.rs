@@ -108,7 +108,7 @@ pub enum Executor {
 }
 
 /// What an executor asks the engine to do, as data.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Plan {
     /// VUs loop over iterations; their number follows the plan.
     Closed(ClosedPlan),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// One piece of a rate ramp: over `duration`, the rate moves linearly from the previous
 /// stage's target (or the plan's start rate) to `target_rate_per_s`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RateStage {
     /// How long the ramp takes; zero means an instant jump to the target.
     pub duration: Duration,
@@ -15,7 +15,7 @@ pub struct RateStage {
 }
 
 /// What an open-model profile asks the engine to do.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OpenPlan {
     /// Iterations per second at offset zero.
     pub start_rate_per_s: f64,

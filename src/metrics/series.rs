@@ -300,6 +300,11 @@ impl Registry {
         out
     }
 
+    /// The script's own metrics, in the order they were defined.
+    pub fn custom(&self) -> Vec<Metric> {
+        self.custom.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// The kind of a known metric.
     pub fn kind_of(&self, name: &str) -> Option<MetricKind> {
         self.kinds.read().unwrap_or_else(|e| e.into_inner()).get(name).copied()

@@ -307,6 +307,7 @@ pub(crate) mod fixture {
             overrides: None,
             level: None,
             seed: None,
+            agents: Vec::new(),
         }
     }
 

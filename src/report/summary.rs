@@ -27,12 +27,16 @@ pub fn render(r: &RunReport) -> String {
     } else {
         String::new()
     };
+    let made_by = match r.agents.len() {
+        0 => format!("{} workers", r.workers),
+        1 => "1 agent".to_string(),
+        n => format!("{n} agents"),
+    };
     out.push_str(&format!(
-        "\nvolley {} · {} · {} · {} workers{scaled}\n",
+        "\nvolley {} · {} · {} · {made_by}{scaled}\n",
         env!("CARGO_PKG_VERSION"),
         r.script,
         format_duration(r.elapsed),
-        r.workers
     ));
     if let Some(load) = super::load_line(r) {
         out.push_str(&format!("load: {load}\n"));
@@ -55,6 +59,9 @@ pub fn render(r: &RunReport) -> String {
                 p.iterations,
                 p.vus_max
             ));
+            for lost in &p.lost_agents {
+                out.push_str(&format!("  {:<20} ! {lost}\n", ""));
+            }
         }
     }
     if !r.requests.is_empty() {

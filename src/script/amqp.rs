@@ -380,6 +380,10 @@ pub mod amqp_api {
             })?;
             let thread = context::thread()?;
             *thread.shared.amqp_url.write().unwrap_or_else(|e| e.into_inner()) = Some(url.to_string());
+            crate::script::setup::record(
+                &thread.shared,
+                crate::script::setup::SetupCall::AmqpUrl { url: url.to_string() },
+            );
             Ok(())
         };
         set().map_err(|e| crate::script::at(&ctx, e))

@@ -222,6 +222,11 @@ pub struct RunShared {
     pub level_name: Option<String>,
     /// The chosen level, once its table is known (`--levels FILE` or `levels(...)`).
     pub level: Mutex<Option<super::levels::Level>>,
+    /// The top level's configuration calls, for agents to replay (distributed runs).
+    pub setup: Mutex<Vec<super::setup::SetupCall>>,
+    /// On an agent: drained samples wait here to be sent to the coordinator instead of
+    /// going into the aggregate.
+    pub outbox: Option<Mutex<Vec<crate::metrics::series::Batch>>>,
 }
 
 /// The `name` tags a protocol may create: each distinct name is a row in every table
@@ -314,6 +319,8 @@ impl RunShared {
             overrides: crate::executor::Overrides::default(),
             level_name: None,
             level: Mutex::new(None),
+            setup: Mutex::new(Vec::new()),
+            outbox: None,
         }
     }
 
@@ -327,7 +334,10 @@ impl RunShared {
     pub fn absorb(&self, store: &mut Store) {
         if !store.is_empty() {
             let drained = store.drain();
-            self.aggregate.lock().unwrap_or_else(|e| e.into_inner()).merge(drained);
+            match &self.outbox {
+                Some(out) => out.lock().unwrap_or_else(|e| e.into_inner()).extend(drained),
+                None => self.aggregate.lock().unwrap_or_else(|e| e.into_inner()).merge(drained),
+            }
         }
     }
 

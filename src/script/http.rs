@@ -350,8 +350,10 @@ pub mod http_api {
     #[rhai_fn(name = "defaults", return_raw)]
     pub fn defaults(ctx: NativeCallContext, options: Map) -> Result<(), Box<EvalAltResult>> {
         let set = || {
-            let opts = Opts::new(&options, "http::defaults", TARGET_OPTIONS)?;
-            context::thread()?.shared.http.set_defaults(target_options(&opts)?);
+            let shared = context::thread()?.shared.clone();
+            apply_defaults(&shared, &options)?;
+            let options = crate::script::setup::map_json(&options);
+            crate::script::setup::record(&shared, crate::script::setup::SetupCall::HttpDefaults { options });
             Ok(())
         };
         set().map_err(|e| crate::script::at(&ctx, e))
@@ -365,11 +367,28 @@ pub mod http_api {
     #[rhai_fn(name = "target", return_raw)]
     pub fn target(ctx: NativeCallContext, prefix: &str, options: Map) -> Result<(), Box<EvalAltResult>> {
         let set = || {
-            url::Url::parse(prefix).map_err(|e| bad_url(prefix, e))?;
-            let opts = Opts::new(&options, "http::target", TARGET_OPTIONS)?;
-            context::thread()?.shared.http.set_target(prefix.to_string(), target_options(&opts)?);
+            let shared = context::thread()?.shared.clone();
+            apply_target(&shared, prefix, &options)?;
+            let options = crate::script::setup::map_json(&options);
+            let call = crate::script::setup::SetupCall::HttpTarget { prefix: prefix.to_string(), options };
+            crate::script::setup::record(&shared, call);
             Ok(())
         };
         set().map_err(|e| crate::script::at(&ctx, e))
     }
+}
+
+/// `http::defaults(options)` on a run (the script's call, or its replay on an agent).
+pub fn apply_defaults(shared: &context::RunShared, options: &Map) -> Result<(), Box<EvalAltResult>> {
+    let opts = Opts::new(options, "http::defaults", TARGET_OPTIONS)?;
+    shared.http.set_defaults(target_options(&opts)?);
+    Ok(())
+}
+
+/// `http::target(prefix, options)` on a run (the script's call, or its replay).
+pub fn apply_target(shared: &context::RunShared, prefix: &str, options: &Map) -> Result<(), Box<EvalAltResult>> {
+    url::Url::parse(prefix).map_err(|e| bad_url(prefix, e))?;
+    let opts = Opts::new(options, "http::target", TARGET_OPTIONS)?;
+    shared.http.set_target(prefix.to_string(), target_options(&opts)?);
+    Ok(())
 }

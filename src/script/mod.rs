@@ -23,6 +23,7 @@ pub mod opts;
 pub mod random;
 pub mod resources;
 pub mod response;
+pub mod setup;
 pub mod signatures;
 pub mod sse;
 pub mod thresholds;
@@ -105,8 +106,21 @@ pub fn busy_limit() -> Duration {
     *LIMIT
 }
 
+/// Rhai's hashing seed, fixed: the generated names of closures (`anon$<hash>`) are then
+/// the same in every volley process that compiles the same source, so a coordinator can
+/// name a phase's closure to its agents. (Scripts are the user's own code: the seed
+/// guards nothing here.)
+const HASHING_SEED: [u64; 4] = [0x766f_6c6c_6579, 0x0000_0001, 0x0070_6861_7365, 0x0000_0017];
+
+/// Fixes Rhai's hashing seed; must run before anything is hashed (first thing in `main`,
+/// and again, harmlessly, before every engine is built).
+pub fn fix_hashing() {
+    let _ = rhai::config::hashing::set_hashing_seed(Some(HASHING_SEED));
+}
+
 /// Builds an engine with every module, the limits, and the stop/runaway guard.
 pub fn build_engine() -> Engine {
+    fix_hashing();
     let mut engine = Engine::new();
     engine.set_max_call_levels(MAX_CALL_LEVELS);
     engine.set_max_expr_depths(MAX_EXPR_DEPTH, MAX_FN_EXPR_DEPTH);
@@ -177,6 +191,9 @@ pub struct Loaded {
     pub functions: Arc<Vec<String>>,
     /// How long parsing and module loading took.
     pub compile_time: Duration,
+    /// The modules imported by the top level (closures defined in them are found here
+    /// by name on an agent).
+    pub modules: Vec<rhai::Shared<rhai::Module>>,
 }
 
 /// Where `import "name"` looks: the script's directory, then `stdlib/` found by walking
@@ -206,9 +223,13 @@ pub fn imported_files(loaded: &Loaded) -> Vec<PathBuf> {
 
 /// Reads and compiles a scenario, resolving its top-level imports.
 pub fn load(path: &Path) -> Result<Loaded, (Diagnostic, Arc<Sources>)> {
+    load_from(path, module_dirs(path), path.display().to_string())
+}
+
+/// [`load`] with the module directories given and the name messages show (an agent
+/// loads the coordinator's copy of a script from a directory of its own).
+pub fn load_from(path: &Path, dirs: Vec<PathBuf>, name: String) -> Result<Loaded, (Diagnostic, Arc<Sources>)> {
     let started = Instant::now();
-    let name = path.display().to_string();
-    let dirs = module_dirs(path);
     let sources = Arc::new(Sources::with_dirs(dirs.clone()));
     let text = match modules::read_text(path) {
         Ok(t) => t,
@@ -228,6 +249,7 @@ pub fn load(path: &Path) -> Result<Loaded, (Diagnostic, Arc<Sources>)> {
     }
     // Closures run on workers with a fresh global state, where top-level `import`s are
     // not in scope: register each imported module under its alias instead.
+    let mut modules = Vec::new();
     for stmt in ast.statements() {
         if let rhai::Stmt::Import(x, pos) = stmt {
             let (expr, alias) = &**x;
@@ -236,9 +258,10 @@ pub fn load(path: &Path) -> Result<Loaded, (Diagnostic, Arc<Sources>)> {
             };
             match engine.module_resolver().resolve(&engine, Some(name.as_str()), &module_path, *pos) {
                 Ok(module) if !alias.name.is_empty() => {
+                    modules.push(module.clone());
                     engine.register_static_module(alias.name.as_str(), module);
                 }
-                Ok(_) => {}
+                Ok(module) => modules.push(module),
                 Err(e) => return Err((diagnostics::from_eval_error(&e, &name, &functions), sources)),
             }
         }
@@ -252,5 +275,6 @@ pub fn load(path: &Path) -> Result<Loaded, (Diagnostic, Arc<Sources>)> {
         name,
         functions: Arc::new(functions),
         compile_time: started.elapsed(),
+        modules,
     })
 }

@@ -9,6 +9,7 @@ mod convert;
 mod core;
 mod dashboard;
 mod diagnostics;
+mod distributed;
 mod engine;
 mod examples;
 mod load;

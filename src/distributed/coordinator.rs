@@ -1,0 +1,461 @@
+//! The coordinator's side: it dials the agents, proves and checks the token, ships the
+//! run, then for each phase sends every live agent its execution segment and merges
+//! what they stream back into the run's aggregate, so phase results, thresholds, the
+//! live view and every report are computed on the whole, exactly. An agent lost
+//! mid-phase is reported and the phase finishes with the others; later phases are
+//! split over the agents still alive.
+
+use super::bundle::{self, RunSetup};
+use super::values::{self, CaptureNames};
+use super::wire::{self, PROTOCOL, PhaseOrder, Samples, ToAgent, ToCoordinator};
+use crate::engine::worker::WorkerReport;
+use crate::executor::Plan;
+use crate::metrics::{Aggregate, Tags};
+use crate::script::context::{IterationError, RunShared};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+/// An agent that sends nothing for this long is lost (agents send every second).
+pub const AGENT_SILENCE: Duration = Duration::from_secs(10);
+
+/// Which agents a run uses.
+#[derive(Debug, Clone)]
+pub struct AgentsConfig {
+    /// `HOST:PORT` of each agent; agent `i` runs segment `i`.
+    pub addrs: Vec<String>,
+    /// The shared token.
+    pub token: String,
+    /// How long to wait for every agent to answer before failing the run.
+    pub wait: Duration,
+    /// Worker threads each agent should use (None: the agent's choice).
+    pub workers: Option<usize>,
+}
+
+/// One agent as the coordinator sees it.
+struct Link {
+    /// `n/N` and its address, for messages.
+    label: String,
+    writer: Mutex<TcpStream>,
+    alive: AtomicBool,
+    /// The most iterations it ran at once since the last sample.
+    busy: AtomicU64,
+    /// Its samples alone (its per-agent result file).
+    aggregate: Mutex<Aggregate>,
+}
+
+impl Link {
+    fn send(&self, msg: &ToAgent) -> bool {
+        self.alive.load(Ordering::Acquire)
+            && wire::send(&mut *self.writer.lock().unwrap_or_else(|e| e.into_inner()), msg).is_ok()
+    }
+}
+
+enum Event {
+    Done { agent: usize, id: u64, report: WorkerReport },
+    Lost { agent: usize, reason: String },
+}
+
+/// The agents of a run.
+pub struct Agents {
+    links: Vec<Arc<Link>>,
+    shared: Arc<RunShared>,
+    events: Mutex<mpsc::Receiver<Event>>,
+    next_phase: AtomicU64,
+    closing: Arc<AtomicBool>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+/// The error of an agent that would not join.
+fn joining(label: &str, what: impl std::fmt::Display) -> String {
+    format!("agent {label}: {what}")
+}
+
+fn dial(addr: &str, deadline: Instant) -> Result<TcpStream, String> {
+    let mut last = String::from("no address");
+    loop {
+        let addrs: Vec<_> = match addr.to_socket_addrs() {
+            Ok(a) => a.collect(),
+            Err(e) => {
+                last = format!("cannot resolve: {e}");
+                Vec::new()
+            }
+        };
+        for a in addrs {
+            match TcpStream::connect_timeout(&a, Duration::from_secs(2)) {
+                Ok(s) => return Ok(s),
+                Err(e) => last = e.to_string(),
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(last);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn handshake(conn: &mut TcpStream, token: &str, setup: &RunSetup) -> Result<usize, String> {
+    conn.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+    let _ = conn.set_nodelay(true);
+    let version = env!("CARGO_PKG_VERSION").to_string();
+    let (nonce, theirs_version, protocol) = match wire::recv::<ToCoordinator>(conn).map_err(|e| e.to_string())? {
+        ToCoordinator::Challenge { nonce, version, protocol } => (nonce, version, protocol),
+        ToCoordinator::Refused { reason } => return Err(format!("refused: {reason}")),
+        _ => return Err("did not send a challenge: not a volley agent?".into()),
+    };
+    if protocol != PROTOCOL || theirs_version != version {
+        return Err(format!(
+            "version mismatch: the agent is volley {theirs_version} (protocol {protocol}), this coordinator {version} (protocol {PROTOCOL}); hint: run the same volley build on every machine"
+        ));
+    }
+    let mine = wire::nonce();
+    let hello =
+        ToAgent::Hello { proof: wire::proof(token, "coordinator", &nonce), nonce: mine.clone(), version, protocol };
+    wire::send(conn, &hello).map_err(|e| e.to_string())?;
+    match wire::recv::<ToCoordinator>(conn).map_err(|e| format!("no answer to the hello: {e}"))? {
+        ToCoordinator::Proof { proof } if wire::verify(token, "agent", &mine, &proof) => {}
+        ToCoordinator::Proof { .. } => {
+            return Err("could not prove it knows the token (wrong token on the agent?): nothing was sent to it".into());
+        }
+        ToCoordinator::Refused { reason } => return Err(format!("refused: {reason}")),
+        _ => return Err("answered the hello with something else".into()),
+    }
+    wire::send(conn, &ToAgent::Setup(Box::new(setup.clone()))).map_err(|e| e.to_string())?;
+    match wire::recv::<ToCoordinator>(conn).map_err(|e| format!("no answer to the setup: {e}"))? {
+        ToCoordinator::Ready { workers } => Ok(workers),
+        ToCoordinator::Refused { reason } => Err(format!("could not load the script:\n{reason}")),
+        _ => Err("answered the setup with something else".into()),
+    }
+}
+
+impl Agents {
+    /// Dials every agent (retrying until `config.wait` has passed), authenticates it and
+    /// ships the run. Any agent that cannot join fails the run, naming it.
+    pub fn connect(config: &AgentsConfig, shared: Arc<RunShared>) -> Result<Agents, String> {
+        if config.addrs.is_empty() {
+            return Err("no agents given".into());
+        }
+        if config.token.is_empty() {
+            return Err("agents need a token: --token T or VOLLEY_TOKEN".into());
+        }
+        let dirs = crate::script::module_dirs(&shared.script_path);
+        let files = bundle::make(&shared.script_path, &dirs).map_err(|e| e.to_string())?;
+        let main = shared.script_path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+        let count = config.addrs.len();
+        let deadline = Instant::now() + config.wait;
+        // Dial in parallel: one slow agent does not delay the others' handshakes.
+        let joins: Vec<_> = config
+            .addrs
+            .iter()
+            .enumerate()
+            .map(|(i, addr)| {
+                let label = format!("{}/{count} ({addr})", i + 1);
+                let setup = RunSetup {
+                    name: shared.script_path.display().to_string(),
+                    main: main.clone(),
+                    dirs: files.clone(),
+                    env: shared.env.clone(),
+                    seed: shared.seed,
+                    time_scale: shared.time_scale,
+                    elapsed_ms: 0,
+                    workers: config.workers,
+                };
+                let (addr, token, started) = (addr.clone(), config.token.clone(), shared.started);
+                std::thread::spawn(move || {
+                    let mut conn = dial(&addr, deadline).map_err(|e| {
+                        joining(&label, format!("did not answer within {:?}: {e}; hint: start it with `volley agent --listen {addr} --token ...`", config_wait(deadline, started)))
+                    })?;
+                    let setup = RunSetup { elapsed_ms: started.elapsed().as_millis() as u64, ..setup };
+                    let workers = handshake(&mut conn, &token, &setup).map_err(|e| joining(&label, e))?;
+                    Ok::<_, String>((label, conn, workers))
+                })
+            })
+            .collect();
+        let mut joined = Vec::new();
+        let mut errors = Vec::new();
+        for j in joins {
+            match j.join() {
+                Ok(Ok(v)) => joined.push(v),
+                Ok(Err(e)) => errors.push(e),
+                Err(_) => errors.push("an agent's handshake panicked".into()),
+            }
+        }
+        if !errors.is_empty() {
+            for (_, conn, _) in &mut joined {
+                let _ = wire::send(conn, &ToAgent::End);
+            }
+            return Err(errors.join("\n"));
+        }
+        let (tx, rx) = mpsc::channel();
+        let closing = Arc::new(AtomicBool::new(false));
+        let mut links = Vec::new();
+        let mut threads = Vec::new();
+        for (index, (label, conn, workers)) in joined.into_iter().enumerate() {
+            eprintln!("volley: agent {label} joined with {workers} workers");
+            let reader = conn.try_clone().map_err(|e| joining(&label, e))?;
+            let link = Arc::new(Link {
+                label,
+                writer: Mutex::new(conn),
+                alive: AtomicBool::new(true),
+                busy: AtomicU64::new(0),
+                aggregate: Mutex::new(Aggregate::starting_at(shared.started)),
+            });
+            let (link2, shared2, tx2, closing2) = (link.clone(), shared.clone(), tx.clone(), closing.clone());
+            threads.push(std::thread::spawn(move || read_agent(index, reader, &link2, &shared2, &tx2, &closing2)));
+            links.push(link);
+        }
+        let agents = Agents {
+            links,
+            shared,
+            events: Mutex::new(rx),
+            next_phase: AtomicU64::new(1),
+            closing,
+            threads: Mutex::new(threads),
+        };
+        agents.start_heartbeat();
+        Ok(agents)
+    }
+
+    /// Pings every second and passes Ctrl-C, aborts and `stop_phase` on to the agents.
+    fn start_heartbeat(&self) {
+        let (links, shared, closing) = (self.links.clone(), self.shared.clone(), self.closing.clone());
+        let handle = std::thread::spawn(move || {
+            let mut interrupted = false;
+            let mut last_ping = Instant::now();
+            let mut stopped: Option<String> = None;
+            while !closing.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(100));
+                if !interrupted && shared.stop.is_interrupted() {
+                    interrupted = true;
+                    links.iter().for_each(|l| {
+                        l.send(&ToAgent::Interrupt);
+                    });
+                }
+                let reason = shared.phase_stop.reason();
+                if reason.is_some() && reason != stopped {
+                    let r = reason.clone().unwrap_or_default();
+                    links.iter().for_each(|l| {
+                        l.send(&ToAgent::StopPhase { reason: r.clone() });
+                    });
+                }
+                stopped = reason;
+                if last_ping.elapsed() >= Duration::from_secs(1) {
+                    last_ping = Instant::now();
+                    links.iter().for_each(|l| {
+                        l.send(&ToAgent::Ping);
+                    });
+                }
+            }
+        });
+        self.threads.lock().unwrap_or_else(|e| e.into_inner()).push(handle);
+    }
+
+    /// How many agents are still alive.
+    pub fn alive(&self) -> usize {
+        self.links.iter().filter(|l| l.alive.load(Ordering::Acquire)).count()
+    }
+
+    /// The most iterations the agents ran at once since the last call, summed.
+    pub fn take_busy_peak(&self) -> u64 {
+        self.links.iter().map(|l| l.busy.swap(0, Ordering::AcqRel)).sum()
+    }
+
+    /// Runs one phase's plan on the live agents, each its segment. Returns the agents'
+    /// reports and the agents lost during it (described).
+    pub fn run(&self, order: PhaseParts<'_>) -> Result<(Vec<WorkerReport>, Vec<String>), Box<rhai::EvalAltResult>> {
+        // Agents that went away since the last phase are reported before this one.
+        let pending: Vec<Event> = self.events.lock().unwrap_or_else(|e| e.into_inner()).try_iter().collect();
+        for event in pending {
+            if let Event::Lost { agent, reason } = event {
+                self.lose(agent, reason, &format!("before {}", order.name));
+            }
+        }
+        let live: Vec<usize> = (0..self.links.len()).filter(|&i| self.links[i].alive.load(Ordering::Acquire)).collect();
+        if live.is_empty() {
+            return Err(format!("phase {:?}: every agent was lost; hint: see the warnings above", order.name).into());
+        }
+        let at = |what: &str| format!("phase {:?}: {what}", order.name);
+        let func = values::encode_fn(order.func, order.names, &at("its function")).map_err(|e| e.to_string())?;
+        let mut tasks = Vec::new();
+        for (name, weight, f) in order.tasks {
+            let v = values::encode_fn(f, order.names, &at(&format!("task {name:?}"))).map_err(|e| e.to_string())?;
+            tasks.push((name.clone(), *weight, v));
+        }
+        let id = self.next_phase.fetch_add(1, Ordering::AcqRel);
+        let setup = self.shared.setup.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let start_ms = (self.shared.started.elapsed() + Duration::from_millis(20)).as_millis() as u64;
+        let mut waiting = Vec::new();
+        for (segment, &agent) in live.iter().enumerate() {
+            let msg = ToAgent::Phase(Box::new(PhaseOrder {
+                id,
+                plan: order.plan.clone(),
+                segment: (segment as u64, live.len() as u64),
+                tags: order.tags.pairs().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                func: func.clone(),
+                tasks: tasks.clone(),
+                iteration_timeout_ns: order.timeout.map(|t| t.as_nanos() as u64),
+                setup: setup.clone(),
+                start_ms,
+            }));
+            if self.links[agent].send(&msg) {
+                waiting.push(agent);
+            }
+        }
+        let mut reports = Vec::new();
+        let mut lost = Vec::new();
+        for agent in &live {
+            if !waiting.contains(agent) {
+                lost.push(self.lose(*agent, "could not be sent the phase".into(), order.name));
+            }
+        }
+        let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        while !waiting.is_empty() {
+            match events.recv() {
+                Ok(Event::Done { agent, id: done, report }) if done == id => {
+                    waiting.retain(|a| *a != agent);
+                    reports.push(report);
+                }
+                Ok(Event::Done { .. }) => {}
+                Ok(Event::Lost { agent, reason }) => {
+                    if waiting.contains(&agent) {
+                        waiting.retain(|a| *a != agent);
+                        lost.push(self.lose(agent, reason, order.name));
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        Ok((reports, lost))
+    }
+
+    fn lose(&self, agent: usize, reason: String, phase: &str) -> String {
+        let link = &self.links[agent];
+        link.alive.store(false, Ordering::Release);
+        let when = if phase.starts_with("before ") { phase.to_string() } else { format!("during phase {phase:?}") };
+        let text = format!("agent {} lost {when}: {reason}", link.label);
+        self.shared.warn(format!(
+            "{text}; its results until then are kept, the phase finished with the other agents and later phases are split over those still alive"
+        ));
+        text
+    }
+
+    /// Ends the run on every agent and waits for their last samples. Returns each
+    /// agent's own aggregate (label, aggregate), for per-agent result files.
+    pub fn finish(&self) -> Vec<(String, Aggregate)> {
+        for l in &self.links {
+            l.send(&ToAgent::End);
+        }
+        // Readers end when the agents close their side after their last samples.
+        let readers_done = Instant::now() + Duration::from_secs(10);
+        while self.links.iter().any(|l| l.alive.load(Ordering::Acquire)) && Instant::now() < readers_done {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.closing.store(true, Ordering::Release);
+        for l in &self.links {
+            let _ = l.writer.lock().unwrap_or_else(|e| e.into_inner()).shutdown(std::net::Shutdown::Both);
+        }
+        for t in std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner())) {
+            let _ = t.join();
+        }
+        self.links
+            .iter()
+            .map(|l| (l.label.clone(), std::mem::take(&mut *l.aggregate.lock().unwrap_or_else(|e| e.into_inner()))))
+            .collect()
+    }
+}
+
+fn config_wait(deadline: Instant, started: Instant) -> Duration {
+    let d = deadline.saturating_duration_since(started);
+    Duration::from_secs(d.as_secs().max(1))
+}
+
+/// One phase as [`Agents::run`] takes it.
+pub struct PhaseParts<'a> {
+    /// The phase's name.
+    pub name: &'a str,
+    /// The whole plan.
+    pub plan: &'a Plan,
+    /// Tags of every sample.
+    pub tags: &'a Tags,
+    /// The iteration function.
+    pub func: &'a rhai::FnPtr,
+    /// Weighted tasks: name, weight, function.
+    pub tasks: &'a [(String, f64, rhai::FnPtr)],
+    /// `iteration_timeout`.
+    pub timeout: Option<Duration>,
+    /// Where captured variables' names come from.
+    pub names: &'a dyn CaptureNames,
+}
+
+/// Merges what one agent sends until it goes away.
+fn read_agent(
+    index: usize,
+    mut conn: TcpStream,
+    link: &Link,
+    shared: &RunShared,
+    events: &mpsc::Sender<Event>,
+    closing: &AtomicBool,
+) {
+    let _ = conn.set_read_timeout(Some(AGENT_SILENCE));
+    let reason = loop {
+        match wire::recv::<ToCoordinator>(&mut conn) {
+            Ok(ToCoordinator::Samples(s)) => {
+                if let Err(e) = absorb(*s, link, shared) {
+                    break format!("sent unreadable samples: {e}");
+                }
+            }
+            Ok(ToCoordinator::PhaseDone { id, iterations, dropped, max_concurrent }) => {
+                let report = WorkerReport { iterations, dropped, max_concurrent };
+                let _ = events.send(Event::Done { agent: index, id, report });
+            }
+            Ok(ToCoordinator::PhaseStopped { reason }) => {
+                if !shared.phase_stop.is_stopped() {
+                    shared.phase_stop.stop(&reason);
+                }
+            }
+            Ok(other) => break format!("sent an unexpected message: {other:?}"),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
+                break format!("silent for {}s", AGENT_SILENCE.as_secs());
+            }
+            Err(e) => break format!("connection closed ({e})"),
+        }
+    };
+    link.alive.store(false, Ordering::Release);
+    if !closing.load(Ordering::Acquire) {
+        let _ = events.send(Event::Lost { agent: index, reason });
+    }
+}
+
+/// Folds one agent's samples into the run.
+fn absorb(s: Samples, link: &Link, shared: &RunShared) -> Result<(), String> {
+    for (name, kind) in &s.metrics {
+        let _ = shared.registry.define(name, *kind);
+    }
+    let batches = wire::decode_batches(s.batches)?;
+    if !batches.is_empty() {
+        link.aggregate.lock().unwrap_or_else(|e| e.into_inner()).merge(batches.clone());
+        shared.aggregate.lock().unwrap_or_else(|e| e.into_inner()).merge(batches);
+    }
+    link.busy.fetch_max(s.busy, Ordering::AcqRel);
+    if s.script_error {
+        shared.had_script_error.store(true, Ordering::Relaxed);
+    }
+    if !s.errors.is_empty() {
+        let mut errors = shared.iteration_errors.lock().unwrap_or_else(|e| e.into_inner());
+        for e in s.errors {
+            if let Some(x) = errors.iter_mut().find(|x| x.key == e.key) {
+                x.count += e.count;
+            } else if errors.len() < 100 {
+                errors.push(IterationError { key: e.key, rendered: e.rendered, count: e.count });
+            }
+        }
+    }
+    for w in s.warnings {
+        let known = shared.warnings.lock().unwrap_or_else(|e| e.into_inner()).contains(&w);
+        if !known {
+            shared.warn(w);
+        }
+    }
+    Ok(())
+}
