@@ -345,3 +345,32 @@ fn the_kubernetes_manifests_validate_against_the_schemas() {
     assert!(v.status.success(), "kubernetes-validate:\n{}", text(&v));
     assert_eq!(String::from_utf8_lossy(&v.stdout).matches("passed").count(), 6, "{}", text(&v));
 }
+
+#[test]
+fn stop_phase_on_one_agent_stops_the_phase_on_every_agent() {
+    let server = support::start();
+    let (dir, script) = support::script(
+        r#"
+let base = env("BASE_URL");
+let p = phase("breaker", #{ executor: "constant-vus", vus: 3, duration: "60s" }, || {
+    http::get(`${base}/ok`, #{ name: "ok" });
+    sleep(0.02);
+    if vu_id() == 2 && vu_iteration() >= 10 { stop_phase("breaker open"); }
+});
+assert(p.stopped == "breaker open", `stopped: ${p.stopped}`);
+assert(p.elapsed_s < 30, `the phase ran ${p.elapsed_s}s`);
+"#,
+    );
+    let json = dir.path().join("stop.json");
+    let started = Instant::now();
+    let out = volley()
+        .args(["run", "--progress", "off", "--local-agents", "3"])
+        .arg(&script)
+        .args(["-e", &format!("BASE_URL={}", server.base)])
+        .arg(format!("--out=json={}", json.display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(started.elapsed() < Duration::from_secs(45), "the other agents kept running");
+    assert_eq!(doc(&json)["phases"][0]["stopped"], "breaker open");
+}
