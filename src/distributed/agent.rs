@@ -85,6 +85,11 @@ pub fn serve(config: &AgentConfig, stop: &Arc<Stop>) -> Result<(), String> {
             let _ = done_tx.send(ran);
         });
     }
+    // Ctrl-C: the running session stops its load and sends its last samples first.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while busy.load(Ordering::Acquire) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     Ok(())
 }
 

@@ -161,10 +161,10 @@ impl Agents {
                     elapsed_ms: 0,
                     workers: config.workers,
                 };
-                let (addr, token, started) = (addr.clone(), config.token.clone(), shared.started);
+                let (addr, token, started, wait) = (addr.clone(), config.token.clone(), shared.started, config.wait);
                 std::thread::spawn(move || {
                     let mut conn = dial(&addr, deadline).map_err(|e| {
-                        joining(&label, format!("did not answer within {:?}: {e}; hint: start it with `volley agent --listen {addr} --token ...`", config_wait(deadline, started)))
+                        joining(&label, format!("did not answer within {}: {e}; hint: start it with `volley agent --listen {addr} --token ...`", humantime::format_duration(wait)))
                     })?;
                     let setup = RunSetup { elapsed_ms: started.elapsed().as_millis() as u64, ..setup };
                     let workers = handshake(&mut conn, &token, &setup).map_err(|e| joining(&label, e))?;
@@ -363,11 +363,6 @@ impl Agents {
             .map(|l| (l.label.clone(), std::mem::take(&mut *l.aggregate.lock().unwrap_or_else(|e| e.into_inner()))))
             .collect()
     }
-}
-
-fn config_wait(deadline: Instant, started: Instant) -> Duration {
-    let d = deadline.saturating_duration_since(started);
-    Duration::from_secs(d.as_secs().max(1))
 }
 
 /// One phase as [`Agents::run`] takes it.

@@ -15,17 +15,6 @@ fn text(out: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
 }
 
-/// `/sim/stats` over a plain socket.
-fn sim_stats(addr: std::net::SocketAddr) -> serde_json::Value {
-    use std::io::{Read, Write};
-    let mut c = std::net::TcpStream::connect(addr).unwrap();
-    c.write_all(b"GET /sim/stats HTTP/1.0\r\nHost: sim\r\n\r\n").unwrap();
-    let mut reply = String::new();
-    c.read_to_string(&mut reply).unwrap();
-    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("stats are not JSON ({e}): {reply}"))
-}
-
 #[test]
 fn a_recording_from_the_simulator_converts_checks_and_replays() {
     let out = volley().args(["convert", FIXTURE]).output().unwrap();
@@ -77,7 +66,7 @@ fn a_recording_from_the_simulator_converts_checks_and_replays() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     assert!(text(&out).contains("checks              100.00% (6 of 6)"), "{}", text(&out));
-    let stats = sim_stats(sim.local_addr());
+    let stats = crate::support::sim_stats(sim.local_addr());
     let by = &stats["requests"]["by_endpoint"];
     for endpoint in ["ack", "channels", "live_metadata", "configure", "login"] {
         assert_eq!(by[endpoint]["total"], 1, "{endpoint}: {stats}");

@@ -374,3 +374,32 @@ assert(p.elapsed_s < 30, `the phase ran ${p.elapsed_s}s`);
     assert!(started.elapsed() < Duration::from_secs(45), "the other agents kept running");
     assert_eq!(doc(&json)["phases"][0]["stopped"], "breaker open");
 }
+
+#[test]
+fn a_pz_script_on_three_agents_counts_what_the_simulator_served() {
+    // PZ-14802 (peak load, an open model) with its stdlib modules shipped to the agents.
+    let sim = volley::sim::SimHandle::start(
+        volley::sim::SimConfig::preset("healthy").unwrap(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("pz.json");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/focus/pz_14802_peak_load.rhai");
+    let out = volley()
+        .args(["run", "--progress", "off", "--local-agents", "3", "--time-scale", "0.05"])
+        .arg(&script)
+        .args(["-e", &format!("FOCUS_URL={}", sim.focus_url()), "-e", &format!("ALERTS_URL={}", sim.alerts_url())])
+        .arg(format!("--out=json={}", json.display()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("3 agents"), "{}", text(&out));
+    let d = doc(&json);
+    let stats = support::sim_stats(sim.local_addr());
+    let served = stats["requests"]["by_endpoint"]["configure"]["total"].as_u64().unwrap();
+    let counted: u64 = d["requests"].as_array().unwrap().iter().map(|r| r["count"].as_u64().unwrap()).sum();
+    assert!(served > 0);
+    assert_eq!(counted, served, "the coordinator's total is what the simulator served: {stats}");
+    assert_eq!(stats["jobs"]["created"].as_u64(), Some(served), "{stats}");
+}

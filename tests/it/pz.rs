@@ -21,18 +21,7 @@ fn run_on(config: SimConfig, script: &str, extra: &[(&str, &str)], scale: f64) -
     env.extend_from_slice(extra);
     let path = if script.ends_with(".rhai") { script.to_string() } else { format!("scripts/{script}.rhai") };
     let report = run_with(std::path::Path::new(&path), &env, scale);
-    (report, sim_stats(&sim))
-}
-
-/// `GET /sim/stats` over a plain HTTP/1.0 connection.
-fn sim_stats(sim: &SimHandle) -> serde_json::Value {
-    use std::io::{Read, Write};
-    let mut c = std::net::TcpStream::connect(sim.local_addr()).unwrap();
-    c.write_all(b"GET /sim/stats HTTP/1.0\r\nHost: sim\r\n\r\n").unwrap();
-    let mut text = String::new();
-    c.read_to_string(&mut text).unwrap();
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("/sim/stats: {e}: {text}"))
+    (report, crate::support::sim_stats(sim.local_addr()))
 }
 
 fn passes(script: &str, extra: &[(&str, &str)], scale: f64) -> RunReport {

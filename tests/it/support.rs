@@ -180,3 +180,14 @@ fn a_missing_tool_fails_under_ci_and_skips_locally() {
     assert_eq!(tool_decision("promtool", None, None), Ok(None));
     assert_eq!(tool_decision("promtool", None, Some("false")), Ok(None));
 }
+
+/// The simulator's `GET /sim/stats`, over a plain HTTP/1.0 connection.
+pub fn sim_stats(addr: std::net::SocketAddr) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.write_all(b"GET /sim/stats HTTP/1.0\r\nHost: sim\r\n\r\n").unwrap();
+    let mut reply = String::new();
+    c.read_to_string(&mut reply).unwrap();
+    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("stats are not JSON ({e}): {reply}"))
+}
