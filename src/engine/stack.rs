@@ -39,9 +39,9 @@
 //! stack memory through a later phase that needs 50.
 //!
 //! Pools are per worker thread (coroutines never change threads), hence `Rc`.
-//! Imports `corosensei`, `libc` and [`capacity`] (the probe and the slab size).
+//! Imports `corosensei`, `libc` and [`capacity`] (the probe, the advice, the slab size).
 
-use crate::executor::capacity::{self, STACKS_PER_SLAB};
+use crate::executor::capacity::{self, MADV_GUARD_INSTALL, STACKS_PER_SLAB};
 use corosensei::stack::valgrind::ValgrindStackRegistration;
 use corosensei::stack::{Stack, StackPointer};
 use std::cell::RefCell;
@@ -126,10 +126,6 @@ impl Drop for Slab {
         debug_assert_eq!(ret, 0, "munmap of a stack slab");
     }
 }
-
-/// `madvise` advice of Linux 6.13+ (uapi `asm-generic/mman-common.h`; the same value on
-/// every architecture); `libc` does not name it yet.
-pub const MADV_GUARD_INSTALL: libc::c_int = 102;
 
 struct Inner {
     guard: Guard,

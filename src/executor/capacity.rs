@@ -11,7 +11,8 @@
 use super::{Executor, OptionError};
 
 /// VU stacks that share one memory mapping (a slab, `engine::stack`) when the kernel
-/// has guard regions: 64 stacks of 512 KiB are 32 MiB of address space a mapping.
+/// has guard regions: 64 stacks of 512 KiB (plus a guard page each) are 33 MiB of
+/// address space a mapping, of which only touched pages use memory.
 pub const STACKS_PER_SLAB: u64 = 64;
 /// Memory mappings one VU costs without guard regions: its coroutine stack is one
 /// mapping plus its guard page, which the kernel keeps as a second mapping. With guard
@@ -23,7 +24,7 @@ pub const FILES_PER_VU: u64 = 1;
 /// 5,000 VUs sleeping took 139 MiB against 44 MiB for 200, ~20 KiB a VU; 3,000 VUs each
 /// holding a kept-alive HTTP connection to the in-process simulator took 336 MiB against
 /// 81 MiB for 200, ~93 KiB a VU counting both ends of the connection. Release build,
-/// slab stacks: 50,000 VUs sleeping peaked at 578 MiB, ~12 KiB a VU. 64 KiB budgets
+/// slab stacks: 50,000 VUs sleeping peaked at 552 MiB, ~11 KiB a VU. 64 KiB budgets
 /// the client's share; the check is a guard against absurd counts, not a forecast.
 pub const BYTES_PER_VU: u64 = 64 * 1024;
 /// Mappings the process itself uses (binary, libraries, thread stacks, allocator arenas)
@@ -71,10 +72,13 @@ pub fn guard_regions() -> bool {
     *PROBED.get_or_init(probe_guard_regions)
 }
 
+/// The `madvise` advice that installs guard regions, Linux 6.13+ (uapi
+/// `asm-generic/mman-common.h`, the same value on every architecture); `libc` does not
+/// name it yet.
+pub const MADV_GUARD_INSTALL: libc::c_int = 102;
+
 #[cfg(target_os = "linux")]
 fn probe_guard_regions() -> bool {
-    /// `MADV_GUARD_INSTALL` (uapi `asm-generic/mman-common.h`); `libc` does not name it yet.
-    const MADV_GUARD_INSTALL: libc::c_int = 102;
     // SAFETY: a scratch anonymous mapping of two pages, advised, then unmapped; nothing
     // else refers to it.
     unsafe {
