@@ -8,6 +8,7 @@ pub mod phase;
 pub mod progress;
 pub mod run;
 pub mod slo;
+pub mod stack;
 pub mod vu;
 pub mod worker;
 

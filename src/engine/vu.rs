@@ -3,21 +3,17 @@
 //! coroutine suspends and this driver awaits the future, then resumes it with the
 //! output. Dropping the driver mid-iteration unwinds the coroutine (interruption).
 
+use super::stack::VuStack;
 use super::worker::Worker;
 use crate::metrics::builtin;
 use crate::script::bridge::INTERRUPTED_TOKEN;
 use crate::script::context::{self, VuCtx, VuYielder};
-use corosensei::stack::DefaultStack;
 use corosensei::{Coroutine, CoroutineResult};
 use rhai::{Dynamic, EvalAltResult, FnPtr};
 use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::time::Instant;
-
-/// Virtual size of a VU stack. Only touched pages use memory (~13 KiB typical); 512 KiB
-/// leaves room for [`crate::script::MAX_CALL_LEVELS`] levels at ~6 KB each.
-pub const STACK_SIZE: usize = 512 * 1024;
 
 /// How an iteration ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,25 +54,23 @@ pub async fn run_iteration(worker: &Rc<Worker>, vu: &Rc<VuCtx>, func: &FnPtr, sc
     worker.active.begin();
     let mut guard = Guard { worker, vu, finished: false };
 
-    let stack = worker.stacks.borrow_mut().pop();
+    // The stack returns to the pool when `co` is dropped, however the iteration ends.
+    let stack = worker.stacks.borrow().take();
     let stack = match stack {
-        Some(s) => s,
-        None => match DefaultStack::new(STACK_SIZE) {
-            Ok(s) => s,
-            Err(e) => {
-                let err: EvalAltResult = format!(
-                    "cannot allocate a VU stack ({e}); with tens of thousands of VUs raise vm.max_map_count (sysctl -w vm.max_map_count=262144)"
-                )
-                .into();
-                worker.thread.shared.record_iteration_error(&err);
-                guard.finished = true;
-                return Ended::Failed;
-            }
-        },
+        Ok(s) => s,
+        Err(e) => {
+            let err: EvalAltResult = format!(
+                "cannot allocate a VU stack ({e}); with hundreds of thousands of VUs raise vm.max_map_count (sysctl -w vm.max_map_count=262144)"
+            )
+            .into();
+            worker.thread.shared.record_iteration_error(&err);
+            guard.finished = true;
+            return Ended::Failed;
+        }
     };
     let (engine, ast, func) = (worker.engine.clone(), worker.ast.clone(), func.clone());
     let vu_ptr: *const VuCtx = Rc::as_ptr(vu);
-    let mut co: Coroutine<Box<dyn Any>, context::VuFuture, Result<Dynamic, Box<EvalAltResult>>, DefaultStack> =
+    let mut co: Coroutine<Box<dyn Any>, context::VuFuture, Result<Dynamic, Box<EvalAltResult>>, VuStack> =
         Coroutine::with_stack(stack, move |yielder: &VuYielder, _start: Box<dyn Any>| {
             // SAFETY: the driver below keeps `vu` alive for the coroutine's whole life.
             unsafe { &*vu_ptr }.yielder.set(yielder as *const VuYielder);
@@ -103,7 +97,7 @@ pub async fn run_iteration(worker: &Rc<Worker>, vu: &Rc<VuCtx>, func: &FnPtr, sc
         guard.finished = true;
         return Ended::Failed;
     };
-    worker.stacks.borrow_mut().push(co.into_stack());
+    drop(co);
 
     let tags = vu.tags.borrow().clone();
     let thread = &worker.thread;

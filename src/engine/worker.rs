@@ -3,12 +3,12 @@
 //! must not change threads). The orchestrator sends phases; each worker runs its share
 //! and reports back after draining its samples into the aggregate.
 
+use super::stack::StackPool;
 use super::vu::{self, Ended};
 use crate::executor::{ClosedPlan, Iterations, OpenPlan, Plan};
 use crate::metrics::{Tags, builtin};
 use crate::script::context::{self, RunShared, ThreadCtx, VuCtx};
 use crate::script::random;
-use corosensei::stack::DefaultStack;
 use rhai::{AST, Engine, FnPtr};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -105,7 +105,7 @@ pub struct Worker {
     /// The compiled scenario.
     pub ast: Arc<AST>,
     /// Reusable coroutine stacks.
-    pub stacks: RefCell<Vec<DefaultStack>>,
+    pub stacks: RefCell<StackPool>,
     /// Iterations running right now (read by the live view).
     pub active: Arc<Busy>,
 }

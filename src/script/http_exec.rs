@@ -335,6 +335,7 @@ pub fn execute(thread: &ThreadCtx, prepared: Prepared) -> Result<Response, Box<E
     // Cookies of this VU for this URL (a login cookie is reused across iterations).
     let cookie = context::with_vu(|vu| {
         let jar = vu.cookies.borrow();
+        let Some(jar) = jar.as_deref() else { return String::new() };
         let pairs: Vec<String> = jar.get_request_values(&prepared.url).map(|(n, v)| format!("{n}={v}")).collect();
         pairs.join("; ")
     })?;
@@ -379,6 +380,7 @@ pub fn execute(thread: &ThreadCtx, prepared: Prepared) -> Result<Response, Box<E
     if !outcome.set_cookies.is_empty() {
         context::with_vu(|vu| {
             let mut jar = vu.cookies.borrow_mut();
+            let jar = jar.get_or_insert_with(Box::default);
             for v in &outcome.set_cookies {
                 let _ = jar.parse(v, &url);
             }

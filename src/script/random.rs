@@ -37,9 +37,9 @@ pub fn with_vu_rng<R>(vu: &VuCtx, seed: Option<u64>, f: impl FnOnce(&mut StdRng)
         Some(seed) => {
             let tags = vu.tags.borrow();
             let (phase, burst) = (tags.get("phase").unwrap_or(""), tags.get("burst").unwrap_or(""));
-            StdRng::seed_from_u64(stream_seed(seed, phase, burst, vu.id))
+            Box::new(StdRng::seed_from_u64(stream_seed(seed, phase, burst, vu.id)))
         }
-        None => StdRng::from_rng(&mut rand::rng()),
+        None => Box::new(StdRng::from_rng(&mut rand::rng())),
     });
     f(rng)
 }

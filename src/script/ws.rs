@@ -119,6 +119,7 @@ impl Spec {
 pub fn cookies_for(url: &url::Url) -> Result<Option<String>, Box<EvalAltResult>> {
     context::with_vu(|vu| {
         let jar = vu.cookies.borrow();
+        let jar = jar.as_deref()?;
         let pairs: Vec<String> = jar.get_request_values(url).map(|(n, v)| format!("{n}={v}")).collect();
         (!pairs.is_empty()).then(|| pairs.join("; "))
     })
@@ -131,6 +132,7 @@ pub fn keep_cookies(url: &url::Url, set_cookies: &[String]) {
     }
     let _ = context::with_vu(|vu| {
         let mut jar = vu.cookies.borrow_mut();
+        let jar = jar.get_or_insert_with(Box::default);
         for v in set_cookies {
             let _ = jar.parse(v, url);
         }

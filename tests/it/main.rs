@@ -17,6 +17,7 @@ mod merge;
 mod pz;
 mod reports;
 mod sim;
+mod stacks;
 mod suite;
 mod support;
 mod tls;

@@ -1,0 +1,48 @@
+//! Issue 13: VU coroutine stacks share memory mappings (slabs with guard regions), so
+//! many thousands of VUs take a few hundred mappings instead of two each.
+
+use crate::support::{run, script};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use volley::engine::ExitCode;
+
+fn mappings_of_this_process() -> usize {
+    std::fs::read_to_string("/proc/self/maps").map(|m| m.lines().count()).unwrap_or(0)
+}
+
+#[test]
+fn issue_13_fifteen_thousand_sleeping_vus_take_few_mappings() {
+    if !volley::executor::capacity::guard_regions() {
+        eprintln!("skipped: this kernel has no guard regions (Linux 6.13+), so each stack takes 2 mappings");
+        return;
+    }
+    // 15,000: under this machine's open-files limit (20,000; a VU is budgeted a socket),
+    // so the phase is not refused; with one mapping pair a stack it would take 30,000.
+    let (_d, path) = script(
+        r#"
+        let p = phase("sleepers", #{ executor: "constant-vus", vus: 15000, duration: "2s" }, || { sleep(0.5); });
+        expect(p.vus_max, "== 15000", "every VU ran at once");
+        expect(p.iterations, ">= 15000", "every VU finished an iteration");
+        expect(p.failed, "== 0", "no iteration failed");
+        "#,
+    );
+    let before = mappings_of_this_process();
+    let (done, peak) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(before)));
+    let sampler = {
+        let (done, peak) = (done.clone(), peak.clone());
+        std::thread::spawn(move || {
+            while !done.load(Ordering::Relaxed) {
+                peak.fetch_max(mappings_of_this_process(), Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        })
+    };
+    let report = run(&path, "");
+    done.store(true, Ordering::Relaxed);
+    sampler.join().unwrap();
+    assert_eq!(report.exit, ExitCode::Passed, "{}", volley::report::summary::render(&report));
+    // 15,000 / 64 = 235 slabs. Other tests map memory at the same time: a generous
+    // bound, still far below the 30,000 of one mapping pair a stack.
+    let peak = peak.load(Ordering::Relaxed);
+    assert!(peak.saturating_sub(before) < 5_000, "{before} mappings before the run, {peak} at its peak");
+}
