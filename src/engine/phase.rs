@@ -268,7 +268,18 @@ impl PhaseRunner for Phases {
         }
         self.check_tasks(&req.name, &req.tasks)?;
         let overridden = self.apply_overrides(&mut req)?;
-        let mut executor = Executor::validate(&req.options).map_err(|e| option_errors(e, &req.name))?;
+        // This machine's limits bind the VUs it runs: none on a coordinator (its agents
+        // run them).
+        let limits = match &self.load {
+            Load::Local(_) => crate::executor::capacity::Limits::of_this_machine(),
+            Load::Agents(_) => crate::executor::capacity::Limits::default(),
+        };
+        let mut executor =
+            Executor::validate_with(&req.options, &limits).map_err(|e| option_errors(e, &req.name))?;
+        let (vus, _) = crate::executor::capacity::vu_demand(&executor, &req.options);
+        for w in crate::executor::capacity::warnings(vus, &limits) {
+            self.shared.warn(format!("phase {:?}: {w}", req.name));
+        }
         if self.shared.time_scale != 1.0 {
             executor = executor.scaled(self.shared.time_scale);
         }

@@ -11,18 +11,14 @@ fn mappings_of_this_process() -> usize {
 }
 
 #[test]
-fn issue_13_fifteen_thousand_sleeping_vus_take_few_mappings() {
-    if !volley::executor::capacity::guard_regions() {
-        eprintln!("skipped: this kernel has no guard regions (Linux 6.13+), so each stack takes 2 mappings");
-        return;
-    }
-    // 15,000: under this machine's open-files limit (20,000; a VU is budgeted a socket),
-    // so the phase is not refused; with one mapping pair a stack it would take 30,000.
+fn issue_13_twenty_five_thousand_sleeping_vus_take_few_mappings() {
+    // 25,000: past this machine's open-files limit (20,000), which only warns (sleeping
+    // VUs hold no socket); with one mapping pair a stack they would take 50,000.
     let (_d, path) = script(
         r#"
-        let p = phase("sleepers", #{ executor: "constant-vus", vus: 15000, duration: "2s" }, || { sleep(0.5); });
-        expect(p.vus_max, "== 15000", "every VU ran at once");
-        expect(p.iterations, ">= 15000", "every VU finished an iteration");
+        let p = phase("sleepers", #{ executor: "constant-vus", vus: 25000, duration: "2s" }, || { sleep(0.5); });
+        expect(p.vus_max, "== 25000", "every VU ran at once");
+        expect(p.iterations, ">= 25000", "every VU finished an iteration");
         expect(p.failed, "== 0", "no iteration failed");
         "#,
     );
@@ -41,8 +37,10 @@ fn issue_13_fifteen_thousand_sleeping_vus_take_few_mappings() {
     done.store(true, Ordering::Relaxed);
     sampler.join().unwrap();
     assert_eq!(report.exit, ExitCode::Passed, "{}", volley::report::summary::render(&report));
-    // 15,000 / 64 = 235 slabs. Other tests map memory at the same time: a generous
-    // bound, still far below the 30,000 of one mapping pair a stack.
+    // 25,000 / 64 = 391 slabs. Other tests map memory at the same time: a generous
+    // bound, still far below the 50,000 of one mapping pair a stack. A kernel without
+    // guard regions (before Linux 6.13) takes the pair: the bound says so.
     let peak = peak.load(Ordering::Relaxed);
-    assert!(peak.saturating_sub(before) < 5_000, "{before} mappings before the run, {peak} at its peak");
+    let bound = if volley::executor::capacity::guard_regions() { 8_000 } else { 60_000 };
+    assert!(peak.saturating_sub(before) < bound, "{before} mappings before the run, {peak} at its peak");
 }
