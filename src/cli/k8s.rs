@@ -33,6 +33,9 @@ pub struct K8sArgs {
     /// Seconds the coordinator's pod stays up after the run, to `kubectl cp` its reports.
     #[arg(long, value_name = "S", default_value_t = 300)]
     pub keep: u64,
+    /// Seconds after which Kubernetes stops the run's Jobs whatever happens.
+    #[arg(long, value_name = "S", default_value_t = 21_600)]
+    pub deadline: u64,
     /// Arguments for the coordinator's `volley run` (after --), e.g. -- --out json=run.json
     #[arg(last = true, value_name = "RUN ARGS")]
     pub run_args: Vec<String>,
@@ -61,6 +64,7 @@ pub fn execute(args: K8sArgs) -> i32 {
             agent_memory: args.agent_memory.clone(),
             run_args: args.run_args.clone(),
             keep_s: args.keep,
+            deadline_s: args.deadline,
         };
         let objects = manifest.objects().map_err(|e| e.to_string())?;
         Ok(crate::distributed::k8s::to_yaml(&objects))

@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 pub const COORDINATOR_SILENCE: Duration = Duration::from_secs(3);
 /// How long a coordinator gets to answer the challenge.
 const HANDSHAKE: Duration = Duration::from_secs(10);
+/// How long an agent that joined waits for the run to begin (the coordinator waits for
+/// its other agents first, up to its `--agent-wait`).
+const JOINING: Duration = Duration::from_secs(3600);
 
 /// How an agent runs.
 #[derive(Debug, Clone)]
@@ -66,23 +69,21 @@ pub fn serve(config: &AgentConfig, stop: &Arc<Stop>) -> Result<(), String> {
             Err(e) => return Err(format!("accept on {addr}: {e}")),
         };
         let _ = conn.set_nonblocking(false);
-        if busy.swap(true, Ordering::AcqRel) {
-            let mut conn = conn;
-            let _ =
-                wire::send(&mut conn, &ToCoordinator::Refused { reason: "busy with another coordinator's run".into() });
-            continue;
-        }
+        // Each connection proves the token on its own thread: a silent or foreign
+        // connection holds nothing up; only an authenticated coordinator takes the agent.
         let (config, busy, done_tx, stop) = (config.clone(), busy.clone(), done_tx.clone(), stop.clone());
         std::thread::spawn(move || {
-            let ran = match session(conn, &config, &stop) {
-                Ok(ran) => ran,
-                Err(e) => {
-                    eprintln!("volley agent: coordinator {peer}: {e}");
-                    false
-                }
-            };
-            busy.store(false, Ordering::Release);
-            let _ = done_tx.send(ran);
+            let mut took = false;
+            let ran = session(conn, &config, &stop, &busy, &mut took);
+            if let Err(e) = &ran {
+                eprintln!("volley agent: coordinator {peer}: {e}");
+            }
+            if took {
+                busy.store(false, Ordering::Release);
+                eprintln!("volley agent: run from {peer} ended");
+                // A run that began counts as served (`--once` exits), however it ended.
+                let _ = done_tx.send(true);
+            }
         });
     }
     // Ctrl-C: the running session stops its load and sends its last samples first.
@@ -98,9 +99,15 @@ fn refuse(conn: &mut TcpStream, reason: String) -> Result<bool, String> {
     Err(reason)
 }
 
-/// One coordinator's run. Ok(true) once a run was served, Ok(false) when the peer left
-/// before the run began.
-fn session(mut conn: TcpStream, config: &AgentConfig, stop: &Arc<Stop>) -> Result<bool, String> {
+/// One coordinator's run. Sets `took` once the authenticated coordinator has taken this
+/// agent (its run began).
+fn session(
+    mut conn: TcpStream,
+    config: &AgentConfig,
+    stop: &Arc<Stop>,
+    busy: &AtomicBool,
+    took: &mut bool,
+) -> Result<bool, String> {
     let _ = conn.set_nodelay(true);
     conn.set_read_timeout(Some(HANDSHAKE)).map_err(|e| e.to_string())?;
     let nonce = wire::nonce();
@@ -128,8 +135,14 @@ fn session(mut conn: TcpStream, config: &AgentConfig, stop: &Arc<Stop>) -> Resul
             "wrong token; hint: coordinator and agents need the same --token (or VOLLEY_TOKEN)".into(),
         );
     }
+    if busy.swap(true, Ordering::AcqRel) {
+        return refuse(&mut conn, "busy with another coordinator's run".into());
+    }
+    *took = true;
     wire::send(&mut conn, &ToCoordinator::Proof { proof: wire::proof(&config.token, "agent", &theirs) })
         .map_err(|e| e.to_string())?;
+    // Until the coordinator has every agent, it may take as long as its --agent-wait.
+    conn.set_read_timeout(Some(JOINING)).map_err(|e| e.to_string())?;
     let setup = match wire::recv::<ToAgent>(&mut conn) {
         Ok(ToAgent::Setup(s)) => s,
         Ok(_) => return refuse(&mut conn, "expected the run's setup".into()),
@@ -156,11 +169,21 @@ struct Session {
     /// The phase running, to report `stop_phase` once.
     phase: AtomicU64,
     stop_reported: AtomicU64,
+    /// A `stop_phase` from the coordinator for a phase not started here yet.
+    pending_stop: Mutex<Option<(u64, String)>>,
+    /// This agent's copy of the script's directory, and the coordinator's path of it:
+    /// messages name the coordinator's files.
+    paths: (String, String),
 }
 
 impl Session {
     fn send(&self, msg: &ToCoordinator) -> bool {
         wire::send(&mut *self.writer.lock().unwrap_or_else(|e| e.into_inner()), msg).is_ok()
+    }
+
+    /// A message in the coordinator's terms (its paths, not this agent's copy).
+    fn theirs(&self, text: String) -> String {
+        if self.paths.0.is_empty() { text } else { text.replace(&self.paths.0, &self.paths.1) }
     }
 
     /// Everything drained since the last call, as one message.
@@ -174,26 +197,40 @@ impl Session {
             busy: self.busy.iter().map(|b| b.take_peak()).sum(),
             errors: errors
                 .into_iter()
-                .map(|e| WireError { key: e.key, rendered: e.rendered, count: e.count })
+                .map(|e| WireError { key: self.theirs(e.key), rendered: self.theirs(e.rendered), count: e.count })
                 .collect(),
-            warnings,
+            warnings: warnings.into_iter().map(|w| self.theirs(w)).collect(),
             metrics: shared.registry.custom().into_iter().map(|m| (m.name.to_string(), m.kind)).collect(),
             script_error: shared.had_script_error.load(Ordering::Relaxed),
         }
     }
 
+    /// Sends what was drained (and a `stop_phase` of this phase, once). The writer is
+    /// held from draining to sending, so what one call drained never overtakes what an
+    /// earlier one sent, nor the `PhaseDone` that follows it.
     fn ship(&self) -> bool {
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         let phase = self.phase.load(Ordering::Acquire);
         if phase != 0
             && self.stop_reported.load(Ordering::Acquire) != phase
             && let Some(reason) = self.shared.phase_stop.reason()
         {
             self.stop_reported.store(phase, Ordering::Release);
-            if !self.send(&ToCoordinator::PhaseStopped { reason }) {
+            if wire::send(&mut *w, &ToCoordinator::PhaseStopped { id: phase, reason }).is_err() {
                 return false;
             }
         }
-        self.send(&ToCoordinator::Samples(Box::new(self.samples())))
+        wire::send(&mut *w, &ToCoordinator::Samples(Box::new(self.samples()))).is_ok()
+    }
+
+    /// `stop_phase` from the coordinator: now if the phase runs here, else when it starts.
+    fn stop_phase(&self, id: u64, reason: String) {
+        if self.phase.load(Ordering::Acquire) == id {
+            self.stop_reported.store(id, Ordering::Release);
+            self.shared.phase_stop.stop(&reason);
+        } else {
+            *self.pending_stop.lock().unwrap_or_else(|e| e.into_inner()) = Some((id, reason));
+        }
     }
 }
 
@@ -246,6 +283,8 @@ fn run_session(
         ended: AtomicBool::new(false),
         phase: AtomicU64::new(0),
         stop_reported: AtomicU64::new(0),
+        pending_stop: Mutex::new(None),
+        paths: (dir.join("0").display().to_string(), setup.origin_dir.clone()),
     });
     session.send(&ToCoordinator::Ready { workers });
     eprintln!(
@@ -274,20 +313,27 @@ fn run_session(
         })
     };
 
-    conn.set_read_timeout(Some(COORDINATOR_SILENCE)).map_err(|e| e.to_string())?;
+    // The coordinator pings once every agent has joined; from its first message on,
+    // silence means it is gone.
+    let mut heard = false;
     let mut phases: Vec<std::thread::JoinHandle<()>> = Vec::new();
     let outcome = loop {
         if stop.is_interrupted() {
             run_stop.interrupt();
             break Ok(());
         }
-        match wire::recv::<ToAgent>(&mut conn) {
+        let received = wire::recv::<ToAgent>(&mut conn);
+        if !heard && received.is_ok() {
+            heard = true;
+            conn.set_read_timeout(Some(COORDINATOR_SILENCE)).map_err(|e| e.to_string())?;
+        }
+        match received {
             Ok(ToAgent::Phase(order)) => {
                 let session = session.clone();
                 phases.retain(|h| !h.is_finished());
                 phases.push(std::thread::spawn(move || run_phase(&session, *order)));
             }
-            Ok(ToAgent::StopPhase { reason }) => shared.phase_stop.stop(&reason),
+            Ok(ToAgent::StopPhase { id, reason }) => session.stop_phase(id, reason),
             Ok(ToAgent::Interrupt) => run_stop.interrupt(),
             Ok(ToAgent::Ping) => {}
             Ok(ToAgent::End) => break Ok(()),
@@ -322,6 +368,10 @@ fn run_phase(session: &Session, order: PhaseOrder) {
         Ok(Some(job)) => {
             shared.phase_stop.reset();
             session.phase.store(order.id, Ordering::Release);
+            let pending = session.pending_stop.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some((id, reason)) = pending.filter(|(id, _)| *id == order.id) {
+                session.stop_phase(id, reason);
+            }
             let (tx, rx) = mpsc::channel();
             let job = PhaseJob { done: tx, ..job };
             let reports = session.pool.run(job, rx);
@@ -332,7 +382,7 @@ fn run_phase(session: &Session, order: PhaseOrder) {
             }
         }
         Err(e) => {
-            shared.record_iteration_error(&e.into());
+            shared.record_iteration_error(&session.theirs(e).into());
             WorkerReport::default()
         }
     };
@@ -345,6 +395,8 @@ fn run_phase(session: &Session, order: PhaseOrder) {
         iterations: report.iterations,
         dropped: report.dropped,
         max_concurrent: report.max_concurrent,
+        // Stopped here (Ctrl-C on this agent, its coordinator silent), not on request.
+        interrupted: shared.stop.is_interrupted(),
     });
 }
 

@@ -9,7 +9,7 @@ use std::path::{Component, Path, PathBuf};
 /// Files shipped from the script's directory and its subdirectories at most, in bytes.
 pub const MAX_BUNDLE: u64 = 64 * 1024 * 1024;
 /// How deep below each directory files are collected.
-const MAX_DEPTH: usize = 3;
+const MAX_DEPTH: usize = 8;
 
 /// Everything an agent needs to join a run.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -33,6 +33,9 @@ pub struct RunSetup {
     pub elapsed_ms: u64,
     /// Worker threads the agent should use (None: its own choice).
     pub workers: Option<usize>,
+    /// The script's directory as the coordinator names it: agents' messages name files
+    /// by it, not by their own copies.
+    pub origin_dir: String,
 }
 
 /// One file of the bundle.
@@ -76,7 +79,8 @@ fn collect(root: &Path, dir: &Path, depth: usize, only_rhai: bool, out: &mut Vec
             continue;
         }
         let path = e.path();
-        let Ok(kind) = e.file_type() else { continue };
+        // Follows symbolic links: a linked data file is shipped as the file it names.
+        let Ok(kind) = std::fs::metadata(&path) else { continue };
         if kind.is_dir() && depth < MAX_DEPTH {
             collect(root, &path, depth + 1, only_rhai, out)?;
         } else if kind.is_file() && (!only_rhai || name.ends_with(".rhai")) {
@@ -174,6 +178,7 @@ mod tests {
             time_scale: 1.0,
             elapsed_ms: 0,
             workers: None,
+            origin_dir: String::new(),
         };
         let out = tempfile::tempdir().unwrap();
         let (main, dirs) = unpack(&setup, out.path()).unwrap();

@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 
 /// An agent that sends nothing for this long is lost (agents send every second).
 pub const AGENT_SILENCE: Duration = Duration::from_secs(10);
+/// A write to an agent that does not drain its socket for this long fails (a stopped
+/// agent must not block the coordinator, nor the pings to the others).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Which agents a run uses.
 #[derive(Debug, Clone)]
@@ -43,17 +46,30 @@ struct Link {
     busy: AtomicU64,
     /// Its samples alone (its per-agent result file).
     aggregate: Mutex<Aggregate>,
+    /// Whether its loss was reported (once).
+    reported: AtomicBool,
 }
 
 impl Link {
+    /// Sends a message; a failed or timed-out write (see [`WRITE_TIMEOUT`]) marks the
+    /// agent dead and closes its socket, so its reader reports it lost and nothing waits
+    /// on it.
     fn send(&self, msg: &ToAgent) -> bool {
-        self.alive.load(Ordering::Acquire)
-            && wire::send(&mut *self.writer.lock().unwrap_or_else(|e| e.into_inner()), msg).is_ok()
+        if !self.alive.load(Ordering::Acquire) {
+            return false;
+        }
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let sent = wire::send(&mut *w, msg).is_ok();
+        if !sent {
+            self.alive.store(false, Ordering::Release);
+            let _ = w.shutdown(std::net::Shutdown::Both);
+        }
+        sent
     }
 }
 
 enum Event {
-    Done { agent: usize, id: u64, report: WorkerReport },
+    Done { agent: usize, id: u64, report: WorkerReport, interrupted: bool },
     Lost { agent: usize, reason: String },
 }
 
@@ -63,6 +79,8 @@ pub struct Agents {
     shared: Arc<RunShared>,
     events: Mutex<mpsc::Receiver<Event>>,
     next_phase: AtomicU64,
+    /// The phase running on the agents (0 between phases).
+    current: Arc<AtomicU64>,
     closing: Arc<AtomicBool>,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
@@ -72,9 +90,12 @@ fn joining(label: &str, what: impl std::fmt::Display) -> String {
     format!("agent {label}: {what}")
 }
 
-fn dial(addr: &str, deadline: Instant) -> Result<TcpStream, String> {
+fn dial(addr: &str, deadline: Instant, stop: &crate::script::context::Stop) -> Result<TcpStream, String> {
     let mut last = String::from("no address");
     loop {
+        if stop.is_interrupted() {
+            return Err("interrupted while waiting for it".into());
+        }
         let addrs: Vec<_> = match addr.to_socket_addrs() {
             Ok(a) => a.collect(),
             Err(e) => {
@@ -95,8 +116,11 @@ fn dial(addr: &str, deadline: Instant) -> Result<TcpStream, String> {
     }
 }
 
-fn handshake(conn: &mut TcpStream, token: &str, setup: &RunSetup) -> Result<usize, String> {
-    conn.set_read_timeout(Some(Duration::from_secs(30))).map_err(|e| e.to_string())?;
+fn handshake(conn: &mut TcpStream, token: &str, setup: &RunSetup, wait: Duration) -> Result<usize, String> {
+    // An agent answers at once; loading the script may take a while on a busy machine.
+    let patience = wait.max(Duration::from_secs(10));
+    conn.set_read_timeout(Some(patience)).map_err(|e| e.to_string())?;
+    conn.set_write_timeout(Some(patience.max(WRITE_TIMEOUT))).map_err(|e| e.to_string())?;
     let _ = conn.set_nodelay(true);
     let version = env!("CARGO_PKG_VERSION").to_string();
     let (nonce, theirs_version, protocol) = match wire::recv::<ToCoordinator>(conn).map_err(|e| e.to_string())? {
@@ -143,6 +167,10 @@ impl Agents {
         let files = bundle::make(&shared.script_path, &dirs).map_err(|e| e.to_string())?;
         let main = shared.script_path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
         let count = config.addrs.len();
+        let origin_dir = match shared.script_path.parent().map(|p| p.display().to_string()) {
+            Some(p) if !p.is_empty() => p,
+            _ => ".".to_string(),
+        };
         let deadline = Instant::now() + config.wait;
         // Dial in parallel: one slow agent does not delay the others' handshakes.
         let joins: Vec<_> = config
@@ -160,14 +188,16 @@ impl Agents {
                     time_scale: shared.time_scale,
                     elapsed_ms: 0,
                     workers: config.workers,
+                    origin_dir: origin_dir.clone(),
                 };
                 let (addr, token, started, wait) = (addr.clone(), config.token.clone(), shared.started, config.wait);
+                let stop = shared.stop.clone();
                 std::thread::spawn(move || {
-                    let mut conn = dial(&addr, deadline).map_err(|e| {
+                    let mut conn = dial(&addr, deadline, &stop).map_err(|e| {
                         joining(&label, format!("did not answer within {}: {e}; hint: start it with `volley agent --listen {addr} --token ...`", humantime::format_duration(wait)))
                     })?;
                     let setup = RunSetup { elapsed_ms: started.elapsed().as_millis() as u64, ..setup };
-                    let workers = handshake(&mut conn, &token, &setup).map_err(|e| joining(&label, e))?;
+                    let workers = handshake(&mut conn, &token, &setup, wait).map_err(|e| joining(&label, e))?;
                     Ok::<_, String>((label, conn, workers))
                 })
             })
@@ -189,20 +219,27 @@ impl Agents {
         }
         let (tx, rx) = mpsc::channel();
         let closing = Arc::new(AtomicBool::new(false));
+        let current = Arc::new(AtomicU64::new(0));
         let mut links = Vec::new();
         let mut threads = Vec::new();
         for (index, (label, conn, workers)) in joined.into_iter().enumerate() {
-            eprintln!("volley: agent {label} joined with {workers} workers");
+            let with = if workers == 1 { "1 worker".to_string() } else { format!("{workers} workers") };
+            eprintln!("volley: agent {label} joined with {with}");
+            let _ = conn.set_write_timeout(Some(WRITE_TIMEOUT));
             let reader = conn.try_clone().map_err(|e| joining(&label, e))?;
             let link = Arc::new(Link {
                 label,
                 writer: Mutex::new(conn),
                 alive: AtomicBool::new(true),
+                reported: AtomicBool::new(false),
                 busy: AtomicU64::new(0),
                 aggregate: Mutex::new(Aggregate::starting_at(shared.started)),
             });
-            let (link2, shared2, tx2, closing2) = (link.clone(), shared.clone(), tx.clone(), closing.clone());
-            threads.push(std::thread::spawn(move || read_agent(index, reader, &link2, &shared2, &tx2, &closing2)));
+            let (link2, shared2, tx2, closing2, current2) =
+                (link.clone(), shared.clone(), tx.clone(), closing.clone(), current.clone());
+            threads.push(std::thread::spawn(move || {
+                read_agent(index, reader, &link2, &shared2, &tx2, &closing2, &current2)
+            }));
             links.push(link);
         }
         let agents = Agents {
@@ -210,6 +247,7 @@ impl Agents {
             shared,
             events: Mutex::new(rx),
             next_phase: AtomicU64::new(1),
+            current,
             closing,
             threads: Mutex::new(threads),
         };
@@ -217,38 +255,36 @@ impl Agents {
         Ok(agents)
     }
 
-    /// Pings every second and passes Ctrl-C, aborts and `stop_phase` on to the agents.
+    /// Pings every second and passes Ctrl-C, aborts and `stop_phase` on to the agents:
+    /// one thread per agent, so a slow one delays no other.
     fn start_heartbeat(&self) {
-        let (links, shared, closing) = (self.links.clone(), self.shared.clone(), self.closing.clone());
-        let handle = std::thread::spawn(move || {
-            let mut interrupted = false;
-            let mut last_ping = Instant::now();
-            let mut stopped: Option<String> = None;
-            while !closing.load(Ordering::Acquire) {
-                std::thread::sleep(Duration::from_millis(100));
-                if !interrupted && shared.stop.is_interrupted() {
-                    interrupted = true;
-                    links.iter().for_each(|l| {
-                        l.send(&ToAgent::Interrupt);
-                    });
+        let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        for link in &self.links {
+            let (link, shared, closing, current) =
+                (link.clone(), self.shared.clone(), self.closing.clone(), self.current.clone());
+            threads.push(std::thread::spawn(move || {
+                let mut interrupted = false;
+                let mut last_ping = Instant::now();
+                let mut stopped: Option<(u64, String)> = None;
+                while !closing.load(Ordering::Acquire) && link.alive.load(Ordering::Acquire) {
+                    std::thread::sleep(Duration::from_millis(100));
+                    if !interrupted && shared.stop.is_interrupted() {
+                        interrupted = true;
+                        link.send(&ToAgent::Interrupt);
+                    }
+                    let phase = current.load(Ordering::Acquire);
+                    let stop = shared.phase_stop.reason().filter(|_| phase != 0).map(|r| (phase, r));
+                    if let Some((id, reason)) = stop.clone().filter(|s| Some(s) != stopped.as_ref()) {
+                        link.send(&ToAgent::StopPhase { id, reason });
+                    }
+                    stopped = stop;
+                    if last_ping.elapsed() >= Duration::from_secs(1) {
+                        last_ping = Instant::now();
+                        link.send(&ToAgent::Ping);
+                    }
                 }
-                let reason = shared.phase_stop.reason();
-                if reason.is_some() && reason != stopped {
-                    let r = reason.clone().unwrap_or_default();
-                    links.iter().for_each(|l| {
-                        l.send(&ToAgent::StopPhase { reason: r.clone() });
-                    });
-                }
-                stopped = reason;
-                if last_ping.elapsed() >= Duration::from_secs(1) {
-                    last_ping = Instant::now();
-                    links.iter().for_each(|l| {
-                        l.send(&ToAgent::Ping);
-                    });
-                }
-            }
-        });
-        self.threads.lock().unwrap_or_else(|e| e.into_inner()).push(handle);
+            }));
+        }
     }
 
     /// How many agents are still alive.
@@ -265,12 +301,7 @@ impl Agents {
     /// reports and the agents lost during it (described).
     pub fn run(&self, order: PhaseParts<'_>) -> Result<(Vec<WorkerReport>, Vec<String>), Box<rhai::EvalAltResult>> {
         // Agents that went away since the last phase are reported before this one.
-        let pending: Vec<Event> = self.events.lock().unwrap_or_else(|e| e.into_inner()).try_iter().collect();
-        for event in pending {
-            if let Event::Lost { agent, reason } = event {
-                self.lose(agent, reason, &format!("before {}", order.name));
-            }
-        }
+        self.report_losses(&format!("before phase {:?}", order.name));
         let live: Vec<usize> = (0..self.links.len()).filter(|&i| self.links[i].alive.load(Ordering::Acquire)).collect();
         if live.is_empty() {
             return Err(format!("phase {:?}: every agent was lost; hint: see the warnings above", order.name).into());
@@ -283,6 +314,7 @@ impl Agents {
             tasks.push((name.clone(), *weight, v));
         }
         let id = self.next_phase.fetch_add(1, Ordering::AcqRel);
+        self.current.store(id, Ordering::Release);
         let setup = self.shared.setup.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let start_ms = (self.shared.started.elapsed() + Duration::from_millis(20)).as_millis() as u64;
         let mut waiting = Vec::new();
@@ -312,9 +344,13 @@ impl Agents {
         let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
         while !waiting.is_empty() {
             match events.recv() {
-                Ok(Event::Done { agent, id: done, report }) if done == id => {
+                Ok(Event::Done { agent, id: done, report, interrupted }) if done == id => {
                     waiting.retain(|a| *a != agent);
                     reports.push(report);
+                    if interrupted && !self.shared.stop.is_interrupted() {
+                        let why = "it stopped its load itself (interrupted on the agent, or it stopped hearing this coordinator)";
+                        lost.push(self.lose(agent, why.into(), order.name));
+                    }
                 }
                 Ok(Event::Done { .. }) => {}
                 Ok(Event::Lost { agent, reason }) => {
@@ -326,13 +362,37 @@ impl Agents {
                 Err(_) => break,
             }
         }
+        self.current.store(0, Ordering::Release);
         Ok((reports, lost))
+    }
+
+    /// Reports agents that went away since the last look (each once).
+    fn report_losses(&self, when: &str) {
+        let pending: Vec<Event> = self.events.lock().unwrap_or_else(|e| e.into_inner()).try_iter().collect();
+        for event in pending {
+            if let Event::Lost { agent, reason } = event {
+                self.lose(agent, reason, when);
+            }
+        }
+        for (agent, link) in self.links.iter().enumerate() {
+            if !link.alive.load(Ordering::Acquire) && !link.reported.load(Ordering::Acquire) {
+                self.lose(agent, "its connection failed".into(), when);
+            }
+        }
     }
 
     fn lose(&self, agent: usize, reason: String, phase: &str) -> String {
         let link = &self.links[agent];
         link.alive.store(false, Ordering::Release);
-        let when = if phase.starts_with("before ") { phase.to_string() } else { format!("during phase {phase:?}") };
+        let _ = link.writer.lock().unwrap_or_else(|e| e.into_inner()).shutdown(std::net::Shutdown::Both);
+        if link.reported.swap(true, Ordering::AcqRel) {
+            return format!("agent {} lost", link.label);
+        }
+        let when = if phase.starts_with("before ") || phase.starts_with("after ") {
+            phase.to_string()
+        } else {
+            format!("during phase {phase:?}")
+        };
         let text = format!("agent {} lost {when}: {reason}", link.label);
         self.shared.warn(format!(
             "{text}; its results until then are kept, the phase finished with the other agents and later phases are split over those still alive"
@@ -343,6 +403,9 @@ impl Agents {
     /// Ends the run on every agent and waits for their last samples. Returns each
     /// agent's own aggregate (label, aggregate), for per-agent result files.
     pub fn finish(&self) -> Vec<(String, Aggregate)> {
+        // Losses before the end are reported; after `End`, agents leave by design.
+        self.report_losses("after the last phase");
+        self.closing.store(true, Ordering::Release);
         for l in &self.links {
             l.send(&ToAgent::End);
         }
@@ -351,7 +414,6 @@ impl Agents {
         while self.links.iter().any(|l| l.alive.load(Ordering::Acquire)) && Instant::now() < readers_done {
             std::thread::sleep(Duration::from_millis(20));
         }
-        self.closing.store(true, Ordering::Release);
         for l in &self.links {
             let _ = l.writer.lock().unwrap_or_else(|e| e.into_inner()).shutdown(std::net::Shutdown::Both);
         }
@@ -391,6 +453,7 @@ fn read_agent(
     shared: &RunShared,
     events: &mpsc::Sender<Event>,
     closing: &AtomicBool,
+    current: &AtomicU64,
 ) {
     let _ = conn.set_read_timeout(Some(AGENT_SILENCE));
     let reason = loop {
@@ -400,12 +463,12 @@ fn read_agent(
                     break format!("sent unreadable samples: {e}");
                 }
             }
-            Ok(ToCoordinator::PhaseDone { id, iterations, dropped, max_concurrent }) => {
+            Ok(ToCoordinator::PhaseDone { id, iterations, dropped, max_concurrent, interrupted }) => {
                 let report = WorkerReport { iterations, dropped, max_concurrent };
-                let _ = events.send(Event::Done { agent: index, id, report });
+                let _ = events.send(Event::Done { agent: index, id, report, interrupted });
             }
-            Ok(ToCoordinator::PhaseStopped { reason }) => {
-                if !shared.phase_stop.is_stopped() {
+            Ok(ToCoordinator::PhaseStopped { id, reason }) => {
+                if current.load(Ordering::Acquire) == id && !shared.phase_stop.is_stopped() {
                     shared.phase_stop.stop(&reason);
                 }
             }

@@ -40,6 +40,9 @@ pub struct Manifest {
     pub run_args: Vec<String>,
     /// Seconds the coordinator's pod stays up after the run, for `kubectl cp`.
     pub keep_s: u64,
+    /// Seconds after which Kubernetes stops both Jobs whatever happens
+    /// (`activeDeadlineSeconds`): agents waiting for a coordinator that never came.
+    pub deadline_s: u64,
 }
 
 /// A manifest that cannot be made.
@@ -68,7 +71,18 @@ pub enum K8sError {
     /// Zero agents.
     #[error("--agents must be at least 1")]
     NoAgents,
+    /// A run argument `volley k8s` sets itself.
+    #[error(
+        "{flag} is set by volley k8s (the coordinator dials the agents' pods); hint: leave it out of the arguments after --"
+    )]
+    Reserved {
+        /// The flag.
+        flag: String,
+    },
 }
+
+/// Flags of `volley run` the manifests set themselves.
+const RESERVED: [&str; 6] = ["--agent", "--local-agents", "--agent-wait", "--token", "--dashboard", "--workers"];
 
 fn dns_label(what: &'static str, value: &str, max: usize) -> Result<(), K8sError> {
     let ok = !value.is_empty()
@@ -96,6 +110,12 @@ impl Manifest {
             return Err(K8sError::NoAgents);
         }
         dns_label("--name", &self.name, 40)?;
+        if let Some(flag) = self.run_args.iter().find_map(|a| {
+            let name = a.split('=').next().unwrap_or(a);
+            RESERVED.iter().find(|r| **r == name).map(|r| r.to_string())
+        }) {
+            return Err(K8sError::Reserved { flag });
+        }
         dns_label("--namespace", &self.namespace, 63)?;
         let n = &self.name;
         let ns = &self.namespace;
@@ -138,6 +158,7 @@ impl Manifest {
                 "completions": self.agents,
                 "parallelism": self.agents,
                 "backoffLimit": 0,
+                "activeDeadlineSeconds": self.deadline_s,
                 "template": {
                     "metadata": { "labels": labels("agent") },
                     "spec": {
@@ -193,6 +214,7 @@ impl Manifest {
             "metadata": { "name": format!("{n}-coordinator"), "namespace": ns, "labels": labels("coordinator") },
             "spec": {
                 "backoffLimit": 0,
+                "activeDeadlineSeconds": self.deadline_s,
                 "template": {
                     "metadata": { "labels": labels("coordinator") },
                     "spec": {
@@ -293,6 +315,7 @@ mod tests {
             agent_memory: "1Gi".into(),
             run_args: vec!["--out".into(), "json=run.json".into()],
             keep_s: 300,
+            deadline_s: 21600,
         }
     }
 
@@ -331,5 +354,11 @@ mod tests {
         let mut m = manifest();
         m.agents = 0;
         assert_eq!(m.objects().unwrap_err(), K8sError::NoAgents);
+        for flag in ["--agent-wait", "--local-agents=2", "--dashboard"] {
+            let mut m = manifest();
+            m.run_args = vec![flag.into(), "10s".into()];
+            let e = m.objects().unwrap_err().to_string();
+            assert!(e.contains("is set by volley k8s"), "{e}");
+        }
     }
 }

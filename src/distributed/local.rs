@@ -6,6 +6,23 @@ use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// On Linux, the agent gets SIGTERM when this process dies, even by `kill -9`: local
+/// agents never outlive their coordinator.
+#[cfg(target_os = "linux")]
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe, as a pre_exec closure requires.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_: &mut Command) {}
+
 /// Agent processes started for one run.
 pub struct LocalAgents {
     children: Vec<Child>,
@@ -22,14 +39,14 @@ impl LocalAgents {
         let token = super::wire::nonce();
         let mut agents = LocalAgents { children: Vec::new(), addrs: Vec::new(), token: token.clone() };
         for i in 0..count {
-            let mut child = Command::new(&exe)
-                .args(["agent", "--listen", "127.0.0.1:0", "--once", "--workers", &workers.to_string()])
+            let mut cmd = Command::new(&exe);
+            cmd.args(["agent", "--listen", "127.0.0.1:0", "--once", "--workers", &workers.to_string()])
                 .env("VOLLEY_TOKEN", &token)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .map_err(|e| format!("cannot start local agent {}: {e}", i + 1))?;
+                .stderr(Stdio::inherit());
+            die_with_parent(&mut cmd);
+            let mut child = cmd.spawn().map_err(|e| format!("cannot start local agent {}: {e}", i + 1))?;
             let stdout = child.stdout.take();
             agents.children.push(child);
             let mut line = String::new();

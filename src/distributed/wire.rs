@@ -37,6 +37,8 @@ pub enum ToAgent {
     Phase(Box<PhaseOrder>),
     /// `stop_phase(reason)` was called (on the coordinator or another agent).
     StopPhase {
+        /// [`PhaseOrder::id`] of the phase to stop.
+        id: u64,
         /// The script's reason.
         reason: String,
     },
@@ -112,9 +114,14 @@ pub enum ToCoordinator {
         dropped: u64,
         /// Most iterations at once.
         max_concurrent: u64,
+        /// Whether the agent stopped its load itself (Ctrl-C on it, or it stopped
+        /// hearing its coordinator): the coordinator reports it as lost.
+        interrupted: bool,
     },
     /// `stop_phase(reason)` was called on this agent.
     PhaseStopped {
+        /// [`PhaseOrder::id`] of the phase.
+        id: u64,
         /// The script's reason.
         reason: String,
     },
@@ -361,9 +368,9 @@ mod tests {
     #[test]
     fn frames_round_trip_and_oversized_ones_are_refused() {
         let mut buf = Vec::new();
-        send(&mut buf, &ToAgent::StopPhase { reason: "enough".into() }).unwrap();
+        send(&mut buf, &ToAgent::StopPhase { id: 1, reason: "enough".into() }).unwrap();
         let back: ToAgent = recv(&mut buf.as_slice()).unwrap();
-        assert!(matches!(back, ToAgent::StopPhase { reason } if reason == "enough"));
+        assert!(matches!(back, ToAgent::StopPhase { id: 1, reason } if reason == "enough"));
         let huge = (MAX_FRAME as u32 + 1).to_be_bytes();
         let e = recv::<ToAgent>(&mut huge.as_slice()).unwrap_err();
         assert!(e.to_string().contains("not a volley peer"), "{e}");

@@ -274,8 +274,7 @@ impl PhaseRunner for Phases {
             Load::Local(_) => crate::executor::capacity::Limits::of_this_machine(),
             Load::Agents(_) => crate::executor::capacity::Limits::default(),
         };
-        let mut executor =
-            Executor::validate_with(&req.options, &limits).map_err(|e| option_errors(e, &req.name))?;
+        let mut executor = Executor::validate_with(&req.options, &limits).map_err(|e| option_errors(e, &req.name))?;
         let (vus, _) = crate::executor::capacity::vu_demand(&executor, &req.options);
         for w in crate::executor::capacity::warnings(vus, &limits) {
             self.shared.warn(format!("phase {:?}: {w}", req.name));
@@ -307,12 +306,22 @@ impl PhaseRunner for Phases {
         let elapsed = started.elapsed();
         *self.current.lock().unwrap_or_else(|e| e.into_inner()) = None;
 
+        let (mut iterations, mut dropped) =
+            (reports.iter().map(|r| r.iterations).sum(), reports.iter().map(|r| r.dropped).sum());
+        if let Load::Agents(_) = &self.load {
+            // From the merged samples: an agent lost mid-phase sent no report, but its
+            // iterations until then are counted.
+            let agg = self.shared.aggregate.lock().unwrap_or_else(|e| e.into_inner());
+            let filter = [("phase".to_string(), req.name.clone())];
+            iterations = count(&agg, "iterations", &filter) as u64;
+            dropped = count(&agg, "dropped_iterations", &filter) as u64;
+        }
         let summary = PhaseSummary {
             name: req.name.clone(),
             executor: executor.name().to_string(),
             elapsed,
-            iterations: reports.iter().map(|r| r.iterations).sum(),
-            dropped: reports.iter().map(|r| r.dropped).sum(),
+            iterations,
+            dropped,
             vus_max: reports.iter().map(|r| r.max_concurrent).sum(),
             stopped: self.shared.phase_stop.reason(),
             overridden,

@@ -157,8 +157,22 @@ impl RunReport {
     /// `--agent-out`): its figures, the run's phases; no verdict of its own. Takes the
     /// agent's aggregate out of this report.
     pub fn agent_part(&mut self, i: usize) -> RunReport {
-        let (label, agg) = &mut self.agents[i];
-        let aggregate = std::mem::take(agg);
+        let aggregate = std::mem::take(&mut self.agents[i].1);
+        // The phases as this agent ran them: its iterations and drops.
+        let phases = self
+            .phases
+            .iter()
+            .map(|p| {
+                let filter = [("phase".to_string(), p.name.clone())];
+                let count = |metric: &str| {
+                    aggregate
+                        .query(metric, &filter)
+                        .and_then(|s| s.stat(crate::metrics::Stat::Count, Duration::ZERO).ok().flatten())
+                        .unwrap_or(0.0) as u64
+                };
+                PhaseSummary { iterations: count("iterations"), dropped: count("dropped_iterations"), ..p.clone() }
+            })
+            .collect();
         let requests = judge::requests(&aggregate, self.elapsed);
         RunReport {
             script: self.script.clone(),
@@ -166,7 +180,7 @@ impl RunReport {
             elapsed: self.elapsed,
             workers: self.workers,
             time_scale: self.time_scale,
-            phases: self.phases.clone(),
+            phases,
             thresholds: Vec::new(),
             assertions: Vec::new(),
             checks: judge::checks(&aggregate),
@@ -183,7 +197,7 @@ impl RunReport {
             metrics: self.metrics.clone(),
             baseline: None,
             figures: Vec::new(),
-            warnings: vec![format!("the results of agent {label} alone")],
+            warnings: Vec::new(),
             aborted: None,
             overrides: self.overrides.clone(),
             level: self.level.clone(),
@@ -279,10 +293,12 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
                 },
             )?)
         }
-        Some(agents) => Load::Agents(
-            crate::distributed::Agents::connect(agents, shared.clone())
-                .map_err(|e| LoadFailure { rendered: format!("error: {e}\n"), exit: ExitCode::Usage })?,
-        ),
+        Some(agents) => {
+            Load::Agents(crate::distributed::Agents::connect(agents, shared.clone()).map_err(|e| LoadFailure {
+                rendered: format!("error: {e}\n"),
+                exit: if shared.stop.is_interrupted() { ExitCode::Interrupted } else { ExitCode::Usage },
+            })?)
+        }
     };
     let phases = Arc::new(Phases::new(load, shared.clone(), loaded.ast.clone()));
     *shared.runner.lock().unwrap_or_else(|e| e.into_inner()) = Some(phases.clone());

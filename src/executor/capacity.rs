@@ -317,7 +317,11 @@ mod tests {
         assert!(check(50_000, "vus", &limits).is_empty(), "sleeping VUs hold no socket");
         let w = warnings(769, &limits);
         assert_eq!(w.len(), 1);
-        assert!(w[0].starts_with("769 VUs, but the open-files limit (RLIMIT_NOFILE, hard) is 1024: past about 768 VUs"), "{}", w[0]);
+        assert!(
+            w[0].starts_with("769 VUs, but the open-files limit (RLIMIT_NOFILE, hard) is 1024: past about 768 VUs"),
+            "{}",
+            w[0]
+        );
         assert!(w[0].contains("LimitNOFILE"));
     }
 

@@ -403,3 +403,109 @@ fn a_pz_script_on_three_agents_counts_what_the_simulator_served() {
     assert_eq!(counted, served, "the coordinator's total is what the simulator served: {stats}");
     assert_eq!(stats["jobs"]["created"].as_u64(), Some(served), "{stats}");
 }
+
+#[test]
+fn an_agent_that_starts_late_does_not_cost_the_one_that_joined_early() {
+    // Pods start at different times: agent 1 joins at once, agent 2 five seconds later.
+    let server = support::start();
+    let (dir, script) = support::script(&STEADY.replace("env(\"FOR\", \"4s\")", "\"2s\""));
+    let json = dir.path().join("late.json");
+    let early = Agent::start("tok", true);
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let late_addr = format!("127.0.0.1:{port}");
+    let coordinator = volley()
+        .args(["run", "--progress", "off", "--token", "tok", "--agent", &early.addr, "--agent", &late_addr])
+        .arg(&script)
+        .args(["-e", &format!("BASE_URL={}", server.base)])
+        .arg(format!("--out=json={}", json.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    let _late = {
+        let mut child = volley()
+            .args(["agent", "--listen", &late_addr, "--workers", "1", "--once"])
+            .env("VOLLEY_TOKEN", "tok")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&late_addr).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.try_wait();
+        Agent { child, addr: late_addr.clone() }
+    };
+    let out = coordinator.wait_with_output().unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(!all.contains("lost"), "no agent was lost: {all}");
+    assert!(doc(&json)["phases"][0].get("lost_agents").is_none(), "{all}");
+}
+
+#[test]
+fn an_agent_that_stops_its_own_load_is_reported_lost() {
+    let server = support::start();
+    let (dir, script) = support::script(STEADY);
+    let json = dir.path().join("self.json");
+    let agents: Vec<Agent> = (0..2).map(|_| Agent::start("tok", true)).collect();
+    let mut cmd = volley();
+    cmd.args(["run", "--progress", "off", "--token", "tok"]).arg(&script);
+    for a in &agents {
+        cmd.args(["--agent", &a.addr]);
+    }
+    let coordinator = cmd
+        .args(["-e", &format!("BASE_URL={}", server.base)])
+        .arg(format!("--out=json={}", json.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_requests(&server, 20);
+    // Ctrl-C on agent 2 alone: it stops its load gracefully, which is still a loss.
+    let pid = agents[1].child.id().to_string();
+    assert!(Command::new("kill").args(["-INT", &pid]).status().unwrap().success());
+    let out = coordinator.wait_with_output().unwrap();
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("agent 2/2") && all.contains("stopped its load itself"), "{all}");
+    assert_eq!(doc(&json)["phases"][0]["lost_agents"].as_array().map(Vec::len), Some(1), "{all}");
+}
+
+#[test]
+fn local_agents_end_with_a_killed_coordinator() {
+    let server = support::start();
+    let (_dir, script) = support::script(STEADY);
+    let mut coordinator = volley()
+        .args(["run", "--progress", "off", "--local-agents", "2"])
+        .arg(&script)
+        .args(["-e", &format!("BASE_URL={}", server.base), "-e", "FOR=60s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_requests(&server, 20);
+    let parent = coordinator.id();
+    let children = || -> Vec<String> {
+        let out = Command::new("pgrep").args(["-P", &parent.to_string()]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect()
+    };
+    let agents = children();
+    assert_eq!(agents.len(), 2, "two agent processes: {agents:?}");
+    coordinator.kill().unwrap();
+    let _ = coordinator.wait();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let alive = |pid: &str| {
+        Path::new(&format!("/proc/{pid}")).exists()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default().contains(") Z ")
+    };
+    while agents.iter().any(|p| alive(p)) {
+        assert!(Instant::now() < deadline, "local agents outlived their coordinator: {agents:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -251,10 +251,15 @@ pub(super) fn warnings(inputs: &[Input]) -> Vec<String> {
         );
     }
     for (n, i) in inputs.iter().enumerate() {
-        let key = |d: &RunDoc| (d.started_at.clone(), d.elapsed_s, d.totals.requests);
+        // Parts of one distributed run share their start and wall time, and may make as
+        // many requests each: only identical latency histograms as well mean a copy.
+        let key = |d: &RunDoc| {
+            let hists: Vec<Option<String>> = d.requests.iter().map(|r| r.hdr_histogram.clone()).collect();
+            (d.started_at.clone(), d.elapsed_s, d.totals.requests, hists)
+        };
         if let Some(j) = inputs[..n].iter().find(|j| key(&j.doc) == key(&i.doc)) {
             warnings.push(format!(
-                "{} looks like a copy of {} (same start, wall time and requests): its figures are counted twice",
+                "{} looks like a copy of {} (same start, wall time, requests and latencies): its figures are counted twice",
                 i.file, j.file
             ));
         }
