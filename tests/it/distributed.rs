@@ -200,6 +200,21 @@ phase("steady", #{ executor: "constant-vus", vus: 3, duration: env("FOR", "4s") 
 });
 "#;
 
+/// A coordinator (token `tok`) on `agents`, writing `json`, running in the background.
+fn coordinator(script: &Path, agents: &[&str], base: &str, json: &Path) -> Child {
+    let mut cmd = volley();
+    cmd.args(["run", "--progress", "off", "--token", "tok"]).arg(script);
+    for a in agents {
+        cmd.args(["--agent", a]);
+    }
+    cmd.args(["-e", &format!("BASE_URL={base}")])
+        .arg(format!("--out=json={}", json.display()))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn wait_for_requests(server: &support::TestServer, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while server.count("/ok") < n {
@@ -214,18 +229,8 @@ fn an_agent_killed_mid_run_is_reported_and_the_run_completes() {
     let (dir, script) = support::script(STEADY);
     let json = dir.path().join("lost.json");
     let agents: Vec<Agent> = (0..3).map(|_| Agent::start("tok", true)).collect();
-    let mut cmd = volley();
-    cmd.args(["run", "--progress", "off", "--token", "tok"]).arg(&script);
-    for a in &agents {
-        cmd.args(["--agent", &a.addr]);
-    }
-    let coordinator = cmd
-        .args(["-e", &format!("BASE_URL={}", server.base)])
-        .arg(format!("--out=json={}", json.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let addrs: Vec<&str> = agents.iter().map(|a| a.addr.as_str()).collect();
+    let coordinator = coordinator(&script, &addrs, &server.base, &json);
     wait_for_requests(&server, 30);
     let mut agents = agents;
     let mut victim = agents.remove(1);
@@ -416,18 +421,10 @@ fn an_agent_that_starts_late_does_not_cost_the_one_that_joined_early() {
         l.local_addr().unwrap().port()
     };
     let late_addr = format!("127.0.0.1:{port}");
-    let coordinator = volley()
-        .args(["run", "--progress", "off", "--token", "tok", "--agent", &early.addr, "--agent", &late_addr])
-        .arg(&script)
-        .args(["-e", &format!("BASE_URL={}", server.base)])
-        .arg(format!("--out=json={}", json.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let coordinator = coordinator(&script, &[&early.addr, &late_addr], &server.base, &json);
     std::thread::sleep(Duration::from_secs(5));
     let _late = {
-        let mut child = volley()
+        let child = volley()
             .args(["agent", "--listen", &late_addr, "--workers", "1", "--once"])
             .env("VOLLEY_TOKEN", "tok")
             .stdout(Stdio::null())
@@ -438,7 +435,6 @@ fn an_agent_that_starts_late_does_not_cost_the_one_that_joined_early() {
         while std::net::TcpStream::connect(&late_addr).is_err() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = child.try_wait();
         Agent { child, addr: late_addr.clone() }
     };
     let out = coordinator.wait_with_output().unwrap();
@@ -454,18 +450,8 @@ fn an_agent_that_stops_its_own_load_is_reported_lost() {
     let (dir, script) = support::script(STEADY);
     let json = dir.path().join("self.json");
     let agents: Vec<Agent> = (0..2).map(|_| Agent::start("tok", true)).collect();
-    let mut cmd = volley();
-    cmd.args(["run", "--progress", "off", "--token", "tok"]).arg(&script);
-    for a in &agents {
-        cmd.args(["--agent", &a.addr]);
-    }
-    let coordinator = cmd
-        .args(["-e", &format!("BASE_URL={}", server.base)])
-        .arg(format!("--out=json={}", json.display()))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let addrs: Vec<&str> = agents.iter().map(|a| a.addr.as_str()).collect();
+    let coordinator = coordinator(&script, &addrs, &server.base, &json);
     wait_for_requests(&server, 20);
     // Ctrl-C on agent 2 alone: it stops its load gracefully, which is still a loss.
     let pid = agents[1].child.id().to_string();
