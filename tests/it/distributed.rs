@@ -215,6 +215,21 @@ fn coordinator(script: &Path, agents: &[&str], base: &str, json: &Path) -> Child
         .unwrap()
 }
 
+/// `n` agents (token `tok`) and a coordinator on them running STEADY against `server`,
+/// writing `name` in the returned temp dir.
+fn steady_on_agents(
+    n: usize,
+    server: &support::TestServer,
+    name: &str,
+) -> (tempfile::TempDir, std::path::PathBuf, Vec<Agent>, Child) {
+    let (dir, script) = support::script(STEADY);
+    let json = dir.path().join(name);
+    let agents: Vec<Agent> = (0..n).map(|_| Agent::start("tok", true)).collect();
+    let addrs: Vec<&str> = agents.iter().map(|a| a.addr.as_str()).collect();
+    let coordinator = coordinator(&script, &addrs, &server.base, &json);
+    (dir, json, agents, coordinator)
+}
+
 fn wait_for_requests(server: &support::TestServer, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while server.count("/ok") < n {
@@ -226,11 +241,7 @@ fn wait_for_requests(server: &support::TestServer, n: u64) {
 #[test]
 fn an_agent_killed_mid_run_is_reported_and_the_run_completes() {
     let server = support::start();
-    let (dir, script) = support::script(STEADY);
-    let json = dir.path().join("lost.json");
-    let agents: Vec<Agent> = (0..3).map(|_| Agent::start("tok", true)).collect();
-    let addrs: Vec<&str> = agents.iter().map(|a| a.addr.as_str()).collect();
-    let coordinator = coordinator(&script, &addrs, &server.base, &json);
+    let (_dir, json, agents, coordinator) = steady_on_agents(3, &server, "lost.json");
     wait_for_requests(&server, 30);
     let mut agents = agents;
     let mut victim = agents.remove(1);
@@ -447,11 +458,7 @@ fn an_agent_that_starts_late_does_not_cost_the_one_that_joined_early() {
 #[test]
 fn an_agent_that_stops_its_own_load_is_reported_lost() {
     let server = support::start();
-    let (dir, script) = support::script(STEADY);
-    let json = dir.path().join("self.json");
-    let agents: Vec<Agent> = (0..2).map(|_| Agent::start("tok", true)).collect();
-    let addrs: Vec<&str> = agents.iter().map(|a| a.addr.as_str()).collect();
-    let coordinator = coordinator(&script, &addrs, &server.base, &json);
+    let (_dir, json, agents, coordinator) = steady_on_agents(2, &server, "self.json");
     wait_for_requests(&server, 20);
     // Ctrl-C on agent 2 alone: it stops its load gracefully, which is still a loss.
     let pid = agents[1].child.id().to_string();
