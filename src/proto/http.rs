@@ -1,19 +1,145 @@
-//! The HTTP/1.1 fast path: each VU owns one connection per origin (`scheme://host:port`),
-//! driven by `hyper::client::conn::http1` on its worker, as oha does. No shared pool, no
-//! middleware: about half reqwest's CPU per request. Used for `http://` URLs; `https://`
-//! and redirects go through reqwest (see `script::http_exec`). Knows nothing of Rhai or VUs:
-//! the caller keeps the connections.
+//! The HTTP/1.1 fast path for `http://` URLs: each VU owns one connection per origin
+//! (`host:port`), and the VU's own task writes its request and reads the response. There
+//! is no connection task, no channel between the two and no buffer held by an idle
+//! connection: an exchange borrows a buffer from its thread's pool and gives it back.
+//! Response heads are parsed by `httparse` (hyper's parser); bodies are framed as RFC 9112
+//! §6.3 says (no body for HEAD, 1xx, 204 and 304; chunked; `Content-Length`; or up to the
+//! close). `https://` and redirects go through reqwest (see `script::http_exec`). Knows
+//! nothing of Rhai or VUs: the caller keeps the connections.
 
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
-use hyper::client::conn::http1::SendRequest;
+use bytes::Bytes;
+use hyper::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header, response::Parts};
+use std::cell::RefCell;
+use std::io::Write as _;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
-/// Bytes read from a connection at a time.
-const READ_BUFFER: usize = 4096;
+/// Bytes a pooled buffer starts with (a request head, or a read).
+const BUFFER: usize = 8 * 1024;
+/// Buffers larger than this (grown by a large head or body) are not pooled.
+const POOLED_MAX: usize = 64 * 1024;
+/// Idle buffers a thread keeps.
+const POOL_LEN: usize = 256;
+/// Request bodies up to this size are sent in the same write as the head.
+const INLINE_BODY: usize = 16 * 1024;
+/// The largest response head accepted.
+const MAX_HEAD: usize = 256 * 1024;
+/// Response headers parsed without a second attempt.
+const HEADERS: usize = 64;
+/// The most response headers accepted.
+const MAX_HEADERS: usize = 1024;
+
+thread_local! {
+    /// Buffers of finished exchanges, for the thread's next ones.
+    static BUFFERS: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+}
+
+fn take_buffer() -> Vec<u8> {
+    BUFFERS.with(|b| b.borrow_mut().pop()).unwrap_or_else(|| Vec::with_capacity(BUFFER))
+}
+
+fn give_buffer(mut buf: Vec<u8>) {
+    if buf.capacity() > POOLED_MAX {
+        return;
+    }
+    buf.clear();
+    BUFFERS.with(|b| {
+        let mut pool = b.borrow_mut();
+        if pool.len() < POOL_LEN {
+            pool.push(buf);
+        }
+    });
+}
+
+/// A failed exchange: the error kind reports count, and what happened.
+pub type Failure = (&'static str, String);
 
 /// A VU's idle connection to one origin.
-pub type Conn = SendRequest<Full<Bytes>>;
+#[derive(Debug)]
+pub struct Conn {
+    stream: TcpStream,
+}
+
+impl Conn {
+    /// Whether the connection can carry another request: the server has neither closed
+    /// it nor sent anything unasked. Costs no system call unless the socket became
+    /// readable since the last response (a read that did not fill its buffer tells the
+    /// runtime the socket was drained).
+    fn is_open(&self) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match self.stream.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+}
+
+/// A request ready for the wire: its head (and a small body) encoded once.
+pub struct Request {
+    wire: Vec<u8>,
+    body: Bytes,
+    head_method: bool,
+    close: bool,
+}
+
+impl Request {
+    /// Encodes `method target HTTP/1.1`, `headers`, then each of `defaults` whose name
+    /// `headers` lacks (Host, User-Agent, ...), then `content-length` when the request has
+    /// a body (or is a POST, PUT or PATCH) and sets none. A `transfer-encoding` header is
+    /// not supported here ([`Request::supports`]).
+    pub fn new(
+        method: &Method,
+        target: &str,
+        headers: &HeaderMap,
+        defaults: &[(HeaderName, &HeaderValue)],
+        body: Bytes,
+    ) -> Request {
+        let mut wire = take_buffer();
+        wire.extend_from_slice(method.as_str().as_bytes());
+        wire.push(b' ');
+        wire.extend_from_slice(if target.is_empty() { b"/" } else { target.as_bytes() });
+        wire.extend_from_slice(b" HTTP/1.1\r\n");
+        let mut put = |name: &HeaderName, value: &HeaderValue| {
+            wire.extend_from_slice(name.as_str().as_bytes());
+            wire.extend_from_slice(b": ");
+            wire.extend_from_slice(value.as_bytes());
+            wire.extend_from_slice(b"\r\n");
+        };
+        for (name, value) in headers {
+            put(name, value);
+        }
+        for (name, value) in defaults {
+            if !headers.contains_key(name) {
+                put(name, value);
+            }
+        }
+        let wants_length = !body.is_empty() || matches!(*method, Method::POST | Method::PUT | Method::PATCH);
+        if wants_length && !headers.contains_key(header::CONTENT_LENGTH) {
+            let _ = write!(wire, "content-length: {}\r\n", body.len());
+        }
+        wire.extend_from_slice(b"\r\n");
+        let body = if body.len() <= INLINE_BODY {
+            wire.extend_from_slice(&body);
+            Bytes::new()
+        } else {
+            body
+        };
+        let close = headers.get_all(header::CONNECTION).iter().any(|v| has_token(v.as_bytes(), b"close"));
+        Request { wire, body, head_method: *method == Method::HEAD, close }
+    }
+
+    /// Whether a request with these headers can take the fast path: a caller-set
+    /// `transfer-encoding` asks for body encoding this path does not do.
+    pub fn supports(headers: &HeaderMap) -> bool {
+        !headers.contains_key(header::TRANSFER_ENCODING)
+    }
+}
 
 /// A response body read with a limit: the bytes kept, and how many arrived in all.
 #[derive(Debug, Default)]
@@ -31,47 +157,37 @@ impl Body {
     }
 }
 
-/// Reads a body to its end, keeping at most `keep` bytes: the rest is counted and
-/// dropped as it arrives, so a 100 MB download costs a buffer, not 100 MB.
-pub async fn read_body<B>(mut body: B, keep: usize) -> Result<Body, B::Error>
-where
-    B: hyper::body::Body<Data = Bytes> + Unpin,
-{
-    let mut first: Option<Bytes> = None;
-    let mut more: Vec<u8> = Vec::new();
-    let mut size: u64 = 0;
-    while let Some(frame) = body.frame().await {
-        let Ok(data) = frame?.into_data() else { continue };
-        size += data.len() as u64;
-        let held = first.as_ref().map_or(0, Bytes::len) + more.len();
-        let room = keep.saturating_sub(held);
-        if room == 0 {
-            continue;
-        }
-        let part = if data.len() > room { data.slice(..room) } else { data };
-        match &first {
-            // The usual case: the body in one frame, kept without a copy.
-            None => first = Some(part),
-            Some(_) => more.extend_from_slice(&part),
+/// Collects body bytes, keeping at most `keep`: the rest is counted and dropped as it
+/// arrives, so a 100 MB download costs a buffer, not 100 MB.
+struct Sink {
+    kept: Vec<u8>,
+    size: u64,
+    keep: usize,
+}
+
+impl Sink {
+    fn new(keep: usize, expected: Option<u64>) -> Sink {
+        let capacity = expected.map_or(0, |n| n.min(keep as u64) as usize);
+        Sink { kept: Vec::with_capacity(capacity), size: 0, keep }
+    }
+
+    fn push(&mut self, data: &[u8]) {
+        self.size += data.len() as u64;
+        let room = self.keep.saturating_sub(self.kept.len());
+        if room > 0 {
+            self.kept.extend_from_slice(&data[..data.len().min(room)]);
         }
     }
-    let kept = match first {
-        None => Bytes::new(),
-        Some(f) if more.is_empty() => f,
-        Some(f) => {
-            let mut all = Vec::with_capacity(f.len() + more.len());
-            all.extend_from_slice(&f);
-            all.extend_from_slice(&more);
-            all.into()
-        }
-    };
-    Ok(Body { kept, size })
+
+    fn body(self) -> Body {
+        Body { kept: self.kept.into(), size: self.size }
+    }
 }
 
 /// What a fast-path exchange returns to `http_exec`.
 pub struct Exchange {
     /// The response head and body, or the error kind and message.
-    pub result: Result<(hyper::http::response::Parts, Body), (&'static str, String)>,
+    pub result: Result<(Parts, Body), Failure>,
     /// Time from send to the last byte.
     pub duration: Duration,
     /// The connection, to keep for the next request when it is still usable.
@@ -110,22 +226,16 @@ pub fn network_kind(e: &(dyn std::error::Error + 'static)) -> Option<&'static st
     None
 }
 
-fn classify(e: &(dyn std::error::Error + 'static)) -> &'static str {
-    network_kind(e).unwrap_or("other")
+fn io_failure(doing: &str, e: &std::io::Error) -> Failure {
+    (network_kind(e).unwrap_or("other"), format!("{doing}: {e}"))
 }
 
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut source = e.source();
-    while let Some(s) = source {
-        parts.push(s.to_string());
-        source = s.source();
-    }
-    parts.join(": ")
+fn invalid(what: impl std::fmt::Display) -> Failure {
+    ("other", format!("invalid HTTP response: {what}"))
 }
 
-async fn dial(host: String, port: u16) -> Result<Conn, (&'static str, String)> {
-    let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await.map_err(|e| {
+async fn dial(host: &str, port: u16) -> Result<TcpStream, Failure> {
+    let stream = TcpStream::connect((host, port)).await.map_err(|e| {
         let kind = match e.kind() {
             std::io::ErrorKind::ConnectionRefused => "refused",
             std::io::ErrorKind::TimedOut => "timeout",
@@ -135,58 +245,503 @@ async fn dial(host: String, port: u16) -> Result<Conn, (&'static str, String)> {
         (kind, format!("cannot connect to {host}:{port}: {e}"))
     })?;
     let _ = stream.set_nodelay(true);
-    // Reads of 4 KiB: a VU's connection holds one read buffer the size of a read, and
-    // with 10,000 VUs hyper's adaptive 8 KiB start was 40 MB of mostly empty buffers.
-    let (sender, connection) = hyper::client::conn::http1::Builder::new()
-        .read_buf_exact_size(Some(READ_BUFFER))
-        .handshake(hyper_util::rt::TokioIo::new(stream))
-        .await
-        .map_err(|e| (classify(&e), chain(&e)))?;
-    // The connection task lives on this thread's runtime (workers and the top level are
-    // current-thread runtimes); it ends when the sender drops.
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    Ok(sender)
+    Ok(stream)
 }
 
-/// Sends one request on the VU's connection (dialled if needed) within `timeout`.
+/// Sends one request on the VU's connection (dialled if needed) within `timeout`,
+/// keeping at most `keep_body` bytes of the response body.
 pub async fn exchange(
     reused: Option<Conn>,
     host: String,
     port: u16,
-    request: hyper::Request<Full<Bytes>>,
+    request: Request,
     timeout: Duration,
     keep_body: usize,
 ) -> Exchange {
     let start = Instant::now();
-    let work = async move {
+    let Request { wire, body, head_method, close } = request;
+    let mut buf = wire;
+    let work = async {
         // A kept connection the server has closed meanwhile is replaced by a new one.
-        let reusable = match reused {
-            Some(mut c) => c.ready().await.is_ok().then_some(c),
-            None => None,
+        let mut stream = match reused.filter(Conn::is_open) {
+            Some(c) => c.stream,
+            // Boxed: dialling is rare, and its future would widen every exchange's.
+            None => Box::pin(dial(&host, port)).await?,
         };
-        let mut conn = match reusable {
-            Some(c) => c,
-            None => dial(host, port).await?,
-        };
-        let response = conn.send_request(request).await.map_err(|e| (classify(&e), chain(&e)))?;
-        let (parts, body) = response.into_parts();
-        let body = read_body(body, keep_body).await.map_err(|e| (classify(&e), chain(&e)))?;
-        let keep =
-            parts.headers.get(hyper::header::CONNECTION).is_none_or(|v| !v.as_bytes().eq_ignore_ascii_case(b"close"));
-        Ok::<_, (&'static str, String)>(((parts, body), keep.then_some(conn)))
+        stream.write_all(&buf).await.map_err(|e| io_failure("sending the request", &e))?;
+        if !body.is_empty() {
+            stream.write_all(&body).await.map_err(|e| io_failure("sending the request body", &e))?;
+        }
+        buf.clear();
+        let (parts, body, reusable) = read_response(&mut stream, &mut buf, head_method, keep_body).await?;
+        Ok::<_, Failure>(((parts, body), (reusable && !close).then_some(Conn { stream })))
     };
-    match tokio::time::timeout(timeout, work).await {
-        Ok(Ok((response, conn))) => Exchange { result: Ok(response), duration: start.elapsed(), conn },
-        Ok(Err(e)) => Exchange { result: Err(e), duration: start.elapsed(), conn: None },
+    let outcome = tokio::time::timeout(timeout, work).await;
+    give_buffer(buf);
+    let duration = start.elapsed();
+    match outcome {
+        Ok(Ok((response, conn))) => Exchange { result: Ok(response), duration, conn },
+        Ok(Err(e)) => Exchange { result: Err(e), duration, conn: None },
         Err(_) => Exchange {
             result: Err((
                 "timeout",
                 format!("no complete response within {}", crate::duration::format_duration(timeout)),
             )),
-            duration: start.elapsed(),
+            duration,
             conn: None,
         },
+    }
+}
+
+/// Reads more bytes into `buf`; 0 at the end of the stream.
+async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, Failure> {
+    if buf.capacity() - buf.len() < 1024 {
+        buf.reserve(BUFFER);
+    }
+    stream.read_buf(buf).await.map_err(|e| io_failure("reading the response", &e))
+}
+
+/// Whether a comma-separated header value holds `token` (case-insensitive).
+fn has_token(value: &[u8], token: &[u8]) -> bool {
+    value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+}
+
+/// A parsed response head.
+struct Head {
+    status: StatusCode,
+    version: Version,
+    headers: HeaderMap,
+}
+
+/// Parses a response head at the start of `buf`: `None` while it is incomplete, else the
+/// head and its length.
+fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, Failure> {
+    let mut few = [httparse::EMPTY_HEADER; HEADERS];
+    let mut response = httparse::Response::new(&mut few);
+    match response.parse(buf) {
+        Ok(httparse::Status::Complete(used)) => Ok(Some((head_of(&response)?, used))),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => {
+            let mut many = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
+            let mut response = httparse::Response::new(&mut many);
+            match response.parse(buf) {
+                Ok(httparse::Status::Complete(used)) => Ok(Some((head_of(&response)?, used))),
+                Ok(httparse::Status::Partial) => Ok(None),
+                Err(e) => Err(invalid(format!("{e} (at most {MAX_HEADERS} headers)"))),
+            }
+        }
+        Err(e) => Err(invalid(e)),
+    }
+}
+
+fn head_of(response: &httparse::Response<'_, '_>) -> Result<Head, Failure> {
+    let code = response.code.unwrap_or(0);
+    let status = StatusCode::from_u16(code).map_err(|_| invalid(format!("status {code}")))?;
+    let version = if response.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
+    let mut headers = HeaderMap::with_capacity(response.headers.len());
+    for h in response.headers.iter() {
+        let name =
+            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| invalid(format!("header name {:?}", h.name)))?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| invalid(format!("value of header {:?}", h.name)))?;
+        headers.append(name, value);
+    }
+    Ok(Head { status, version, headers })
+}
+
+/// How a response body is delimited (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Empty,
+    Length(u64),
+    Chunked,
+    UntilClose,
+}
+
+fn framing(head: &Head, head_method: bool) -> Result<Framing, Failure> {
+    let s = head.status.as_u16();
+    if head_method || (100..200).contains(&s) || s == 204 || s == 304 {
+        return Ok(Framing::Empty);
+    }
+    if let Some(last) = head.headers.get_all(header::TRANSFER_ENCODING).iter().next_back() {
+        let chunked = last
+            .as_bytes()
+            .rsplit(|&b| b == b',')
+            .next()
+            .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        return Ok(if chunked { Framing::Chunked } else { Framing::UntilClose });
+    }
+    let mut length: Option<u64> = None;
+    for v in head.headers.get_all(header::CONTENT_LENGTH) {
+        for part in v.as_bytes().split(|&b| b == b',') {
+            let n = std::str::from_utf8(part.trim_ascii())
+                .ok()
+                .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|t| t.parse::<u64>().ok())
+                .ok_or_else(|| invalid(format!("content-length {:?}", String::from_utf8_lossy(v.as_bytes()))))?;
+            if length.is_some_and(|l| l != n) {
+                return Err(invalid("content-length given twice with different values"));
+            }
+            length = Some(n);
+        }
+    }
+    Ok(length.map_or(Framing::UntilClose, Framing::Length))
+}
+
+/// Reads a response (skipping 1xx interim ones) and its body; says whether the
+/// connection can carry another request.
+async fn read_response(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    head_method: bool,
+    keep: usize,
+) -> Result<(Parts, Body, bool), Failure> {
+    let (head, used) = loop {
+        match parse_head(buf)? {
+            Some((head, used)) if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS => {
+                buf.drain(..used);
+            }
+            Some(done) => break done,
+            None => {
+                if buf.len() >= MAX_HEAD {
+                    return Err(invalid(format!("a head larger than {} KiB", MAX_HEAD / 1024)));
+                }
+                if fill(stream, buf).await? == 0 {
+                    let when = if buf.is_empty() { "before responding" } else { "in the middle of the response head" };
+                    return Err(("reset", format!("the server closed the connection {when}")));
+                }
+            }
+        }
+    };
+    let framing =
+        if head.status == StatusCode::SWITCHING_PROTOCOLS { Framing::Empty } else { framing(&head, head_method)? };
+    let mut sink = Sink::new(keep, if let Framing::Length(n) = framing { Some(n) } else { None });
+    let clean = match framing {
+        Framing::Empty => buf.len() == used,
+        Framing::Length(n) => read_length(stream, buf, used, n, &mut sink).await?,
+        Framing::Chunked => Box::pin(read_chunked(stream, buf, used, &mut sink)).await?,
+        Framing::UntilClose => {
+            sink.push(&buf[used..]);
+            loop {
+                buf.clear();
+                if fill(stream, buf).await? == 0 {
+                    break false;
+                }
+                sink.push(buf);
+            }
+        }
+    };
+    let connection = head.headers.get_all(header::CONNECTION);
+    let persistent = match head.version {
+        Version::HTTP_11 => !connection.iter().any(|v| has_token(v.as_bytes(), b"close")),
+        _ => connection.iter().any(|v| has_token(v.as_bytes(), b"keep-alive")),
+    };
+    let reusable = clean && persistent && head.status != StatusCode::SWITCHING_PROTOCOLS;
+    let (mut parts, ()) = hyper::http::Response::new(()).into_parts();
+    parts.status = head.status;
+    parts.version = head.version;
+    parts.headers = head.headers;
+    Ok((parts, sink.body(), reusable))
+}
+
+/// Reads a `Content-Length` body whose first bytes are `buf[from..]`; true when nothing
+/// followed it.
+async fn read_length(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    from: usize,
+    length: u64,
+    sink: &mut Sink,
+) -> Result<bool, Failure> {
+    let mut pos = from;
+    let mut left = length;
+    loop {
+        let take = ((buf.len() - pos) as u64).min(left) as usize;
+        sink.push(&buf[pos..pos + take]);
+        pos += take;
+        left -= take as u64;
+        if left == 0 {
+            return Ok(pos == buf.len());
+        }
+        buf.clear();
+        pos = 0;
+        if fill(stream, buf).await? == 0 {
+            return Err((
+                "reset",
+                format!("the server closed the connection {} bytes into a {length}-byte body", length - left),
+            ));
+        }
+    }
+}
+
+/// Reads a chunked body whose first bytes are `buf[from..]` (chunk extensions and
+/// trailers are read and ignored); true when nothing followed it.
+async fn read_chunked(
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    from: usize,
+    sink: &mut Sink,
+) -> Result<bool, Failure> {
+    enum At {
+        Size,
+        Data(u64),
+        DataEnd,
+        Trailers,
+    }
+    let mut at = At::Size;
+    let mut pos = from;
+    loop {
+        // Consume what the buffer holds; stop when more bytes are needed.
+        loop {
+            let rest = &buf[pos..];
+            match at {
+                At::Size => match httparse::parse_chunk_size(rest) {
+                    Ok(httparse::Status::Complete((used, size))) => {
+                        pos += used;
+                        at = if size == 0 { At::Trailers } else { At::Data(size) };
+                    }
+                    Ok(httparse::Status::Partial) if rest.len() <= 1024 => break,
+                    _ => return Err(invalid("a malformed chunk size line")),
+                },
+                At::Data(left) => {
+                    let take = (rest.len() as u64).min(left) as usize;
+                    sink.push(&rest[..take]);
+                    pos += take;
+                    if take as u64 == left {
+                        at = At::DataEnd;
+                    } else {
+                        at = At::Data(left - take as u64);
+                        break;
+                    }
+                }
+                At::DataEnd => {
+                    if rest.len() < 2 {
+                        break;
+                    }
+                    if &rest[..2] != b"\r\n" {
+                        return Err(invalid("a chunk not followed by CRLF"));
+                    }
+                    pos += 2;
+                    at = At::Size;
+                }
+                At::Trailers => {
+                    let end = if rest.starts_with(b"\r\n") {
+                        Some(2)
+                    } else {
+                        rest.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+                    };
+                    match end {
+                        Some(n) => return Ok(pos + n == buf.len()),
+                        None if rest.len() > MAX_HEAD => return Err(invalid("trailers larger than 256 KiB")),
+                        None => break,
+                    }
+                }
+            }
+        }
+        buf.drain(..pos);
+        pos = 0;
+        if fill(stream, buf).await? == 0 {
+            return Err(("reset", "the server closed the connection in the middle of a chunked body".into()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+    use tokio::net::TcpListener;
+
+    /// A server on 127.0.0.1 that answers each accepted connection's requests with the
+    /// given raw responses in turn, written in pieces of `piece` bytes; returns its port
+    /// and what it read.
+    async fn server(responses: Vec<&'static [u8]>, piece: usize) -> (u16, tokio::task::JoinHandle<Vec<u8>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let (mut s, _) = listener.accept().await.unwrap();
+            for r in responses {
+                let mut req = [0u8; 4096];
+                let n = s.read(&mut req).await.unwrap();
+                seen.extend_from_slice(&req[..n]);
+                for part in r.chunks(piece) {
+                    s.write_all(part).await.unwrap();
+                    s.flush().await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            }
+            // Keep the connection open a moment so "closed" is never the cause.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            seen
+        });
+        (port, task)
+    }
+
+    fn get(headers: &HeaderMap) -> Request {
+        let host = HeaderValue::from_static("127.0.0.1");
+        Request::new(&Method::GET, "/x?y=1", headers, &[(header::HOST, &host)], Bytes::new())
+    }
+
+    async fn one(raw: &'static [u8], piece: usize, keep: usize) -> (Exchange, Vec<u8>) {
+        let (port, task) = server(vec![raw], piece).await;
+        let ex = exchange(None, "127.0.0.1".into(), port, get(&HeaderMap::new()), Duration::from_secs(5), keep).await;
+        (ex, task.await.unwrap())
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
+    #[test]
+    fn request_head_is_encoded_once_with_defaults_and_length() {
+        let mut h = HeaderMap::new();
+        h.insert(header::USER_AGENT, HeaderValue::from_static("mine"));
+        let ua = HeaderValue::from_static("volley");
+        let host = HeaderValue::from_static("h:1");
+        let r = Request::new(
+            &Method::POST,
+            "/p",
+            &h,
+            &[(header::HOST, &host), (header::USER_AGENT, &ua)],
+            Bytes::from_static(b"abc"),
+        );
+        assert_eq!(r.wire, b"POST /p HTTP/1.1\r\nuser-agent: mine\r\nhost: h:1\r\ncontent-length: 3\r\n\r\nabc");
+        let r = Request::new(&Method::GET, "", &HeaderMap::new(), &[], Bytes::new());
+        assert_eq!(r.wire, b"GET / HTTP/1.1\r\n\r\n");
+        let r = Request::new(&Method::PUT, "/e", &HeaderMap::new(), &[], Bytes::new());
+        assert!(r.wire.ends_with(b"content-length: 0\r\n\r\n"));
+        let big = Bytes::from(vec![b'z'; INLINE_BODY + 1]);
+        let r = Request::new(&Method::POST, "/b", &HeaderMap::new(), &[], big.clone());
+        assert_eq!(r.body, big, "a large body is written after the head, not copied");
+        let mut t = HeaderMap::new();
+        t.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+        assert!(!Request::supports(&t));
+    }
+
+    #[test]
+    fn bodies_by_length_chunked_and_close_survive_any_split() {
+        rt().block_on(async {
+            for piece in [1, 3, 7, 4096] {
+                let (ex, seen) = one(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: 1\r\n\r\nhello", piece, 100).await;
+                assert!(seen.starts_with(b"GET /x?y=1 HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"));
+                let (parts, body) = ex.result.unwrap();
+                assert_eq!((parts.status.as_u16(), &body.kept[..], body.size), (200, &b"hello"[..], 5));
+                assert_eq!(parts.headers["x-a"], "1");
+                assert!(ex.conn.is_some(), "a complete keep-alive response leaves the connection usable");
+
+                let (ex, _) = one(
+                    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n4;ext=1\r\nwiki\r\n5\r\npedia\r\n0\r\nX-T: 1\r\n\r\n",
+                    piece,
+                    100,
+                )
+                .await;
+                let (_, body) = ex.result.unwrap();
+                assert_eq!(&body.kept[..], b"wikipedia");
+                assert!(ex.conn.is_some());
+
+                let (ex, _) = one(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end", piece, 100).await;
+                let (_, body) = ex.result.unwrap();
+                assert_eq!(&body.kept[..], b"until the end");
+                assert!(ex.conn.is_none(), "a body up to the close ends the connection");
+            }
+        });
+    }
+
+    #[test]
+    fn interim_empty_and_truncated_responses() {
+        rt().block_on(async {
+            let (ex, _) =
+                one(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\nContent-Length: 9\r\n\r\n", 2, 100).await;
+            let (parts, body) = ex.result.unwrap();
+            assert_eq!((parts.status.as_u16(), body.size), (204, 0), "1xx skipped; 204 has no body");
+            assert!(ex.conn.is_some());
+
+            let (ex, _) = one(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789", 4096, 4).await;
+            let (_, body) = ex.result.unwrap();
+            assert_eq!((&body.kept[..], body.size, body.truncated()), (&b"0123"[..], 10, true));
+
+            let (ex, _) = one(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", 4096, 100).await;
+            assert!(ex.result.is_ok());
+            assert!(ex.conn.is_none(), "HTTP/1.0 without keep-alive closes");
+        });
+    }
+
+    #[test]
+    fn broken_responses_are_failures_of_a_kind() {
+        rt().block_on(async {
+            let (ex, _) = one(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", 4096, 100).await;
+            // The server task ends (closing) after its sleep: the body never completes.
+            let (kind, message) = ex.result.unwrap_err();
+            assert_eq!(kind, "reset", "{message}");
+            assert!(message.contains("5 bytes into a 10-byte body"), "{message}");
+
+            let (ex, _) = one(b"NOT HTTP\r\n\r\n", 4096, 100).await;
+            let (kind, message) = ex.result.unwrap_err();
+            assert_eq!(kind, "other");
+            assert!(message.starts_with("invalid HTTP response"), "{message}");
+
+            let (ex, _) = one(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", 4096, 100).await;
+            assert!(ex.result.unwrap_err().1.contains("content-length"));
+
+            let (ex, _) = one(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 4096, 100).await;
+            assert!(ex.result.unwrap_err().1.contains("chunk size"));
+
+            let closed = exchange(
+                None,
+                "127.0.0.1".into(),
+                unused_port().await,
+                get(&HeaderMap::new()),
+                Duration::from_secs(5),
+                10,
+            )
+            .await;
+            assert_eq!(closed.result.unwrap_err().0, "refused");
+        });
+    }
+
+    async fn unused_port() -> u16 {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap().port()
+    }
+
+    #[test]
+    fn a_kept_connection_carries_the_next_request_and_a_closed_one_is_redialled() {
+        rt().block_on(async {
+            let ok: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            let (port, task) = server(vec![ok, ok], 4096).await;
+            let h = HeaderMap::new();
+            let first = exchange(None, "127.0.0.1".into(), port, get(&h), Duration::from_secs(5), 10).await;
+            let conn = first.conn.expect("kept");
+            let second = exchange(Some(conn), "127.0.0.1".into(), port, get(&h), Duration::from_secs(5), 10).await;
+            assert!(second.result.is_ok());
+            let conn = second.conn.expect("kept again");
+            let seen = task.await.unwrap();
+            assert_eq!(seen.windows(3).filter(|w| w == b"GET").count(), 2, "both on one connection");
+            // The server has closed: the stale connection is noticed and replaced.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(!conn.is_open());
+            let (port2, task2) = server(vec![ok], 4096).await;
+            let third = exchange(Some(conn), "127.0.0.1".into(), port2, get(&h), Duration::from_secs(5), 10).await;
+            assert!(third.result.is_ok(), "{:?}", third.result.err());
+            task2.await.unwrap();
+        });
+    }
+
+    #[test]
+    fn a_silent_server_times_out() {
+        rt().block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let hold = tokio::spawn(async move {
+                let (s, _) = listener.accept().await.unwrap();
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                drop(s);
+            });
+            let ex =
+                exchange(None, "127.0.0.1".into(), port, get(&HeaderMap::new()), Duration::from_millis(200), 10).await;
+            assert_eq!(ex.result.unwrap_err().0, "timeout");
+            assert!(ex.conn.is_none());
+            hold.abort();
+        });
     }
 }

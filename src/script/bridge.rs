@@ -19,11 +19,19 @@ pub fn interrupted() -> Box<EvalAltResult> {
     EvalAltResult::ErrorTerminated(Dynamic::from(INTERRUPTED_TOKEN), Position::NONE).into()
 }
 
+/// Moves a native's future to the heap for the worker. Never inlined: the copies
+/// boxing makes live in this short frame, not in the native's, which stays on the VU's
+/// stack while it is suspended.
+#[inline(never)]
+fn boxed<T: 'static>(fut: impl Future<Output = T> + 'static) -> VuFuture {
+    Box::pin(async move { Box::new(fut.await) as Box<dyn Any> })
+}
+
 /// Runs `fut` to completion for the calling script, as if it were blocking.
 pub fn wait<T: 'static>(fut: impl Future<Output = T> + 'static) -> Result<T, Box<EvalAltResult>> {
     let yielder = context::with_vu(|vu| vu.yielder.get())?;
     if !yielder.is_null() {
-        let boxed: VuFuture = Box::pin(async move { Box::new(fut.await) as Box<dyn Any> });
+        let boxed = boxed(fut);
         // SAFETY: the yielder belongs to the coroutine running right now on this thread
         // (the driver publishes it before every resume); it lives as long as the coroutine.
         let output = unsafe { &*yielder }.suspend(boxed);

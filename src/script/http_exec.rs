@@ -282,28 +282,47 @@ fn is_redirect(status: u16) -> bool {
     matches!(status, 301 | 302 | 303 | 307 | 308)
 }
 
-/// Sends on the VU's own HTTP/1.1 connection (plain http).
-fn send_fast(prepared: &Prepared, cookie: Option<reqwest::header::HeaderValue>) -> Result<Outcome, Box<EvalAltResult>> {
+/// Sends through reqwest for the calling VU. Never inlined: reqwest's future is large,
+/// and built on the VU's stack it would widen `execute`'s frame for every request.
+#[inline(never)]
+fn send_slow(
+    client: reqwest::Client,
+    request: reqwest::Request,
+    keep_body: usize,
+) -> Result<Outcome, Box<EvalAltResult>> {
+    bridge::wait(send(client, request, keep_body))
+}
+
+/// Sends on the VU's own HTTP/1.1 connection (plain http). Never inlined, like
+/// [`send_slow`]: each VU's stack stays as shallow as the path it takes.
+#[inline(never)]
+fn send_fast(
+    prepared: &Prepared,
+    cookie: Option<&reqwest::header::HeaderValue>,
+) -> Result<Outcome, Box<EvalAltResult>> {
     let url = &prepared.url;
-    let host = url.host_str().unwrap_or("127.0.0.1").to_string();
+    let host = url.host_str().unwrap_or("127.0.0.1");
     let port = url.port_or_known_default().unwrap_or(80);
     let origin = format!("{host}:{port}");
-    let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
-    let mut request = hyper::Request::new(http_body_util::Full::new(prepared.body.clone()));
-    *request.method_mut() = prepared.method.clone();
-    *request.uri_mut() = path.parse().map_err(|e| format!("invalid URL path {path:?}: {e}"))?;
-    let mut headers = prepared.headers.clone();
-    if let Ok(v) = reqwest::header::HeaderValue::from_str(&url[url::Position::BeforeHost..url::Position::AfterPort]) {
-        headers.entry(reqwest::header::HOST).or_insert(v);
-    }
-    headers.entry(reqwest::header::USER_AGENT).or_insert(reqwest::header::HeaderValue::from_static(USER_AGENT));
+    let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
+    let host_header = reqwest::header::HeaderValue::from_str(&url[url::Position::BeforeHost..url::Position::AfterPort])
+        .map_err(|e| format!("invalid host in URL {url}: {e}"))?;
+    let agent = reqwest::header::HeaderValue::from_static(USER_AGENT);
+    let mut defaults = vec![(reqwest::header::HOST, &host_header), (reqwest::header::USER_AGENT, &agent)];
     if let Some(c) = cookie {
-        headers.entry(reqwest::header::COOKIE).or_insert(c);
+        defaults.push((reqwest::header::COOKIE, c));
     }
-    *request.headers_mut() = headers;
+    let request =
+        crate::proto::http::Request::new(&prepared.method, target, &prepared.headers, &defaults, prepared.body.clone());
     let reused = take_conn(&origin);
-    let exchange =
-        bridge::wait(crate::proto::http::exchange(reused, host, port, request, prepared.timeout, prepared.keep_body))?;
+    let exchange = bridge::wait(crate::proto::http::exchange(
+        reused,
+        host.to_string(),
+        port,
+        request,
+        prepared.timeout,
+        prepared.keep_body,
+    ))?;
     if let Some(conn) = exchange.conn {
         keep_conn(origin, conn);
     }
@@ -340,7 +359,11 @@ pub fn execute(thread: &ThreadCtx, prepared: Prepared) -> Result<Response, Box<E
         pairs.join("; ")
     })?;
     let cookie = if cookie.is_empty() { None } else { reqwest::header::HeaderValue::from_str(&cookie).ok() };
-    let fast = if prepared.url.scheme() == "http" { Some(send_fast(&prepared, cookie.clone())?) } else { None };
+    let fast = if prepared.url.scheme() == "http" && crate::proto::http::Request::supports(&prepared.headers) {
+        Some(send_fast(&prepared, cookie.as_ref())?)
+    } else {
+        None
+    };
     let Prepared { method, url, mut headers, body, timeout, insecure, name, tags, expect, bytes_sent, keep_body } =
         prepared;
     let mut hop: Option<Outcome> = None;
@@ -373,8 +396,7 @@ pub fn execute(thread: &ThreadCtx, prepared: Prepared) -> Result<Response, Box<E
             if !body.is_empty() {
                 *request.body_mut() = Some(body.into());
             }
-            let client = thread.http.get(insecure).clone();
-            bridge::wait(send(client, request, keep_body))?
+            send_slow(thread.http.get(insecure).clone(), request, keep_body)?
         }
     };
     if !outcome.set_cookies.is_empty() {
