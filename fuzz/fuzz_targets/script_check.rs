@@ -1,7 +1,9 @@
 //! Loading a script and `volley check` on it, with every diagnostic rendered (carets,
 //! wide characters, positions past the end): never a panic, a hang or a stack overflow.
 #![no_main]
-use libfuzzer_sys::fuzz_target;
+mod checks {
+    include!("checks.rs");
+}
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -14,17 +16,4 @@ fn script_path() -> &'static PathBuf {
     })
 }
 
-fuzz_target!(|bytes: &[u8]| {
-    let path = script_path();
-    std::fs::write(path, bytes).expect("the script is written");
-    match volley::script::load(path) {
-        Ok(loaded) => {
-            for d in volley::script::check::check(&loaded) {
-                let _ = d.render(&loaded.sources);
-            }
-        }
-        Err((d, sources)) => {
-            let _ = d.render(&sources);
-        }
-    }
-});
+libfuzzer_sys::fuzz_target!(|bytes: &[u8]| checks::script_check(script_path(), bytes));

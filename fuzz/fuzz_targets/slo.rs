@@ -1,9 +1,8 @@
 //! SLO files (TOML thresholds, environments, grades): never a panic, whatever the text
 //! and the environment asked for.
 #![no_main]
-use libfuzzer_sys::fuzz_target;
+mod checks {
+    include!("checks.rs");
+}
 
-fuzz_target!(|text: &str| {
-    let _ = volley::engine::slo::parse(text, "fuzz.toml", None);
-    let _ = volley::engine::slo::parse(text, "fuzz.toml", Some("staging"));
-});
+libfuzzer_sys::fuzz_target!(|text: &str| checks::slo(text));

@@ -121,6 +121,7 @@ fn max_body(opts: &Opts) -> Result<Option<usize>, Box<EvalAltResult>> {
 use super::MAX_STRING;
 
 /// Builds the request for `method url` with an optional body and options.
+#[inline(never)]
 fn prepare(method: &str, url: &str, body: Dynamic, options: &Map) -> Result<Prepared, Box<EvalAltResult>> {
     let what = function_name(method);
     let opts = Opts::new(options, &what, REQUEST_OPTIONS)?;

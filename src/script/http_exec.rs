@@ -315,14 +315,9 @@ fn send_fast(
     let request =
         crate::proto::http::Request::new(&prepared.method, target, &prepared.headers, &defaults, prepared.body.clone());
     let reused = take_conn(&origin);
-    let exchange = bridge::wait(crate::proto::http::exchange(
-        reused,
-        host.to_string(),
-        port,
-        request,
-        prepared.timeout,
-        prepared.keep_body,
-    ))?;
+    let (host, port, timeout, keep_body) = (host.to_string(), port, prepared.timeout, prepared.keep_body);
+    let exchange =
+        bridge::wait_for(move || crate::proto::http::exchange(reused, host, port, request, timeout, keep_body))?;
     if let Some(conn) = exchange.conn {
         keep_conn(origin, conn);
     }
@@ -351,19 +346,39 @@ const USER_AGENT: &str = concat!("volley/", env!("CARGO_PKG_VERSION"));
 
 /// Sends a prepared request for the calling VU (suspending it) and records its samples.
 pub fn execute(thread: &ThreadCtx, prepared: Prepared) -> Result<Response, Box<EvalAltResult>> {
-    // Cookies of this VU for this URL (a login cookie is reused across iterations).
-    let cookie = context::with_vu(|vu| {
-        let jar = vu.cookies.borrow();
-        let Some(jar) = jar.as_deref() else { return String::new() };
-        let pairs: Vec<String> = jar.get_request_values(&prepared.url).map(|(n, v)| format!("{n}={v}")).collect();
-        pairs.join("; ")
-    })?;
-    let cookie = if cookie.is_empty() { None } else { reqwest::header::HeaderValue::from_str(&cookie).ok() };
+    // This frame stays on the VU's stack while the request is out: it holds little,
+    // and the work before and after the exchange happens in frames of their own.
+    let cookie = request_cookie(&prepared.url)?;
     let fast = if prepared.url.scheme() == "http" && crate::proto::http::Request::supports(&prepared.headers) {
         Some(send_fast(&prepared, cookie.as_ref())?)
     } else {
         None
     };
+    complete(thread, prepared, cookie, fast)
+}
+
+/// The VU's cookies for a URL, as a Cookie header (a login cookie is reused across
+/// iterations).
+#[inline(never)]
+fn request_cookie(url: &url::Url) -> Result<Option<reqwest::header::HeaderValue>, Box<EvalAltResult>> {
+    let cookie = context::with_vu(|vu| {
+        let jar = vu.cookies.borrow();
+        let Some(jar) = jar.as_deref() else { return String::new() };
+        let pairs: Vec<String> = jar.get_request_values(url).map(|(n, v)| format!("{n}={v}")).collect();
+        pairs.join("; ")
+    })?;
+    Ok(if cookie.is_empty() { None } else { reqwest::header::HeaderValue::from_str(&cookie).ok() })
+}
+
+/// Finishes a request: through reqwest when the fast path did not answer it (https, a
+/// redirect), then the VU's cookies, the samples and the script's response.
+#[inline(never)]
+fn complete(
+    thread: &ThreadCtx,
+    prepared: Prepared,
+    cookie: Option<reqwest::header::HeaderValue>,
+    fast: Option<Outcome>,
+) -> Result<Response, Box<EvalAltResult>> {
     let Prepared { method, url, mut headers, body, timeout, insecure, name, tags, expect, bytes_sent, keep_body } =
         prepared;
     let mut hop: Option<Outcome> = None;

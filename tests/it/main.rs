@@ -12,6 +12,7 @@ mod diagnostics;
 mod distributed;
 mod engine;
 mod examples;
+mod fuzz;
 mod load;
 mod merge;
 mod pz;
