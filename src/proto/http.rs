@@ -8,7 +8,7 @@
 //! nothing of Rhai or VUs: the caller keeps the connections.
 
 use bytes::Bytes;
-use hyper::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header, response::Parts};
+use hyper::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
 use std::cell::RefCell;
 use std::io::Write as _;
 use std::task::{Context, Poll};
@@ -157,6 +157,100 @@ impl Body {
     }
 }
 
+/// Response headers as received. The fast path keeps the head's bytes and where each
+/// header lies in them, with no per-header allocation; a script that reads headers
+/// searches them by name (any case). Responses from reqwest carry its `HeaderMap`.
+#[derive(Debug, Clone)]
+pub struct Headers {
+    repr: Repr,
+}
+
+#[derive(Debug, Clone)]
+enum Repr {
+    Map(HeaderMap),
+    Raw { head: Bytes, spans: Vec<Span> },
+}
+
+/// Where one header's name and value lie in the head (byte offsets).
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    name: (u32, u32),
+    value: (u32, u32),
+}
+
+/// The bytes of a span (offset, length) of a head.
+fn part(head: &[u8], (at, len): (u32, u32)) -> &[u8] {
+    &head[at as usize..(at + len) as usize]
+}
+
+impl Default for Headers {
+    fn default() -> Self {
+        Headers { repr: Repr::Map(HeaderMap::new()) }
+    }
+}
+
+impl From<HeaderMap> for Headers {
+    fn from(map: HeaderMap) -> Self {
+        Headers { repr: Repr::Map(map) }
+    }
+}
+
+impl Headers {
+    /// Every header, in the order received: (name, value).
+    pub fn iter(&self) -> Box<dyn Iterator<Item = (&str, &[u8])> + '_> {
+        match &self.repr {
+            Repr::Map(map) => Box::new(map.iter().map(|(k, v)| (k.as_str(), v.as_bytes()))),
+            // httparse accepts only token characters in names: ASCII.
+            Repr::Raw { head, spans } => Box::new(
+                spans.iter().map(move |s| (std::str::from_utf8(part(head, s.name)).unwrap_or(""), part(head, s.value))),
+            ),
+        }
+    }
+
+    /// Every header as bytes, in the order received.
+    fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        let (map, raw) = match &self.repr {
+            Repr::Map(map) => (Some(map.iter().map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes()))), None),
+            Repr::Raw { head, spans } => {
+                (None, Some(spans.iter().map(move |s| (part(head, s.name), part(head, s.value)))))
+            }
+        };
+        map.into_iter().flatten().chain(raw.into_iter().flatten())
+    }
+
+    /// The values of header `name` (any case), in the order received.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let (map, raw) = match &self.repr {
+            Repr::Map(map) => (Some(map.get_all(name).into_iter().map(HeaderValue::as_bytes)), None),
+            Repr::Raw { head, spans } => {
+                let wanted = name.as_bytes();
+                let found = spans
+                    .iter()
+                    .filter(move |s| part(head, s.name).eq_ignore_ascii_case(wanted))
+                    .map(move |s| part(head, s.value));
+                (None, Some(found))
+            }
+        };
+        map.into_iter().flatten().chain(raw.into_iter().flatten())
+    }
+
+    /// The first value of header `name` (any case).
+    pub fn get<'a>(&'a self, name: &'a str) -> Option<&'a [u8]> {
+        self.get_all(name).next()
+    }
+
+    /// The distinct header names, lowercase, in the order first received.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for (n, _) in self.iter() {
+            if !names.iter().any(|seen| seen.eq_ignore_ascii_case(n)) {
+                names.push(n.to_ascii_lowercase());
+            }
+        }
+        names
+    }
+}
+
 /// Collects body bytes, keeping at most `keep`: the rest is counted and dropped as it
 /// arrives, so a 100 MB download costs a buffer, not 100 MB.
 struct Sink {
@@ -187,7 +281,7 @@ impl Sink {
 /// What a fast-path exchange returns to `http_exec`.
 pub struct Exchange {
     /// The response head and body, or the error kind and message.
-    pub result: Result<(Parts, Body), Failure>,
+    pub result: Result<(Head, Body), Failure>,
     /// Time from send to the last byte.
     pub duration: Duration,
     /// The connection, to keep for the next request when it is still usable.
@@ -306,11 +400,15 @@ fn has_token(value: &[u8], token: &[u8]) -> bool {
     value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
 }
 
-/// A parsed response head.
-struct Head {
-    status: StatusCode,
-    version: Version,
-    headers: HeaderMap,
+/// A response head.
+#[derive(Debug, Clone)]
+pub struct Head {
+    /// The status.
+    pub status: StatusCode,
+    /// HTTP/1.0 or HTTP/1.1.
+    pub version: Version,
+    /// The headers, as received.
+    pub headers: Headers,
 }
 
 /// Parses a response head at the start of `buf`: `None` while it is incomplete, else the
@@ -319,13 +417,13 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, Failure> {
     let mut few = [httparse::EMPTY_HEADER; HEADERS];
     let mut response = httparse::Response::new(&mut few);
     match response.parse(buf) {
-        Ok(httparse::Status::Complete(used)) => Ok(Some((head_of(&response)?, used))),
+        Ok(httparse::Status::Complete(used)) => Ok(Some((head_of(&response, buf, used)?, used))),
         Ok(httparse::Status::Partial) => Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
             let mut many = vec![httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut response = httparse::Response::new(&mut many);
             match response.parse(buf) {
-                Ok(httparse::Status::Complete(used)) => Ok(Some((head_of(&response)?, used))),
+                Ok(httparse::Status::Complete(used)) => Ok(Some((head_of(&response, buf, used)?, used))),
                 Ok(httparse::Status::Partial) => Ok(None),
                 Err(e) => Err(invalid(format!("{e} (at most {MAX_HEADERS} headers)"))),
             }
@@ -334,17 +432,16 @@ fn parse_head(buf: &[u8]) -> Result<Option<(Head, usize)>, Failure> {
     }
 }
 
-fn head_of(response: &httparse::Response<'_, '_>) -> Result<Head, Failure> {
+/// The head httparse found in `buf[..used]`: its bytes copied once, and where each
+/// header lies in them.
+fn head_of(response: &httparse::Response<'_, '_>, buf: &[u8], used: usize) -> Result<Head, Failure> {
     let code = response.code.unwrap_or(0);
     let status = StatusCode::from_u16(code).map_err(|_| invalid(format!("status {code}")))?;
     let version = if response.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
-    let mut headers = HeaderMap::with_capacity(response.headers.len());
-    for h in response.headers.iter() {
-        let name =
-            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| invalid(format!("header name {:?}", h.name)))?;
-        let value = HeaderValue::from_bytes(h.value).map_err(|_| invalid(format!("value of header {:?}", h.name)))?;
-        headers.append(name, value);
-    }
+    let start = buf.as_ptr() as usize;
+    let at = |part: &[u8]| ((part.as_ptr() as usize - start) as u32, part.len() as u32);
+    let spans = response.headers.iter().map(|h| Span { name: at(h.name.as_bytes()), value: at(h.value) }).collect();
+    let headers = Headers { repr: Repr::Raw { head: Bytes::copy_from_slice(&buf[..used]), spans } };
     Ok(Head { status, version, headers })
 }
 
@@ -357,34 +454,50 @@ enum Framing {
     UntilClose,
 }
 
-fn framing(head: &Head, head_method: bool) -> Result<Framing, Failure> {
-    let s = head.status.as_u16();
-    if head_method || (100..200).contains(&s) || s == 204 || s == 304 {
-        return Ok(Framing::Empty);
-    }
-    if let Some(last) = head.headers.get_all(header::TRANSFER_ENCODING).iter().next_back() {
-        let chunked = last
-            .as_bytes()
-            .rsplit(|&b| b == b',')
-            .next()
-            .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        return Ok(if chunked { Framing::Chunked } else { Framing::UntilClose });
-    }
+/// What one pass over a response's headers says of its delimitation and connection.
+struct Delimiters {
+    framing: Framing,
+    /// `Connection: close` was sent.
+    close: bool,
+    /// `Connection: keep-alive` was sent.
+    keep_alive: bool,
+}
+
+fn delimiters(head: &Head, head_method: bool) -> Result<Delimiters, Failure> {
+    let mut transfer_encoding: Option<&[u8]> = None;
     let mut length: Option<u64> = None;
-    for v in head.headers.get_all(header::CONTENT_LENGTH) {
-        for part in v.as_bytes().split(|&b| b == b',') {
-            let n = std::str::from_utf8(part.trim_ascii())
-                .ok()
-                .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|t| t.parse::<u64>().ok())
-                .ok_or_else(|| invalid(format!("content-length {:?}", String::from_utf8_lossy(v.as_bytes()))))?;
-            if length.is_some_and(|l| l != n) {
-                return Err(invalid("content-length given twice with different values"));
+    let (mut close, mut keep_alive) = (false, false);
+    for (name, value) in head.headers.pairs() {
+        if name.eq_ignore_ascii_case(b"content-length") {
+            for part in value.split(|&b| b == b',') {
+                let n = std::str::from_utf8(part.trim_ascii())
+                    .ok()
+                    .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
+                    .and_then(|t| t.parse::<u64>().ok())
+                    .ok_or_else(|| invalid(format!("content-length {:?}", String::from_utf8_lossy(value))))?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(invalid("content-length given twice with different values"));
+                }
+                length = Some(n);
             }
-            length = Some(n);
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            transfer_encoding = Some(value);
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            close |= has_token(value, b"close");
+            keep_alive |= has_token(value, b"keep-alive");
         }
     }
-    Ok(length.map_or(Framing::UntilClose, Framing::Length))
+    let s = head.status.as_u16();
+    let framing = if head_method || (100..200).contains(&s) || s == 204 || s == 304 {
+        Framing::Empty
+    } else if let Some(last) = transfer_encoding {
+        let chunked =
+            last.rsplit(|&b| b == b',').next().is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
+        if chunked { Framing::Chunked } else { Framing::UntilClose }
+    } else {
+        length.map_or(Framing::UntilClose, Framing::Length)
+    };
+    Ok(Delimiters { framing, close, keep_alive })
 }
 
 /// Reads a response (skipping 1xx interim ones) and its body; says whether the
@@ -394,7 +507,7 @@ async fn read_response(
     buf: &mut Vec<u8>,
     head_method: bool,
     keep: usize,
-) -> Result<(Parts, Body, bool), Failure> {
+) -> Result<(Head, Body, bool), Failure> {
     let (head, used) = loop {
         match parse_head(buf)? {
             Some((head, used)) if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS => {
@@ -412,8 +525,8 @@ async fn read_response(
             }
         }
     };
-    let framing =
-        if head.status == StatusCode::SWITCHING_PROTOCOLS { Framing::Empty } else { framing(&head, head_method)? };
+    let delimited = delimiters(&head, head_method || head.status == StatusCode::SWITCHING_PROTOCOLS)?;
+    let framing = delimited.framing;
     let mut sink = Sink::new(keep, if let Framing::Length(n) = framing { Some(n) } else { None });
     let clean = match framing {
         Framing::Empty => buf.len() == used,
@@ -430,17 +543,12 @@ async fn read_response(
             }
         }
     };
-    let connection = head.headers.get_all(header::CONNECTION);
     let persistent = match head.version {
-        Version::HTTP_11 => !connection.iter().any(|v| has_token(v.as_bytes(), b"close")),
-        _ => connection.iter().any(|v| has_token(v.as_bytes(), b"keep-alive")),
+        Version::HTTP_11 => !delimited.close,
+        _ => delimited.keep_alive,
     };
     let reusable = clean && persistent && head.status != StatusCode::SWITCHING_PROTOCOLS;
-    let (mut parts, ()) = hyper::http::Response::new(()).into_parts();
-    parts.status = head.status;
-    parts.version = head.version;
-    parts.headers = head.headers;
-    Ok((parts, sink.body(), reusable))
+    Ok((head, sink.body(), reusable))
 }
 
 /// Reads a `Content-Length` body whose first bytes are `buf[from..]`; true when nothing
@@ -593,6 +701,25 @@ mod tests {
     }
 
     #[test]
+    fn raw_headers_are_found_by_any_case_in_the_order_received() {
+        let buf = b"HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nX-Y: 2\r\nset-cookie: b=2\r\n\r\nbody";
+        let (head, used) = parse_head(buf).unwrap().unwrap();
+        assert_eq!(&buf[used..], b"body");
+        let h = &head.headers;
+        assert_eq!(h.get_all("SET-COOKIE").collect::<Vec<_>>(), vec![&b"a=1"[..], &b"b=2"[..]]);
+        assert_eq!(h.get("x-y"), Some(&b"2"[..]));
+        assert_eq!(h.get("missing"), None);
+        assert_eq!(h.names(), vec!["set-cookie", "x-y"]);
+        assert_eq!(h.iter().map(|(n, _)| n).collect::<Vec<_>>(), vec!["Set-Cookie", "X-Y", "set-cookie"]);
+        let mut map = HeaderMap::new();
+        map.append(header::SET_COOKIE, HeaderValue::from_static("a=1"));
+        map.append(header::SET_COOKIE, HeaderValue::from_static("b=2"));
+        let h = Headers::from(map);
+        assert_eq!(h.get_all("Set-Cookie").count(), 2, "reqwest's maps answer the same way");
+        assert_eq!(h.names(), vec!["set-cookie"]);
+    }
+
+    #[test]
     fn request_head_is_encoded_once_with_defaults_and_length() {
         let mut h = HeaderMap::new();
         h.insert(header::USER_AGENT, HeaderValue::from_static("mine"));
@@ -626,7 +753,7 @@ mod tests {
                 assert!(seen.starts_with(b"GET /x?y=1 HTTP/1.1\r\nhost: 127.0.0.1\r\n\r\n"));
                 let (parts, body) = ex.result.unwrap();
                 assert_eq!((parts.status.as_u16(), &body.kept[..], body.size), (200, &b"hello"[..], 5));
-                assert_eq!(parts.headers["x-a"], "1");
+                assert_eq!(parts.headers.get("X-A"), Some(&b"1"[..]));
                 assert!(ex.conn.is_some(), "a complete keep-alive response leaves the connection usable");
 
                 let (ex, _) = one(

@@ -94,7 +94,7 @@ fn should_retry(result: &Dynamic, statuses: &[i64], on_network_error: bool) -> (
         let retry_after = r
             .headers
             .get("retry-after")
-            .and_then(|v| v.to_str().ok()?.trim().parse::<f64>().ok())
+            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<f64>().ok())
             .and_then(crate::duration::seconds);
         let again = statuses.contains(&r.status) || (r.status == 0 && on_network_error);
         return (again, retry_after);

@@ -146,7 +146,7 @@ pub struct Prepared {
 struct Outcome {
     status: u16,
     /// Headers as received.
-    headers: reqwest::header::HeaderMap,
+    headers: crate::proto::http::Headers,
     /// Set-Cookie values, for the VU's jar.
     set_cookies: Vec<String>,
     body: ImmutableString,
@@ -198,13 +198,13 @@ fn error_chain(e: &reqwest::Error) -> String {
 
 /// From a response head: the Set-Cookie values (for the VU's jar) and the approximate
 /// size on the wire.
-fn read_head(headers: &reqwest::header::HeaderMap) -> (Vec<String>, u64) {
+fn read_head(headers: &crate::proto::http::Headers) -> (Vec<String>, u64) {
     let mut set_cookies = Vec::new();
     let mut bytes: u64 = 17;
-    for (k, v) in headers {
-        bytes += (k.as_str().len() + v.len() + 4) as u64;
-        if k == reqwest::header::SET_COOKIE {
-            set_cookies.push(super::response::header_text(v.as_bytes()));
+    for (k, v) in headers.iter() {
+        bytes += (k.len() + v.len() + 4) as u64;
+        if k.eq_ignore_ascii_case("set-cookie") {
+            set_cookies.push(super::response::header_text(v));
         }
     }
     (set_cookies, bytes)
@@ -221,7 +221,7 @@ fn body_text(body: bytes::Bytes) -> ImmutableString {
 fn failed(kind: &'static str, message: String, duration: Duration, url: String) -> Outcome {
     Outcome {
         status: 0,
-        headers: reqwest::header::HeaderMap::new(),
+        headers: Default::default(),
         set_cookies: Vec::new(),
         body: ImmutableString::new(),
         body_size: 0,
@@ -254,8 +254,8 @@ async fn send(client: reqwest::Client, request: reqwest::Request, keep_body: usi
         Err(e) => return failed(classify(&e), error_chain(&e), start.elapsed(), url),
     };
     let status = response.status().as_u16();
-    let (set_cookies, header_bytes) = read_head(response.headers());
-    let headers = response.headers().clone();
+    let headers = crate::proto::http::Headers::from(response.headers().clone());
+    let (set_cookies, header_bytes) = read_head(&headers);
     let url = response.url().to_string();
     let mut response = response;
     match read_reqwest_body(&mut response, keep_body).await {
@@ -389,11 +389,7 @@ fn complete(
             // policy), continuing from the Location so the server sees no repeat.
             let (mut method, mut url, mut body) = (method.clone(), url.clone(), body.clone());
             if let Some(o) = first {
-                let location = o
-                    .headers
-                    .get(reqwest::header::LOCATION)
-                    .map(|l| super::response::header_text(l.as_bytes()))
-                    .unwrap_or_default();
+                let location = o.headers.get("location").map(super::response::header_text).unwrap_or_default();
                 url = url.join(&location).map_err(|e| format!("redirect to an invalid Location {location:?}: {e}"))?;
                 if matches!(o.status, 301..=303) && method != reqwest::Method::HEAD {
                     method = reqwest::Method::GET;

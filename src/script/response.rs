@@ -13,7 +13,7 @@ pub struct Response {
     pub ok: bool,
     /// The response headers as received; the script's map (lowercase names, repeats
     /// joined with ", ") is built when a script asks for it.
-    pub headers: reqwest::header::HeaderMap,
+    pub headers: crate::proto::http::Headers,
     /// The body as text (invalid UTF-8 replaced), at most `max_body` bytes of it.
     pub body: ImmutableString,
     /// Whether the body was longer than `max_body` (or discarded) and was cut.
@@ -43,10 +43,10 @@ pub fn header_text(bytes: &[u8]) -> String {
 
 /// The headers as the script sees them: lowercase names, repeated headers joined with
 /// ", ".
-pub fn header_map(headers: &reqwest::header::HeaderMap) -> Map {
+pub fn header_map(headers: &crate::proto::http::Headers) -> Map {
     let mut map = Map::new();
-    for name in headers.keys() {
-        let values: Vec<String> = headers.get_all(name).iter().map(|v| header_text(v.as_bytes())).collect();
+    for name in headers.names() {
+        let values: Vec<String> = headers.get_all(&name).map(header_text).collect();
         map.insert(name.as_str().into(), ImmutableString::from(values.join(", ")).into());
     }
     map
@@ -157,7 +157,7 @@ pub mod response_api {
     /// ```
     #[rhai_fn(pure)]
     pub fn header(r: &mut Response, name: &str) -> ImmutableString {
-        let values: Vec<String> = r.headers.get_all(name).iter().map(|v| header_text(v.as_bytes())).collect();
+        let values: Vec<String> = r.headers.get_all(name).map(header_text).collect();
         values.join(", ").into()
     }
 
