@@ -19,14 +19,6 @@ pub fn interrupted() -> Box<EvalAltResult> {
     EvalAltResult::ErrorTerminated(Dynamic::from(INTERRUPTED_TOKEN), Position::NONE).into()
 }
 
-/// Moves a native's future to the heap for the worker. Never inlined: the copies
-/// boxing makes live in this short frame, not in the native's, which stays on the VU's
-/// stack while it is suspended.
-#[inline(never)]
-fn boxed<T: 'static>(fut: impl Future<Output = T> + 'static) -> VuFuture {
-    Box::pin(async move { Box::new(fut.await) as Box<dyn Any> })
-}
-
 /// Suspends the running VU until the worker has run `fut`; returns its output. Not
 /// generic and never inlined, so a suspended VU's stack holds one small frame here.
 #[inline(never)]
@@ -43,14 +35,7 @@ fn suspend(yielder: *const VuYielder, fut: VuFuture) -> Result<Box<dyn Any>, Box
 /// most of a waiting VU's memory) holds neither it nor the blocking path's frame.
 #[inline]
 pub fn wait<T: 'static>(fut: impl Future<Output = T> + 'static) -> Result<T, Box<EvalAltResult>> {
-    let yielder = context::with_vu(|vu| vu.yielder.get())?;
-    if !yielder.is_null() {
-        return suspend(yielder, boxed(fut))?
-            .downcast::<T>()
-            .map(|b| *b)
-            .map_err(|_| "internal error: a VU was resumed with the wrong value".into());
-    }
-    wait_blocking(fut)
+    wait_for(move || fut)
 }
 
 /// [`wait`] for the future `make` returns, built where it is boxed: a hot path's
@@ -69,7 +54,9 @@ pub fn wait_for<T: 'static, F: Future<Output = T> + 'static>(
     wait_blocking(make())
 }
 
-/// [`boxed`] for the future `make` returns.
+/// Moves the future `make` returns to the heap for the worker. Never inlined: the
+/// copies boxing makes live in this short frame, not in the native's, which stays on
+/// the VU's stack while it is suspended.
 #[inline(never)]
 fn boxed_from<T: 'static, F: Future<Output = T> + 'static>(make: impl FnOnce() -> F + 'static) -> VuFuture {
     Box::pin(async move { Box::new(make().await) as Box<dyn Any> })
