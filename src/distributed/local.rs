@@ -23,6 +23,20 @@ fn die_with_parent(cmd: &mut Command) {
 #[cfg(not(target_os = "linux"))]
 fn die_with_parent(_: &mut Command) {}
 
+/// Copies an agent's messages to this process's stderr a whole line at a time, under
+/// the lock `eprintln!` takes: lines of the agents and of the run never interleave
+/// (each process writing its own stderr wrote a line in several pieces, and a terminal
+/// showed them mixed).
+fn relay_lines(from: std::process::ChildStderr) {
+    std::thread::spawn(move || {
+        use std::io::Write;
+        for line in std::io::BufReader::new(from).lines() {
+            let Ok(line) = line else { break };
+            let _ = writeln!(std::io::stderr().lock(), "{line}");
+        }
+    });
+}
+
 /// Agent processes started for one run.
 pub struct LocalAgents {
     children: Vec<Child>,
@@ -44,10 +58,13 @@ impl LocalAgents {
                 .env("VOLLEY_TOKEN", &token)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
-                .stderr(Stdio::inherit());
+                .stderr(Stdio::piped());
             die_with_parent(&mut cmd);
             let mut child = cmd.spawn().map_err(|e| format!("cannot start local agent {}: {e}", i + 1))?;
             let stdout = child.stdout.take();
+            if let Some(err) = child.stderr.take() {
+                relay_lines(err);
+            }
             agents.children.push(child);
             let mut line = String::new();
             if let Some(out) = stdout {
