@@ -197,14 +197,9 @@ impl From<HeaderMap> for Headers {
 
 impl Headers {
     /// Every header, in the order received: (name, value).
-    pub fn iter(&self) -> Box<dyn Iterator<Item = (&str, &[u8])> + '_> {
-        match &self.repr {
-            Repr::Map(map) => Box::new(map.iter().map(|(k, v)| (k.as_str(), v.as_bytes()))),
-            // httparse accepts only token characters in names: ASCII.
-            Repr::Raw { head, spans } => Box::new(
-                spans.iter().map(move |s| (std::str::from_utf8(part(head, s.name)).unwrap_or(""), part(head, s.value))),
-            ),
-        }
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        // httparse accepts only token characters in names: ASCII.
+        self.pairs().map(|(name, value)| (std::str::from_utf8(name).unwrap_or(""), value))
     }
 
     /// Every header as bytes, in the order received.
@@ -220,18 +215,7 @@ impl Headers {
 
     /// The values of header `name` (any case), in the order received.
     pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
-        let (map, raw) = match &self.repr {
-            Repr::Map(map) => (Some(map.get_all(name).into_iter().map(HeaderValue::as_bytes)), None),
-            Repr::Raw { head, spans } => {
-                let wanted = name.as_bytes();
-                let found = spans
-                    .iter()
-                    .filter(move |s| part(head, s.name).eq_ignore_ascii_case(wanted))
-                    .map(move |s| part(head, s.value));
-                (None, Some(found))
-            }
-        };
-        map.into_iter().flatten().chain(raw.into_iter().flatten())
+        self.pairs().filter(move |(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
     }
 
     /// The first value of header `name` (any case).

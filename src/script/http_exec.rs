@@ -308,12 +308,16 @@ fn send_fast(
     let host_header = reqwest::header::HeaderValue::from_str(&url[url::Position::BeforeHost..url::Position::AfterPort])
         .map_err(|e| format!("invalid host in URL {url}: {e}"))?;
     let agent = reqwest::header::HeaderValue::from_static(USER_AGENT);
-    let mut defaults = vec![(reqwest::header::HOST, &host_header), (reqwest::header::USER_AGENT, &agent)];
-    if let Some(c) = cookie {
-        defaults.push((reqwest::header::COOKIE, c));
-    }
+    let no_cookie = reqwest::header::HeaderValue::from_static("");
+    let defaults = [
+        (reqwest::header::HOST, &host_header),
+        (reqwest::header::USER_AGENT, &agent),
+        (reqwest::header::COOKIE, cookie.unwrap_or(&no_cookie)),
+    ];
+    // Without a cookie, only Host and User-Agent (no allocation per request).
+    let defaults = if cookie.is_some() { &defaults[..] } else { &defaults[..2] };
     let request =
-        crate::proto::http::Request::new(&prepared.method, target, &prepared.headers, &defaults, prepared.body.clone());
+        crate::proto::http::Request::new(&prepared.method, target, &prepared.headers, defaults, prepared.body.clone());
     let reused = take_conn(&origin);
     let (host, port, timeout, keep_body) = (host.to_string(), port, prepared.timeout, prepared.keep_body);
     let exchange =
