@@ -39,6 +39,8 @@ struct Guard<'a> {
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
         self.worker.active.end();
+        let running = &self.worker.thread.iterations_running;
+        running.set(running.get() - 1);
         if !self.finished {
             let tags = self.vu.tags.borrow().clone();
             self.worker.thread.record(&builtin::INTERRUPTED_ITERATIONS, &tags, 1.0);
@@ -52,6 +54,7 @@ pub async fn run_iteration(worker: &Rc<Worker>, vu: &Rc<VuCtx>, func: &FnPtr, sc
     vu.iteration.set(vu.iteration.get() + 1);
     vu.scheduled_start.set(scheduled);
     worker.active.begin();
+    worker.thread.iterations_running.set(worker.thread.iterations_running.get() + 1);
     let mut guard = Guard { worker, vu, finished: false };
 
     // The stack returns to the pool when `co` is dropped, however the iteration ends.
@@ -113,8 +116,8 @@ pub async fn run_iteration(worker: &Rc<Worker>, vu: &Rc<VuCtx>, func: &FnPtr, sc
     if ended == Ended::Interrupted {
         thread.record(&builtin::INTERRUPTED_ITERATIONS, &tags, 1.0);
     } else {
-        thread.record(&builtin::ITERATIONS, &tags, 1.0);
-        thread.record(&builtin::ITERATION_DURATION, &tags, scheduled.elapsed().as_secs_f64() * 1000.0);
+        let took = scheduled.elapsed().as_secs_f64() * 1000.0;
+        thread.record_all(&tags, &[(&builtin::ITERATIONS, 1.0), (&builtin::ITERATION_DURATION, took)]);
     }
     guard.finished = true;
     ended

@@ -10,11 +10,14 @@
 use bytes::Bytes;
 use hyper::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
 use std::cell::RefCell;
+use std::future::Future;
 use std::io::Write as _;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 /// Bytes a pooled buffer starts with (a request head, or a read).
 const BUFFER: usize = 8 * 1024;
@@ -60,6 +63,53 @@ pub type Failure = (&'static str, String);
 #[derive(Debug)]
 pub struct Conn {
     stream: TcpStream,
+    /// The timer of the connection's requests, kept armed between them (see [`Deadline`]).
+    timer: Pin<Box<Sleep>>,
+}
+
+/// A request's timeout on its connection's timer. Arming a timer and taking it down
+/// again for every request was most of a runtime's timer work per request; instead the
+/// timer stays armed for the deadline of an earlier request, which is never later than
+/// this one's (the same timeout, started earlier). When it goes off before this
+/// request's deadline, it is re-armed once for that deadline: one re-arm per timeout
+/// period per connection, not one per request. A shorter deadline re-arms it at once.
+struct Deadline<'a, F> {
+    timer: Pin<&'a mut Sleep>,
+    at: tokio::time::Instant,
+    work: Pin<&'a mut F>,
+}
+
+impl<'a, F: Future> Deadline<'a, F> {
+    fn new(mut timer: Pin<&'a mut Sleep>, at: tokio::time::Instant, work: Pin<&'a mut F>) -> Self {
+        if timer.deadline() > at || timer.is_elapsed() {
+            timer.as_mut().reset(at);
+        }
+        Deadline { timer, at, work }
+    }
+}
+
+impl<F: Future> Future for Deadline<'_, F> {
+    /// `None` when the deadline passed first.
+    type Output = Option<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Poll::Ready(out) = self.work.as_mut().poll(cx) {
+            return Poll::Ready(Some(out));
+        }
+        let at = self.at;
+        if self.timer.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        if tokio::time::Instant::now() >= at {
+            return Poll::Ready(None);
+        }
+        // Armed for an earlier request's deadline: wait for this one's.
+        self.timer.as_mut().reset(at);
+        match self.timer.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => Poll::Ready(None),
+        }
+    }
 }
 
 impl Conn {
@@ -328,21 +378,39 @@ async fn dial(host: &str, port: u16) -> Result<TcpStream, Failure> {
 
 /// Sends one request on the VU's connection (dialled if needed) within `timeout`,
 /// keeping at most `keep_body` bytes of the response body.
+///
+/// With `together`, the request leaves at the end of the worker's current round: the VU
+/// first lets the other VUs that are ready run (their scripts, then their own sends).
+/// Requests then go out together, so a server that was idle is woken once per round
+/// rather than once per request; on a virtual machine each such wake-up is an interrupt
+/// across cores that costs the sender about as much as the request itself. A round is
+/// at most 61 tasks (tokio's event interval), and the duration is measured from the
+/// send, after it. Alone on its worker, a VU sends at once (waiting would only cost a
+/// look at the sockets).
 pub async fn exchange(
+    together: bool,
     reused: Option<Conn>,
-    host: String,
+    host: std::rc::Rc<str>,
     port: u16,
     request: Request,
     timeout: Duration,
     keep_body: usize,
 ) -> Exchange {
+    if together {
+        tokio::task::yield_now().await;
+    }
     let start = Instant::now();
+    let at = tokio::time::Instant::from_std(start + timeout);
     let Request { wire, body, head_method, close } = request;
     let mut buf = wire;
+    // A kept connection the server has closed meanwhile is replaced by a new one.
+    let (reused, mut timer) = match reused.filter(Conn::is_open) {
+        Some(c) => (Some(c.stream), c.timer),
+        None => (None, Box::pin(tokio::time::sleep_until(at))),
+    };
     let work = async {
-        // A kept connection the server has closed meanwhile is replaced by a new one.
-        let mut stream = match reused.filter(Conn::is_open) {
-            Some(c) => c.stream,
+        let mut stream = match reused {
+            Some(s) => s,
             // Boxed: dialling is rare, and its future would widen every exchange's.
             None => Box::pin(dial(&host, port)).await?,
         };
@@ -352,15 +420,20 @@ pub async fn exchange(
         }
         buf.clear();
         let (parts, body, reusable) = read_response(&mut stream, &mut buf, head_method, keep_body).await?;
-        Ok::<_, Failure>(((parts, body), (reusable && !close).then_some(Conn { stream })))
+        Ok::<_, Failure>(((parts, body), (reusable && !close).then_some(stream)))
     };
-    let outcome = tokio::time::timeout(timeout, work).await;
+    let outcome = {
+        let work = std::pin::pin!(work);
+        Deadline::new(timer.as_mut(), at, work).await
+    };
     give_buffer(buf);
     let duration = start.elapsed();
     match outcome {
-        Ok(Ok((response, conn))) => Exchange { result: Ok(response), duration, conn },
-        Ok(Err(e)) => Exchange { result: Err(e), duration, conn: None },
-        Err(_) => Exchange {
+        Some(Ok((response, stream))) => {
+            Exchange { result: Ok(response), duration, conn: stream.map(|stream| Conn { stream, timer }) }
+        }
+        Some(Err(e)) => Exchange { result: Err(e), duration, conn: None },
+        None => Exchange {
             result: Err((
                 "timeout",
                 format!("no complete response within {}", crate::duration::format_duration(timeout)),
@@ -676,7 +749,8 @@ mod tests {
 
     async fn one(raw: &'static [u8], piece: usize, keep: usize) -> (Exchange, Vec<u8>) {
         let (port, task) = server(vec![raw], piece).await;
-        let ex = exchange(None, "127.0.0.1".into(), port, get(&HeaderMap::new()), Duration::from_secs(5), keep).await;
+        let ex =
+            exchange(true, None, "127.0.0.1".into(), port, get(&HeaderMap::new()), Duration::from_secs(5), keep).await;
         (ex, task.await.unwrap())
     }
 
@@ -798,6 +872,7 @@ mod tests {
             assert!(ex.result.unwrap_err().1.contains("chunk size"));
 
             let closed = exchange(
+                false,
                 None,
                 "127.0.0.1".into(),
                 unused_port().await,
@@ -821,9 +896,10 @@ mod tests {
             let ok: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
             let (port, task) = server(vec![ok, ok], 4096).await;
             let h = HeaderMap::new();
-            let first = exchange(None, "127.0.0.1".into(), port, get(&h), Duration::from_secs(5), 10).await;
+            let first = exchange(true, None, "127.0.0.1".into(), port, get(&h), Duration::from_secs(5), 10).await;
             let conn = first.conn.expect("kept");
-            let second = exchange(Some(conn), "127.0.0.1".into(), port, get(&h), Duration::from_secs(5), 10).await;
+            let second =
+                exchange(false, Some(conn), "127.0.0.1".into(), port, get(&h), Duration::from_secs(5), 10).await;
             assert!(second.result.is_ok());
             let conn = second.conn.expect("kept again");
             let seen = task.await.unwrap();
@@ -832,9 +908,38 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
             assert!(!conn.is_open());
             let (port2, task2) = server(vec![ok], 4096).await;
-            let third = exchange(Some(conn), "127.0.0.1".into(), port2, get(&h), Duration::from_secs(5), 10).await;
+            let third =
+                exchange(false, Some(conn), "127.0.0.1".into(), port2, get(&h), Duration::from_secs(5), 10).await;
             assert!(third.result.is_ok(), "{:?}", third.result.err());
             task2.await.unwrap();
+        });
+    }
+
+    #[test]
+    fn a_timer_armed_for_an_earlier_request_neither_cuts_a_later_one_short_nor_delays_a_shorter_one() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap();
+        rt.block_on(async {
+            let t0 = tokio::time::Instant::now();
+            let secs = |n: u64| t0 + Duration::from_secs(n);
+            // Kept armed for an earlier request's deadline (1 s); this one's is 3 s.
+            let mut timer = Box::pin(tokio::time::sleep_until(secs(1)));
+            let work = std::pin::pin!(async {
+                tokio::time::sleep_until(secs(2)).await;
+                "answered"
+            });
+            assert_eq!(Deadline::new(timer.as_mut(), secs(3), work).await, Some("answered"));
+            assert_eq!(tokio::time::Instant::now(), secs(2));
+            // Still armed for 3 s (no re-arm per request); a request due at 5 s that
+            // never ends times out at 5 s, not at 3 s.
+            assert_eq!(timer.deadline(), secs(3));
+            let never = std::pin::pin!(std::future::pending::<()>());
+            assert_eq!(Deadline::new(timer.as_mut(), secs(5), never).await, None);
+            assert_eq!(tokio::time::Instant::now(), secs(5));
+            // A shorter deadline than the one armed re-arms at once.
+            timer.as_mut().reset(secs(60));
+            let never = std::pin::pin!(std::future::pending::<()>());
+            assert_eq!(Deadline::new(timer.as_mut(), secs(6), never).await, None);
+            assert_eq!(tokio::time::Instant::now(), secs(6));
         });
     }
 
@@ -849,7 +954,8 @@ mod tests {
                 drop(s);
             });
             let ex =
-                exchange(None, "127.0.0.1".into(), port, get(&HeaderMap::new()), Duration::from_millis(200), 10).await;
+                exchange(true, None, "127.0.0.1".into(), port, get(&HeaderMap::new()), Duration::from_millis(200), 10)
+                    .await;
             assert_eq!(ex.result.unwrap_err().0, "timeout");
             assert!(ex.conn.is_none());
             hold.abort();

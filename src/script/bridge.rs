@@ -25,9 +25,8 @@ pub fn interrupted() -> Box<EvalAltResult> {
 fn suspend(yielder: *const VuYielder, fut: VuFuture) -> Result<Box<dyn Any>, Box<EvalAltResult>> {
     // SAFETY: the yielder belongs to the coroutine running right now on this thread
     // (the driver publishes it before every resume); it lives as long as the coroutine.
-    let output = unsafe { &*yielder }.suspend(fut);
-    context::with_vu(|vu| vu.running_since.set(std::time::Instant::now()))?;
-    Ok(output)
+    // The driver restarts the VU's runaway-loop clock (`running_since`) as it resumes.
+    Ok(unsafe { &*yielder }.suspend(fut))
 }
 
 /// Runs `fut` to completion for the calling script, as if it were blocking. Inside a

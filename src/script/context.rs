@@ -397,13 +397,24 @@ pub struct ThreadCtx {
     /// Names this thread has had admitted by the run's [`NameCap`], per protocol: the
     /// hot path finds a known name here without a lock or an allocation.
     names: RefCell<HashMap<&'static str, rustc_hash::FxHashSet<Str>>>,
+    /// Iterations running on this thread right now (the worker's driver counts them):
+    /// a request sent while others run waits for the end of the round (see
+    /// [`crate::proto::http::exchange`]).
+    pub iterations_running: Cell<u32>,
 }
 
 impl ThreadCtx {
     /// This thread's side of a run.
     pub fn new(shared: Arc<RunShared>, blocking: Option<tokio::runtime::Runtime>) -> ThreadCtx {
         let store = RefCell::new(Store::new(shared.started));
-        ThreadCtx { shared, store, http: HttpClients::new(), blocking, names: RefCell::default() }
+        ThreadCtx {
+            shared,
+            store,
+            http: HttpClients::new(),
+            blocking,
+            names: RefCell::default(),
+            iterations_running: Cell::new(0),
+        }
     }
 
     /// The `name` tag to record for an operation of `protocol` named `name`: the name
@@ -488,9 +499,10 @@ pub struct VuCtx {
     pub retry_depth: Cell<u32>,
     /// Outcomes of requests made by the current retry attempt: (tags, failed).
     pub pending_outcomes: RefCell<Vec<(Tags, bool)>>,
-    /// This VU's idle HTTP/1.1 connections by origin (`host:port`): a VU is a user
-    /// with its own connections, as in a browser.
-    pub conns: RefCell<rustc_hash::FxHashMap<String, crate::proto::http::Conn>>,
+    /// This VU's idle HTTP/1.1 connections with their origin (host, port): a VU is a
+    /// user with its own connections, as in a browser. A VU talks to few origins, so a
+    /// list searched in order (no key to build or hash per request).
+    pub conns: RefCell<Vec<(Rc<str>, u16, crate::proto::http::Conn)>>,
     /// This VU's random stream (see `script::random`), created on first use.
     /// Boxed: a `StdRng` is 320 bytes, most VUs never draw, and 50,000 VUs carry one each.
     pub rng: RefCell<Option<Box<rand::rngs::StdRng>>>,

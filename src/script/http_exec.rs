@@ -7,6 +7,7 @@ use super::response::Response;
 use crate::metrics::{Str, Tags, builtin};
 use crate::proto::http::Body;
 use rhai::{EvalAltResult, ImmutableString};
+use std::rc::Rc;
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
@@ -297,13 +298,13 @@ fn send_slow(
 /// [`send_slow`]: each VU's stack stays as shallow as the path it takes.
 #[inline(never)]
 fn send_fast(
+    thread: &ThreadCtx,
     prepared: &Prepared,
     cookie: Option<&reqwest::header::HeaderValue>,
 ) -> Result<Outcome, Box<EvalAltResult>> {
     let url = &prepared.url;
     let host = url.host_str().unwrap_or("127.0.0.1");
     let port = url.port_or_known_default().unwrap_or(80);
-    let origin = format!("{host}:{port}");
     let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
     let host_header = reqwest::header::HeaderValue::from_str(&url[url::Position::BeforeHost..url::Position::AfterPort])
         .map_err(|e| format!("invalid host in URL {url}: {e}"))?;
@@ -318,12 +319,14 @@ fn send_fast(
     let defaults = if cookie.is_some() { &defaults[..] } else { &defaults[..2] };
     let request =
         crate::proto::http::Request::new(&prepared.method, target, &prepared.headers, defaults, prepared.body.clone());
-    let reused = take_conn(&origin);
-    let (host, port, timeout, keep_body) = (host.to_string(), port, prepared.timeout, prepared.keep_body);
-    let exchange =
-        bridge::wait_for(move || crate::proto::http::exchange(reused, host, port, request, timeout, keep_body))?;
+    let (host, reused) = take_conn(host, port);
+    let (dial_host, timeout, keep_body) = (host.clone(), prepared.timeout, prepared.keep_body);
+    let together = thread.iterations_running.get() > 1;
+    let exchange = bridge::wait_for(move || {
+        crate::proto::http::exchange(together, reused, dial_host, port, request, timeout, keep_body)
+    })?;
     if let Some(conn) = exchange.conn {
-        keep_conn(origin, conn);
+        keep_conn(host, port, conn);
     }
     Ok(match exchange.result {
         Ok((parts, body)) => {
@@ -354,7 +357,7 @@ pub fn execute(thread: &ThreadCtx, prepared: Prepared) -> Result<Response, Box<E
     // and the work before and after the exchange happens in frames of their own.
     let cookie = request_cookie(&prepared.url)?;
     let fast = if prepared.url.scheme() == "http" && crate::proto::http::Request::supports(&prepared.headers) {
-        Some(send_fast(&prepared, cookie.as_ref())?)
+        Some(send_fast(thread, &prepared, cookie.as_ref())?)
     } else {
         None
     };
@@ -445,16 +448,19 @@ fn complete(
         thread.record(&builtin::HTTP_REQ_DURATION, &hop_tags, h.duration.as_secs_f64() * 1000.0);
         thread.record(&builtin::DATA_RECEIVED, &hop_tags, h.bytes_received as f64);
     }
-    thread.record_all(
-        &tags,
-        &[
-            (&builtin::HTTP_REQS, 1.0),
-            (&builtin::HTTP_REQ_DURATION, duration_ms),
-            (&builtin::DATA_SENT, bytes_sent as f64),
-            (&builtin::DATA_RECEIVED, outcome.bytes_received as f64),
-        ],
-    );
-    record_outcome(thread, tags, !ok)?;
+    let samples: [(&crate::metrics::Metric, f64); 5] = [
+        (&builtin::HTTP_REQS, 1.0),
+        (&builtin::HTTP_REQ_DURATION, duration_ms),
+        (&builtin::DATA_SENT, bytes_sent as f64),
+        (&builtin::DATA_RECEIVED, outcome.bytes_received as f64),
+        (&builtin::HTTP_REQ_FAILED, if ok { 0.0 } else { 1.0 }),
+    ];
+    // Inside `retry(...)` the outcome (`http_req_failed`) waits for the retry's verdict.
+    if defer_outcome(&tags, !ok)? {
+        thread.record_all(&tags, &samples[..4]);
+    } else {
+        thread.record_all(&tags, &samples);
+    }
 
     let (error, error_message) = outcome.error.map(|(k, m)| (k.into(), m.into())).unwrap_or_default();
     Ok(Response {
@@ -546,21 +552,16 @@ fn request_tags(
     })
 }
 
-/// Records whether a logical request failed; inside `retry(...)` the outcome waits for
-/// the retry's verdict, so a retried call counts once.
-pub fn record_outcome(thread: &ThreadCtx, tags: Tags, failed: bool) -> Result<(), Box<EvalAltResult>> {
-    let deferred = context::with_vu(|vu| {
-        if vu.retry_depth.get() > 0 {
+/// Keeps a logical request's outcome for the verdict of the `retry(...)` it runs in;
+/// false outside a retry (the caller records it now).
+fn defer_outcome(tags: &Tags, failed: bool) -> Result<bool, Box<EvalAltResult>> {
+    context::with_vu(|vu| {
+        let deferred = vu.retry_depth.get() > 0;
+        if deferred {
             vu.pending_outcomes.borrow_mut().push((tags.clone(), failed));
-            true
-        } else {
-            false
         }
-    })?;
-    if !deferred {
-        thread.record(&builtin::HTTP_REQ_FAILED, &tags, if failed { 1.0 } else { 0.0 });
-    }
-    Ok(())
+        deferred
+    })
 }
 
 /// The default `name` tag of a URL: its path, with id-like segments replaced by `{id}`
@@ -594,16 +595,23 @@ pub fn is_id_like(s: &str) -> bool {
     (hex && s.len() >= 8) || (digits >= 3 && s.len() >= 5) || s.len() >= 16
 }
 
-/// Takes the VU's idle connection to an origin, if any.
-fn take_conn(origin: &str) -> Option<crate::proto::http::Conn> {
-    context::with_vu(|vu| vu.conns.borrow_mut().remove(origin)).ok().flatten()
+/// Takes the VU's idle connection to an origin, if any, with the host name it keeps
+/// (shared, so a request to a kept origin allocates no name).
+fn take_conn(host: &str, port: u16) -> (Rc<str>, Option<crate::proto::http::Conn>) {
+    let kept = context::with_vu(|vu| {
+        let mut conns = vu.conns.borrow_mut();
+        let at = conns.iter().position(|(h, p, _)| *p == port && &**h == host)?;
+        Some(conns.swap_remove(at))
+    });
+    match kept.ok().flatten() {
+        Some((host, _, conn)) => (host, Some(conn)),
+        None => (Rc::from(host), None),
+    }
 }
 
 /// Gives a connection back to the VU for its next request to the origin.
-fn keep_conn(origin: String, conn: crate::proto::http::Conn) {
-    let _ = context::with_vu(|vu| {
-        vu.conns.borrow_mut().insert(origin, conn);
-    });
+fn keep_conn(host: Rc<str>, port: u16, conn: crate::proto::http::Conn) {
+    let _ = context::with_vu(|vu| vu.conns.borrow_mut().push((host, port, conn)));
 }
 
 #[cfg(test)]
