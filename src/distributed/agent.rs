@@ -6,10 +6,11 @@
 use super::bundle::{self, RunSetup};
 use super::values::Functions;
 use super::wire::{self, PROTOCOL, PhaseOrder, Samples, ToAgent, ToCoordinator, WireError};
-use crate::engine::worker::{Busy, Lanes, PhaseJob, TaskJob, WorkerPool, WorkerReport};
+use crate::engine::worker::{Lanes, PhaseJob, TaskJob, WorkerPool, WorkerReport};
 use crate::executor::Plan;
 use crate::executor::segment::{Segment, SegmentPlan};
 use crate::metrics::{Str, Tags};
+use crate::script::context::Busy;
 use crate::script::context::{self, RunShared, Stop, ThreadCtx};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -38,9 +38,7 @@ struct Guard<'a> {
 
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
-        self.worker.active.end();
-        let running = &self.worker.thread.iterations_running;
-        running.set(running.get() - 1);
+        self.worker.thread.busy.end();
         if !self.finished {
             let tags = self.vu.tags.borrow().clone();
             self.worker.thread.record(&builtin::INTERRUPTED_ITERATIONS, &tags, 1.0);
@@ -53,8 +51,7 @@ impl Drop for Guard<'_> {
 pub async fn run_iteration(worker: &Rc<Worker>, vu: &Rc<VuCtx>, func: &FnPtr, scheduled: Instant) -> Ended {
     vu.iteration.set(vu.iteration.get() + 1);
     vu.scheduled_start.set(scheduled);
-    worker.active.begin();
-    worker.thread.iterations_running.set(worker.thread.iterations_running.get() + 1);
+    worker.thread.busy.begin();
     let mut guard = Guard { worker, vu, finished: false };
 
     // The stack returns to the pool when `co` is dropped, however the iteration ends.

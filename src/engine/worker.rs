@@ -7,7 +7,7 @@ use super::stack::StackPool;
 use super::vu::{self, Ended};
 use crate::executor::{ClosedPlan, Iterations, OpenPlan, Plan};
 use crate::metrics::{Tags, builtin};
-use crate::script::context::{self, RunShared, ThreadCtx, VuCtx};
+use crate::script::context::{self, Busy, RunShared, ThreadCtx, VuCtx};
 use crate::script::random;
 use rhai::{AST, Engine, FnPtr};
 use std::cell::{Cell, RefCell};
@@ -106,36 +106,6 @@ pub struct Worker {
     pub ast: Arc<AST>,
     /// Reusable coroutine stacks.
     pub stacks: RefCell<StackPool>,
-    /// Iterations running right now (read by the live view).
-    pub active: Arc<Busy>,
-}
-
-/// Iterations running on one worker: now, and the most at once since the last sample.
-/// The VU gauge reads the peak, so an open model whose iterations last a few ms shows
-/// the VUs it kept busy rather than the 0 it happens to have at the sampling instant.
-#[derive(Debug, Default)]
-pub struct Busy {
-    now: AtomicU64,
-    peak: AtomicU64,
-}
-
-impl Busy {
-    /// An iteration starts.
-    pub fn begin(&self) {
-        let now = self.now.fetch_add(1, Ordering::Relaxed) + 1;
-        self.peak.fetch_max(now, Ordering::Relaxed);
-    }
-
-    /// An iteration ends.
-    pub fn end(&self) {
-        self.now.fetch_sub(1, Ordering::Relaxed);
-    }
-
-    /// The most iterations running at once since the last call (then restarts from now).
-    pub fn take_peak(&self) -> u64 {
-        let now = self.now.load(Ordering::Relaxed);
-        self.peak.swap(now, Ordering::Relaxed).max(now)
-    }
 }
 
 /// The worker threads of a run.
@@ -233,9 +203,11 @@ fn worker_main(
             return;
         }
     };
-    let thread = Rc::new(ThreadCtx::new(shared, None));
+    let mut thread = ThreadCtx::new(shared, None);
+    thread.busy = active;
+    let thread = Rc::new(thread);
     context::install_thread(thread.clone());
-    let worker = Rc::new(Worker { index, thread: thread.clone(), engine, ast, stacks: RefCell::default(), active });
+    let worker = Rc::new(Worker { index, thread: thread.clone(), engine, ast, stacks: RefCell::default() });
     let last = thread.clone();
     let local = tokio::task::LocalSet::new();
     local.block_on(&rt, async move {

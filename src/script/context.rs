@@ -11,7 +11,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
@@ -397,24 +397,50 @@ pub struct ThreadCtx {
     /// Names this thread has had admitted by the run's [`NameCap`], per protocol: the
     /// hot path finds a known name here without a lock or an allocation.
     names: RefCell<HashMap<&'static str, rustc_hash::FxHashSet<Str>>>,
-    /// Iterations running on this thread right now (the worker's driver counts them):
-    /// a request sent while others run waits for the end of the round (see
-    /// [`crate::proto::http::exchange`]).
-    pub iterations_running: Cell<u32>,
+    /// Iterations running on this thread (a worker's driver counts them): the live view
+    /// reads the peak, and a request sent while others run waits for the end of the
+    /// round (see [`crate::proto::http::exchange`]).
+    pub busy: Arc<Busy>,
+}
+
+/// Iterations running on one worker: now, and the most at once since the last sample.
+/// The VU gauge reads the peak, so an open model whose iterations last a few ms shows
+/// the VUs it kept busy rather than the 0 it happens to have at the sampling instant.
+#[derive(Debug, Default)]
+pub struct Busy {
+    now: AtomicU64,
+    peak: AtomicU64,
+}
+
+impl Busy {
+    /// An iteration starts.
+    pub fn begin(&self) {
+        let now = self.now.fetch_add(1, Ordering::Relaxed) + 1;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+    }
+
+    /// An iteration ends.
+    pub fn end(&self) {
+        self.now.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Iterations running now.
+    pub fn running(&self) -> u64 {
+        self.now.load(Ordering::Relaxed)
+    }
+
+    /// The most iterations running at once since the last call (then restarts from now).
+    pub fn take_peak(&self) -> u64 {
+        let now = self.now.load(Ordering::Relaxed);
+        self.peak.swap(now, Ordering::Relaxed).max(now)
+    }
 }
 
 impl ThreadCtx {
     /// This thread's side of a run.
     pub fn new(shared: Arc<RunShared>, blocking: Option<tokio::runtime::Runtime>) -> ThreadCtx {
         let store = RefCell::new(Store::new(shared.started));
-        ThreadCtx {
-            shared,
-            store,
-            http: HttpClients::new(),
-            blocking,
-            names: RefCell::default(),
-            iterations_running: Cell::new(0),
-        }
+        ThreadCtx { shared, store, http: HttpClients::new(), blocking, names: RefCell::default(), busy: Arc::default() }
     }
 
     /// The `name` tag to record for an operation of `protocol` named `name`: the name

@@ -321,7 +321,7 @@ fn send_fast(
         crate::proto::http::Request::new(&prepared.method, target, &prepared.headers, defaults, prepared.body.clone());
     let (host, reused) = take_conn(host, port);
     let (dial_host, timeout, keep_body) = (host.clone(), prepared.timeout, prepared.keep_body);
-    let together = thread.iterations_running.get() > 1;
+    let together = thread.busy.running() > 1;
     let exchange = bridge::wait_for(move || {
         crate::proto::http::exchange(together, reused, dial_host, port, request, timeout, keep_body)
     })?;
