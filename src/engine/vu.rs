@@ -10,7 +10,6 @@ use crate::script::bridge::INTERRUPTED_TOKEN;
 use crate::script::context::{self, VuCtx, VuYielder};
 use corosensei::{Coroutine, CoroutineResult};
 use rhai::{Dynamic, EvalAltResult, FnPtr};
-use std::any::Any;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::time::Instant;
@@ -70,21 +69,21 @@ pub async fn run_iteration(worker: &Rc<Worker>, vu: &Rc<VuCtx>, func: &FnPtr, sc
     };
     let (engine, ast, func) = (worker.engine.clone(), worker.ast.clone(), func.clone());
     let vu_ptr: *const VuCtx = Rc::as_ptr(vu);
-    let mut co: Coroutine<Box<dyn Any>, context::VuFuture, Result<Dynamic, Box<EvalAltResult>>, VuStack> =
-        Coroutine::with_stack(stack, move |yielder: &VuYielder, _start: Box<dyn Any>| {
+    let mut co: Coroutine<(), context::VuFuture, Result<Dynamic, Box<EvalAltResult>>, VuStack> =
+        Coroutine::with_stack(stack, move |yielder: &VuYielder, ()| {
             // SAFETY: the driver below keeps `vu` alive for the coroutine's whole life.
             unsafe { &*vu_ptr }.yielder.set(yielder as *const VuYielder);
             func.call::<Dynamic>(&engine, &ast, ())
         });
 
-    let mut input: Box<dyn Any> = Box::new(());
     let result = loop {
         context::set_current_vu(vu_ptr);
         vu.running_since.set(Instant::now());
-        let step = std::panic::catch_unwind(AssertUnwindSafe(|| co.resume(input)));
+        let step = std::panic::catch_unwind(AssertUnwindSafe(|| co.resume(())));
         context::set_current_vu(std::ptr::null());
         match step {
-            Ok(CoroutineResult::Yield(fut)) => input = fut.await,
+            // The future leaves its output in the suspended frame (`bridge::wait_for`).
+            Ok(CoroutineResult::Yield(fut)) => fut.await,
             Ok(CoroutineResult::Return(r)) => break Some(r),
             Err(panic) => {
                 worker.thread.shared.record_internal_error("a native function", panic.as_ref());

@@ -499,10 +499,11 @@ impl ThreadCtx {
     }
 }
 
-/// The type of futures a VU hands to its worker.
-pub type VuFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Box<dyn std::any::Any>>>>;
+/// The type of futures a VU hands to its worker. Its output goes to a slot in the
+/// suspended VU's own frame ([`crate::script::bridge`]), not through the worker.
+pub type VuFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
 /// The coroutine yielder of a VU.
-pub type VuYielder = corosensei::Yielder<Box<dyn std::any::Any>, VuFuture>;
+pub type VuYielder = corosensei::Yielder<(), VuFuture>;
 
 /// One virtual user: identity, tags, cookie jar, and the coroutine plumbing.
 pub struct VuCtx {
