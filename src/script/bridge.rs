@@ -117,10 +117,11 @@ impl<M: FnOnce() -> F, F: Future> Future for Deliver<M, F> {
         // SAFETY: `Running` means `fut` is initialised; it is pinned (see above).
         let fut = unsafe { std::pin::Pin::new_unchecked(this.fut.assume_init_mut()) };
         let std::task::Poll::Ready(output) = fut.poll(cx) else { return std::task::Poll::Pending };
-        // SAFETY: `fut` is initialised and done; it is dropped where it is, once
-        // (`Done` keeps `Drop` from dropping it again).
-        unsafe { this.fut.assume_init_drop() };
+        // `Done` first: should the future's destructor panic, `Drop` must not drop it
+        // a second time.
         this.state = State::Done;
+        // SAFETY: `fut` is initialised and done; it is dropped where it is, once.
+        unsafe { this.fut.assume_init_drop() };
         // SAFETY: `out` is the slot of the `wait_for` frame that suspended the VU for
         // this future. The worker polls the future only while that VU is suspended
         // there, and resumes it right after this write; when the VU is dropped instead
