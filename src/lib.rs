@@ -1,6 +1,6 @@
 //! volley: a load and performance testing engine. Scenarios are Rhai scripts; virtual
-//! users run as stackful coroutines on one worker thread per core; samples flow one way
-//! from VUs to an aggregator to the outputs.
+//! users run as stackful coroutines on worker threads (two per core); samples flow one
+//! way from VUs to an aggregator to the outputs.
 
 pub mod bench;
 pub mod cli;

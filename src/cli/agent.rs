@@ -12,7 +12,7 @@ pub struct AgentArgs {
     /// The token shared with the coordinator (required; never sent over the wire).
     #[arg(long, env = "VOLLEY_TOKEN", hide_env_values = true, value_name = "T")]
     pub token: Option<String>,
-    /// Worker threads (default: what the coordinator asks, else one per core).
+    /// Worker threads (default: what the coordinator asks, else two per core).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
     /// Exit after one run (for a Kubernetes Job's pods and local agents).

@@ -50,7 +50,7 @@ pub struct RunArgs {
     /// Set a value scripts read with env("KEY"), e.g. -e BASE_URL=http://127.0.0.1:8080 (repeatable).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     pub env: Vec<(String, String)>,
-    /// Worker threads (default: one per core).
+    /// Worker threads (default: two per core).
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub workers: Option<u16>,
     /// Multiply every phase's durations and counts by F (rates unchanged), e.g. 0.1 in CI.

@@ -32,7 +32,7 @@ pub struct AgentConfig {
     pub listen: String,
     /// The shared token.
     pub token: String,
-    /// Worker threads (None: the coordinator's choice, else one per core).
+    /// Worker threads (None: the coordinator's choice, else two per core).
     pub workers: Option<usize>,
     /// Exit after one run (a Kubernetes Job's pod).
     pub once: bool,

@@ -1,6 +1,6 @@
 //! `amqp::*`: RabbitMQ (AMQP 0-9-1) from scripts, on lapin. Each thread (worker or top
 //! level) dials one connection lazily and VUs borrow channels from its pools, so
-//! thousands of VUs share a connection per core. Publishing stamps a `volley-sent-at`
+//! thousands of VUs share a connection per worker. Publishing stamps a `volley-sent-at`
 //! header that consuming turns into `amqp_e2e_latency`. Publish failures are values
 //! and samples (like HTTP network errors); topology and consume errors throw.
 
