@@ -1,7 +1,7 @@
 //! Worker threads (two per core by default), each with a current-thread tokio runtime,
 //! its own HTTP clients, metric store and stack pool. VUs never move between workers
-//! (coroutines must not change threads). The orchestrator sends phases; each worker runs its share
-//! and reports back after draining its samples into the aggregate.
+//! (coroutines must not change threads). The orchestrator sends phases; each worker
+//! runs its share and reports back after draining its samples into the aggregate.
 
 use super::stack::StackPool;
 use super::vu::{self, Ended};

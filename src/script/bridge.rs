@@ -68,11 +68,10 @@ fn boxed_into<T: 'static, M: FnOnce() -> F + 'static, F: Future<Output = T> + 's
 ) -> VuFuture {
     let mut boxed = Box::<Deliver<M, F>>::new_uninit();
     let at = boxed.as_mut_ptr();
-    // SAFETY: `at` points to the fresh allocation; every field but `fut` (which may stay
-    // uninitialised while `state` is `Made`) is written before `assume_init`.
+    // SAFETY: `at` points to the fresh allocation; every field but `fut` (which stays
+    // uninitialised while the state is `Made`) is written before `assume_init`.
     let boxed = unsafe {
-        (&raw mut (*at).make).write(Some(make));
-        (&raw mut (*at).state).write(State::Made);
+        (&raw mut (*at).state).write(State::Made(make));
         (&raw mut (*at).out).write(out);
         boxed.assume_init()
     };
@@ -80,21 +79,19 @@ fn boxed_into<T: 'static, M: FnOnce() -> F + 'static, F: Future<Output = T> + 's
 }
 
 /// Where a [`Deliver`] is.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum State {
-    /// `make` holds the maker; `fut` is uninitialised.
-    Made,
+enum State<M> {
+    /// Not polled yet: the maker; `fut` is uninitialised.
+    Made(M),
     /// `fut` holds the running future.
     Running,
-    /// The output has been delivered; `fut` is uninitialised again.
+    /// The output has been delivered (or the maker panicked); `fut` is uninitialised.
     Done,
 }
 
 /// A future built in place at its first poll, whose output is written to `out`.
 struct Deliver<M, F: Future> {
-    make: Option<M>,
+    state: State<M>,
     fut: std::mem::MaybeUninit<F>,
-    state: State,
     out: *mut Option<F::Output>,
 }
 
@@ -106,12 +103,14 @@ impl<M: FnOnce() -> F, F: Future> Future for Deliver<M, F> {
         // pinned reference, and dropped in place, never moved; the other fields are
         // plain data, free to move.
         let this = unsafe { self.get_unchecked_mut() };
-        if this.state == State::Made {
-            let make = this.make.take().expect("a Deliver's maker is there until its first poll");
-            this.fut.write(make());
-            this.state = State::Running;
+        if matches!(this.state, State::Made(_)) {
+            // `Done` while the maker runs: should it panic, `Drop` finds no future to drop.
+            if let State::Made(make) = std::mem::replace(&mut this.state, State::Done) {
+                this.fut.write(make());
+                this.state = State::Running;
+            }
         }
-        if this.state != State::Running {
+        if !matches!(this.state, State::Running) {
             return std::task::Poll::Ready(());
         }
         // SAFETY: `Running` means `fut` is initialised; it is pinned (see above).
@@ -133,7 +132,7 @@ impl<M: FnOnce() -> F, F: Future> Future for Deliver<M, F> {
 
 impl<M, F: Future> Drop for Deliver<M, F> {
     fn drop(&mut self) {
-        if self.state == State::Running {
+        if matches!(self.state, State::Running) {
             // SAFETY: `Running` means `fut` is initialised; dropped in place, once.
             unsafe { self.fut.assume_init_drop() };
         }
