@@ -7,7 +7,9 @@
 
 Prints, for concurrency 50, 1,000 and 5,000: requests/s and CPU microseconds per
 request (user+sys of the generator / requests counted by nginx's stub_status) for
-volley, oha and wrk, and the ratios volley/oha and volley/wrk; volley's peak RSS at
+volley, oha and wrk, and the ratios volley/oha and volley/wrk (each round runs the
+tools back to back, a different one first; a ratio is the median of the rounds' own
+ratios, with their range, since a shared machine drifts between rounds); volley's peak RSS at
 10,000 and 15,000 VUs (each looping a GET and a 1 s sleep) and at 50,000 VUs (a 1 s
 sleep, no connection); achieved vs target rate of an open model at 100/s, 1,000/s and 10,000/s.
 Needs nginx and wrk (apt-get install -y nginx-light wrk), oha (cargo install oha
@@ -114,6 +116,15 @@ def generators(c, secs):
     return cmds
 
 
+def ratio(paired, other, i):
+    """volley's figure i over another tool's, as the median of each round's own ratio
+    (both measured back to back in that round), with the range: "1.12 (1.05-1.20)"."""
+    r = sorted(p["volley"][i] / p[other][i] for p in paired if other in p and p[other][i] > 0)
+    if not r:
+        return "n/a"
+    return f"{statistics.median(r):.2f}" + (f" ({r[0]:.2f}-{r[-1]:.2f})" if len(r) > 1 else "")
+
+
 def main():
     if not os.path.exists(VOLLEY):
         raise SystemExit("build first: cargo build --release --locked")
@@ -123,25 +134,35 @@ def main():
     secs = 5 if QUICK else 10
     d = start_nginx()
     try:
-        print(f"# volley benchmark against nginx on {BASE} ({os.cpu_count()} cores, median of {ROUNDS})\n")
+        print(f"# volley benchmark against nginx on {BASE} ({os.cpu_count()} cores, median of {ROUNDS} rounds)\n")
         if not shutil.which("oha"):
             print("oha is missing (cargo install oha --locked): its columns are skipped\n")
         print("## Requests/s and CPU per request (lower is better), side by side")
         print("| connections | tool | requests/s | CPU us/request | peak RSS MiB |\n|---|---|---|---|---|")
         summary = []
         for c in (50, 1000, 5000):
-            runs = {}
-            for _ in range(ROUNDS):
-                for tool, cmd in generators(c, secs).items():
+            runs, paired = {}, []
+            for r in range(ROUNDS):
+                # The tools take turns, and each round starts with a different one: on a
+                # shared machine the speed drifts by tens of percent within minutes, so a
+                # ratio is taken between runs of the same round (back to back), never
+                # between medians of runs far apart.
+                cmds = list(generators(c, secs).items())
+                cmds = cmds[r % len(cmds):] + cmds[:r % len(cmds)]
+                this = {}
+                for tool, cmd in cmds:
                     reqs, cpu, rss, wall, _ = by_server(cmd)
-                    runs.setdefault(tool, []).append((reqs / secs, cpu / max(reqs, 1) * 1e6, rss))
+                    this[tool] = (reqs / secs, cpu / max(reqs, 1) * 1e6, rss)
+                    runs.setdefault(tool, []).append(this[tool])
+                paired.append(this)
             med = {t: tuple(statistics.median(x[i] for x in r) for i in range(3)) for t, r in runs.items()}
             for tool, (rps, us, rss) in med.items():
                 print(f"| {c} | {tool} | {rps:.0f} | {us:.2f} | {rss:.1f} |")
-            ratio = lambda other, i: f"{med['volley'][i] / med[other][i]:.2f}" if other in med else "n/a"
-            summary.append(f"| {c} | {ratio('oha', 1)} | {ratio('wrk', 1)} | {ratio('oha', 0)} |")
+            summary.append(f"| {c} | {ratio(paired, 'oha', 1)} | {ratio(paired, 'wrk', 1)} | {ratio(paired, 'oha', 0)} |")
         print("\n| connections | CPU/request volley/oha | CPU/request volley/wrk | requests/s volley/oha |\n|---|---|---|---|")
         print("\n".join(summary))
+        if ROUNDS > 1:
+            print(f"\n(each ratio: the median of the {ROUNDS} rounds' own ratios, their range in brackets)")
 
         print("\n## Memory at many VUs")
         print("| VUs | scenario | iterations | failed | peak RSS MiB | RSS per VU KiB |\n|---|---|---|---|---|---|")

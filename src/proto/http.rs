@@ -253,7 +253,7 @@ impl Headers {
     }
 
     /// Every header as bytes, in the order received.
-    fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+    pub fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         let (map, raw) = match &self.repr {
             Repr::Map(map) => (Some(map.iter().map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes()))), None),
             Repr::Raw { head, spans } => {

@@ -52,6 +52,16 @@ pub fn wait_for<T: 'static, F: Future<Output = T> + 'static>(
         suspend(yielder, boxed_into(make, &raw mut slot));
         return slot.ok_or_else(|| "internal error: a VU was resumed before its wait was over".into());
     }
+    wait_blocking_made(make)
+}
+
+/// [`wait_blocking`] for the future `make` returns, made in this frame. Never inlined:
+/// made in [`wait_for`]'s caller, the future (an HTTP exchange's is over 1 KB) would
+/// widen that caller's frame on every VU's stack, for a path VUs never take.
+#[inline(never)]
+fn wait_blocking_made<T: 'static, F: Future<Output = T> + 'static>(
+    make: impl FnOnce() -> F + 'static,
+) -> Result<T, Box<EvalAltResult>> {
     wait_blocking(make())
 }
 
