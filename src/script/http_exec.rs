@@ -34,44 +34,89 @@ pub struct TargetOptions {
 pub const DEFAULT_MAX_BODY: usize = 10 * 1024 * 1024;
 
 /// Run-wide HTTP settings: defaults, and per-target ones keyed by URL prefix.
-#[derive(Debug, Default)]
+///
+/// Set rarely (`http::defaults`, `http::target`) and read on every request, by every
+/// worker: a reader takes no lock. Each thread keeps its own copy of the table and
+/// fetches it again only when `version` says it changed (one load of a line nobody
+/// writes meanwhile, where a shared `RwLock`'s read side writes its count on every
+/// request, moving that line between cores).
+#[derive(Debug)]
 pub struct HttpSettings {
-    inner: RwLock<(TargetOptions, Vec<(String, TargetOptions)>)>,
-    /// Whether anything was set: most runs set nothing, and their requests skip the lock.
-    configured: std::sync::atomic::AtomicBool,
+    /// Tells apart the settings of runs in one process (a thread's copy names its own).
+    id: u64,
+    /// The defaults, and each target's options by prefix, longest first.
+    table: RwLock<Arc<SettingsTable>>,
+    /// Bumped after each change; 0 while nothing was set (most runs): no table to read.
+    version: std::sync::atomic::AtomicU64,
+}
+
+type SettingsTable = (TargetOptions, Vec<(String, TargetOptions)>);
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        HttpSettings {
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            table: RwLock::default(),
+            version: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+}
+
+thread_local! {
+    /// This thread's copy of one run's settings: (settings id, version, table).
+    static SETTINGS: std::cell::RefCell<Option<(u64, u64, Arc<SettingsTable>)>> =
+        const { std::cell::RefCell::new(None) };
 }
 
 impl HttpSettings {
     /// Replaces the defaults.
     pub fn set_defaults(&self, opts: TargetOptions) {
-        self.configured.store(true, std::sync::atomic::Ordering::Release);
-        self.inner.write().unwrap_or_else(|e| e.into_inner()).0 = opts;
+        self.change(|table| table.0 = opts);
     }
 
     /// Sets the options of one target (URL prefix); the longest matching prefix wins.
     pub fn set_target(&self, prefix: String, opts: TargetOptions) {
-        self.configured.store(true, std::sync::atomic::Ordering::Release);
-        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        inner.1.retain(|(p, _)| *p != prefix);
-        inner.1.push((prefix, opts));
-        inner.1.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        self.change(|table| {
+            table.1.retain(|(p, _)| *p != prefix);
+            table.1.push((prefix, opts));
+            table.1.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        });
+    }
+
+    /// Changes a new copy of the table, then publishes its version: a reader that sees
+    /// the new version finds the new table (or a newer one).
+    fn change(&self, edit: impl FnOnce(&mut SettingsTable)) {
+        let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+        let mut next = SettingsTable::clone(&table);
+        edit(&mut next);
+        *table = Arc::new(next);
+        self.version.fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 
     /// The effective options for a URL: the target's over the defaults.
     pub fn resolve(&self, url: &str) -> TargetOptions {
-        if !self.configured.load(std::sync::atomic::Ordering::Acquire) {
+        let version = self.version.load(std::sync::atomic::Ordering::Acquire);
+        if version == 0 {
             return TargetOptions::default();
         }
-        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
-        let mut out = inner.0.clone();
-        if let Some((_, t)) = inner.1.iter().find(|(p, _)| url.starts_with(p.as_str())) {
-            out.insecure = t.insecure.or(out.insecure);
-            out.timeout = t.timeout.or(out.timeout);
-            out.max_body = t.max_body.or(out.max_body);
-            out.discard_body = t.discard_body.or(out.discard_body);
-            out.headers.extend(t.headers.iter().cloned());
-        }
-        out
+        SETTINGS.with(|copy| {
+            let mut copy = copy.borrow_mut();
+            if !matches!(&*copy, Some((id, v, _)) if *id == self.id && *v == version) {
+                let table = self.table.read().unwrap_or_else(|e| e.into_inner()).clone();
+                *copy = Some((self.id, version, table));
+            }
+            let Some((_, _, table)) = copy.as_ref() else { return TargetOptions::default() };
+            let mut out = table.0.clone();
+            if let Some((_, t)) = table.1.iter().find(|(p, _)| url.starts_with(p.as_str())) {
+                out.insecure = t.insecure.or(out.insecure);
+                out.timeout = t.timeout.or(out.timeout);
+                out.max_body = t.max_body.or(out.max_body);
+                out.discard_body = t.discard_body.or(out.discard_body);
+                out.headers.extend(t.headers.iter().cloned());
+            }
+            out
+        })
     }
 }
 
@@ -672,5 +717,37 @@ mod tests {
         assert_eq!(s.resolve("https://a/x/1").insecure, Some(false));
         assert_eq!(s.resolve("https://b").insecure, None);
         assert_eq!(s.resolve("https://a/y").timeout, Some(Duration::from_secs(5)));
+        // A change after this thread read the table is seen at its next request.
+        s.set_target("https://a".into(), TargetOptions { insecure: Some(false), ..Default::default() });
+        assert_eq!(s.resolve("https://a/y").insecure, Some(false));
+        // Another run's settings in the same thread are not this thread's copy.
+        let other = HttpSettings::default();
+        assert_eq!(other.resolve("https://a/y").insecure, None);
+        other.set_target("https://a".into(), TargetOptions { insecure: Some(true), ..Default::default() });
+        assert_eq!(other.resolve("https://a/y").insecure, Some(true));
+        assert_eq!(s.resolve("https://a/y").insecure, Some(false));
+    }
+
+    #[test]
+    fn other_threads_see_a_change_of_the_settings() {
+        let s = Arc::new(HttpSettings::default());
+        s.set_target("http://h".into(), TargetOptions { timeout: Some(Duration::from_secs(1)), ..Default::default() });
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let (back_tx, back) = std::sync::mpsc::channel::<Option<Duration>>();
+        let reader = {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                while rx.recv().is_ok() {
+                    back_tx.send(s.resolve("http://h/x").timeout).unwrap();
+                }
+            })
+        };
+        tx.send(()).unwrap();
+        assert_eq!(back.recv().unwrap(), Some(Duration::from_secs(1)));
+        s.set_target("http://h".into(), TargetOptions { timeout: Some(Duration::from_secs(2)), ..Default::default() });
+        tx.send(()).unwrap();
+        assert_eq!(back.recv().unwrap(), Some(Duration::from_secs(2)));
+        drop(tx);
+        reader.join().unwrap();
     }
 }
