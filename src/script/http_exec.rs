@@ -102,11 +102,13 @@ impl HttpSettings {
         }
         SETTINGS.with(|copy| {
             let mut copy = copy.borrow_mut();
-            if !matches!(&*copy, Some((id, v, _)) if *id == self.id && *v == version) {
-                let table = self.table.read().unwrap_or_else(|e| e.into_inner()).clone();
-                *copy = Some((self.id, version, table));
-            }
-            let Some((_, _, table)) = copy.as_ref() else { return TargetOptions::default() };
+            let table = match &mut *copy {
+                Some((id, v, table)) if *id == self.id && *v == version => table,
+                stale => {
+                    let table = self.table.read().unwrap_or_else(|e| e.into_inner()).clone();
+                    &stale.insert((self.id, version, table)).2
+                }
+            };
             let mut out = table.0.clone();
             if let Some((_, t)) = table.1.iter().find(|(p, _)| url.starts_with(p.as_str())) {
                 out.insecure = t.insecure.or(out.insecure);
