@@ -224,6 +224,7 @@ fn worker_main(
                 }
             })
         };
+        let outbox = tokio::task::spawn_local(crate::proto::http::run_outbox());
         while let Some(cmd) = rx.recv().await {
             match cmd {
                 Command::Phase(job) => {
@@ -235,6 +236,7 @@ fn worker_main(
             }
         }
         flusher.abort();
+        outbox.abort();
         crate::proto::close_thread().await;
     });
     last.flush();

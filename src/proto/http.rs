@@ -9,11 +9,13 @@
 
 use bytes::Bytes;
 use hyper::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version, header};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::io::Write as _;
+use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -65,6 +67,215 @@ pub struct Conn {
     stream: TcpStream,
     /// The timer of the connection's requests, kept armed between them (see [`Deadline`]).
     timer: Pin<Box<Sleep>>,
+    /// The connection's place in its worker's outbox, reused by its requests.
+    out: Rc<Outgoing>,
+}
+
+/// How far the outbox got with a queued request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sending {
+    /// Waiting for the outbox's next round.
+    Queued,
+    /// Written in full.
+    Sent,
+    /// This many bytes written (maybe none: the socket was full); its VU writes the rest.
+    Partial(usize),
+    /// The send failed with this error number.
+    Failed(i32),
+    /// Taken back by its VU: the socket became readable before the request left, or the
+    /// exchange ended (timed out, or its VU stopped). The outbox skips it.
+    Withdrawn,
+}
+
+/// A request waiting in its worker's outbox, and what became of it.
+#[derive(Debug)]
+struct Outgoing {
+    /// The connection's socket. Valid while the entry is queued: an exchange that ends
+    /// while its request is queued withdraws the request as it drops the connection, and
+    /// the outbox (on the same thread) runs only after that.
+    fd: RawFd,
+    /// The request's bytes, lent to the outbox until it is sent.
+    wire: RefCell<Vec<u8>>,
+    state: Cell<Sending>,
+    /// When the outbox sent it.
+    sent_at: Cell<Instant>,
+    /// The VU to wake when its request was not sent in full.
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Outgoing {
+    fn new(stream: &TcpStream) -> Rc<Outgoing> {
+        Rc::new(Outgoing {
+            fd: stream.as_raw_fd(),
+            wire: RefCell::default(),
+            state: Cell::new(Sending::Withdrawn),
+            sent_at: Cell::new(Instant::now()),
+            waker: RefCell::default(),
+        })
+    }
+
+    /// Sends the request (once, without blocking) unless its VU took it back.
+    fn send(&self, now: Instant) {
+        if self.state.get() != Sending::Queued {
+            return;
+        }
+        let state = {
+            let wire = self.wire.borrow();
+            // SAFETY: `fd` is the open socket of the exchange that queued this entry and
+            // still waits on it (see `fd`); `wire` is a live buffer of `wire.len()` bytes.
+            let n = unsafe {
+                libc::send(self.fd, wire.as_ptr().cast(), wire.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT)
+            };
+            if n >= 0 {
+                if n as usize == wire.len() { Sending::Sent } else { Sending::Partial(n as usize) }
+            } else {
+                let e = std::io::Error::last_os_error();
+                match e.kind() {
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => Sending::Partial(0),
+                    _ => Sending::Failed(e.raw_os_error().unwrap_or(libc::EIO)),
+                }
+            }
+        };
+        self.sent_at.set(now);
+        self.state.set(state);
+        OUTBOX.with(|o| o.sent.set(o.sent.get() + 1));
+        if state != Sending::Sent
+            && let Some(waker) = self.waker.take()
+        {
+            waker.wake();
+        }
+    }
+}
+
+/// A worker's requests waiting to leave together at the end of its current round (see
+/// [`exchange`]): the outbox task sends them one after the other, with no task of a VU
+/// polled in between.
+struct Outbox {
+    /// Whether the thread runs [`run_outbox`].
+    running: Cell<bool>,
+    queue: RefCell<Vec<Rc<Outgoing>>>,
+    /// The outbox task, while it waits for requests.
+    waker: RefCell<Option<Waker>>,
+    /// Send system calls made (for tests).
+    sent: Cell<u64>,
+}
+
+thread_local! {
+    static OUTBOX: Outbox = const {
+        Outbox { running: Cell::new(false), queue: RefCell::new(Vec::new()), waker: RefCell::new(None), sent: Cell::new(0) }
+    };
+}
+
+/// Runs the calling thread's outbox until the task is dropped; spawned once per worker
+/// on its `LocalSet`. Without it, a request that would wait for the round's end yields
+/// to the other tasks and then sends itself.
+pub async fn run_outbox() {
+    /// Stops the outbox: requests still queued are handed back to their VUs.
+    struct Stop;
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let queued = OUTBOX.with(|o| {
+                o.running.set(false);
+                o.waker.take();
+                std::mem::take(&mut *o.queue.borrow_mut())
+            });
+            for out in queued {
+                if out.state.get() == Sending::Queued {
+                    out.state.set(Sending::Withdrawn);
+                    if let Some(waker) = out.waker.take() {
+                        waker.wake();
+                    }
+                }
+            }
+        }
+    }
+    OUTBOX.with(|o| o.running.set(true));
+    let _stop = Stop;
+    let mut batch = Vec::new();
+    loop {
+        std::future::poll_fn(|cx| {
+            OUTBOX.with(|o| {
+                let mut queue = o.queue.borrow_mut();
+                if queue.is_empty() {
+                    *o.waker.borrow_mut() = Some(cx.waker().clone());
+                    Poll::Pending
+                } else {
+                    std::mem::swap(&mut *queue, &mut batch);
+                    Poll::Ready(())
+                }
+            })
+        })
+        .await;
+        let now = Instant::now();
+        for out in batch.drain(..) {
+            out.send(now);
+        }
+    }
+}
+
+/// Sends `buf` through the worker's outbox at the end of the current round; returns when
+/// it was sent. The bytes come back in `buf`.
+async fn send_batched(stream: &mut TcpStream, out: &mut Rc<Outgoing>, buf: &mut Vec<u8>) -> Result<Instant, Failure> {
+    // Still in the queue from an exchange that ended early: a new entry.
+    if Rc::strong_count(out) > 1 {
+        *out = Outgoing::new(stream);
+    }
+    let entry: &Outgoing = out;
+    *entry.wire.borrow_mut() = std::mem::take(buf);
+    entry.state.set(Sending::Queued);
+    OUTBOX.with(|o| {
+        let mut queue = o.queue.borrow_mut();
+        queue.push(out.clone());
+        if queue.len() == 1 {
+            drop(queue);
+            if let Some(waker) = o.waker.take() {
+                waker.wake();
+            }
+        }
+    });
+    /// Withdraws the request if the exchange ends while it is queued.
+    struct Withdraw<'a>(&'a Outgoing);
+    impl Drop for Withdraw<'_> {
+        fn drop(&mut self) {
+            if self.0.state.get() == Sending::Queued {
+                self.0.state.set(Sending::Withdrawn);
+            }
+        }
+    }
+    let withdraw = Withdraw(entry);
+    let state = std::future::poll_fn(|cx| match entry.state.get() {
+        Sending::Queued => {
+            // Readable before the request left: the server closed or spoke first; the
+            // VU sends it itself and reads what comes.
+            if stream.poll_read_ready(cx).is_ready() {
+                entry.state.set(Sending::Withdrawn);
+                return Poll::Ready(Sending::Withdrawn);
+            }
+            let mut waker = entry.waker.borrow_mut();
+            if !waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *waker = Some(cx.waker().clone());
+            }
+            Poll::Pending
+        }
+        done => Poll::Ready(done),
+    })
+    .await;
+    drop(withdraw);
+    entry.waker.take();
+    *buf = entry.wire.take();
+    match state {
+        Sending::Sent => Ok(entry.sent_at.get()),
+        Sending::Partial(n) => {
+            stream.write_all(&buf[n..]).await.map_err(|e| io_failure("sending the request", &e))?;
+            Ok(entry.sent_at.get())
+        }
+        Sending::Failed(errno) => Err(io_failure("sending the request", &std::io::Error::from_raw_os_error(errno))),
+        Sending::Queued | Sending::Withdrawn => {
+            let at = Instant::now();
+            stream.write_all(buf).await.map_err(|e| io_failure("sending the request", &e))?;
+            Ok(at)
+        }
+    }
 }
 
 /// A request's timeout on its connection's timer. Arming a timer and taking it down
@@ -379,14 +590,16 @@ async fn dial(host: &str, port: u16) -> Result<TcpStream, Failure> {
 /// Sends one request on the VU's connection (dialled if needed) within `timeout`,
 /// keeping at most `keep_body` bytes of the response body.
 ///
-/// With `together`, the request leaves at the end of the worker's current round: the VU
-/// first lets the other VUs that are ready run (their scripts, then their own sends).
-/// Requests then go out together, so a server that was idle is woken once per round
-/// rather than once per request; on a virtual machine each such wake-up is an interrupt
-/// across cores that costs the sender about as much as the request itself. A round is
-/// at most 61 tasks (tokio's event interval), and the duration is measured from the
-/// send, after it. Alone on its worker, a VU sends at once (waiting would only cost a
-/// look at the sockets).
+/// With `together`, the request leaves at the end of the worker's current round, after
+/// the other VUs that are ready have run their scripts. Requests then go out together,
+/// so a server that was idle is woken once per round rather than once per request; on a
+/// virtual machine each such wake-up is an interrupt across cores that costs the sender
+/// about as much as the request itself. On a kept connection the request waits in the
+/// worker's outbox ([`run_outbox`]), which sends the round's requests one after the
+/// other; the VU's task is next polled for the response. Otherwise the VU yields to the
+/// others first. A round is at most 61 tasks (tokio's event interval), and the duration
+/// is measured from the send. Alone on its worker, a VU sends at once (waiting would
+/// only cost a look at the sockets).
 pub async fn exchange(
     together: bool,
     reused: Option<Conn>,
@@ -396,17 +609,19 @@ pub async fn exchange(
     timeout: Duration,
     keep_body: usize,
 ) -> Exchange {
-    if together {
+    let Request { wire, body, head_method, close } = request;
+    // A kept connection the server has closed meanwhile is replaced by a new one.
+    let reused = reused.filter(Conn::is_open);
+    let batched = together && reused.is_some() && body.is_empty() && OUTBOX.with(|o| o.running.get());
+    if together && !batched {
         tokio::task::yield_now().await;
     }
-    let start = Instant::now();
-    let at = tokio::time::Instant::from_std(start + timeout);
-    let Request { wire, body, head_method, close } = request;
+    let start = Cell::new(Instant::now());
+    let at = tokio::time::Instant::from_std(start.get() + timeout);
     let mut buf = wire;
-    // A kept connection the server has closed meanwhile is replaced by a new one.
-    let (reused, mut timer) = match reused.filter(Conn::is_open) {
-        Some(c) => (Some(c.stream), c.timer),
-        None => (None, Box::pin(tokio::time::sleep_until(at))),
+    let (reused, mut timer, mut out) = match reused {
+        Some(c) => (Some(c.stream), c.timer, Some(c.out)),
+        None => (None, Box::pin(tokio::time::sleep_until(at)), None),
     };
     let work = async {
         let mut stream = match reused {
@@ -414,7 +629,10 @@ pub async fn exchange(
             // Boxed: dialling is rare, and its future would widen every exchange's.
             None => Box::pin(dial(&host, port)).await?,
         };
-        stream.write_all(&buf).await.map_err(|e| io_failure("sending the request", &e))?;
+        match out.as_mut() {
+            Some(out) if batched => start.set(send_batched(&mut stream, out, &mut buf).await?),
+            _ => stream.write_all(&buf).await.map_err(|e| io_failure("sending the request", &e))?,
+        }
         if !body.is_empty() {
             stream.write_all(&body).await.map_err(|e| io_failure("sending the request body", &e))?;
         }
@@ -427,10 +645,14 @@ pub async fn exchange(
         Deadline::new(timer.as_mut(), at, work).await
     };
     give_buffer(buf);
-    let duration = start.elapsed();
+    let duration = start.get().elapsed();
     match outcome {
         Some(Ok((response, stream))) => {
-            Exchange { result: Ok(response), duration, conn: stream.map(|stream| Conn { stream, timer }) }
+            let conn = stream.map(|stream| {
+                let out = out.unwrap_or_else(|| Outgoing::new(&stream));
+                Conn { stream, timer, out }
+            });
+            Exchange { result: Ok(response), duration, conn }
         }
         Some(Err(e)) => Exchange { result: Err(e), duration, conn: None },
         None => Exchange {
@@ -959,6 +1181,170 @@ mod tests {
             assert_eq!(ex.result.unwrap_err().0, "timeout");
             assert!(ex.conn.is_none());
             hold.abort();
+        });
+    }
+
+    /// Sends made by this thread's outbox so far.
+    fn outbox_sends() -> u64 {
+        OUTBOX.with(|o| o.sent.get())
+    }
+
+    /// Runs `test` on a LocalSet whose outbox runs, as a worker's does.
+    fn with_outbox<F: Future<Output = ()>>(test: impl FnOnce() -> F) {
+        let local = tokio::task::LocalSet::new();
+        local.block_on(&rt(), async {
+            let outbox = tokio::task::spawn_local(run_outbox());
+            test().await;
+            outbox.abort();
+        });
+    }
+
+    /// A kept connection to a server that answers one request, then keeps reading (until
+    /// the end of the stream, or for `hold`), keeps the connection open until `hold` is
+    /// up when `linger`, and returns everything it read.
+    async fn kept(hold: Duration, linger: bool) -> (Conn, u16, tokio::task::JoinHandle<Vec<u8>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut seen = vec![0u8; 4096];
+            let n = s.read(&mut seen).await.unwrap();
+            seen.truncate(n);
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await.unwrap();
+            let until = tokio::time::Instant::now() + hold;
+            let _ = tokio::time::timeout_at(until, s.read_to_end(&mut seen)).await;
+            if linger {
+                tokio::time::sleep_until(until).await;
+            }
+            seen
+        });
+        let first =
+            exchange(false, None, "127.0.0.1".into(), port, get(&HeaderMap::new()), Duration::from_secs(5), 10).await;
+        (first.conn.expect("kept"), port, task)
+    }
+
+    #[test]
+    fn requests_of_a_round_leave_through_the_outbox_and_each_vu_reads_its_response() {
+        with_outbox(|| async {
+            let ok: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            let h = HeaderMap::new();
+            let (a, b) = (server(vec![ok, ok], 4096).await, server(vec![ok, ok], 4096).await);
+            let first = |port| exchange(false, None, "127.0.0.1".into(), port, get(&h), Duration::from_secs(5), 10);
+            let (ca, cb) = tokio::join!(first(a.0), first(b.0));
+            let before = outbox_sends();
+            let next = |port, conn: Exchange| {
+                exchange(true, conn.conn, "127.0.0.1".into(), port, get(&h), Duration::from_secs(5), 10)
+            };
+            let (ra, rb) = tokio::join!(next(a.0, ca), next(b.0, cb));
+            assert_eq!(outbox_sends() - before, 2, "both requests sent by the outbox");
+            for r in [ra, rb] {
+                let (head, body) = r.result.expect("answered");
+                assert_eq!((head.status.as_u16(), &body.kept[..]), (200, &b"ok"[..]));
+                assert!(r.conn.is_some(), "still kept");
+            }
+            for seen in [a.1.await.unwrap(), b.1.await.unwrap()] {
+                assert_eq!(seen.windows(3).filter(|w| w == b"GET").count(), 2);
+            }
+        });
+    }
+
+    #[test]
+    fn a_request_withdrawn_before_its_round_ends_is_never_sent() {
+        with_outbox(|| async {
+            let (conn, port, task) = kept(Duration::from_secs(5), false).await;
+            let before = outbox_sends();
+            {
+                let mut ex = std::pin::pin!(exchange(
+                    true,
+                    Some(conn),
+                    "127.0.0.1".into(),
+                    port,
+                    get(&HeaderMap::new()),
+                    Duration::from_secs(5),
+                    10
+                ));
+                std::future::poll_fn(|cx| {
+                    assert!(ex.as_mut().poll(cx).is_pending());
+                    Poll::Ready(())
+                })
+                .await;
+                assert_eq!(OUTBOX.with(|o| o.queue.borrow().len()), 1, "queued");
+                // Dropped here, like an interrupted VU's exchange: the connection closes.
+            }
+            for _ in 0..10 {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(outbox_sends(), before, "the outbox skipped it");
+            let seen = task.await.unwrap();
+            assert_eq!(seen.windows(3).filter(|w| w == b"GET").count(), 1, "only the first request arrived");
+        });
+    }
+
+    #[test]
+    fn a_request_the_outbox_sends_in_part_is_finished_by_its_vu() {
+        with_outbox(|| async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let server = tokio::spawn(async move {
+                let (mut s, _) = listener.accept().await.unwrap();
+                let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                let mut seen = Vec::new();
+                for _ in 0..2 {
+                    let start = seen.len();
+                    // Slow to read, so the client's socket fills.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    while !seen[start..].ends_with(b"\r\n\r\n") {
+                        let mut chunk = vec![0u8; 64 * 1024];
+                        let n = s.read(&mut chunk).await.unwrap();
+                        assert!(n > 0, "closed mid-request");
+                        seen.extend_from_slice(&chunk[..n]);
+                    }
+                    s.write_all(ok).await.unwrap();
+                }
+                seen
+            });
+            let first =
+                exchange(false, None, "127.0.0.1".into(), port, get(&HeaderMap::new()), Duration::from_secs(5), 10)
+                    .await;
+            let mut h = HeaderMap::new();
+            // Larger than any socket buffer: one send cannot take it all.
+            h.insert("x-big", HeaderValue::from_bytes(&vec![b'a'; 8 << 20]).unwrap());
+            let big = get(&h);
+            let length = big.wire.len();
+            let before = outbox_sends();
+            let second = exchange(true, first.conn, "127.0.0.1".into(), port, big, Duration::from_secs(30), 10).await;
+            assert_eq!(outbox_sends() - before, 1, "started by the outbox");
+            assert_eq!(&second.result.expect("answered").1.kept[..], b"ok");
+            let seen = server.await.unwrap();
+            let first_len = seen.len() - length;
+            assert!(seen[..first_len].ends_with(b"\r\n\r\n") && seen[first_len..].starts_with(b"GET /x?y=1"));
+            assert_eq!(seen.len() - first_len, length, "every byte once");
+        });
+    }
+
+    #[test]
+    fn a_failed_send_by_the_outbox_is_a_failure_of_its_request() {
+        with_outbox(|| async {
+            let (mut conn, port, task) = kept(Duration::from_secs(5), true).await;
+            // Our side shut for writing: the next send fails (EPIPE), the socket is not readable.
+            conn.stream.shutdown().await.unwrap();
+            let before = outbox_sends();
+            let ex = exchange(
+                true,
+                Some(conn),
+                "127.0.0.1".into(),
+                port,
+                get(&HeaderMap::new()),
+                Duration::from_secs(5),
+                10,
+            )
+            .await;
+            assert_eq!(outbox_sends() - before, 1);
+            let (kind, message) = ex.result.unwrap_err();
+            assert_eq!(kind, "reset", "{message}");
+            assert!(message.starts_with("sending the request: "), "{message}");
+            assert!(ex.conn.is_none());
+            task.abort();
         });
     }
 }
