@@ -115,10 +115,12 @@ impl Outgoing {
     }
 
     /// Sends the request (once, without blocking) unless its VU took it back.
-    fn send(&self, now: Instant) {
+    fn send(&self) {
         if self.state.get() != Sending::Queued {
             return;
         }
+        // Stamped per request: the last of a round leaves a few hundred µs after the first.
+        self.sent_at.set(Instant::now());
         let state = {
             let wire = self.wire.borrow();
             // SAFETY: `fd` is the open socket of the exchange that queued this entry and
@@ -136,7 +138,6 @@ impl Outgoing {
                 }
             }
         };
-        self.sent_at.set(now);
         self.state.set(state);
         OUTBOX.with(|o| o.sent.set(o.sent.get() + 1));
         if state != Sending::Sent
@@ -149,11 +150,13 @@ impl Outgoing {
 
 /// A worker's requests waiting to leave together at the end of its current round (see
 /// [`exchange`]): the outbox task sends them one after the other, with no task of a VU
-/// polled in between.
+/// polled in between; the VU that queues the [`ROUND`]th sends them at once.
 struct Outbox {
     /// Whether the thread runs [`run_outbox`].
     running: Cell<bool>,
     queue: RefCell<Vec<Rc<Outgoing>>>,
+    /// The queue's other buffer, swapped in while a batch is sent.
+    spare: RefCell<Vec<Rc<Outgoing>>>,
     /// The outbox task, while it waits for requests.
     waker: RefCell<Option<Waker>>,
     /// Send system calls made (for tests).
@@ -162,8 +165,33 @@ struct Outbox {
 
 thread_local! {
     static OUTBOX: Outbox = const {
-        Outbox { running: Cell::new(false), queue: RefCell::new(Vec::new()), waker: RefCell::new(None), sent: Cell::new(0) }
+        Outbox {
+            running: Cell::new(false),
+            queue: RefCell::new(Vec::new()),
+            spare: RefCell::new(Vec::new()),
+            waker: RefCell::new(None),
+            sent: Cell::new(0),
+        }
     };
+}
+
+/// The most requests that wait in an outbox: tokio's event interval, the tasks a worker
+/// polls between two looks at its sockets. When many VUs wake at once (10,000 VUs
+/// started together, each sleeping 1 s between requests), the outbox task would
+/// otherwise run only after all of them, holding the first request back for thousands
+/// of script runs.
+const ROUND: usize = 61;
+
+/// Sends the requests waiting in the thread's outbox.
+fn flush() {
+    OUTBOX.with(|o| {
+        let mut batch = o.spare.take();
+        std::mem::swap(&mut *o.queue.borrow_mut(), &mut batch);
+        for out in batch.drain(..) {
+            out.send();
+        }
+        *o.spare.borrow_mut() = batch;
+    });
 }
 
 /// Runs the calling thread's outbox until the task is dropped; spawned once per worker
@@ -191,25 +219,19 @@ pub async fn run_outbox() {
     }
     OUTBOX.with(|o| o.running.set(true));
     let _stop = Stop;
-    let mut batch = Vec::new();
     loop {
         std::future::poll_fn(|cx| {
             OUTBOX.with(|o| {
-                let mut queue = o.queue.borrow_mut();
-                if queue.is_empty() {
+                if o.queue.borrow().is_empty() {
                     *o.waker.borrow_mut() = Some(cx.waker().clone());
                     Poll::Pending
                 } else {
-                    std::mem::swap(&mut *queue, &mut batch);
                     Poll::Ready(())
                 }
             })
         })
         .await;
-        let now = Instant::now();
-        for out in batch.drain(..) {
-            out.send(now);
-        }
+        flush();
     }
 }
 
@@ -223,16 +245,21 @@ async fn send_batched(stream: &mut TcpStream, out: &mut Rc<Outgoing>, buf: &mut 
     let entry: &Outgoing = out;
     *entry.wire.borrow_mut() = std::mem::take(buf);
     entry.state.set(Sending::Queued);
-    OUTBOX.with(|o| {
+    let queued = OUTBOX.with(|o| {
         let mut queue = o.queue.borrow_mut();
         queue.push(out.clone());
-        if queue.len() == 1 {
-            drop(queue);
-            if let Some(waker) = o.waker.take() {
-                waker.wake();
-            }
+        let queued = queue.len();
+        drop(queue);
+        if queued == 1
+            && let Some(waker) = o.waker.take()
+        {
+            waker.wake();
         }
+        queued
     });
+    if queued >= ROUND {
+        flush();
+    }
     /// Withdraws the request if the exchange ends while it is queued.
     struct Withdraw<'a>(&'a Outgoing);
     impl Drop for Withdraw<'_> {
@@ -597,9 +624,10 @@ async fn dial(host: &str, port: u16) -> Result<TcpStream, Failure> {
 /// about as much as the request itself. On a kept connection the request waits in the
 /// worker's outbox ([`run_outbox`]), which sends the round's requests one after the
 /// other; the VU's task is next polled for the response. Otherwise the VU yields to the
-/// others first. A round is at most 61 tasks (tokio's event interval), and the duration
-/// is measured from the send. Alone on its worker, a VU sends at once (waiting would
-/// only cost a look at the sockets).
+/// others first. A round is at most 61 tasks (tokio's event interval), and an outbox
+/// holds at most [`ROUND`] requests: the VU that queues the last sends them all. The
+/// duration is measured from the request's own send. Alone on its worker, a VU sends at
+/// once (waiting would only cost a look at the sockets).
 pub async fn exchange(
     together: bool,
     reused: Option<Conn>,
@@ -1319,6 +1347,53 @@ mod tests {
             let first_len = seen.len() - length;
             assert!(seen[..first_len].ends_with(b"\r\n\r\n") && seen[first_len..].starts_with(b"GET /x?y=1"));
             assert_eq!(seen.len() - first_len, length, "every byte once");
+        });
+    }
+
+    #[test]
+    fn the_vu_that_fills_a_round_sends_it_without_waiting_for_the_outbox_task() {
+        with_outbox(|| async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let server = tokio::spawn(async move {
+                loop {
+                    let (mut s, _) = listener.accept().await.unwrap();
+                    tokio::spawn(async move {
+                        let mut req = [0u8; 4096];
+                        while s.read(&mut req).await.is_ok_and(|n| n > 0) {
+                            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await.unwrap();
+                        }
+                    });
+                }
+            });
+            let h = HeaderMap::new();
+            let mut conns = Vec::new();
+            for _ in 0..ROUND {
+                let first = exchange(false, None, "127.0.0.1".into(), port, get(&h), Duration::from_secs(5), 10).await;
+                conns.push(first.conn.expect("kept"));
+            }
+            let before = outbox_sends();
+            let mut pending: Vec<_> = conns
+                .into_iter()
+                .map(|c| {
+                    Box::pin(exchange(true, Some(c), "127.0.0.1".into(), port, get(&h), Duration::from_secs(5), 10))
+                })
+                .collect();
+            // All polled in one go, so the outbox task cannot run in between.
+            std::future::poll_fn(|cx| {
+                for (i, ex) in pending.iter_mut().enumerate() {
+                    assert!(ex.as_mut().poll(cx).is_pending());
+                    let expected = if i + 1 < ROUND { 0 } else { ROUND as u64 };
+                    assert_eq!(outbox_sends() - before, expected, "after {} queued", i + 1);
+                }
+                Poll::Ready(())
+            })
+            .await;
+            for ex in pending {
+                assert_eq!(&ex.await.result.expect("answered").1.kept[..], b"ok");
+            }
+            assert_eq!(outbox_sends() - before, ROUND as u64, "each sent once");
+            server.abort();
         });
     }
 
