@@ -1227,6 +1227,11 @@ mod tests {
         });
     }
 
+    /// The next GET on a kept connection, while other VUs run (through the outbox).
+    fn next_on(conn: Conn, port: u16) -> impl Future<Output = Exchange> {
+        exchange(true, Some(conn), "127.0.0.1".into(), port, get(&HeaderMap::new()), Duration::from_secs(5), 10)
+    }
+
     /// A kept connection to a server that answers one request, then keeps reading (until
     /// the end of the stream, or for `hold`), keeps the connection open until `hold` is
     /// up when `linger`, and returns everything it read.
@@ -1282,15 +1287,7 @@ mod tests {
             let (conn, port, task) = kept(Duration::from_secs(5), false).await;
             let before = outbox_sends();
             {
-                let mut ex = std::pin::pin!(exchange(
-                    true,
-                    Some(conn),
-                    "127.0.0.1".into(),
-                    port,
-                    get(&HeaderMap::new()),
-                    Duration::from_secs(5),
-                    10
-                ));
+                let mut ex = std::pin::pin!(next_on(conn, port));
                 std::future::poll_fn(|cx| {
                     assert!(ex.as_mut().poll(cx).is_pending());
                     Poll::Ready(())
@@ -1373,12 +1370,7 @@ mod tests {
                 conns.push(first.conn.expect("kept"));
             }
             let before = outbox_sends();
-            let mut pending: Vec<_> = conns
-                .into_iter()
-                .map(|c| {
-                    Box::pin(exchange(true, Some(c), "127.0.0.1".into(), port, get(&h), Duration::from_secs(5), 10))
-                })
-                .collect();
+            let mut pending: Vec<_> = conns.into_iter().map(|c| Box::pin(next_on(c, port))).collect();
             // All polled in one go, so the outbox task cannot run in between.
             std::future::poll_fn(|cx| {
                 for (i, ex) in pending.iter_mut().enumerate() {
@@ -1404,16 +1396,7 @@ mod tests {
             // Our side shut for writing: the next send fails (EPIPE), the socket is not readable.
             conn.stream.shutdown().await.unwrap();
             let before = outbox_sends();
-            let ex = exchange(
-                true,
-                Some(conn),
-                "127.0.0.1".into(),
-                port,
-                get(&HeaderMap::new()),
-                Duration::from_secs(5),
-                10,
-            )
-            .await;
+            let ex = next_on(conn, port).await;
             assert_eq!(outbox_sends() - before, 1);
             let (kind, message) = ex.result.unwrap_err();
             assert_eq!(kind, "reset", "{message}");
