@@ -236,8 +236,14 @@ pub async fn run_outbox() {
 }
 
 /// Sends `buf` through the worker's outbox at the end of the current round; returns when
-/// it was sent. The bytes come back in `buf`.
-async fn send_batched(stream: &mut TcpStream, out: &mut Rc<Outgoing>, buf: &mut Vec<u8>) -> Result<Instant, Failure> {
+/// it was sent, or `None` when the server closed the connection before the request
+/// left (nothing was sent: the caller sends it on a new connection). The bytes come back
+/// in `buf`.
+async fn send_batched(
+    stream: &mut TcpStream,
+    out: &mut Rc<Outgoing>,
+    buf: &mut Vec<u8>,
+) -> Result<Option<Instant>, Failure> {
     // Still in the queue from an exchange that ended early: a new entry.
     if Rc::strong_count(out) > 1 {
         *out = Outgoing::new(stream);
@@ -291,16 +297,17 @@ async fn send_batched(stream: &mut TcpStream, out: &mut Rc<Outgoing>, buf: &mut 
     entry.waker.take();
     *buf = entry.wire.take();
     match state {
-        Sending::Sent => Ok(entry.sent_at.get()),
+        Sending::Sent => Ok(Some(entry.sent_at.get())),
         Sending::Partial(n) => {
             stream.write_all(&buf[n..]).await.map_err(|e| io_failure("sending the request", &e))?;
-            Ok(entry.sent_at.get())
+            Ok(Some(entry.sent_at.get()))
         }
         Sending::Failed(errno) => Err(io_failure("sending the request", &std::io::Error::from_raw_os_error(errno))),
+        Sending::Queued | Sending::Withdrawn if !still_open(stream) => Ok(None),
         Sending::Queued | Sending::Withdrawn => {
             let at = Instant::now();
             stream.write_all(buf).await.map_err(|e| io_failure("sending the request", &e))?;
-            Ok(at)
+            Ok(Some(at))
         }
     }
 }
@@ -356,14 +363,19 @@ impl Conn {
     /// readable since the last response (a read that did not fill its buffer tells the
     /// runtime the socket was drained).
     fn is_open(&self) -> bool {
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        match self.stream.poll_read_ready(&mut cx) {
-            Poll::Pending => true,
-            Poll::Ready(Err(_)) => false,
-            Poll::Ready(Ok(())) => {
-                let mut probe = [0u8; 1];
-                matches!(self.stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
-            }
+        still_open(&self.stream)
+    }
+}
+
+/// [`Conn::is_open`] for a connection's stream.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match stream.poll_read_ready(&mut cx) {
+        Poll::Pending => true,
+        Poll::Ready(Err(_)) => false,
+        Poll::Ready(Ok(())) => {
+            let mut probe = [0u8; 1];
+            matches!(stream.try_read(&mut probe), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
         }
     }
 }
@@ -638,12 +650,13 @@ pub async fn exchange(
     keep_body: usize,
 ) -> Exchange {
     let Request { wire, body, head_method, close } = request;
-    // A kept connection the server has closed meanwhile is replaced by a new one.
-    let reused = reused.filter(Conn::is_open);
-    let batched = together && reused.is_some() && body.is_empty() && OUTBOX.with(|o| o.running.get());
-    if together && !batched {
+    let outbox = together && body.is_empty() && OUTBOX.with(|o| o.running.get());
+    if together && !(outbox && reused.is_some()) {
         tokio::task::yield_now().await;
     }
+    // A kept connection the server has closed meanwhile is replaced by a new one.
+    let reused = reused.filter(Conn::is_open);
+    let batched = outbox && reused.is_some();
     let start = Cell::new(Instant::now());
     let at = tokio::time::Instant::from_std(start.get() + timeout);
     let mut buf = wire;
@@ -657,9 +670,22 @@ pub async fn exchange(
             // Boxed: dialling is rare, and its future would widen every exchange's.
             None => Box::pin(dial(&host, port)).await?,
         };
-        match out.as_mut() {
-            Some(out) if batched => start.set(send_batched(&mut stream, out, &mut buf).await?),
-            _ => stream.write_all(&buf).await.map_err(|e| io_failure("sending the request", &e))?,
+        let mut sent = false;
+        if let Some(out) = out.as_mut().filter(|_| batched) {
+            match send_batched(&mut stream, out, &mut buf).await? {
+                Some(at) => {
+                    start.set(at);
+                    sent = true;
+                }
+                // Closed by the server while the request waited: a new connection.
+                None => {
+                    stream = Box::pin(dial(&host, port)).await?;
+                    *out = Outgoing::new(&stream);
+                }
+            }
+        }
+        if !sent {
+            stream.write_all(&buf).await.map_err(|e| io_failure("sending the request", &e))?;
         }
         if !body.is_empty() {
             stream.write_all(&body).await.map_err(|e| io_failure("sending the request body", &e))?;
@@ -1386,6 +1412,50 @@ mod tests {
             }
             assert_eq!(outbox_sends() - before, ROUND as u64, "each sent once");
             server.abort();
+        });
+    }
+
+    #[test]
+    fn a_connection_the_server_closes_while_its_request_waits_is_replaced() {
+        rt().block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let (close, closing) = tokio::sync::oneshot::channel::<()>();
+            let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            let server = tokio::spawn(async move {
+                let (mut first, _) = listener.accept().await.unwrap();
+                let mut req = [0u8; 4096];
+                assert!(first.read(&mut req).await.unwrap() > 0);
+                first.write_all(ok).await.unwrap();
+                closing.await.unwrap();
+                first.shutdown().await.unwrap();
+                let (mut second, _) = listener.accept().await.unwrap();
+                let n = second.read(&mut req).await.unwrap();
+                second.write_all(ok).await.unwrap();
+                let mut after = Vec::new();
+                first.read_to_end(&mut after).await.unwrap();
+                (req[..n].starts_with(b"GET "), after)
+            });
+            let h = HeaderMap::new();
+            let first = exchange(false, None, "127.0.0.1".into(), port, get(&h), Duration::from_secs(5), 10).await;
+            // An outbox that never runs its round: the request waits until the server closes.
+            OUTBOX.with(|o| o.running.set(true));
+            let mut next = std::pin::pin!(next_on(first.conn.expect("kept"), port));
+            std::future::poll_fn(|cx| {
+                assert!(next.as_mut().poll(cx).is_pending());
+                Poll::Ready(())
+            })
+            .await;
+            close.send(()).unwrap();
+            let ex = next.await;
+            OUTBOX.with(|o| {
+                o.running.set(false);
+                o.queue.borrow_mut().clear();
+            });
+            assert_eq!(&ex.result.expect("answered on a new connection").1.kept[..], b"ok");
+            let (second_got_it, first_after) = server.await.unwrap();
+            assert!(second_got_it);
+            assert!(first_after.is_empty(), "nothing sent on the closed connection");
         });
     }
 
