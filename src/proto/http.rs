@@ -114,10 +114,20 @@ impl Outgoing {
         })
     }
 
-    /// Sends the request (once, without blocking) unless its VU took it back.
-    fn send(&self) {
+    /// Takes the request back if it is still queued; says whether it was.
+    fn withdraw(&self) -> bool {
+        let queued = self.state.get() == Sending::Queued;
+        if queued {
+            self.state.set(Sending::Withdrawn);
+        }
+        queued
+    }
+
+    /// Sends the request (once, without blocking) unless its VU took it back; says
+    /// whether it made the system call.
+    fn send(&self) -> bool {
         if self.state.get() != Sending::Queued {
-            return;
+            return false;
         }
         // Stamped per request: the last of a round leaves a few hundred µs after the first.
         self.sent_at.set(Instant::now());
@@ -139,12 +149,12 @@ impl Outgoing {
             }
         };
         self.state.set(state);
-        OUTBOX.with(|o| o.sent.set(o.sent.get() + 1));
         if state != Sending::Sent
             && let Some(waker) = self.waker.take()
         {
             waker.wake();
         }
+        true
     }
 }
 
@@ -187,9 +197,8 @@ fn flush() {
     OUTBOX.with(|o| {
         let mut batch = o.spare.take();
         std::mem::swap(&mut *o.queue.borrow_mut(), &mut batch);
-        for out in batch.drain(..) {
-            out.send();
-        }
+        let sent = batch.drain(..).filter(|out| out.send()).count();
+        o.sent.set(o.sent.get() + sent as u64);
         *o.spare.borrow_mut() = batch;
     });
 }
@@ -202,17 +211,19 @@ pub async fn run_outbox() {
     struct Stop;
     impl Drop for Stop {
         fn drop(&mut self) {
-            let queued = OUTBOX.with(|o| {
-                o.running.set(false);
-                o.waker.take();
-                std::mem::take(&mut *o.queue.borrow_mut())
-            });
+            // Dropped with the thread's other locals, the queue may be gone already.
+            let queued = OUTBOX
+                .try_with(|o| {
+                    o.running.set(false);
+                    o.waker.take();
+                    std::mem::take(&mut *o.queue.borrow_mut())
+                })
+                .unwrap_or_default();
             for out in queued {
-                if out.state.get() == Sending::Queued {
-                    out.state.set(Sending::Withdrawn);
-                    if let Some(waker) = out.waker.take() {
-                        waker.wake();
-                    }
+                if out.withdraw()
+                    && let Some(waker) = out.waker.take()
+                {
+                    waker.wake();
                 }
             }
         }
@@ -270,9 +281,7 @@ async fn send_batched(
     struct Withdraw<'a>(&'a Outgoing);
     impl Drop for Withdraw<'_> {
         fn drop(&mut self) {
-            if self.0.state.get() == Sending::Queued {
-                self.0.state.set(Sending::Withdrawn);
-            }
+            self.0.withdraw();
         }
     }
     let withdraw = Withdraw(entry);
@@ -281,7 +290,7 @@ async fn send_batched(
             // Readable before the request left: the server closed or spoke first; the
             // VU sends it itself and reads what comes.
             if stream.poll_read_ready(cx).is_ready() {
-                entry.state.set(Sending::Withdrawn);
+                entry.withdraw();
                 return Poll::Ready(Sending::Withdrawn);
             }
             let mut waker = entry.waker.borrow_mut();
@@ -996,8 +1005,7 @@ mod tests {
     /// given raw responses in turn, written in pieces of `piece` bytes; returns its port
     /// and what it read.
     async fn server(responses: Vec<&'static [u8]>, piece: usize) -> (u16, tokio::task::JoinHandle<Vec<u8>>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let (listener, port) = listen().await;
         let task = tokio::spawn(async move {
             let mut seen = Vec::new();
             let (mut s, _) = listener.accept().await.unwrap();
@@ -1016,6 +1024,16 @@ mod tests {
             seen
         });
         (port, task)
+    }
+
+    /// A 200 answer with a 2-byte body.
+    const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+    /// A listener on 127.0.0.1 and its port.
+    async fn listen() -> (TcpListener, u16) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        (listener, port)
     }
 
     fn get(headers: &HeaderMap) -> Request {
@@ -1169,7 +1187,7 @@ mod tests {
     #[test]
     fn a_kept_connection_carries_the_next_request_and_a_closed_one_is_redialled() {
         rt().block_on(async {
-            let ok: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            let ok = OK;
             let (port, task) = server(vec![ok, ok], 4096).await;
             let h = HeaderMap::new();
             let first = exchange(true, None, "127.0.0.1".into(), port, get(&h), Duration::from_secs(5), 10).await;
@@ -1222,8 +1240,7 @@ mod tests {
     #[test]
     fn a_silent_server_times_out() {
         rt().block_on(async {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let port = listener.local_addr().unwrap().port();
+            let (listener, port) = listen().await;
             let hold = tokio::spawn(async move {
                 let (s, _) = listener.accept().await.unwrap();
                 tokio::time::sleep(Duration::from_secs(2)).await;
@@ -1262,14 +1279,13 @@ mod tests {
     /// the end of the stream, or for `hold`), keeps the connection open until `hold` is
     /// up when `linger`, and returns everything it read.
     async fn kept(hold: Duration, linger: bool) -> (Conn, u16, tokio::task::JoinHandle<Vec<u8>>) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
+        let (listener, port) = listen().await;
         let task = tokio::spawn(async move {
             let (mut s, _) = listener.accept().await.unwrap();
             let mut seen = vec![0u8; 4096];
             let n = s.read(&mut seen).await.unwrap();
             seen.truncate(n);
-            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await.unwrap();
+            s.write_all(OK).await.unwrap();
             let until = tokio::time::Instant::now() + hold;
             let _ = tokio::time::timeout_at(until, s.read_to_end(&mut seen)).await;
             if linger {
@@ -1285,7 +1301,7 @@ mod tests {
     #[test]
     fn requests_of_a_round_leave_through_the_outbox_and_each_vu_reads_its_response() {
         with_outbox(|| async {
-            let ok: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            let ok = OK;
             let h = HeaderMap::new();
             let (a, b) = (server(vec![ok, ok], 4096).await, server(vec![ok, ok], 4096).await);
             let first = |port| exchange(false, None, "127.0.0.1".into(), port, get(&h), Duration::from_secs(5), 10);
@@ -1334,11 +1350,10 @@ mod tests {
     #[test]
     fn a_request_the_outbox_sends_in_part_is_finished_by_its_vu() {
         with_outbox(|| async {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let port = listener.local_addr().unwrap().port();
+            let (listener, port) = listen().await;
             let server = tokio::spawn(async move {
                 let (mut s, _) = listener.accept().await.unwrap();
-                let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                let ok = OK;
                 let mut seen = Vec::new();
                 for _ in 0..2 {
                     let start = seen.len();
@@ -1376,15 +1391,14 @@ mod tests {
     #[test]
     fn the_vu_that_fills_a_round_sends_it_without_waiting_for_the_outbox_task() {
         with_outbox(|| async {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let port = listener.local_addr().unwrap().port();
+            let (listener, port) = listen().await;
             let server = tokio::spawn(async move {
                 loop {
                     let (mut s, _) = listener.accept().await.unwrap();
                     tokio::spawn(async move {
                         let mut req = [0u8; 4096];
                         while s.read(&mut req).await.is_ok_and(|n| n > 0) {
-                            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await.unwrap();
+                            s.write_all(OK).await.unwrap();
                         }
                     });
                 }
@@ -1418,10 +1432,9 @@ mod tests {
     #[test]
     fn a_connection_the_server_closes_while_its_request_waits_is_replaced() {
         rt().block_on(async {
-            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let port = listener.local_addr().unwrap().port();
+            let (listener, port) = listen().await;
             let (close, closing) = tokio::sync::oneshot::channel::<()>();
-            let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+            let ok = OK;
             let server = tokio::spawn(async move {
                 let (mut first, _) = listener.accept().await.unwrap();
                 let mut req = [0u8; 4096];
