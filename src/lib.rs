@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod proto;
 pub mod report;
 pub mod script;
+pub mod secret;
 pub mod sim;
 pub mod size;
 pub mod suite;

@@ -65,7 +65,7 @@ pub fn execute(args: CanaryArgs) -> i32 {
         let meta = crate::report::RunMeta {
             id: args.script.file_stem().and_then(|s| s.to_str()).unwrap_or("script").to_string(),
             script: args.script.display().to_string(),
-            target: env.get("BASE_URL").cloned(),
+            target: env.get("BASE_URL").map(|u| crate::secret::redact_url(u).into_owned()),
             time_scale: 1.0,
             version: env!("CARGO_PKG_VERSION").to_string(),
             bands: Default::default(),

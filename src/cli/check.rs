@@ -77,6 +77,12 @@ pub fn execute(args: CheckArgs) -> i32 {
         }
         problems += diags.len();
     }
+    // Scripts checked together run together: their ids must differ.
+    let metas: Vec<_> = scripts.iter().filter_map(|p| crate::suite::read_meta(p).ok()).collect();
+    for dup in crate::suite::duplicate_ids(&metas) {
+        eprintln!("{}", Diagnostic::plain(dup, None).render(&Default::default()));
+        problems += 1;
+    }
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     let verdict = if problems == 0 { "no problems".to_string() } else { format!("{problems} problem(s)") };
     eprintln!("checked {} script(s) and {} module(s) in {ms:.0} ms: {verdict}", scripts.len(), modules_checked.len());

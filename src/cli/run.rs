@@ -243,6 +243,15 @@ pub fn execute(args: RunArgs) -> i32 {
         Ok(v) => v,
         Err(code) => return code,
     };
+    // A report that cannot be written is found now, not after a long run.
+    let files = args.junit.iter().chain(&args.json).cloned();
+    let outs = args.outs.iter().filter(|o| o.kind != "prometheus").map(|o| PathBuf::from(&o.target));
+    for path in files.chain(outs) {
+        if let Err(e) = writable(&path) {
+            eprintln!("error: {e}");
+            return ExitCode::Usage.code();
+        }
+    }
     let dashboard = match start_dashboard(&args) {
         Ok(d) => d,
         Err(code) => return code,
@@ -259,14 +268,41 @@ pub fn execute(args: RunArgs) -> i32 {
         Ok(r) => r,
         Err(code) => return code,
     };
-    if let Err(e) = write_outputs(&args.junit, &args.json, &outcome.results, args.time_scale, started.elapsed()) {
+    let mut output_failed = outcome.output_failed;
+    for e in write_outputs(&args.junit, &args.json, &outcome.results, args.time_scale, started.elapsed()) {
         eprintln!("error: {e}");
-        return ExitCode::Usage.code();
+        output_failed = true;
     }
-    if outcome.output_failed {
-        return ExitCode::Usage.code();
+    // A lost report fails a run that passed; a failed, broken or interrupted run keeps
+    // its own code.
+    match suite_exit(&outcome.results) {
+        0 if output_failed => ExitCode::Usage.code(),
+        code => code,
     }
-    suite_exit(&outcome.results)
+}
+
+/// Whether a report can be written at `path`: its directory exists or can be made, and
+/// `path` is not a directory. Creates the directory (as writing it would).
+fn writable(path: &std::path::Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err(format!("cannot write a report to {}: it is a directory", path.display()));
+    }
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else { return Ok(()) };
+    // The nearest part of the path that exists must be a directory.
+    if let Some(file) = dir.ancestors().find(|a| a.exists()).filter(|a| !a.is_dir()) {
+        return Err(format!(
+            "cannot write a report to {}: {} is a file, not a directory",
+            path.display(),
+            file.display()
+        ));
+    }
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot write a report to {}: cannot create {}: {e}", path.display(), dir.display()))?;
+    let probe = dir.join(format!(".volley-write-check-{}", std::process::id()));
+    std::fs::write(&probe, b"")
+        .map_err(|e| format!("cannot write a report to {}: {} is not writable: {e}", path.display(), dir.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
 }
 
 /// Starts `--dashboard` when asked and prints its URL (with the token).
@@ -419,7 +455,7 @@ pub fn run_scripts(
                 let run_meta = crate::report::RunMeta {
                     id: meta.id.clone(),
                     script: meta.path.display().to_string(),
-                    target: env.get("BASE_URL").cloned(),
+                    target: env.get("BASE_URL").map(|u| crate::secret::redact_url(u).into_owned()),
                     time_scale: args.time_scale,
                     version: env!("CARGO_PKG_VERSION").to_string(),
                     bands,
@@ -526,27 +562,34 @@ pub struct Outcome {
     pub output_failed: bool,
 }
 
+/// Writes `--junit` and `--json`: each is tried, whatever became of the other; returns
+/// what could not be written.
 fn write_outputs(
     junit: &Option<PathBuf>,
     json: &Option<PathBuf>,
     results: &[crate::report::suite::ScriptResult],
     time_scale: f64,
     elapsed: std::time::Duration,
-) -> Result<(), String> {
+) -> Vec<String> {
     let write = |path: &PathBuf, text: String| {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         }
         std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
     };
-    if let Some(path) = junit {
-        write(path, crate::report::junit::render(results, "volley", time_scale))?;
+    let mut failed = Vec::new();
+    if let Some(path) = junit
+        && let Err(e) = write(path, crate::report::junit::render(results, "volley", time_scale))
+    {
+        failed.push(e);
     }
     if let Some(path) = json {
         let doc = crate::report::suite::to_json(results, time_scale, elapsed);
-        write(path, serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n")?;
+        if let Err(e) = write(path, serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n") {
+            failed.push(e);
+        }
     }
-    Ok(())
+    failed
 }
 
 /// The exit code of a suite: interrupted, then script errors, then failures.

@@ -101,6 +101,15 @@ fn relevant(path: &Path) -> bool {
 
 /// Runs `volley watch`.
 pub fn execute(args: WatchArgs) -> i32 {
+    // A script not written yet is waited for, in a directory that exists.
+    let nowhere = |p: &&PathBuf| !p.exists() && p.parent().is_some_and(|d| !d.as_os_str().is_empty() && !d.is_dir());
+    if let Some(p) = args.run.paths.iter().find(nowhere) {
+        eprintln!(
+            "error: no such file or directory: {}; hint: `volley watch` waits for a script to be created only in a directory that exists",
+            p.display()
+        );
+        return 2;
+    }
     run::install_signal_handler();
     run::raise_nofile();
     let (_sim, env) = match run::prepare_env(&args.run) {
@@ -133,6 +142,10 @@ pub fn execute(args: WatchArgs) -> i32 {
             eprintln!("error: cannot watch {}: {e}", d.display());
             return 2;
         }
+    }
+    if dirs.is_empty() {
+        eprintln!("error: nothing to watch: no directory of the paths given exists");
+        return 2;
     }
     let shown: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
     eprintln!("volley watch: watching {} (Ctrl-C to quit)", shown.join(", "));

@@ -266,9 +266,20 @@ pub fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
 
 /// Runs a scenario to its verdict.
 pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
-    let loaded = crate::script::load(&config.script).map_err(|(d, sources)| LoadFailure {
+    let loaded = {
+        // Ctrl-C stops a module's top level that never ends.
+        let _loading = context::LoadingGuard::enter(Some(config.stop.clone()));
+        crate::script::load(&config.script)
+    }
+    .map_err(|(d, sources)| LoadFailure {
         rendered: d.render(&sources),
-        exit: if d.file.is_none() { ExitCode::Usage } else { ExitCode::ScriptError },
+        exit: if config.stop.is_interrupted() {
+            ExitCode::Interrupted
+        } else if d.file.is_none() {
+            ExitCode::Usage
+        } else {
+            ExitCode::ScriptError
+        },
     })?;
     let names = context::NameCap::from_env(&config.env)
         .map_err(|e| LoadFailure { rendered: format!("error: {e}\n"), exit: ExitCode::Usage })?;

@@ -89,20 +89,9 @@ pub fn classify(e: &lapin::Error) -> &'static str {
     }
 }
 
-/// The URL as it may be shown: the password replaced by `***`.
+/// The URL as it may be shown: the password replaced by `***` ([`crate::secret::redact_url`]).
 pub fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match (authority.rfind('@'), authority.find(':')) {
-        (Some(at), Some(colon)) if colon < at => {
-            format!("{}{}:***{}", &url[..scheme_end], &authority[..colon], &rest[at..])
-        }
-        _ => url.to_string(),
-    }
+    crate::secret::redact_url(url).into_owned()
 }
 
 /// This thread's connection and channel pools for one run.

@@ -374,6 +374,7 @@ impl RunShared {
                 Some(render) => render(err),
                 None => err.to_string(),
             };
+            let rendered = crate::secret::redact_text(&rendered).into_owned();
             let rendered = match rendered.strip_prefix("error: ") {
                 Some(rest) if !prefix.is_empty() => format!("error: {prefix}{rest}"),
                 _ => rendered,
@@ -557,6 +558,50 @@ impl VuCtx {
 thread_local! {
     static THREAD: RefCell<Option<Rc<ThreadCtx>>> = const { RefCell::new(None) };
     static VU: Cell<*const VuCtx> = const { Cell::new(std::ptr::null()) };
+    static LOADING: RefCell<Option<Loading>> = const { RefCell::new(None) };
+}
+
+/// Script code run outside a run's context: the top levels of the modules a script
+/// imports, evaluated while it loads (for `volley run`, `volley check` and agents).
+struct Loading {
+    since: Instant,
+    stop: Option<Arc<Stop>>,
+}
+
+/// While alive, script code this thread runs outside a run is bounded like a VU's: it
+/// is stopped after the busy limit without waiting, and by `stop` when given (Ctrl-C).
+/// Nested guards keep the outermost one's start and stop.
+pub struct LoadingGuard {
+    outer: bool,
+}
+
+impl LoadingGuard {
+    /// Starts bounding this thread's script code outside a run.
+    pub fn enter(stop: Option<Arc<Stop>>) -> LoadingGuard {
+        LOADING.with(|l| {
+            let mut l = l.borrow_mut();
+            if l.is_some() {
+                return LoadingGuard { outer: false };
+            }
+            *l = Some(Loading { since: Instant::now(), stop });
+            LoadingGuard { outer: true }
+        })
+    }
+}
+
+impl Drop for LoadingGuard {
+    fn drop(&mut self) {
+        if self.outer {
+            let _ = LOADING.try_with(|l| l.borrow_mut().take());
+        }
+    }
+}
+
+/// For script code run outside a run: whether it was interrupted, and how long it has
+/// run (None when no [`LoadingGuard`] is alive).
+pub fn loading_state() -> Option<(bool, std::time::Duration)> {
+    LOADING
+        .with(|l| l.borrow().as_ref().map(|l| (l.stop.as_ref().is_some_and(|s| s.is_interrupted()), l.since.elapsed())))
 }
 
 /// Installs this thread's context (workers and the orchestrating thread do this once).

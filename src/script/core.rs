@@ -230,7 +230,11 @@ pub mod core_api {
     pub fn env_or(name: &str, default: Dynamic) -> Result<Dynamic, Box<EvalAltResult>> {
         let Some(raw) = lookup_env(name)? else { return Ok(default) };
         let bad = |what: &str| -> Box<EvalAltResult> {
-            format!("environment variable {name}={raw:?} is not {what} (its default is {default})").into()
+            if crate::secret::is_secret_name(name) {
+                format!("environment variable {name} (its value not shown: it may be a secret) is not {what} (its default is {default})").into()
+            } else {
+                format!("environment variable {name}={raw:?} is not {what} (its default is {default})").into()
+            }
         };
         if default.is_int() {
             raw.trim().parse::<i64>().map(Dynamic::from_int).map_err(|_| bad("a whole number"))

@@ -18,6 +18,7 @@ pub const REQUEST_OPTIONS: &[&str] =
 pub const TARGET_OPTIONS: &[&str] = &["headers", "timeout", "insecure", "max_body", "discard_body"];
 
 fn bad_url(url: &str, reason: impl std::fmt::Display) -> Box<EvalAltResult> {
+    let url = crate::secret::redact_url(url);
     format!(
         "invalid URL {url:?}: {reason}; hint: URLs start with http:// or https://, e.g. \"http://127.0.0.1:8080/ack\""
     )
@@ -165,8 +166,16 @@ fn prepare(method: &str, url: &str, body: Dynamic, options: &Map) -> Result<Prep
     let mut set_header = |k: &str, v: &str| -> Result<(), Box<EvalAltResult>> {
         let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
             .map_err(|_| format!("{what}: invalid header name {k:?}"))?;
-        let value = reqwest::header::HeaderValue::from_str(v)
-            .map_err(|_| format!("{what}: invalid value for header {k}: {v:?}"))?;
+        let value = reqwest::header::HeaderValue::from_str(v).map_err(|_| {
+            let problem =
+                crate::secret::describe_bad_header_value(v).unwrap_or_else(|| "a character it may not hold".into());
+            // The value itself is shown only when its name says it is no secret.
+            if crate::secret::is_secret_name(k) {
+                format!("{what}: invalid value for header {k} (not shown: it may be a secret): {problem}")
+            } else {
+                format!("{what}: invalid value for header {k}: {v:?}: {problem}")
+            }
+        })?;
         headers.insert(name, value);
         Ok(())
     };

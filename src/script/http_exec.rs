@@ -268,6 +268,11 @@ fn body_text(body: bytes::Bytes) -> ImmutableString {
 }
 
 fn failed(kind: &'static str, message: String, duration: Duration, url: String) -> Outcome {
+    // Clients' messages quote the URL, user info and all.
+    let message = match crate::secret::redact_text(&message) {
+        std::borrow::Cow::Borrowed(_) => message,
+        std::borrow::Cow::Owned(shown) => shown,
+    };
     Outcome {
         status: 0,
         headers: Default::default(),

@@ -163,7 +163,21 @@ pub fn build_engine() -> Engine {
         if ops % 4096 != 0 {
             return None;
         }
-        let thread = context::thread().ok()?;
+        let Ok(thread) = context::thread() else {
+            // Outside a run: a module's top level, run while the script loads.
+            let (interrupted, busy) = context::loading_state()?;
+            if interrupted {
+                return Some(bridge::INTERRUPTED_TOKEN.into());
+            }
+            let limit = busy_limit();
+            return (busy > limit).then(|| {
+                let limit = crate::duration::format_duration(limit);
+                format!(
+                    "a module's top level ran script code for {limit} without waiting while the script loaded (an endless loop?); it was stopped"
+                )
+                .into()
+            });
+        };
         if thread.shared.stop.is_interrupted() {
             return Some(bridge::INTERRUPTED_TOKEN.into());
         }
@@ -248,6 +262,9 @@ pub fn load(path: &Path) -> Result<Loaded, (Diagnostic, Arc<Sources>)> {
 /// [`load`] with the module directories given and the name messages show (an agent
 /// loads the coordinator's copy of a script from a directory of its own).
 pub fn load_from(path: &Path, dirs: Vec<PathBuf>, name: String) -> Result<Loaded, (Diagnostic, Arc<Sources>)> {
+    // Imported modules' top levels run now: bounded like a VU (a caller may have given
+    // the run's stop for Ctrl-C).
+    let _loading = context::LoadingGuard::enter(None);
     let started = Instant::now();
     let sources = Arc::new(Sources::with_dirs(dirs.clone()));
     let text = match modules::read_text(path) {

@@ -184,15 +184,56 @@ pub fn select(paths: &[PathBuf], selection: &Selection) -> Result<Vec<ScriptMeta
             Err(e) => errors.push(e.to_string()),
         }
     }
+    errors.extend(duplicate_ids(&metas));
     if !errors.is_empty() {
         return Err(errors.join("\n"));
     }
     Ok(metas)
 }
 
+/// Scripts that share an id (compared as ids are selected, ignoring case): one message
+/// per id, naming the files. An id names a script's results (report files, JUnit cases,
+/// the suite table), so one script's would replace another's.
+pub fn duplicate_ids(metas: &[ScriptMeta]) -> Vec<String> {
+    let mut by_id: std::collections::BTreeMap<String, Vec<&ScriptMeta>> = Default::default();
+    for m in metas {
+        by_id.entry(m.id.to_ascii_lowercase()).or_default().push(m);
+    }
+    by_id
+        .values()
+        .filter(|same| same.len() > 1)
+        .map(|same| {
+            let files: Vec<String> = same.iter().map(|m| m.path.display().to_string()).collect();
+            format!(
+                "{} scripts have the id {}: {}; hint: an id names a script's results (report files, JUnit cases), so each needs its own `// id:` line (without one, the file name is the id)",
+                same.len(),
+                same[0].id,
+                files.join(", ")
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scripts_sharing_an_id_are_named_together() {
+        let meta = |path: &str, text: &str| parse_meta(Path::new(path), text).unwrap();
+        let metas = [
+            meta("dup/a.rhai", "// id: X-1\n"),
+            meta("dup/b.rhai", "// id: x-1\n"),
+            meta("one/smoke.rhai", ""),
+            meta("two/smoke.rhai", ""),
+            meta("c.rhai", "// id: X-2\n"),
+        ];
+        let said = duplicate_ids(&metas);
+        assert_eq!(said.len(), 2, "{said:?}");
+        assert!(said[0].starts_with("2 scripts have the id smoke: one/smoke.rhai, two/smoke.rhai"), "{}", said[0]);
+        assert!(said[1].starts_with("2 scripts have the id X-1: dup/a.rhai, dup/b.rhai; hint:"), "{}", said[1]);
+        assert!(duplicate_ids(&metas[2..3]).is_empty());
+    }
 
     #[test]
     fn reads_the_header_block() {

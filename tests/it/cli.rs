@@ -99,3 +99,63 @@ fn endless_loops_are_stopped_with_a_clear_message() {
         assert!(started.elapsed() < Duration::from_secs(10));
     }
 }
+
+/// A module whose top level never ends: `run` and `check` stop it after the busy limit,
+/// naming the module; Ctrl-C (one signal) stops `run` at once.
+#[test]
+fn a_module_top_level_that_never_ends_is_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("spin.rhai"), "let i = 0;\nloop { i += 1; }\nfn h() { 1 }\n").unwrap();
+    let path = dir.path().join("main.rhai");
+    std::fs::write(&path, "import \"spin\" as s;\nprint(s::h());\n").unwrap();
+    for command in ["run", "check"] {
+        let started = Instant::now();
+        let out = volley().arg(command).arg(&path).env("VOLLEY_BUSY_LIMIT", "500ms").output().unwrap();
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(started.elapsed() < Duration::from_secs(30), "{command} took {:?}", started.elapsed());
+        assert!(all.contains("a module's top level ran script code for 500ms without waiting"), "{command}: {all}");
+        assert!(all.contains("spin"), "{command} names the module: {all}");
+        assert_ne!(out.status.code(), Some(0), "{command}: {all}");
+    }
+    // The default busy limit (10 s) is longer than the signal takes to stop it.
+    let child = volley()
+        .args(["run", "--progress", "off"])
+        .arg(&path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = Instant::now();
+    // SAFETY: plain libc call on a child we own (15 = SIGTERM).
+    unsafe { libc_kill(child.id() as i32, 15) };
+    let out = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?} to stop", started.elapsed());
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A report path that cannot be written is refused before the run, with what is wrong.
+#[test]
+fn unwritable_report_paths_are_refused_before_the_run() {
+    let (dir, path) = script("print(\"ran\");\n");
+    let file = dir.path().join("taken.csv");
+    std::fs::write(&file, "x").unwrap();
+    let under_file = file.join("run.json");
+    for (flag, target, said) in [
+        ("--out", format!("json={}", under_file.display()), format!("{} is a file, not a directory", file.display())),
+        ("--junit", dir.path().display().to_string(), "it is a directory".to_string()),
+        ("--json", under_file.display().to_string(), "is a file, not a directory".to_string()),
+    ] {
+        let out = volley().args(["run", "--progress", "off"]).arg(&path).args([flag, &target]).output().unwrap();
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert_eq!(out.status.code(), Some(2), "{flag} {target}: {all}");
+        assert!(all.contains(&said), "{flag} {target}: {all}");
+        assert!(!all.contains("ran"), "refused before the script ran: {all}");
+    }
+    // A directory that does not exist yet is made, and the run writes there.
+    let nested = dir.path().join("a/b/junit.xml");
+    let out = volley().args(["run", "--progress", "off"]).arg(&path).arg("--junit").arg(&nested).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read_to_string(&nested).unwrap().contains("<testsuite"));
+    assert_eq!(std::fs::read_dir(nested.parent().unwrap()).unwrap().count(), 1, "no probe file is left behind");
+}

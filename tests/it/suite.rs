@@ -77,3 +77,23 @@ fn select_by_id_runs_only_that_script() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stdout(&out).contains("no scripts selected"));
 }
+
+/// Two scripts with one id would write their results over each other: `run`, `list`
+/// and `check` refuse them, naming both files.
+#[test]
+fn scripts_that_share_an_id_are_refused_before_running() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a.rhai"), "// id: X-1\nprint(\"ran a\");\n").unwrap();
+    std::fs::write(dir.path().join("b.rhai"), "// id: X-1\nprint(\"ran b\");\n").unwrap();
+    for args in [&["run", "--progress", "off"][..], &["list"][..], &["check"][..]] {
+        let out = volley().args(args).arg(dir.path()).output().unwrap();
+        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let expected = if args[0] == "check" { 107 } else { 2 };
+        assert_eq!(out.status.code(), Some(expected), "{args:?}: {all}");
+        assert!(
+            all.contains("2 scripts have the id X-1:") && all.contains("a.rhai") && all.contains("b.rhai"),
+            "{all}"
+        );
+        assert!(!all.contains("ran a") && !all.contains("ran b"), "{all}");
+    }
+}

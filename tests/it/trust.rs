@@ -186,3 +186,66 @@ fn no_output_of_a_run_shows_a_password_token_or_cookie() {
         }
     }
 }
+
+/// Secrets that reach volley's own messages: a password in `BASE_URL` (the reports'
+/// target), a token that ends in a newline in a header (an error every iteration), a
+/// secret variable that is not a number, and a malformed URL with a password. No output
+/// shows them; the messages still say what was wrong.
+#[test]
+fn messages_and_reports_hide_secrets_in_urls_headers_and_variables() {
+    let server = support::start();
+    let (dir, path) = script(
+        r#"
+        let base = env("BASE_URL");
+        let tok = env("API_TOKEN");
+        try { env("DB_PASSWORD", 5); } catch (e) { print(`caught: ${e}`); }
+        try { http::get("http://admin:pw-SECRET-badurl-4@127.0.0.1:9 /x"); } catch (e) { print(`caught: ${e}`); }
+        phase("p", #{ executor: "shared-iterations", vus: 1, iterations: 2 }, || {
+            http::get(`${base}/status/200`);
+            http::get(`${base}/status/200`, #{ headers: #{ Authorization: "Bearer " + tok } });
+        });
+        "#,
+    );
+    let out_dir = dir.path().join("out");
+    let junit = dir.path().join("junit.xml");
+    let base = server.base.replacen("http://", "http://qa:pw-SECRET-base-2@", 1);
+    let out = volley()
+        .args(["run", "--progress", "off"])
+        .arg(&path)
+        .args(["-e", &format!("BASE_URL={base}")])
+        .args(["-e", "API_TOKEN=tok-SECRET-nl-1\n", "-e", "DB_PASSWORD=pw-SECRET-env-3"])
+        .arg("--junit")
+        .arg(&junit)
+        .args(["--out", &format!("json={}", out_dir.join("run.json").display())])
+        .args(["--out", &format!("md={}", out_dir.join("run.md").display())])
+        .args(["--out", &format!("html={}", out_dir.join("run.html").display())])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut texts = vec![
+        ("stdout".to_string(), stdout.clone()),
+        ("stderr".to_string(), String::from_utf8_lossy(&out.stderr).to_string()),
+        ("junit".to_string(), std::fs::read_to_string(&junit).unwrap()),
+    ];
+    for entry in std::fs::read_dir(&out_dir).unwrap() {
+        let p = entry.unwrap().path();
+        texts.push((p.display().to_string(), std::fs::read_to_string(&p).unwrap()));
+    }
+    assert_eq!(texts.len(), 6, "every output was written");
+    for (name, text) in &texts {
+        assert!(!text.contains("SECRET"), "{name} shows a secret:\n{text}");
+    }
+    // What was wrong is still said.
+    assert!(stdout.contains("environment variable DB_PASSWORD (its value not shown"), "{stdout}");
+    assert!(stdout.contains("invalid URL \"http://admin:***@127.0.0.1:9 /x\""), "{stdout}");
+    let all = format!("{stdout}{}", texts[1].1);
+    assert!(
+        all.contains("invalid value for header Authorization (not shown: it may be a secret): a line break"),
+        "{all}"
+    );
+    assert!(all.contains("hint: trim it"), "{all}");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out_dir.join("run.json")).unwrap()).unwrap();
+    assert_eq!(doc["target"], base.replace("pw-SECRET-base-2", "***"), "{}", doc["target"]);
+    assert_eq!(doc["totals"]["requests"], 2, "the first GET of each iteration went out: {stdout}");
+}

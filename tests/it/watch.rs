@@ -98,3 +98,30 @@ fn list_functions_documents_every_function_with_an_example() {
         assert!(entry.contains("```rhai"), "{f} has no example:\n{entry}");
     }
 }
+
+/// `volley watch` on a path whose directory does not exist ends at once (exit 2),
+/// naming it, rather than waiting for a file it cannot see.
+#[test]
+fn watch_refuses_a_path_in_a_directory_that_does_not_exist() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nodir/x.rhai");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_volley"))
+        .arg("watch")
+        .arg(&missing)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("volley watch kept waiting on {}", missing.display());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no such file or directory") && err.contains("nodir"), "{err}");
+}
