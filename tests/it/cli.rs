@@ -52,20 +52,10 @@ fn ctrl_c_stops_gracefully_and_prints_the_summary() {
     let (_d, path) = script(
         "let base = env(\"BASE_URL\");\nphase(\"long\", #{ executor: \"constant-vus\", vus: 5, duration: \"60s\" }, || { http::get(`${base}/ok`); sleep(\"50ms\"); });\nprint(\"after\");\n",
     );
-    let child = volley()
-        .args(["run", "--progress", "off"])
-        .arg(&path)
-        .args(["-e", &format!("BASE_URL={}", server.base)])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    let started = Instant::now();
-    // SAFETY: plain libc call on a child we own.
-    unsafe { libc_kill(child.id() as i32, 2) };
-    let out = child.wait_with_output().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?} to stop", started.elapsed());
+    let mut run = volley();
+    run.args(["run", "--progress", "off"]).arg(&path).args(["-e", &format!("BASE_URL={}", server.base)]);
+    let (out, took) = signalled(&mut run, SIGINT);
+    assert!(took < Duration::from_secs(10), "took {took:?} to stop");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(130), "{stdout}");
     assert!(stdout.contains("result: INTERRUPTED"), "{stdout}");
@@ -77,6 +67,21 @@ fn ctrl_c_stops_gracefully_and_prints_the_summary() {
 unsafe extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
+}
+
+const SIGINT: i32 = 2;
+const SIGTERM: i32 = 15;
+
+/// Starts `command`, sends it `signal` 1.5 s later, and waits for it: what it printed
+/// and how long it took to end after the signal.
+fn signalled(command: &mut Command, signal: i32) -> (std::process::Output, Duration) {
+    let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    let started = Instant::now();
+    // SAFETY: plain libc call on a child we own.
+    unsafe { libc_kill(child.id() as i32, signal) };
+    let out = child.wait_with_output().unwrap();
+    (out, started.elapsed())
 }
 
 #[test]
@@ -118,19 +123,8 @@ fn a_module_top_level_that_never_ends_is_stopped() {
         assert_ne!(out.status.code(), Some(0), "{command}: {all}");
     }
     // The default busy limit (10 s) is longer than the signal takes to stop it.
-    let child = volley()
-        .args(["run", "--progress", "off"])
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    let started = Instant::now();
-    // SAFETY: plain libc call on a child we own (15 = SIGTERM).
-    unsafe { libc_kill(child.id() as i32, 15) };
-    let out = child.wait_with_output().unwrap();
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?} to stop", started.elapsed());
+    let (out, took) = signalled(volley().args(["run", "--progress", "off"]).arg(&path), SIGTERM);
+    assert!(took < Duration::from_secs(5), "took {took:?} to stop");
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
