@@ -45,7 +45,7 @@ pub struct RunArgs {
     pub environment: Option<String>,
     /// POST a JSON verdict (Slack-compatible `text` field) to URL when a run fails its
     /// thresholds or assertions.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", value_parser = webhook_url)]
     pub notify: Option<String>,
     /// Set a value scripts read with env("KEY"), e.g. -e BASE_URL=http://127.0.0.1:8080 (repeatable).
     #[arg(short = 'e', long = "env", value_name = "KEY=VALUE", value_parser = parse_key_value)]
@@ -279,6 +279,24 @@ pub fn execute(args: RunArgs) -> i32 {
         0 if output_failed => ExitCode::Usage.code(),
         code => code,
     }
+}
+
+/// `--notify URL`: an http(s) URL with a host, refused at the start rather than after
+/// the run whose failure it was to tell.
+fn webhook_url(text: &str) -> Result<String, String> {
+    match url::Url::parse(text) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(text.to_string()),
+        Ok(u) => Err(format!("expected an http:// or https:// URL, got a {}: URL", u.scheme())),
+        Err(e) => {
+            Err(format!("not a URL ({e}); hint: the webhook's full address, e.g. https://hooks.slack.com/services/..."))
+        }
+    }
+}
+
+/// A webhook URL as it may be shown: its scheme and host, without the path that holds
+/// its token.
+fn webhook_origin(url: &str) -> String {
+    url::Url::parse(url).map(|u| u.origin().ascii_serialization()).unwrap_or_else(|_| "the webhook".into())
 }
 
 /// Whether a report can be written at `path`: its directory exists or can be made, and
@@ -524,9 +542,13 @@ pub fn run_scripts(
                 }
                 if let Some(url) = &args.notify {
                     match crate::report::notify::notify(url, &report, &run_meta) {
-                        Ok(true) => eprintln!("volley: failure notified to {url}"),
+                        // A webhook's path is its secret (Slack's is): the origin only.
+                        Ok(true) => eprintln!("volley: failure notified to {}", webhook_origin(url)),
                         Ok(false) => {}
-                        Err(e) => eprintln!("volley: --notify failed: {e}"),
+                        Err(e) => eprintln!(
+                            "volley: --notify failed: {}",
+                            e.replace(url.as_str(), &format!("{}/***", webhook_origin(url)))
+                        ),
                     }
                 }
                 crate::report::suite::ScriptResult::from_report(meta, report)

@@ -352,9 +352,18 @@ fn notify_posts_a_slack_compatible_verdict_when_thresholds_fail() {
     assert_eq!(got.len(), 1, "{got:?}");
     assert_eq!(got[0].0, "POST /hook HTTP/1.1");
     let msg: serde_json::Value = serde_json::from_str(&got[0].1).unwrap();
-    let text = msg["text"].as_str().unwrap();
-    assert!(text.contains("FAILED") && text.contains("http_req_duration p(95) < 0.0001"), "{text}");
+    let said = msg["text"].as_str().unwrap();
+    assert!(said.contains("FAILED") && said.contains("http_req_duration p(95) < 0.0001"), "{said}");
     assert_eq!(msg["exit_code"], 99);
+    // The webhook's path (its token, for Slack) is not printed.
+    assert!(text(&out).contains("failure notified to http://127.0.0.1:"), "{}", text(&out));
+    assert!(!text(&out).contains("/hook"), "{}", text(&out));
+    // Not a URL: refused before the run.
+    for bad in ["notaurl", "ftp://h/x"] {
+        let out = volley().args(["run", "--progress", "off"]).arg(&path).args(["--notify", bad]).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{bad}: {}", text(&out));
+        assert!(text(&out).contains("--notify"), "{bad}: {}", text(&out));
+    }
 }
 
 #[test]
