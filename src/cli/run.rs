@@ -244,10 +244,11 @@ pub fn execute(args: RunArgs) -> i32 {
         Err(code) => return code,
     };
     // A report that cannot be written is found now, not after a long run.
-    let files = args.junit.iter().chain(&args.json).cloned();
-    let outs = args.outs.iter().filter(|o| o.kind != "prometheus").map(|o| PathBuf::from(&o.target));
-    for path in files.chain(outs) {
-        if let Err(e) = writable(&path) {
+    let files = args.junit.iter().chain(&args.json).map(|p| (p.clone(), false));
+    // CSV's target is a prefix of file names (`out/run` -> `out/run_stats.csv`).
+    let outs = args.outs.iter().filter(|o| o.kind != "prometheus").map(|o| (PathBuf::from(&o.target), o.kind == "csv"));
+    for (path, prefix) in files.chain(outs) {
+        if let Err(e) = writable(&path, prefix) {
             eprintln!("error: {e}");
             return ExitCode::Usage.code();
         }
@@ -300,9 +301,10 @@ fn webhook_origin(url: &str) -> String {
 }
 
 /// Whether a report can be written at `path`: its directory exists or can be made, and
-/// `path` is not a directory. Creates the directory (as writing it would).
-fn writable(path: &std::path::Path) -> Result<(), String> {
-    if path.is_dir() {
+/// `path` is not a directory (unless it is a `prefix` of file names). Creates the
+/// directory (as writing it would).
+fn writable(path: &std::path::Path, prefix: bool) -> Result<(), String> {
+    if !prefix && path.is_dir() {
         return Err(format!("cannot write a report to {}: it is a directory", path.display()));
     }
     let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else { return Ok(()) };
