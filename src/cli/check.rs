@@ -35,6 +35,8 @@ pub fn execute(args: CheckArgs) -> i32 {
     let mut problems = 0;
     let mut unreadable = false;
     let mut modules_checked = std::collections::BTreeSet::new();
+    // The headers read, for ids shared between scripts.
+    let mut metas = Vec::new();
     for path in &scripts {
         let mut diags: Vec<Diagnostic> = Vec::new();
         // One error for a file that is not text, not one per reader.
@@ -47,11 +49,12 @@ pub fn execute(args: CheckArgs) -> i32 {
                 continue;
             }
         };
-        if let Err(e) = crate::suite::parse_meta(path, &text) {
-            diags.push(Diagnostic::plain(
+        match crate::suite::parse_meta(path, &text) {
+            Ok(meta) => metas.push(meta),
+            Err(e) => diags.push(Diagnostic::plain(
                 e.to_string(),
                 Some("the header is `// key: value` lines: id, title, tags, duration, purpose".into()),
-            ));
+            )),
         }
         let sources = match script::load(path) {
             Ok(loaded) => {
@@ -78,7 +81,6 @@ pub fn execute(args: CheckArgs) -> i32 {
         problems += diags.len();
     }
     // Scripts checked together run together: their ids must differ.
-    let metas: Vec<_> = scripts.iter().filter_map(|p| crate::suite::read_meta(p).ok()).collect();
     for dup in crate::suite::duplicate_ids(&metas) {
         eprintln!("{}", Diagnostic::plain(dup, None).render(&Default::default()));
         problems += 1;

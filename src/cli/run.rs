@@ -595,21 +595,17 @@ fn write_outputs(
     time_scale: f64,
     elapsed: std::time::Duration,
 ) -> Vec<String> {
-    let write = |path: &PathBuf, text: String| {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        }
-        std::fs::write(path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))
-    };
     let mut failed = Vec::new();
     if let Some(path) = junit
-        && let Err(e) = write(path, crate::report::junit::render(results, "volley", time_scale))
+        && let Err(e) = crate::report::write_file(path, &crate::report::junit::render(results, "volley", time_scale))
     {
         failed.push(e);
     }
     if let Some(path) = json {
         let doc = crate::report::suite::to_json(results, time_scale, elapsed);
-        if let Err(e) = write(path, serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n") {
+        if let Err(e) =
+            crate::report::write_file(path, &(serde_json::to_string_pretty(&doc).unwrap_or_default() + "\n"))
+        {
             failed.push(e);
         }
     }
