@@ -37,6 +37,7 @@ pub fn execute(args: CheckArgs) -> i32 {
     let mut modules_checked = std::collections::BTreeSet::new();
     // The headers read, for ids shared between scripts.
     let mut metas = Vec::new();
+    let mut runs_nothing = Vec::new();
     for path in &scripts {
         let mut diags: Vec<Diagnostic> = Vec::new();
         // One error for a file that is not text, not one per reader.
@@ -58,6 +59,12 @@ pub fn execute(args: CheckArgs) -> i32 {
         }
         let sources = match script::load(path) {
             Ok(loaded) => {
+                // Said at the end, unless another script imports it. A file of functions
+                // only is a module to `check` (`volley check stdlib/`); run it as a
+                // scenario and `run` says it runs nothing.
+                if let Some(d) = check::runs_nothing(&loaded).filter(|_| loaded.ast.iter_functions().next().is_none()) {
+                    runs_nothing.push((path.clone(), d.render(&loaded.sources)));
+                }
                 diags.extend(check::check(&loaded));
                 for module in script::imported_files(&loaded) {
                     if modules_checked.insert(module.clone()) {
@@ -79,6 +86,16 @@ pub fn execute(args: CheckArgs) -> i32 {
             eprintln!();
         }
         problems += diags.len();
+    }
+    for (path, rendered) in runs_nothing {
+        let imported = modules_checked.iter().any(|m: &std::path::PathBuf| {
+            m == &path
+                || std::fs::canonicalize(m).ok().zip(std::fs::canonicalize(&path).ok()).is_some_and(|(a, b)| a == b)
+        });
+        if !imported {
+            eprintln!("{rendered}");
+            problems += 1;
+        }
     }
     // Scripts checked together run together: their ids must differ.
     for dup in crate::suite::duplicate_ids(&metas) {

@@ -274,12 +274,39 @@ pub fn execute(args: RunArgs) -> i32 {
         eprintln!("error: {e}");
         output_failed = true;
     }
-    // A lost report fails a run that passed; a failed, broken or interrupted run keeps
-    // its own code.
+    let unmatched = unmatched_phase(args.phase.as_deref(), &outcome.results);
+    if let Some(e) = &unmatched {
+        eprintln!("error: {e}");
+    }
+    // A lost report, or `--phase` naming no phase, fails a run that passed; a failed,
+    // broken or interrupted run keeps its own code.
     match suite_exit(&outcome.results) {
-        0 if output_failed => ExitCode::Usage.code(),
+        0 if output_failed || unmatched.is_some() => ExitCode::Usage.code(),
         code => code,
     }
+}
+
+/// `--phase NAME` that no selected script ran a phase of (its overrides applied to
+/// nothing): the message, with the phases that did run and the closest of them. None
+/// when a script ran it, or when no script ran to its end (interrupted, not started).
+fn unmatched_phase(phase: Option<&str>, results: &[crate::report::suite::ScriptResult]) -> Option<String> {
+    let phase = phase?;
+    let reports: Vec<&engine::RunReport> =
+        results.iter().filter_map(|r| r.report.as_ref()).filter(|r| !r.interrupted && r.skipped.is_none()).collect();
+    if reports.is_empty() || reports.iter().any(|r| r.phases.iter().any(|p| p.name == phase)) {
+        return None;
+    }
+    let mut ran: Vec<&str> = reports.iter().flat_map(|r| r.phases.iter().map(|p| p.name.as_str())).collect();
+    ran.sort_unstable();
+    ran.dedup();
+    let hint = match crate::script::opts::did_you_mean(phase, ran.iter().copied()) {
+        Some(near) => format!("did you mean --phase {near}?"),
+        None if ran.is_empty() => "the script ran no phase at all".to_string(),
+        None => format!("the phases that ran: {}", ran.join(", ")),
+    };
+    Some(format!(
+        "--phase {phase:?}: no phase of that name ran, so the load overrides applied to nothing; hint: {hint}"
+    ))
 }
 
 /// `--notify URL`: an http(s) URL with a host, refused at the start rather than after

@@ -124,7 +124,7 @@ pub fn thresholds(
         for (ci, c) in t.conditions.iter().enumerate() {
             let (passed, observed, error, detail) = match &sink {
                 _ if c.window.is_some() => windowed(c, live.and_then(|l| l.outcome(ti, ci))),
-                None => (false, None, Some("no data: nothing was recorded for this selection".to_string()), None),
+                None => (false, None, Some(agg.why_empty(&t.selector.metric, &t.selector.filters)), None),
                 Some(s) => match c.evaluate(s, elapsed) {
                     Ok(v) => (v.passed, v.observed, None, None),
                     Err(e) => (false, None, Some(e.message.clone()), None),

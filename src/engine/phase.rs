@@ -260,11 +260,7 @@ impl PhaseRunner for Phases {
             ),
         };
         if self.done.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|p| p.name == req.name) {
-            return Err(format!(
-                "phase {:?} was already run; hint: give each phase its own name, results are tagged by it",
-                req.name
-            )
-            .into());
+            return Err(crate::script::validate::phase_already_run(&req.name).into());
         }
         self.check_tasks(&req.name, &req.tasks)?;
         let overridden = self.apply_overrides(&mut req)?;
@@ -405,4 +401,25 @@ pub fn results_for(agg: &Aggregate, tags: &Tags, elapsed: Duration) -> Map {
         .collect();
     m.insert("errors".into(), Dynamic::from_map(errors));
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `volley check` names a misspelled key of a phase's result from this list.
+    #[test]
+    fn every_key_of_a_phase_result_is_known_to_check() {
+        let keys = crate::script::validate::PHASE_RESULT_KEYS;
+        let m = results_for(&Aggregate::new(), &Tags::new(Vec::new()), Duration::from_secs(1));
+        for key in m.keys() {
+            assert!(keys.contains(&key.as_str()), "{key} is missing from PHASE_RESULT_KEYS");
+        }
+        // The keys run_phase adds to them.
+        let text = include_str!("phase.rs");
+        for line in text.lines().filter(|l| l.trim_start().starts_with("result.insert(\"")) {
+            let key = line.split('"').nth(1).unwrap_or_default();
+            assert!(keys.contains(&key), "{key} is missing from PHASE_RESULT_KEYS");
+        }
+    }
 }

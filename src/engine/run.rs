@@ -281,6 +281,9 @@ pub fn run(config: &RunConfig) -> Result<RunReport, LoadFailure> {
             ExitCode::ScriptError
         },
     })?;
+    if let Some(d) = crate::script::check::runs_nothing(&loaded) {
+        return Err(LoadFailure { rendered: d.render(&loaded.sources), exit: ExitCode::ScriptError });
+    }
     let names = context::NameCap::from_env(&config.env)
         .map_err(|e| LoadFailure { rendered: format!("error: {e}\n"), exit: ExitCode::Usage })?;
     let started_at = SystemTime::now();

@@ -6,7 +6,7 @@
 use super::stack::VuStack;
 use super::worker::Worker;
 use crate::metrics::builtin;
-use crate::script::bridge::INTERRUPTED_TOKEN;
+use crate::script::bridge::{INTERRUPTED_TOKEN, TIMED_OUT_TOKEN};
 use crate::script::context::{self, VuCtx, VuYielder};
 use corosensei::{Coroutine, CoroutineResult};
 use rhai::{Dynamic, EvalAltResult, FnPtr};
@@ -103,6 +103,14 @@ pub async fn run_iteration(worker: &Rc<Worker>, vu: &Rc<VuCtx>, func: &FnPtr, sc
     let ended = match &result {
         Ok(_) => Ended::Completed,
         Err(e) if is_interrupted(e) => Ended::Interrupted,
+        // Stopped in script code at the phase's `iteration_timeout`: counted as the timer
+        // counts an iteration it stops (a timeout, and interrupted).
+        Err(e) if has_token(e, TIMED_OUT_TOKEN) => {
+            thread.record(&builtin::ITERATION_TIMEOUTS, &tags, 1.0);
+            thread.record(&builtin::INTERRUPTED_ITERATIONS, &tags, 1.0);
+            guard.finished = true;
+            return Ended::TimedOut;
+        }
         Err(e) => {
             thread.record(&builtin::ITERATION_ERRORS, &tags, 1.0);
             thread.shared.record_iteration_error(e);
@@ -121,10 +129,15 @@ pub async fn run_iteration(worker: &Rc<Worker>, vu: &Rc<VuCtx>, func: &FnPtr, sc
 
 /// Whether an error is the run's interruption rather than a script problem.
 pub fn is_interrupted(e: &EvalAltResult) -> bool {
+    has_token(e, INTERRUPTED_TOKEN)
+}
+
+/// Whether an error is a termination carrying `token`.
+fn has_token(e: &EvalAltResult, token: &str) -> bool {
     match e {
-        EvalAltResult::ErrorTerminated(token, _) => token.to_string() == INTERRUPTED_TOKEN,
+        EvalAltResult::ErrorTerminated(t, _) => t.to_string() == token,
         EvalAltResult::ErrorInFunctionCall(_, _, inner, _) | EvalAltResult::ErrorInModule(_, inner, _) => {
-            is_interrupted(inner)
+            has_token(inner, token)
         }
         _ => false,
     }

@@ -346,7 +346,11 @@ async fn iterate(worker: &Rc<Worker>, vu: &Rc<VuCtx>, job: &PhaseJob, scheduled:
     let Some(limit) = job.iteration_timeout else {
         return vu::run_iteration(worker, vu, func, scheduled).await;
     };
-    match tokio::time::timeout(limit, vu::run_iteration(worker, vu, func, scheduled)).await {
+    // The timer stops an iteration that waits; the deadline one that computes.
+    vu.deadline.set(Some(Instant::now() + limit));
+    let ended = tokio::time::timeout(limit, vu::run_iteration(worker, vu, func, scheduled)).await;
+    vu.deadline.set(None);
+    match ended {
         Ok(ended) => ended,
         Err(_) => {
             let tags = vu.tags.borrow().clone();

@@ -39,12 +39,27 @@ fn default_max_vus(pre_allocated_vus: u64) -> u64 {
     pre_allocated_vus.saturating_mul(2).max(100)
 }
 
+/// The highest arrival rate a profile may ask for, in iterations per second: ten times
+/// what one process starts on a fast machine, so agents sharing a rate have room, while
+/// a typo (`1e12`, a rate per millisecond) is refused instead of running a scheduler that
+/// can only fall behind.
+pub const MAX_RATE_PER_S: f64 = 10_000_000.0;
+
 /// Reads `pre_allocated_vus` and `max_vus` with their defaults for a profile whose
 /// highest rate is `peak_rate_per_s` (None when the rates were invalid: errors are
 /// already recorded), and checks `max_vus >= pre_allocated_vus`.
 pub(crate) fn read_vus(r: &mut Reader<'_>, peak_rate_per_s: Option<f64>) -> (Option<u64>, Option<u64>) {
     const PRE: &str = "pre_allocated_vus";
     const MAX: &str = "max_vus";
+    if let Some(peak) = peak_rate_per_s.filter(|p| *p > MAX_RATE_PER_S) {
+        let key = if r.given("rate") { r.written("rate").to_string() } else { "stages".to_string() };
+        r.push(OptionError::new(
+            &key,
+            format!("asks for {peak} iterations per second, more than any load generator starts (at most 10,000,000)"),
+            Some("check the rate and its time_unit; one process starts about 100,000 iterations/s, agents (--agent) share a rate".into()),
+        ));
+        return (None, None);
+    }
     let pre = r.given(PRE).then(|| r.count(PRE, None, 0));
     let max = r.given(MAX).then(|| r.count(MAX, None, 1));
     // Float to integer casts saturate, so an absurd rate cannot wrap around.
@@ -225,6 +240,28 @@ mod tests {
         assert_eq!(e.len(), 1);
         assert_eq!(e[0].to_string(), "maxVUs: must be at least preAllocatedVUs (50), got 10");
         assert_eq!(e[0].hint.as_deref(), Some("raise maxVUs or lower preAllocatedVUs"));
+    }
+
+    #[test]
+    fn a_rate_no_load_generator_could_start_is_refused() {
+        let too_much = |key: &str, n: &str| {
+            format!(
+                "{key}: asks for {n} iterations per second, more than any load generator starts (at most 10,000,000)"
+            )
+        };
+        let found = errors(json!({"executor": "constant-arrival-rate", "rate": 1e12, "duration": "1s"}));
+        assert_eq!(found, [too_much("rate", "1000000000000")]);
+        // Per millisecond, a modest-looking rate is a billion a second.
+        let found =
+            errors(json!({"executor": "constant-arrival-rate", "rate": 1e6, "time_unit": "1ms", "duration": "1s"}));
+        assert_eq!(found, [too_much("rate", "1000000000")]);
+        let found = errors(json!({
+            "executor": "ramping-arrival-rate",
+            "stages": [{"duration": "1s", "target": 10}, {"duration": "1s", "target": 1e12}],
+        }));
+        assert_eq!(found, [too_much("stages", "1000000000000")]);
+        // The bound itself is allowed.
+        parse(json!({"executor": "constant-arrival-rate", "rate": 1e7, "duration": "1s", "max_vus": 10}));
     }
 
     #[test]

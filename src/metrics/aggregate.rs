@@ -375,11 +375,84 @@ impl Aggregate {
         self.series.get(metric).map(|m| m.iter().collect()).unwrap_or_default()
     }
 
+    /// Why [`Aggregate::query`] found nothing, for a threshold's "no data" verdict: the
+    /// metric was never recorded (with the closest recorded or known name), or no sample
+    /// carried a filter's tag value (with the values that were recorded).
+    pub fn why_empty(&self, metric: &str, filters: &[(String, String)]) -> String {
+        let Some(by_tags) = self.series.get(metric) else {
+            let mut names: Vec<&str> = self.series.keys().map(|n| &**n).collect();
+            names.extend(self.described.keys().map(|n| &**n));
+            names.sort_unstable();
+            names.dedup();
+            return match closest(metric, &names) {
+                Some(near) => format!("no data: no `{metric}` sample was recorded; hint: did you mean `{near}`?"),
+                None if self.described.contains_key(metric) => {
+                    format!("no data: no `{metric}` sample was recorded (nothing in the script recorded one)")
+                }
+                None => {
+                    let mut recorded: Vec<&str> = self.series.keys().map(|n| &**n).collect();
+                    recorded.sort_unstable();
+                    format!(
+                        "no data: no metric is named `{metric}`; hint: the run recorded {}",
+                        if recorded.is_empty() { "nothing".to_string() } else { recorded.join(", ") }
+                    )
+                }
+            };
+        };
+        // The first filter that no sample of the metric satisfies (with those before it).
+        for (i, (key, value)) in filters.iter().enumerate() {
+            let before = &filters[..i];
+            let mut values: Vec<&str> =
+                by_tags.keys().filter(|t| t.contains_all(before)).filter_map(|t| t.get(key)).collect();
+            values.sort_unstable();
+            values.dedup();
+            if values.contains(&value.as_str()) {
+                continue;
+            }
+            if values.is_empty() {
+                let mut keys: Vec<&str> = by_tags.keys().flat_map(|t| t.pairs().iter().map(|(k, _)| &**k)).collect();
+                keys.sort_unstable();
+                keys.dedup();
+                let hint = match closest(key, &keys) {
+                    Some(near) => format!("did you mean `{near}`?"),
+                    None => format!("its tags are {}", if keys.is_empty() { "none".into() } else { keys.join(", ") }),
+                };
+                return format!("no data: no `{metric}` sample has a `{key}` tag; hint: {hint}");
+            }
+            let hint = match closest(value, &values) {
+                Some(near) => format!("did you mean `{key}:{near}`?"),
+                None => format!("recorded values: {}", shorten(&values)),
+            };
+            return format!("no data: no `{metric}` sample has {key}={value}; hint: {hint}");
+        }
+        "no data: nothing was recorded for this selection".to_string()
+    }
+
     /// Learns the descriptions of the run's metrics (custom ones included).
     pub fn describe(&mut self, descs: &[Desc]) {
         for d in descs {
             self.described.insert(d.metric.name.clone(), (d.role, d.protocol));
         }
+    }
+}
+
+/// The candidate closest to `word`, if close enough to be a likely typo.
+fn closest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .filter(|c| **c != word)
+        .map(|c| (strsim::jaro_winkler(&word.to_lowercase(), &c.to_lowercase()), *c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// At most ten values, joined, with how many more there were.
+fn shorten(values: &[&str]) -> String {
+    let shown = values.iter().take(10).copied().collect::<Vec<_>>().join(", ");
+    match values.len() {
+        n if n > 10 => format!("{shown} (and {} more)", n - 10),
+        _ => shown,
     }
 }
 
@@ -473,6 +546,44 @@ mod tests {
                 ("phase", "peak", 1, 0, Some(30.0)),
                 ("phase", "warm", 2, 1, Some(10.0)),
             ]
+        );
+    }
+
+    #[test]
+    fn an_empty_selection_says_which_name_or_tag_matched_nothing() {
+        let mut agg = Aggregate::new();
+        let mut store = Store::default();
+        for phase in ["warmup", "steady"] {
+            store.add(&builtin::HTTP_REQ_DURATION, &tags(&[("phase", phase), ("status", "200")]), 5.0);
+        }
+        agg.merge(store.drain());
+        let why = |metric: &str, filters: &[(&str, &str)]| {
+            let f: Vec<(String, String)> = filters.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            assert!(agg.query(metric, &f).is_none());
+            agg.why_empty(metric, &f)
+        };
+        assert_eq!(
+            why("http_req_duraton", &[]),
+            "no data: no `http_req_duraton` sample was recorded; hint: did you mean `http_req_duration`?"
+        );
+        assert_eq!(why("checks", &[]), "no data: no `checks` sample was recorded (nothing in the script recorded one)");
+        assert_eq!(why("zzz", &[]), "no data: no metric is named `zzz`; hint: the run recorded http_req_duration");
+        assert_eq!(
+            why("http_req_duration", &[("phase", "steadyy")]),
+            "no data: no `http_req_duration` sample has phase=steadyy; hint: did you mean `phase:steady`?"
+        );
+        assert_eq!(
+            why("http_req_duration", &[("phase", "peak")]),
+            "no data: no `http_req_duration` sample has phase=peak; hint: recorded values: steady, warmup"
+        );
+        assert_eq!(
+            why("http_req_duration", &[("phse", "steady")]),
+            "no data: no `http_req_duration` sample has a `phse` tag; hint: did you mean `phase`?"
+        );
+        // Each filter holds on its own, not together.
+        assert_eq!(
+            why("http_req_duration", &[("phase", "steady"), ("status", "500")]),
+            "no data: no `http_req_duration` sample has status=500; hint: recorded values: 200"
         );
     }
 }

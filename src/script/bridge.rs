@@ -10,6 +10,11 @@ use std::future::Future;
 /// The token a terminated evaluation carries when the run was interrupted.
 pub const INTERRUPTED_TOKEN: &str = "volley:interrupted";
 
+/// The token a terminated evaluation carries when its iteration ran past the phase's
+/// `iteration_timeout` in script code (an awaited native is stopped by the timer; code
+/// that never waits by this token).
+pub const TIMED_OUT_TOKEN: &str = "volley:iteration-timed-out";
+
 /// The token of `skip(reason)`.
 pub const SKIPPED_TOKEN: &str = "volley:skipped";
 

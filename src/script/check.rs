@@ -50,12 +50,31 @@ fn at(e: &Expr) -> Position {
 /// The scenario parsed again without the optimizer: it folds a map of literals into one
 /// constant, which hides each option's position.
 fn unoptimized(loaded: &Loaded) -> Option<AST> {
-    let text = loaded.sources.text(&loaded.name)?;
     // Parsing needs no registered functions, only the same limits.
-    let mut engine = rhai::Engine::new_raw();
-    engine.set_max_expr_depths(super::MAX_EXPR_DEPTH, super::MAX_FN_EXPR_DEPTH);
-    engine.set_optimization_level(rhai::OptimizationLevel::None);
-    engine.compile(&text).ok()
+    super::diagnostics::parse_as_written(&loaded.sources.text(&loaded.name)?)
+}
+
+/// A script run as the scenario that has nothing to run: no statement at its top level
+/// (an empty file, comments only, or functions nobody calls). `volley run` refuses it
+/// rather than pass without load; `volley check` reports an empty one in the same
+/// words (to it, a file of functions only may be a module).
+pub fn runs_nothing(loaded: &Loaded) -> Option<Diagnostic> {
+    if !loaded.ast.statements().is_empty() {
+        return None;
+    }
+    // The optimizer may drop statements that do nothing (`let x = 1;`): ask the text.
+    let reparsed = unoptimized(loaded)?;
+    if !reparsed.statements().is_empty() {
+        return None;
+    }
+    let defined: Vec<String> =
+        reparsed.iter_functions().map(|f| f.name.to_string()).filter(|n| !n.starts_with("anon$")).collect();
+    let message = match defined.as_slice() {
+        [] => "the script runs nothing: it has no statements".to_string(),
+        names => format!("the script runs nothing: it defines {} but calls none of them", names.join(", ")),
+    };
+    let hint = "a scenario calls phase(name, options, || { ... }) at its top level, e.g. phase(\"smoke\", #{ executor: \"shared-iterations\", vus: 1, iterations: 1 }, || { http::get(env(\"BASE_URL\")); })";
+    Some(diag(&loaded.name, Position::NONE, message, Some(hint.into())))
 }
 
 /// The expression a key path such as `stages[1].duration` names inside `options`, as
@@ -272,6 +291,31 @@ fn check_tasks(
     }
 }
 
+/// The type an argument has whatever the run does (`string`, `int`, `map`, ...), as
+/// the function signatures spell it; None when only the run knows it.
+fn expr_type(e: &Expr) -> Option<&'static str> {
+    Some(match e {
+        Expr::StringConstant(..) | Expr::InterpolatedString(..) => "string",
+        Expr::IntegerConstant(..) => "int",
+        Expr::FloatConstant(..) => "float",
+        Expr::BoolConstant(..) => "bool",
+        Expr::CharConstant(..) => "char",
+        Expr::Array(..) => "array",
+        Expr::Map(..) => "map",
+        Expr::Unit(..) => "()",
+        Expr::DynamicConstant(v, _) => match v.type_name() {
+            "string" | "ImmutableString" => "string",
+            "i64" => "int",
+            "f64" => "float",
+            "bool" => "bool",
+            "array" => "array",
+            "map" => "map",
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
 /// A literal argument as a script value, when it is one.
 fn literal(e: &Expr) -> Option<Dynamic> {
     e.get_literal_value(None).filter(|v| !v.is_fnptr())
@@ -479,6 +523,7 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
     let limits = capacity::Limits::of_this_machine();
     let mut phase_roots: Vec<String> = Vec::new();
     let mut phase_calls: Vec<PhaseCall> = Vec::new();
+    let mut unconditional_phases: Vec<String> = Vec::new();
     let mut edges: HashMap<Option<String>, Vec<String>> = HashMap::new();
 
     // Which function a node belongs to: the innermost body around its position (closures
@@ -495,11 +540,27 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
         let p = line_col(pos);
         bodies.iter().filter(|b| b.start <= p && p <= b.end).max_by_key(|b| b.start).map(|b| b.name.clone())
     };
+    // Variables given a phase's result (`let p = phase(...)`), for misspelled keys.
+    let mut results: HashSet<String> = HashSet::new();
     ast.walk(&mut |path: &[ASTNode]| {
         if let Some(ASTNode::Expr(node)) = path.last()
             && let Some(f) = fn_ref(node, &script_fns)
         {
             edges.entry(owner_of(node.position())).or_default().push(f);
+        }
+        if let Some(ASTNode::Stmt(Stmt::Var(var, _, _))) = path.last()
+            && let Expr::FnCall(call, _) = &var.1
+            && call.namespace.is_empty()
+            && call.name == "phase"
+        {
+            results.insert(var.0.name.to_string());
+        }
+        if let Some(ASTNode::Expr(Expr::Dot(dot, _, _))) = path.last()
+            && let (Expr::Variable(v, _, _), Expr::Property(prop, pos)) = (&dot.lhs, &dot.rhs)
+            && results.contains(v.1.as_str())
+            && let Some(text) = super::validate::phase_result_typo(&prop.2)
+        {
+            out.push(diag_text(file, *pos, &text));
         }
         // A call used as a statement is a `Stmt::FnCall`, inside an expression an `Expr::FnCall`.
         let (call, pos): (&FnCallExpr, Position) = match path.last() {
@@ -536,10 +597,38 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
             out.push(diag(file, call.args.get(most).map_or(pos, at), message, Some(hint)));
             return true;
         }
+        if !script_fn {
+            let types: Vec<Option<&str>> = call.args.iter().map(expr_type).collect();
+            if let Some((arg, message, hint)) = super::signatures::type_problem(&full, &types) {
+                out.push(diag(file, arg.and_then(|i| call.args.get(i)).map_or(pos, at), message, Some(hint)));
+                return true;
+            }
+        }
         match (full.as_str(), call.args.as_slice()) {
             ("phase", [name, options, rest @ ..]) => {
                 check_phase(file, pos, &literal_str(name).unwrap_or_default(), options, &limits, &mut out);
                 phase_calls.push(PhaseCall { owner: owner_of(pos), position: pos });
+                // Run on every pass of the script, not in a branch or loop: a name run
+                // twice is refused at run time, after the first one's load.
+                let conditional = path.iter().any(|n| {
+                    matches!(
+                        n,
+                        ASTNode::Stmt(
+                            Stmt::If(..)
+                                | Stmt::Switch(..)
+                                | Stmt::While(..)
+                                | Stmt::Do(..)
+                                | Stmt::For(..)
+                                | Stmt::TryCatch(..)
+                        )
+                    )
+                });
+                if let (None, false, Some(name)) = (owner_of(pos), conditional, literal_str(name)) {
+                    match unconditional_phases.iter().find(|n| **n == name) {
+                        Some(_) => out.push(diag_text(file, pos, &super::validate::phase_already_run(&name))),
+                        None => unconditional_phases.push(name),
+                    }
+                }
                 if let Some(func) = rest.first() {
                     phase_roots.extend(referenced_fns(func, &script_fns));
                     if let Expr::Map(tasks, _) = func {

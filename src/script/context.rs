@@ -523,6 +523,9 @@ pub struct VuCtx {
     pub scheduled_start: Cell<Instant>,
     /// Since when the VU has run script code without waiting (runaway-loop guard).
     pub running_since: Cell<Instant>,
+    /// When the current iteration's `iteration_timeout` ends, if the phase has one: script
+    /// code that never waits is stopped there too.
+    pub deadline: Cell<Option<Instant>>,
     /// Nesting of `retry(...)` calls; inside one, failures are recorded by retry.
     pub retry_depth: Cell<u32>,
     /// Outcomes of requests made by the current retry attempt: (tags, failed).
@@ -547,6 +550,7 @@ impl VuCtx {
             iteration: Cell::new(0),
             scheduled_start: Cell::new(Instant::now()),
             running_since: Cell::new(Instant::now()),
+            deadline: Cell::new(None),
             retry_depth: Cell::new(0),
             pending_outcomes: RefCell::new(Vec::new()),
             conns: RefCell::default(),

@@ -104,6 +104,13 @@ pub enum Focus {
     },
     /// `.prop` was read from `()`: name the property before it, which is missing.
     MissingProperty(String),
+    /// Script code that never ended (an endless loop stopped by the busy limit, or
+    /// recursion past the limit): Rhai hands such errors up without the position where
+    /// they happened. Point at the file's one loop, or at a function's call of itself.
+    Runaway {
+        /// Recursion (else a loop).
+        recursion: bool,
+    },
 }
 
 /// Property names of the values volley hands to scripts (phase results, stats, responses),
@@ -256,6 +263,32 @@ impl Diagnostic {
     fn focused(&self, sources: &Sources) -> Diagnostic {
         let mut d = self.clone();
         d.focus = Box::default();
+        if let (Focus::Runaway { recursion }, Some(file), true) = (&*self.focus, &self.file, self.position.is_none()) {
+            let text = sources.text(file).unwrap_or_default();
+            let (sites, what) = if *recursion { (self_calls(&text), "a call") } else { (loops(&text), "a loop") };
+            match sites.as_slice() {
+                [(pos, name)] => {
+                    d.position = *pos;
+                    let about = if *recursion {
+                        format!("`{name}` calls itself here, and every call went deeper")
+                    } else {
+                        "this loop never waited".to_string()
+                    };
+                    d.hint = Some(format!("{about}; {}", d.hint.clone().unwrap_or_default()));
+                }
+                [] => {}
+                many => {
+                    let lines: Vec<String> = many.iter().filter_map(|(p, _)| p.line()).map(|l| l.to_string()).collect();
+                    d.hint = Some(format!(
+                        "{what} on one of lines {} of {} never ended; {}",
+                        lines.join(", "),
+                        sources.display_name(file),
+                        d.hint.clone().unwrap_or_default()
+                    ));
+                }
+            }
+            return d;
+        }
         let (Some(file), Some(line_no)) = (&self.file, self.position.line()) else { return d };
         let Some(line) = sources.line(file, line_no) else { return d };
         let col = self.position.position().unwrap_or(1);
@@ -292,6 +325,7 @@ impl Diagnostic {
                     d.hint = Some(super::signatures::script_arity_hint(name, &defined));
                 }
             }
+            Focus::Runaway { .. } => {}
             Focus::MissingProperty(prop) => {
                 if let Some((missing, at)) = ident_before(&line, col - 1) {
                     d.message =
@@ -358,11 +392,9 @@ fn describe_fn(name: &str) -> String {
     if name.starts_with("anon$") { "a closure".to_string() } else { format!("`{name}`") }
 }
 
-/// Turns a parse error into a diagnostic (`text` is the file's source).
-pub fn from_parse_error(err: &ParseError, file: &str, text: &str) -> Diagnostic {
-    let message = err.err_type().to_string();
-    let past_end = err.position().line().is_some_and(|l| l > text.lines().count());
-    let hint = match err.err_type() {
+/// How to fix a syntax error (`past_end`: it was found after the file's last line).
+fn parse_hint(err: &rhai::ParseErrorType, past_end: bool) -> Option<String> {
+    match err {
         _ if past_end => {
             Some("the file ended before the statement did: check that every `{`, `(` and `[` is closed".to_string())
         }
@@ -374,7 +406,14 @@ pub fn from_parse_error(err: &ParseError, file: &str, text: &str) -> Diagnostic 
             Some(format!("a `{tok}` is missing: check the brackets opened before this point"))
         }
         _ => None,
-    };
+    }
+}
+
+/// Turns a parse error into a diagnostic (`text` is the file's source).
+pub fn from_parse_error(err: &ParseError, file: &str, text: &str) -> Diagnostic {
+    let message = err.err_type().to_string();
+    let past_end = err.position().line().is_some_and(|l| l > text.lines().count());
+    let hint = parse_hint(err.err_type(), past_end);
     Diagnostic {
         message: format!("syntax error: {message}"),
         file: Some(file.to_string()),
@@ -475,10 +514,12 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
             message = token.to_string();
             hint = hint
                 .or(Some("a loop that never waits blocks its worker; add a sleep, or an exit condition".to_string()));
+            focus = Focus::Runaway { recursion: false };
         }
         EvalAltResult::ErrorTooManyOperations(_) => {
             hint = hint
                 .or(Some("a loop that never waits blocks its worker; add a sleep, or an exit condition".to_string()));
+            focus = Focus::Runaway { recursion: false };
         }
         EvalAltResult::ErrorModuleNotFound(name, _) => {
             focus = Focus::Text { spanning: Vec::new(), same_line: vec![format!("\"{name}\"")] };
@@ -497,8 +538,14 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
             message = format!("{what} is over volley's limit: {limit}");
             hint = Some("keep large data out of script values: give requests a `max_body` or `discard_body: true`, and build strings and arrays in bounded pieces".to_string());
         }
+        // A module's syntax error, read as the script's own are.
+        EvalAltResult::ErrorParsing(err, _) => {
+            message = format!("syntax error: {err}");
+            hint = parse_hint(err, false);
+        }
         EvalAltResult::ErrorStackOverflow(_) => {
             hint = Some("recursion is limited to 32 levels in volley scripts".to_string());
+            focus = Focus::Runaway { recursion: true };
         }
         _ => {}
     }
@@ -541,6 +588,58 @@ fn focus_candidates(message: &str) -> (Vec<String>, Vec<String>) {
         }
     }
     (spanning, same_line)
+}
+
+/// A file's text parsed as written (no optimizer folding), for finding statements.
+pub(crate) fn parse_as_written(text: &str) -> Option<rhai::AST> {
+    let mut engine = rhai::Engine::new_raw();
+    engine.set_max_expr_depths(super::MAX_EXPR_DEPTH, super::MAX_FN_EXPR_DEPTH);
+    engine.set_optimization_level(rhai::OptimizationLevel::None);
+    engine.compile(text).ok()
+}
+
+/// Where each script function of `text` calls itself by name, with its name.
+fn self_calls(text: &str) -> Vec<(Position, String)> {
+    let Some(ast) = parse_as_written(text) else { return Vec::new() };
+    /// (line, column), comparable.
+    type At = (usize, usize);
+    let at = |p: Position| -> At { (p.line().unwrap_or(0), p.position().unwrap_or(0)) };
+    let bodies: Vec<(String, At, At)> = ast
+        .iter_fn_def()
+        .map(|f| (f.name.to_string(), at(f.body.start_position()), at(f.body.end_position())))
+        .collect();
+    let mut out = Vec::new();
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        let (call, pos) = match path.last() {
+            Some(rhai::ASTNode::Expr(rhai::Expr::FnCall(c, p)))
+            | Some(rhai::ASTNode::Stmt(rhai::Stmt::FnCall(c, p))) => (c, *p),
+            _ => return true,
+        };
+        let here = at(pos);
+        // The innermost body around the call is its caller.
+        let caller = bodies.iter().filter(|(_, s, e)| *s <= here && here <= *e).max_by_key(|(_, s, _)| *s);
+        if call.namespace.is_empty() && caller.is_some_and(|(name, _, _)| name == call.name.as_str()) {
+            out.push((pos, call.name.to_string()));
+        }
+        true
+    });
+    out
+}
+
+/// Where `text`'s loops (`loop`, `while`, `do`, `for`) start.
+fn loops(text: &str) -> Vec<(Position, String)> {
+    let Some(ast) = parse_as_written(text) else { return Vec::new() };
+    let mut out = Vec::new();
+    ast.walk(&mut |path: &[rhai::ASTNode]| {
+        if let Some(rhai::ASTNode::Stmt(
+            rhai::Stmt::While(_, pos) | rhai::Stmt::Do(_, _, pos) | rhai::Stmt::For(_, pos),
+        )) = path.last()
+        {
+            out.push((*pos, String::new()));
+        }
+        true
+    });
+    out
 }
 
 /// Runs of the same frame (deep recursion, nested imports) shown once, with a count.

@@ -80,7 +80,10 @@ fn to_json(value: &Dynamic) -> Result<serde_json::Value, String> {
         }
         return Ok(serde_json::Value::Object(out));
     }
-    Err(format!("a {} cannot be reported; use a number, text, true/false, a list or a map", value.type_name()))
+    Err(format!(
+        "a {} cannot be reported; use a number, text, true/false, a list or a map",
+        super::signatures::plain_type(value.type_name())
+    ))
 }
 
 /// The `report` function.

@@ -181,10 +181,11 @@ pub fn build_engine() -> Engine {
         if thread.shared.stop.is_interrupted() {
             return Some(bridge::INTERRUPTED_TOKEN.into());
         }
-        let busy = context::with_vu(|vu| (vu.id, vu.running_since.get().elapsed())).ok();
+        let busy = context::with_vu(|vu| (vu.id, vu.running_since.get().elapsed(), vu.deadline.get())).ok();
         let limit = busy_limit();
         match busy {
-            Some((id, d)) if d > limit => {
+            Some((_, _, Some(deadline))) if Instant::now() >= deadline => Some(bridge::TIMED_OUT_TOKEN.into()),
+            Some((id, d, _)) if d > limit => {
                 let who = if id == 0 { "the script's top level".to_string() } else { format!("VU {id}") };
                 let limit = crate::duration::format_duration(limit);
                 Some(

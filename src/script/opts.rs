@@ -15,6 +15,15 @@ pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str
         .map(|(_, c)| c)
 }
 
+/// "a", "a and b", "a, b and c".
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [rest @ .., last] => format!("{} and {last}", rest.join(", ")),
+    }
+}
+
 /// A typed view of an options map.
 pub struct Opts<'a> {
     map: &'a Map,
@@ -31,9 +40,9 @@ pub fn describe(value: &Dynamic) -> String {
     if value.is_string() {
         format!("the string {text:?}")
     } else if text.len() <= 40 {
-        format!("{} {text}", value.type_name())
+        format!("{} {text}", super::signatures::plain_type(value.type_name()))
     } else {
-        value.type_name().to_string()
+        super::signatures::plain_type(value.type_name())
     }
 }
 
@@ -55,17 +64,27 @@ pub fn to_duration(value: &Dynamic, what: &str) -> Result<Duration, Box<EvalAltR
 
 impl<'a> Opts<'a> {
     /// Checks that every key is one of `allowed`, suggesting the closest for typos.
+    /// Every unknown key is named at once, not only the first.
     pub fn new(map: &'a Map, what: &'a str, allowed: &[&str]) -> Result<Opts<'a>, Box<EvalAltResult>> {
-        for key in map.keys() {
-            if !allowed.contains(&key.as_str()) {
-                let hint = match did_you_mean(key, allowed.iter().copied()) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => format!("valid options: {}", allowed.join(", ")),
-                };
-                return Err(err(format!("{what}: unknown option `{key}`; hint: {hint}")));
+        let unknown: Vec<(&str, Option<&str>)> = map
+            .keys()
+            .filter(|k| !allowed.contains(&k.as_str()))
+            .map(|k| (k.as_str(), did_you_mean(k, allowed.iter().copied())))
+            .collect();
+        let valid = || format!("valid options: {}", allowed.join(", "));
+        match unknown.as_slice() {
+            [] => Ok(Opts { map, what }),
+            [(key, near)] => {
+                let hint = near.map_or_else(valid, |s| format!("did you mean `{s}`?"));
+                Err(err(format!("{what}: unknown option `{key}`; hint: {hint}")))
+            }
+            many => {
+                let keys: Vec<String> = many.iter().map(|(k, _)| format!("`{k}`")).collect();
+                let near: Option<Vec<String>> = many.iter().map(|(_, n)| n.map(|s| format!("`{s}`"))).collect();
+                let hint = near.map_or_else(valid, |n| format!("did you mean {}?", and_list(&n)));
+                Err(err(format!("{what}: unknown options {}; hint: {hint}", and_list(&keys))))
             }
         }
-        Ok(Opts { map, what })
     }
 
     /// What the options belong to (`http::get`), for messages.
@@ -177,6 +196,25 @@ mod tests {
     }
 
     #[test]
+    fn every_unknown_key_is_named_at_once() {
+        let mut m = Map::new();
+        m.insert("timout".into(), Dynamic::from("5s"));
+        m.insert("header".into(), Dynamic::from(1_i64));
+        let e = Opts::new(&m, "http::get", &["timeout", "headers"]).err().unwrap();
+        assert_eq!(
+            e.to_string(),
+            "Runtime error: http::get: unknown options `header` and `timout`; hint: did you mean `headers` and `timeout`?"
+        );
+        m.insert("zzz".into(), Dynamic::from(1_i64));
+        let e = Opts::new(&m, "http::get", &["timeout", "headers"]).err().unwrap();
+        assert!(
+            e.to_string()
+                .ends_with("unknown options `header`, `timout` and `zzz`; hint: valid options: timeout, headers"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn wrong_types_quote_the_value() {
         let mut m = Map::new();
         m.insert("timeout".into(), Dynamic::from("soon"));
@@ -185,7 +223,7 @@ mod tests {
         let e = o.duration("timeout").unwrap_err().to_string();
         assert!(e.contains("option `timeout`: invalid duration \"soon\""), "{e}");
         let e = o.bool("insecure").unwrap_err().to_string();
-        assert!(e.ends_with("option `insecure` expects true or false, got i64 3"), "{e}");
+        assert!(e.ends_with("option `insecure` expects true or false, got int 3"), "{e}");
     }
 
     #[test]

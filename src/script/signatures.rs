@@ -105,7 +105,51 @@ pub(crate) fn no_overload(name: &str, sig: &str) -> Option<(String, String)> {
     if let Some(problem) = arity_problem(name, args.len()) {
         return Some(problem);
     }
+    // The same words `volley check` finds for literal arguments.
+    let known: Vec<Option<&str>> = args.iter().map(|t| Some(t.as_str())).collect();
+    if let Some((_, message, hint)) = type_problem(name, &known) {
+        return Some((message, hint));
+    }
     Some((format!("{name} cannot take ({})", args.join(", ")), format!("it is called as {}", listing(name, versions))))
+}
+
+/// A call of a built-in function with arguments of known types (`None`: an argument
+/// whose type only the run knows) that no version with as many parameters accepts, as
+/// run would refuse it: the argument to point at (the first no version takes; None:
+/// only the combination is wrong), the message and the hint. A parameter without a
+/// type, or of type `any`, takes everything.
+pub fn type_problem(name: &str, types: &[Option<&str>]) -> Option<(Option<usize>, String, String)> {
+    let versions = builtin_signatures().get(name)?;
+    let same_count: Vec<&Vec<String>> = versions.iter().filter(|v| v.len() == types.len()).collect();
+    let takes = |param: &str, t: &str| match param.rsplit_once(": ") {
+        Some((_, "any")) | None => true,
+        Some((_, wanted)) => wanted == t,
+    };
+    let accepts = |version: &Vec<String>| version.iter().zip(types).all(|(param, t)| t.is_none_or(|t| takes(param, t)));
+    if same_count.is_empty() || same_count.iter().any(|v| accepts(v)) {
+        return None;
+    }
+    let hint = format!("it is called as {}", listing(name, versions));
+    let blamed = types.iter().enumerate().find_map(|(i, t)| {
+        let t = (*t)?;
+        same_count.iter().all(|v| !takes(&v[i], t)).then_some((i, t))
+    });
+    let message = match blamed {
+        Some((i, t)) => format!("{name}'s argument {} cannot be {} {t}", i + 1, article(t)),
+        None => {
+            let shown: Vec<&str> = types.iter().map(|t| t.unwrap_or("_")).collect();
+            format!("{name} cannot take ({})", shown.join(", "))
+        }
+    };
+    Some((blamed.map(|(i, _)| i), message, hint))
+}
+
+/// "a string", "an int", "an array".
+fn article(t: &str) -> &'static str {
+    match t.chars().next() {
+        Some('a' | 'e' | 'i' | 'o' | 'u') => "an",
+        _ => "a",
+    }
 }
 
 /// Every script-facing function's parameter lists (`sleep` -> [["duration: string"],
@@ -166,5 +210,20 @@ mod tests {
         );
         assert_eq!(argument_types("now_ms ()"), Vec::<String>::new());
         assert_eq!(argument_types("stop (volley::script::resources::Sampler)"), ["Sampler"]);
+    }
+
+    #[test]
+    fn literal_argument_types_no_version_takes_are_named() {
+        let (arg, message, hint) = type_problem("http::get", &[None, Some("string")]).unwrap();
+        assert_eq!((arg, message.as_str()), (Some(1), "http::get's argument 2 cannot be a string"));
+        assert!(hint.starts_with("it is called as http::get(url: string"), "{hint}");
+        let (arg, message, _) = type_problem("threshold", &[Some("string"), Some("int")]).unwrap();
+        assert_eq!((arg, message.as_str()), (Some(1), "threshold's argument 2 cannot be an int"));
+        // Types only the run knows, and types some version takes, are not problems.
+        assert_eq!(type_problem("http::get", &[None, None]), None);
+        assert_eq!(type_problem("http::get", &[Some("string"), Some("map")]), None);
+        assert_eq!(type_problem("threshold", &[Some("string"), Some("array")]), None);
+        // Another count of arguments is the arity check's.
+        assert_eq!(type_problem("http::get", &[Some("int"), None, None, None, None]), None);
     }
 }

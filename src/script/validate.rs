@@ -89,6 +89,52 @@ pub fn options_of(name: &str, argc: usize) -> Option<OptionsSpec> {
 pub const PHASE_AT_TOP_LEVEL: &str =
     "phase() runs at the top level of a script, not inside an iteration; hint: call it outside the phase's function";
 
+/// The keys of the map `phase()` returns (see `engine::phase`, whose test keeps the two
+/// in step). Shared with `volley check`, which names a misspelled one.
+pub const PHASE_RESULT_KEYS: &[&str] = &[
+    "name",
+    "executor",
+    "vus_max",
+    "stopped",
+    "lost_agents",
+    "bursts",
+    "tasks",
+    "elapsed_s",
+    "iterations",
+    "dropped_iterations",
+    "interrupted_iterations",
+    "iteration_errors",
+    "timed_out_iterations",
+    "requests",
+    "logical_requests",
+    "failed",
+    "success_rate",
+    "rps",
+    "iterations_per_s",
+    "latency",
+    "iteration_duration",
+    "checks",
+    "errors",
+];
+
+/// What reading a key a phase's result does not have says (a map gives `()` for it,
+/// silently), when the key looks like a misspelling of one it has.
+pub fn phase_result_typo(key: &str) -> Option<String> {
+    if PHASE_RESULT_KEYS.contains(&key) {
+        return None;
+    }
+    let near = super::opts::did_you_mean(key, PHASE_RESULT_KEYS.iter().copied())?;
+    Some(format!(
+        "a phase's result has no `{key}` (reading it gives ()); hint: did you mean `{near}`? it has {}",
+        PHASE_RESULT_KEYS.join(", ")
+    ))
+}
+
+/// What running a phase name a second time says (shared with `volley check`).
+pub fn phase_already_run(name: &str) -> String {
+    format!("phase {name:?} was already run; hint: give each phase its own name, results are tagged by it")
+}
+
 /// Parses an `expect` condition such as `"< 300"` (shared with `volley check`).
 pub fn expectation(text: &str) -> Result<(&'static str, f64), String> {
     let t = text.trim();

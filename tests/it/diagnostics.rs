@@ -123,6 +123,7 @@ diag_test!(phase_iteration_timeout_negative, ExitCode::ScriptError);
 diag_test!(phase_max_vus_below_pre, ExitCode::ScriptError);
 diag_test!(phase_env_default_bad, ExitCode::ScriptError);
 diag_test!(script_fn_arity, ExitCode::ScriptError);
+diag_test!(recursion_without_end, ExitCode::ScriptError);
 
 /// Fixtures whose problem is visible without running: check must report what run does.
 const CHECK_SEES: &[&str] = &[
@@ -161,6 +162,10 @@ const CHECK_SEES: &[&str] = &[
     "module_throws",
     "missing_module",
     "module_syntax_error",
+    "argument_wrong_type",
+    "threshold_number_condition",
+    "phase_run_twice",
+    "phase_rate_absurd",
 ];
 
 #[test]
@@ -194,6 +199,48 @@ fn a_clean_script_has_no_check_problems_even_with_a_bom_and_fractional_units() {
     assert_eq!(check_fixture("bom_and_fraction"), Vec::<String>::new());
     let (exit, text) = diagnose("bom_and_fraction");
     assert_eq!(exit, ExitCode::Passed, "{text}");
+}
+
+#[test]
+fn a_script_that_runs_nothing_is_an_error_in_run_and_check_alike() {
+    let bin = env!("CARGO_BIN_EXE_volley");
+    for (name, message, check_code) in [
+        ("empty_script", "error: the script runs nothing: it has no statements", 107),
+        // To `check`, a file of functions only is a module (`volley check stdlib/`).
+        ("functions_only", "error: the script runs nothing: it defines smoke but calls none of them", 0),
+    ] {
+        let (exit, text) = diagnose(name);
+        assert_eq!(exit, ExitCode::ScriptError, "{text}");
+        assert!(text.starts_with(message), "{text}");
+        assert!(text.contains(&format!("tests/fixtures/diag/{name}.rhai")), "{text}");
+        assert!(text.contains("hint: a scenario calls phase(name, options"), "{text}");
+        let path = format!("tests/fixtures/diag/{name}.rhai");
+        let check = std::process::Command::new(bin).args(["check", &path]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&check.stderr);
+        assert_eq!(check.status.code(), Some(check_code), "{stderr}");
+        assert_eq!(stderr.contains(message), check_code != 0, "{stderr}");
+    }
+    // A module is not a scenario: checked beside the script that imports it, it is fine.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("helpers.rhai"), "fn pause() { sleep(0.01); }\n").unwrap();
+    std::fs::write(
+        dir.path().join("main.rhai"),
+        "import \"helpers\" as h;\nphase(\"p\", #{ executor: \"shared-iterations\", vus: 1, iterations: 1 }, || { h::pause(); });\n",
+    )
+    .unwrap();
+    let check = std::process::Command::new(bin).arg("check").arg(dir.path()).output().unwrap();
+    assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stderr));
+}
+
+#[test]
+fn check_names_a_misspelled_key_of_a_phase_result() {
+    // Run reads it as () without a word; check points at it.
+    let found = check_fixture("phase_result_typo");
+    assert_eq!(found.len(), 1, "{found:?}");
+    let (message, hint) = essentials(&found[0]);
+    assert_eq!(message, "error: a phase's result has no `sucess_rate` (reading it gives ())");
+    assert!(hint.starts_with("hint: did you mean `success_rate`? it has name, executor"), "{hint}");
+    assert!(found[0].contains("phase_result_typo.rhai:2:21"), "{}", found[0]);
 }
 
 #[test]

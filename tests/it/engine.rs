@@ -443,6 +443,29 @@ fn iteration_timeout_stops_slow_iterations_and_the_vu_goes_on() {
     assert_eq!(server.count("/ok"), 4);
 }
 
+/// An iteration that computes without ever waiting is stopped at `iteration_timeout`
+/// too, and counted as a timeout, not as a script error.
+#[test]
+fn iteration_timeout_also_stops_script_code_that_never_waits() {
+    let server = support::start();
+    let (_d, path) = script(
+        r#"
+        let base = env("BASE_URL");
+        let p = phase("p", #{ executor: "per-vu-iterations", vus: 2, iterations: 2, iteration_timeout: "200ms" }, || {
+            if vu_iteration() == 1 { let n = 0; while n >= 0 { n += 1; } }
+            http::get(`${base}/ok`);
+        });
+        expect(p.timed_out_iterations, "== 2", "one spinning iteration per VU stopped");
+        expect(p.iterations, "== 2", "the other iterations ran");
+        expect(p.elapsed_s, "< 5", "stopped at the timeout, not at the busy limit");
+        "#,
+    );
+    let r = run(&path, &server.base);
+    assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
+    assert!(r.iteration_errors.is_empty(), "{:?}", r.iteration_errors.iter().map(|e| &e.rendered).collect::<Vec<_>>());
+    assert_eq!(server.count("/ok"), 2);
+}
+
 /// Regression: a single-stage ramp from 0 VUs used to end before spawning any VU.
 #[test]
 fn a_single_stage_ramp_from_zero_runs() {

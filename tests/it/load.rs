@@ -389,6 +389,41 @@ fn the_command_line_takes_seed_overrides_and_a_levels_file() {
 }
 
 #[test]
+fn a_phase_override_that_names_no_phase_fails_the_run_with_the_phases_that_ran() {
+    let server = support::start();
+    let (_d, path) = script(
+        r#"
+let base = env("BASE_URL");
+phase("warm", #{ executor: "shared-iterations", vus: 1, iterations: 2 }, || { http::get(`${base}/ok`); });
+phase("peak", #{ executor: "shared-iterations", vus: 1, iterations: 3 }, || { http::get(`${base}/ok`); });
+"#,
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_volley"))
+        .args(["run", "--progress", "off", "--phase", "peek", "--iterations", "1"])
+        .arg(&path)
+        .args(["-e", &format!("BASE_URL={}", server.base)])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("error: --phase \"peek\": no phase of that name ran, so the load overrides applied to nothing; hint: did you mean --phase peak?"),
+        "{stderr}"
+    );
+    // The phases ran as written: the override applied to nothing.
+    assert_eq!(server.count("/ok"), 5);
+    // Naming a phase that runs applies it, and passes.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_volley"))
+        .args(["run", "--progress", "off", "--phase", "peak", "--iterations", "1"])
+        .arg(&path)
+        .args(["-e", &format!("BASE_URL={}", server.base)])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(server.count("/ok"), 5 + 2 + 1);
+}
+
+#[test]
 fn check_knows_the_new_functions_and_their_mistakes() {
     let (_d, path) = script(CHECK_ME);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_volley")).arg("check").arg(&path).output().unwrap();
