@@ -278,10 +278,13 @@ pub fn execute(args: RunArgs) -> i32 {
     if let Some(e) = &unmatched {
         eprintln!("error: {e}");
     }
-    // A lost report, or `--phase` naming no phase, fails a run that passed; a failed,
-    // broken or interrupted run keeps its own code.
+    // A lost report fails a run that passed; a failed, broken or interrupted run keeps
+    // its own code. `--phase` naming no phase is a usage error whatever the thresholds
+    // said of a load that was not the one asked for (a broken or interrupted run keeps
+    // its code).
     match suite_exit(&outcome.results) {
-        0 if output_failed || unmatched.is_some() => ExitCode::Usage.code(),
+        0 if output_failed => ExitCode::Usage.code(),
+        code if unmatched.is_some() && (code == 0 || code == ExitCode::Failed.code()) => ExitCode::Usage.code(),
         code => code,
     }
 }
@@ -299,10 +302,10 @@ fn unmatched_phase(phase: Option<&str>, results: &[crate::report::suite::ScriptR
     let mut ran: Vec<&str> = reports.iter().flat_map(|r| r.phases.iter().map(|p| p.name.as_str())).collect();
     ran.sort_unstable();
     ran.dedup();
-    let hint = match crate::script::opts::did_you_mean(phase, ran.iter().copied()) {
-        Some(near) => format!("did you mean --phase {near}?"),
-        None if ran.is_empty() => "the script ran no phase at all".to_string(),
-        None => format!("the phases that ran: {}", ran.join(", ")),
+    let hint = match (crate::script::opts::did_you_mean(phase, ran.iter().copied()), ran.is_empty()) {
+        (_, true) => "the script ran no phase at all".to_string(),
+        (Some(near), false) => format!("did you mean --phase {near}? the phases that ran: {}", ran.join(", ")),
+        (None, false) => format!("the phases that ran: {}", ran.join(", ")),
     };
     Some(format!(
         "--phase {phase:?}: no phase of that name ran, so the load overrides applied to nothing; hint: {hint}"

@@ -45,19 +45,26 @@ fn default_max_vus(pre_allocated_vus: u64) -> u64 {
 /// can only fall behind.
 pub const MAX_RATE_PER_S: f64 = 10_000_000.0;
 
+/// Refuses a rate (`key`, iterations per second) above [`MAX_RATE_PER_S`]; says whether
+/// it was.
+pub(crate) fn refuse_absurd(r: &mut Reader<'_>, key: &'static str, per_s: Option<f64>) -> bool {
+    let Some(per_s) = per_s.filter(|p| *p > MAX_RATE_PER_S) else { return false };
+    let key = r.written(key).to_string();
+    r.push(OptionError::new(
+        &key,
+        format!("asks for {per_s:.0} iterations per second, more than any load generator starts (at most 10,000,000)"),
+        Some("check the rate and its time_unit; one process starts about 100,000 iterations/s, agents (--agent) share a rate".into()),
+    ));
+    true
+}
+
 /// Reads `pre_allocated_vus` and `max_vus` with their defaults for a profile whose
 /// highest rate is `peak_rate_per_s` (None when the rates were invalid: errors are
 /// already recorded), and checks `max_vus >= pre_allocated_vus`.
 pub(crate) fn read_vus(r: &mut Reader<'_>, peak_rate_per_s: Option<f64>) -> (Option<u64>, Option<u64>) {
     const PRE: &str = "pre_allocated_vus";
     const MAX: &str = "max_vus";
-    if let Some(peak) = peak_rate_per_s.filter(|p| *p > MAX_RATE_PER_S) {
-        let key = if r.given("rate") { r.written("rate").to_string() } else { "stages".to_string() };
-        r.push(OptionError::new(
-            &key,
-            format!("asks for {peak} iterations per second, more than any load generator starts (at most 10,000,000)"),
-            Some("check the rate and its time_unit; one process starts about 100,000 iterations/s, agents (--agent) share a rate".into()),
-        ));
+    if peak_rate_per_s.is_some_and(|p| p > MAX_RATE_PER_S) {
         return (None, None);
     }
     let pre = r.given(PRE).then(|| r.count(PRE, None, 0));
@@ -101,6 +108,7 @@ impl ConstantArrivalRate {
         let rate = r.rate("rate", None, true);
         let time_unit = r.duration("time_unit", Some(DEFAULT_TIME_UNIT), true);
         let rate_per_s = per_second(rate, time_unit);
+        refuse_absurd(&mut r, "rate", rate_per_s);
         let duration = r.duration("duration", None, true);
         let (pre_allocated_vus, max_vus) = read_vus(&mut r, rate_per_s);
         let graceful_stop = r.graceful_stop();
@@ -260,6 +268,12 @@ mod tests {
             "stages": [{"duration": "1s", "target": 10}, {"duration": "1s", "target": 1e12}],
         }));
         assert_eq!(found, [too_much("stages", "1000000000000")]);
+        let found = errors(json!({
+            "executor": "ramping-arrival-rate",
+            "start_rate": 1e12,
+            "stages": [{"duration": "1s", "target": 10}],
+        }));
+        assert_eq!(found, [too_much("start_rate", "1000000000000")]);
         // The bound itself is allowed.
         parse(json!({"executor": "constant-arrival-rate", "rate": 1e7, "duration": "1s", "max_vus": 10}));
     }

@@ -286,14 +286,34 @@ pub fn describe_errors(phase: &str, errors: &[OptionError]) -> (String, Option<S
         errors.len(),
         if errors.len() == 1 { "" } else { "s" }
     );
-    let mut hints = Vec::new();
+    // One problem keeps its hint as it is. Several: their "did you mean"s together, each
+    // for its key, then each other hint once (unknown keys share the list of valid ones).
+    let mut means: Vec<String> = Vec::new();
+    let mut hints: Vec<String> = Vec::new();
     for e in errors {
         message.push_str(&format!("\n  - {e}"));
-        if let Some(h) = &e.hint {
-            hints.push(h.clone());
+        let Some(h) = &e.hint else { continue };
+        let (mean, rest) = match h.strip_prefix("did you mean ").filter(|_| errors.len() > 1) {
+            Some(rest) => match rest.split_once("? ") {
+                Some((near, rest)) => (Some(near), Some(rest)),
+                None => (Some(rest.trim_end_matches('?')), None),
+            },
+            None => (None, Some(h.as_str())),
+        };
+        if let Some(near) = mean {
+            means.push(format!("{near} for {}", e.key));
+        }
+        if let Some(rest) = rest.filter(|r| !hints.iter().any(|h| h == r)) {
+            hints.push(rest.to_string());
         }
     }
-    (message, (!hints.is_empty()).then(|| hints.join("; ")))
+    let hint = match (means.is_empty(), hints.is_empty()) {
+        (true, true) => None,
+        (true, false) => Some(hints.join("; ")),
+        (false, true) => Some(format!("did you mean {}?", means.join(", "))),
+        (false, false) => Some(format!("did you mean {}? {}", means.join(", "), hints.join("; "))),
+    };
+    (message, hint)
 }
 
 /// The `iteration_timeout` phase option (engine-enforced, not part of a load profile).

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use super::constant_arrival_rate::{DEFAULT_TIME_UNIT, per_second, read_vus};
+use super::constant_arrival_rate::{DEFAULT_TIME_UNIT, per_second, read_vus, refuse_absurd};
 use super::options::{Reader, TargetKind};
 use super::{OpenPlan, OptionError, RateStage, scale_duration};
 
@@ -46,6 +46,10 @@ impl RampingArrivalRate {
                 })
                 .collect()
         });
+        if !refuse_absurd(&mut r, "start_rate", start_rate_per_s) {
+            let fastest = stages.as_ref().and_then(|s| s.iter().map(|s| s.target_rate_per_s).reduce(f64::max));
+            refuse_absurd(&mut r, "stages", fastest);
+        }
         let peak = stages
             .as_ref()
             .zip(start_rate_per_s)

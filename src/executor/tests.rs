@@ -306,3 +306,24 @@ fn arbitrary_option_values_never_panic() {
         }
     }
 }
+
+#[test]
+fn several_unknown_keys_share_one_list_of_the_valid_ones() {
+    let e = Executor::from_options(&opts(json!({
+        "executor": "shared-iterations",
+        "vus": 1,
+        "itrations": 2,
+        "duraton": "1s",
+        "foo": 1,
+    })))
+    .unwrap_err();
+    let (message, hint) = describe_errors("p", &e);
+    assert!(message.starts_with("phase \"p\": invalid options (3 problems)"), "{message}");
+    let hint = hint.unwrap();
+    assert_eq!(hint.matches("options of shared-iterations:").count(), 1, "{hint}");
+    assert!(hint.starts_with("did you mean `iterations` for itrations"), "{hint}");
+    assert!(
+        hint.ends_with("options of shared-iterations: executor, vus, iterations, max_duration, graceful_stop"),
+        "{hint}"
+    );
+}

@@ -384,11 +384,12 @@ impl Aggregate {
             names.extend(self.described.keys().map(|n| &**n));
             names.sort_unstable();
             names.dedup();
+            // A metric volley knows was simply not recorded: no other name is meant.
+            if self.described.contains_key(metric) {
+                return format!("no data: no `{metric}` sample was recorded (nothing in the script recorded one)");
+            }
             return match closest(metric, &names) {
                 Some(near) => format!("no data: no `{metric}` sample was recorded; hint: did you mean `{near}`?"),
-                None if self.described.contains_key(metric) => {
-                    format!("no data: no `{metric}` sample was recorded (nothing in the script recorded one)")
-                }
                 None => {
                     let mut recorded: Vec<&str> = self.series.keys().map(|n| &**n).collect();
                     recorded.sort_unstable();
@@ -567,6 +568,11 @@ mod tests {
             "no data: no `http_req_duraton` sample was recorded; hint: did you mean `http_req_duration`?"
         );
         assert_eq!(why("checks", &[]), "no data: no `checks` sample was recorded (nothing in the script recorded one)");
+        // A metric volley knows, close to one recorded, was just not recorded.
+        assert_eq!(
+            why("http_req_failed", &[]),
+            "no data: no `http_req_failed` sample was recorded (nothing in the script recorded one)"
+        );
         assert_eq!(why("zzz", &[]), "no data: no metric is named `zzz`; hint: the run recorded http_req_duration");
         assert_eq!(
             why("http_req_duration", &[("phase", "steadyy")]),

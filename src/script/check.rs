@@ -67,8 +67,9 @@ pub fn runs_nothing(loaded: &Loaded) -> Option<Diagnostic> {
     if !reparsed.statements().is_empty() {
         return None;
     }
-    let defined: Vec<String> =
+    let mut defined: Vec<String> =
         reparsed.iter_functions().map(|f| f.name.to_string()).filter(|n| !n.starts_with("anon$")).collect();
+    defined.sort();
     let message = match defined.as_slice() {
         [] => "the script runs nothing: it has no statements".to_string(),
         names => format!("the script runs nothing: it defines {} but calls none of them", names.join(", ")),
@@ -540,27 +541,50 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
         let p = line_col(pos);
         bodies.iter().filter(|b| b.start <= p && p <= b.end).max_by_key(|b| b.start).map(|b| b.name.clone())
     };
-    // Variables given a phase's result (`let p = phase(...)`), for misspelled keys.
+    // The script's own statements (the walk goes on into function bodies): what runs
+    // once, from the top.
+    let tops: HashSet<*const Stmt> = ast.statements().iter().map(|s| s as *const Stmt).collect();
+    let in_main =
+        |path: &[ASTNode]| matches!(path.first(), Some(ASTNode::Stmt(s)) if tops.contains(&(*s as *const Stmt)));
+    // Keys read from a phase's result (`let p = phase(...)` at the top level, then
+    // `p.key` there): names declared any other way in the main script (a block's `let`,
+    // a `for` variable) are left alone, as is everything inside functions and closures.
     let mut results: HashSet<String> = HashSet::new();
+    let mut redeclared: HashSet<String> = HashSet::new();
+    let mut reads: Vec<(String, String, Position)> = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
         if let Some(ASTNode::Expr(node)) = path.last()
             && let Some(f) = fn_ref(node, &script_fns)
         {
             edges.entry(owner_of(node.position())).or_default().push(f);
         }
-        if let Some(ASTNode::Stmt(Stmt::Var(var, _, _))) = path.last()
-            && let Expr::FnCall(call, _) = &var.1
-            && call.namespace.is_empty()
-            && call.name == "phase"
-        {
-            results.insert(var.0.name.to_string());
-        }
-        if let Some(ASTNode::Expr(Expr::Dot(dot, _, _))) = path.last()
-            && let (Expr::Variable(v, _, _), Expr::Property(prop, pos)) = (&dot.lhs, &dot.rhs)
-            && results.contains(v.1.as_str())
-            && let Some(text) = super::validate::phase_result_typo(&prop.2)
-        {
-            out.push(diag_text(file, *pos, &text));
+        if in_main(path) {
+            match path.last() {
+                Some(ASTNode::Stmt(Stmt::Var(var, _, _))) => {
+                    let is_phase = matches!(&var.1, Expr::FnCall(c, _) if c.namespace.is_empty() && c.name == "phase");
+                    let name = var.0.name.to_string();
+                    if is_phase && path.len() == 1 {
+                        results.insert(name);
+                    } else {
+                        redeclared.insert(name);
+                    }
+                }
+                Some(ASTNode::Stmt(Stmt::For(f, _))) => {
+                    redeclared.insert(f.0.name.to_string());
+                    redeclared.extend(f.1.iter().map(|i| i.name.to_string()));
+                }
+                Some(ASTNode::Expr(Expr::Dot(dot, _, _))) => {
+                    // `p.key`, or the first key of `p.key.more`.
+                    let first = match &dot.rhs {
+                        Expr::Dot(rest, _, _) => &rest.lhs,
+                        e => e,
+                    };
+                    if let (Expr::Variable(v, _, _), Expr::Property(prop, pos)) = (&dot.lhs, first) {
+                        reads.push((v.1.to_string(), prop.2.to_string(), *pos));
+                    }
+                }
+                _ => {}
+            }
         }
         // A call used as a statement is a `Stmt::FnCall`, inside an expression an `Expr::FnCall`.
         let (call, pos): (&FnCallExpr, Position) = match path.last() {
@@ -610,20 +634,21 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
                 phase_calls.push(PhaseCall { owner: owner_of(pos), position: pos });
                 // Run on every pass of the script, not in a branch or loop: a name run
                 // twice is refused at run time, after the first one's load.
-                let conditional = path.iter().any(|n| {
-                    matches!(
-                        n,
-                        ASTNode::Stmt(
-                            Stmt::If(..)
-                                | Stmt::Switch(..)
-                                | Stmt::While(..)
-                                | Stmt::Do(..)
-                                | Stmt::For(..)
-                                | Stmt::TryCatch(..)
+                let conditional = !in_main(path)
+                    || path.iter().any(|n| {
+                        matches!(
+                            n,
+                            ASTNode::Stmt(
+                                Stmt::If(..)
+                                    | Stmt::Switch(..)
+                                    | Stmt::While(..)
+                                    | Stmt::Do(..)
+                                    | Stmt::For(..)
+                                    | Stmt::TryCatch(..)
+                            )
                         )
-                    )
-                });
-                if let (None, false, Some(name)) = (owner_of(pos), conditional, literal_str(name)) {
+                    });
+                if let (false, Some(name)) = (conditional, literal_str(name)) {
                     match unconditional_phases.iter().find(|n| **n == name) {
                         Some(_) => out.push(diag_text(file, pos, &super::validate::phase_already_run(&name))),
                         None => unconditional_phases.push(name),
@@ -644,6 +669,14 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
         true
     });
 
+    for (var, key, pos) in reads {
+        if results.contains(&var)
+            && !redeclared.contains(&var)
+            && let Some(text) = super::validate::phase_result_typo(&key)
+        {
+            out.push(diag_text(file, pos, &text));
+        }
+    }
     // phase() in any function a phase's function can reach runs inside an iteration.
     let mut reachable: HashSet<String> = HashSet::new();
     let mut todo = phase_roots;

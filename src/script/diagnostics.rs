@@ -113,30 +113,10 @@ pub enum Focus {
     },
 }
 
-/// Property names of the values volley hands to scripts (phase results, stats, responses),
-/// offered as "did you mean" for a missing property along with the script's own words.
+/// Property names of the values volley hands to scripts besides a phase's result
+/// ([`super::validate::PHASE_RESULT_KEYS`]: a burst's, stats, responses), offered with
+/// those as "did you mean" for a missing property along with the script's own words.
 const KNOWN_PROPERTIES: &[&str] = &[
-    "name",
-    "executor",
-    "iterations",
-    "dropped_iterations",
-    "interrupted_iterations",
-    "iteration_errors",
-    "timed_out_iterations",
-    "requests",
-    "logical_requests",
-    "failed",
-    "success_rate",
-    "rps",
-    "iterations_per_s",
-    "elapsed_s",
-    "latency",
-    "iteration_duration",
-    "checks",
-    "errors",
-    "vus_max",
-    "stopped",
-    "bursts",
     "burst",
     "duration_ms",
     "avg",
@@ -267,10 +247,10 @@ impl Diagnostic {
             let text = sources.text(file).unwrap_or_default();
             let (sites, what) = if *recursion { (self_calls(&text), "a call") } else { (loops(&text), "a loop") };
             match sites.as_slice() {
-                [(pos, name)] => {
+                [(pos, what)] => {
                     d.position = *pos;
                     let about = if *recursion {
-                        format!("`{name}` calls itself here, and every call went deeper")
+                        format!("{what}, and every call went deeper")
                     } else {
                         "this loop never waited".to_string()
                     };
@@ -313,7 +293,11 @@ impl Diagnostic {
                 }
             }
             Focus::Argument(index) => {
-                if let Some(at) = argument_start(&line, col - 1, *index) {
+                // `x.f()` has no argument written between its brackets (the first is `x`):
+                // the call's own position stays.
+                if let Some(at) = argument_start(&line, col - 1, *index)
+                    && line.chars().nth(at).is_some_and(|c| c != ')')
+                {
                     d.position = Position::new(line_no as u16, (at + 1) as u16);
                 }
             }
@@ -335,7 +319,7 @@ impl Diagnostic {
                     let words: std::collections::BTreeSet<&str> = text
                         .split(|c: char| !(c.is_alphanumeric() || c == '_'))
                         .filter(|w| w.len() > 1)
-                        .chain(KNOWN_PROPERTIES.iter().copied())
+                        .chain(KNOWN_PROPERTIES.iter().chain(super::validate::PHASE_RESULT_KEYS).copied())
                         .filter(|w| *w != missing)
                         .collect();
                     let hint = match super::opts::did_you_mean(&missing, words.iter().copied()) {
@@ -466,12 +450,32 @@ pub fn from_eval_error(err: &EvalAltResult, main_file: &str, known_fns: &[String
             let args = super::signatures::argument_types(sig);
             let names = known_fns.iter().map(String::as_str);
             match (super::opts::did_you_mean(name, names), super::signatures::no_overload(name, sig)) {
-                (_, Some((m, h))) => {
-                    if m.contains(" takes ") {
+                (_, Some((m, h, arg))) => {
+                    if let Some(i) = arg {
+                        focus = Focus::Argument(i);
+                    } else if m.contains(" takes ") {
                         focus = Focus::Argument(super::signatures::most_arguments(name));
                     }
                     message = m;
                     hint = Some(h);
+                }
+                // A closure called with another number of arguments than it was written
+                // with: Rhai names it by its internal name.
+                _ if name.starts_with("anon$") => {
+                    let n = args.len();
+                    message = format!(
+                        "a closure given here is called with {n} argument{}, but it was written with another number of parameters",
+                        if n == 1 { "" } else { "s" }
+                    );
+                    let example = match n {
+                        0 => "|| { ... }".to_string(),
+                        1 => "|x| { ... }".to_string(),
+                        n => format!("|{}| {{ ... }}", (1..=n).map(|i| format!("a{i}")).collect::<Vec<_>>().join(", ")),
+                    };
+                    hint = Some(format!(
+                        "write the closure with {n} parameter{}: {example}",
+                        if n == 1 { "" } else { "s" }
+                    ));
                 }
                 (Some(s), None) if s != name => {
                     message = format!("unknown function: {name} ({})", args.join(", "));
@@ -598,7 +602,8 @@ pub(crate) fn parse_as_written(text: &str) -> Option<rhai::AST> {
     engine.compile(text).ok()
 }
 
-/// Where each script function of `text` calls itself by name, with its name.
+/// Where the script functions of `text` recurse: each call of a function from one it
+/// leads back to (itself, or through others), with what to say of it.
 fn self_calls(text: &str) -> Vec<(Position, String)> {
     let Some(ast) = parse_as_written(text) else { return Vec::new() };
     /// (line, column), comparable.
@@ -608,7 +613,8 @@ fn self_calls(text: &str) -> Vec<(Position, String)> {
         .iter_fn_def()
         .map(|f| (f.name.to_string(), at(f.body.start_position()), at(f.body.end_position())))
         .collect();
-    let mut out = Vec::new();
+    // Calls between script functions: (caller, callee, where).
+    let mut calls: Vec<(String, String, Position)> = Vec::new();
     ast.walk(&mut |path: &[rhai::ASTNode]| {
         let (call, pos) = match path.last() {
             Some(rhai::ASTNode::Expr(rhai::Expr::FnCall(c, p)))
@@ -618,12 +624,48 @@ fn self_calls(text: &str) -> Vec<(Position, String)> {
         let here = at(pos);
         // The innermost body around the call is its caller.
         let caller = bodies.iter().filter(|(_, s, e)| *s <= here && here <= *e).max_by_key(|(_, s, _)| *s);
-        if call.namespace.is_empty() && caller.is_some_and(|(name, _, _)| name == call.name.as_str()) {
-            out.push((pos, call.name.to_string()));
+        if let Some((caller, _, _)) = caller
+            && call.namespace.is_empty()
+            && bodies.iter().any(|(name, _, _)| name == call.name.as_str())
+        {
+            calls.push((caller.clone(), call.name.to_string(), pos));
         }
         true
     });
-    out
+    // Whether `from` leads to `to` through calls.
+    let leads = |from: &str, to: &str| {
+        let mut seen: Vec<&str> = vec![from];
+        let mut todo = vec![from];
+        while let Some(f) = todo.pop() {
+            for (_, callee, _) in calls.iter().filter(|(caller, _, _)| caller == f) {
+                if callee == to {
+                    return true;
+                }
+                if !seen.contains(&callee.as_str()) {
+                    seen.push(callee);
+                    todo.push(callee);
+                }
+            }
+        }
+        false
+    };
+    let recursive: Vec<&(String, String, Position)> =
+        calls.iter().filter(|(caller, callee, _)| caller == callee || leads(callee, caller)).collect();
+    // One cycle of functions calling each other (`a` -> `b` -> `a`): its first call says
+    // it. Several separate ones: each is a candidate.
+    let one_cycle = recursive.iter().all(|(a, _, _)| recursive.iter().all(|(b, _, _)| a == b || leads(a, b)));
+    let shown = if one_cycle { &recursive[..recursive.len().min(1)] } else { &recursive[..] };
+    shown
+        .iter()
+        .map(|(caller, callee, pos)| {
+            let what = if caller == callee {
+                format!("`{caller}` calls itself here")
+            } else {
+                format!("`{caller}` calls `{callee}` here, which leads back to `{caller}`")
+            };
+            (*pos, what)
+        })
+        .collect()
 }
 
 /// Where `text`'s loops (`loop`, `while`, `do`, `for`) start.

@@ -98,19 +98,24 @@ fn listing(name: &str, versions: &[Vec<String>]) -> String {
     calls.into_iter().map(|(_, c)| c).collect::<Vec<_>>().join(" or ")
 }
 
-/// The message and hint for a call no overload of a known function accepts.
-pub(crate) fn no_overload(name: &str, sig: &str) -> Option<(String, String)> {
+/// The message and hint for a call no overload of a known function accepts, and the
+/// argument to point at when one is to blame.
+pub(crate) fn no_overload(name: &str, sig: &str) -> Option<(String, String, Option<usize>)> {
     let versions = builtin_signatures().get(name)?;
     let args = argument_types(sig);
-    if let Some(problem) = arity_problem(name, args.len()) {
-        return Some(problem);
+    if let Some((message, hint)) = arity_problem(name, args.len()) {
+        return Some((message, hint, None));
     }
-    // The same words `volley check` finds for literal arguments.
+    // The same words (and argument) `volley check` finds for literal arguments.
     let known: Vec<Option<&str>> = args.iter().map(|t| Some(t.as_str())).collect();
-    if let Some((_, message, hint)) = type_problem(name, &known) {
-        return Some((message, hint));
+    if let Some((arg, message, hint)) = type_problem(name, &known) {
+        return Some((message, hint, arg));
     }
-    Some((format!("{name} cannot take ({})", args.join(", ")), format!("it is called as {}", listing(name, versions))))
+    Some((
+        format!("{name} cannot take ({})", args.join(", ")),
+        format!("it is called as {}", listing(name, versions)),
+        None,
+    ))
 }
 
 /// A call of a built-in function with arguments of known types (`None`: an argument

@@ -124,6 +124,8 @@ diag_test!(phase_max_vus_below_pre, ExitCode::ScriptError);
 diag_test!(phase_env_default_bad, ExitCode::ScriptError);
 diag_test!(script_fn_arity, ExitCode::ScriptError);
 diag_test!(recursion_without_end, ExitCode::ScriptError);
+diag_test!(recursion_mutual, ExitCode::ScriptError);
+diag_test!(closure_parameters, ExitCode::ScriptError);
 
 /// Fixtures whose problem is visible without running: check must report what run does.
 const CHECK_SEES: &[&str] = &[
@@ -241,6 +243,9 @@ fn check_names_a_misspelled_key_of_a_phase_result() {
     assert_eq!(message, "error: a phase's result has no `sucess_rate` (reading it gives ())");
     assert!(hint.starts_with("hint: did you mean `success_rate`? it has name, executor"), "{hint}");
     assert!(found[0].contains("phase_result_typo.rhai:2:21"), "{}", found[0]);
+    // Parameters, block variables and closures named like it, and a phase in a closure
+    // beside the same name at the top level, are other values: nothing to say.
+    assert_eq!(check_fixture("phase_result_not_a_typo"), Vec::<String>::new());
 }
 
 #[test]

@@ -407,11 +407,25 @@ phase("peak", #{ executor: "shared-iterations", vus: 1, iterations: 3 }, || { ht
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("error: --phase \"peek\": no phase of that name ran, so the load overrides applied to nothing; hint: did you mean --phase peak?"),
+        stderr.contains("error: --phase \"peek\": no phase of that name ran, so the load overrides applied to nothing; hint: did you mean --phase peak? the phases that ran: peak, warm"),
         "{stderr}"
     );
     // The phases ran as written: the override applied to nothing.
     assert_eq!(server.count("/ok"), 5);
+    // A failed threshold does not hide it: the load was not the one asked for.
+    let failing = path.with_file_name("failing.rhai");
+    let text = std::fs::read_to_string(&path).unwrap() + "threshold(\"http_reqs\", \"count > 1000\");\n";
+    std::fs::write(&failing, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_volley"))
+        .args(["run", "--progress", "off", "--phase", "peek", "--iterations", "1"])
+        .arg(&failing)
+        .args(["-e", &format!("BASE_URL={}", server.base)])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--phase \"peek\": no phase of that name ran"), "{stderr}");
+    assert_eq!(server.count("/ok"), 10);
     // Naming a phase that runs applies it, and passes.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_volley"))
         .args(["run", "--progress", "off", "--phase", "peak", "--iterations", "1"])
@@ -420,7 +434,7 @@ phase("peak", #{ executor: "shared-iterations", vus: 1, iterations: 3 }, || { ht
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(server.count("/ok"), 5 + 2 + 1);
+    assert_eq!(server.count("/ok"), 10 + 2 + 1);
 }
 
 #[test]
