@@ -398,14 +398,18 @@ phase("warm", #{ executor: "shared-iterations", vus: 1, iterations: 2 }, || { ht
 phase("peak", #{ executor: "shared-iterations", vus: 1, iterations: 3 }, || { http::get(`${base}/ok`); });
 "#,
     );
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_volley"))
-        .args(["run", "--progress", "off", "--phase", "peek", "--iterations", "1"])
-        .arg(&path)
-        .args(["-e", &format!("BASE_URL={}", server.base)])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    // `volley run --phase NAME --iterations 1 SCRIPT`: (exit code, stderr).
+    let run = |phase: &str, script: &std::path::Path| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_volley"))
+            .args(["run", "--progress", "off", "--phase", phase, "--iterations", "1"])
+            .arg(script)
+            .args(["-e", &format!("BASE_URL={}", server.base)])
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, stderr) = run("peek", &path);
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(
         stderr.contains("error: --phase \"peek\": no phase of that name ran, so the load overrides applied to nothing; hint: did you mean --phase peak? the phases that ran: peak, warm"),
         "{stderr}"
@@ -416,24 +420,13 @@ phase("peak", #{ executor: "shared-iterations", vus: 1, iterations: 3 }, || { ht
     let failing = path.with_file_name("failing.rhai");
     let text = std::fs::read_to_string(&path).unwrap() + "threshold(\"http_reqs\", \"count > 1000\");\n";
     std::fs::write(&failing, text).unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_volley"))
-        .args(["run", "--progress", "off", "--phase", "peek", "--iterations", "1"])
-        .arg(&failing)
-        .args(["-e", &format!("BASE_URL={}", server.base)])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let (code, stderr) = run("peek", &failing);
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("--phase \"peek\": no phase of that name ran"), "{stderr}");
     assert_eq!(server.count("/ok"), 10);
     // Naming a phase that runs applies it, and passes.
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_volley"))
-        .args(["run", "--progress", "off", "--phase", "peak", "--iterations", "1"])
-        .arg(&path)
-        .args(["-e", &format!("BASE_URL={}", server.base)])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let (code, stderr) = run("peak", &path);
+    assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(server.count("/ok"), 10 + 2 + 1);
 }
 
