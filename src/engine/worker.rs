@@ -346,11 +346,17 @@ async fn iterate(worker: &Rc<Worker>, vu: &Rc<VuCtx>, job: &PhaseJob, scheduled:
     let Some(limit) = job.iteration_timeout else {
         return vu::run_iteration(worker, vu, func, scheduled).await;
     };
-    // The timer stops an iteration that waits; the deadline one that computes.
+    // The timer stops an iteration that waits; the deadline one that computes. Cleared
+    // however the iteration ends (aborted at the phase's end included).
+    struct Deadline<'a>(&'a VuCtx);
+    impl Drop for Deadline<'_> {
+        fn drop(&mut self) {
+            self.0.deadline.set(None);
+        }
+    }
     vu.deadline.set(Some(Instant::now() + limit));
-    let ended = tokio::time::timeout(limit, vu::run_iteration(worker, vu, func, scheduled)).await;
-    vu.deadline.set(None);
-    match ended {
+    let _deadline = Deadline(vu);
+    match tokio::time::timeout(limit, vu::run_iteration(worker, vu, func, scheduled)).await {
         Ok(ended) => ended,
         Err(_) => {
             let tags = vu.tags.borrow().clone();
