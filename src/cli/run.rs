@@ -253,6 +253,14 @@ pub fn execute(args: RunArgs) -> i32 {
             return ExitCode::Usage.code();
         }
     }
+    // `--phase NAME` that no selected script can run is refused before any load, when
+    // every script names its phases with literals (else it is found after the run).
+    if let Some(phase) = &args.phase
+        && let Some(e) = phase_known_missing(phase, &scripts)
+    {
+        eprintln!("error: {e}");
+        return ExitCode::Usage.code();
+    }
     let dashboard = match start_dashboard(&args) {
         Ok(d) => d,
         Err(code) => return code,
@@ -289,6 +297,39 @@ pub fn execute(args: RunArgs) -> i32 {
     }
 }
 
+/// `--phase NAME` when every selected script's phases are known before running
+/// ([`crate::script::check::literal_phase_names`]) and none is NAME: the message.
+fn phase_known_missing(phase: &str, scripts: &[crate::suite::ScriptMeta]) -> Option<String> {
+    let mut names = Vec::new();
+    for meta in scripts {
+        // A script that does not load is reported by its run.
+        let loaded = crate::script::load(&meta.path).ok()?;
+        names.extend(crate::script::check::literal_phase_names(&loaded)?);
+    }
+    if names.iter().any(|n| n == phase) {
+        return None;
+    }
+    names.sort();
+    names.dedup();
+    Some(phase_mismatch(phase, &names, false))
+}
+
+/// "--phase \"x\": ..." with the phases there are (`ran`: that ran) and the closest.
+fn phase_mismatch(phase: &str, names: &[String], ran: bool) -> String {
+    let (what, would, listed) = if ran {
+        ("no phase of that name ran", "applied", "the phases that ran")
+    } else {
+        ("the script has no phase of that name", "would apply", "its phases")
+    };
+    let hint = match (crate::script::opts::did_you_mean(phase, names.iter().map(String::as_str)), names.is_empty()) {
+        (_, true) if ran => "the script ran no phase at all".to_string(),
+        (_, true) => "the script has no phase at all".to_string(),
+        (Some(near), false) => format!("did you mean --phase {near}? {listed}: {}", names.join(", ")),
+        (None, false) => format!("{listed}: {}", names.join(", ")),
+    };
+    format!("--phase {phase:?}: {what}, so the load overrides {would} to nothing; hint: {hint}")
+}
+
 /// `--phase NAME` that no selected script ran a phase of (its overrides applied to
 /// nothing): the message, with the phases that did run and the closest of them. None
 /// when a script ran it, or when no script ran to its end (interrupted, not started).
@@ -299,17 +340,10 @@ fn unmatched_phase(phase: Option<&str>, results: &[crate::report::suite::ScriptR
     if reports.is_empty() || reports.iter().any(|r| r.phases.iter().any(|p| p.name == phase)) {
         return None;
     }
-    let mut ran: Vec<&str> = reports.iter().flat_map(|r| r.phases.iter().map(|p| p.name.as_str())).collect();
-    ran.sort_unstable();
+    let mut ran: Vec<String> = reports.iter().flat_map(|r| r.phases.iter().map(|p| p.name.clone())).collect();
+    ran.sort();
     ran.dedup();
-    let hint = match (crate::script::opts::did_you_mean(phase, ran.iter().copied()), ran.is_empty()) {
-        (_, true) => "the script ran no phase at all".to_string(),
-        (Some(near), false) => format!("did you mean --phase {near}? the phases that ran: {}", ran.join(", ")),
-        (None, false) => format!("the phases that ran: {}", ran.join(", ")),
-    };
-    Some(format!(
-        "--phase {phase:?}: no phase of that name ran, so the load overrides applied to nothing; hint: {hint}"
-    ))
+    Some(phase_mismatch(phase, &ran, true))
 }
 
 /// `--notify URL`: an http(s) URL with a host, refused at the start rather than after

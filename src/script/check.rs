@@ -78,6 +78,33 @@ pub fn runs_nothing(loaded: &Loaded) -> Option<Diagnostic> {
     Some(diag(&loaded.name, Position::NONE, message, Some(hint.into())))
 }
 
+/// The names of every phase the script can run, when they are all known before it runs:
+/// each `phase(...)` call (at the top level or in a function) names its phase with a
+/// literal, and the script imports no module (which could run phases of its own). None
+/// otherwise. For refusing a `--phase NAME` that names none of them before any load.
+pub fn literal_phase_names(loaded: &Loaded) -> Option<Vec<String>> {
+    let ast = unoptimized(loaded)?;
+    if !super::modules::imports(&ast).is_empty() {
+        return None;
+    }
+    let mut names = Vec::new();
+    let mut known = true;
+    ast.walk(&mut |path: &[ASTNode]| {
+        let call = match path.last() {
+            Some(ASTNode::Expr(Expr::FnCall(call, _))) | Some(ASTNode::Stmt(Stmt::FnCall(call, _))) => call,
+            _ => return true,
+        };
+        if call.namespace.is_empty() && call.name == "phase" {
+            match call.args.first().and_then(literal_str) {
+                Some(name) => names.push(name),
+                None => known = false,
+            }
+        }
+        known
+    });
+    known.then_some(names)
+}
+
 /// The expression a key path such as `stages[1].duration` names inside `options`, as
 /// deep as the literal goes.
 fn locate<'a>(options: &'a Expr, key: &str) -> &'a Expr {

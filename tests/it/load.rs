@@ -391,10 +391,11 @@ fn the_command_line_takes_seed_overrides_and_a_levels_file() {
 #[test]
 fn a_phase_override_that_names_no_phase_fails_the_run_with_the_phases_that_ran() {
     let server = support::start();
+    // `warm`'s name is only known at run time: the mismatch is found after the run.
     let (_d, path) = script(
         r#"
 let base = env("BASE_URL");
-phase("warm", #{ executor: "shared-iterations", vus: 1, iterations: 2 }, || { http::get(`${base}/ok`); });
+phase(env("FIRST", "warm"), #{ executor: "shared-iterations", vus: 1, iterations: 2 }, || { http::get(`${base}/ok`); });
 phase("peak", #{ executor: "shared-iterations", vus: 1, iterations: 3 }, || { http::get(`${base}/ok`); });
 "#,
     );
@@ -428,6 +429,17 @@ phase("peak", #{ executor: "shared-iterations", vus: 1, iterations: 3 }, || { ht
     let (code, stderr) = run("peak", &path);
     assert_eq!(code, Some(0), "{stderr}");
     assert_eq!(server.count("/ok"), 10 + 2 + 1);
+    // With every phase named by a literal, the mismatch is refused before any load.
+    let literal = path.with_file_name("literal.rhai");
+    std::fs::write(&literal, std::fs::read_to_string(&path).unwrap().replace("env(\"FIRST\", \"warm\")", "\"warm\""))
+        .unwrap();
+    let (code, stderr) = run("peek", &literal);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("error: --phase \"peek\": the script has no phase of that name, so the load overrides would apply to nothing; hint: did you mean --phase peak? its phases: peak, warm"),
+        "{stderr}"
+    );
+    assert_eq!(server.count("/ok"), 13, "nothing ran");
 }
 
 #[test]
