@@ -415,6 +415,20 @@ mod tests {
         for key in m.keys() {
             assert!(keys.contains(&key.as_str()), "{key} is missing from PHASE_RESULT_KEYS");
         }
+        // The keys of its distributions and of its checks, with data in them.
+        for (kind, known) in [
+            (crate::metrics::MetricKind::Trend, crate::script::validate::TREND_RESULT_KEYS),
+            (crate::metrics::MetricKind::Rate, crate::script::validate::RATE_RESULT_KEYS),
+        ] {
+            let mut sink = Sink::new(kind);
+            sink.add(1.0);
+            let mut written: Vec<String> =
+                sink_to_map(&sink, Duration::from_secs(1)).keys().map(|k| k.to_string()).collect();
+            let mut known: Vec<&str> = known.to_vec();
+            written.sort();
+            known.sort_unstable();
+            assert_eq!(written, known, "{kind:?}");
+        }
         // The keys run_phase adds to them.
         let text = include_str!("phase.rs");
         for line in text.lines().filter(|l| l.trim_start().starts_with("result.insert(\"")) {

@@ -41,6 +41,71 @@ fn diag_text(file: &str, pos: Position, text: &str) -> Diagnostic {
     diag(file, pos, message, hint)
 }
 
+/// A key read from a variable at the top level (`p.key`, or `p.key.sub`): the variable,
+/// the key and where it is, and the key under it with its place.
+type ResultRead = (String, String, Position, Option<(String, Position)>);
+
+/// The variable of the loop that runs the node at the end of `path` on each of its
+/// passes: a `for` over a literal array or range of at least two items, which nothing
+/// leaves early (`break`, `continue`, `return`, `throw`), with no branch between it and
+/// the node. `None` when the node may run once only.
+fn repeated_by_loop(path: &[ASTNode]) -> Option<String> {
+    let mut var = None;
+    for node in path {
+        match node {
+            ASTNode::Stmt(Stmt::For(f, _)) => {
+                if literal_passes(&f.2.expr)? < 2 || leaves_early(&f.2.body) {
+                    return None;
+                }
+                var.get_or_insert_with(|| f.0.name.to_string());
+            }
+            ASTNode::Stmt(Stmt::If(..) | Stmt::Switch(..) | Stmt::While(..) | Stmt::Do(..) | Stmt::TryCatch(..))
+            | ASTNode::Expr(Expr::And(..) | Expr::Or(..) | Expr::Coalesce(..)) => return None,
+            _ => {}
+        }
+    }
+    var
+}
+
+/// How many items a literal array or integer range (`0..3`, `1..=2`) has.
+fn literal_passes(e: &Expr) -> Option<usize> {
+    let span = |from: rhai::INT, to: rhai::INT| usize::try_from(to.saturating_sub(from)).unwrap_or(0);
+    match e {
+        Expr::Array(items, _) => Some(items.len()),
+        Expr::FnCall(call, _) if call.namespace.is_empty() && (call.name == ".." || call.name == "..=") => {
+            match call.args.as_slice() {
+                [Expr::IntegerConstant(from, _), Expr::IntegerConstant(to, _)] => {
+                    Some(span(*from, *to) + usize::from(call.name == "..=" && to >= from))
+                }
+                _ => None,
+            }
+        }
+        Expr::DynamicConstant(d, _) => {
+            if let Ok(a) = d.as_array_ref() {
+                Some(a.len())
+            } else if let Some(r) = d.read_lock::<std::ops::Range<rhai::INT>>() {
+                Some(span(r.start, r.end))
+            } else {
+                d.read_lock::<std::ops::RangeInclusive<rhai::INT>>()
+                    .map(|r| span(*r.start(), *r.end()) + usize::from(r.end() >= r.start()))
+            }
+        }
+        _ => None,
+    }
+}
+
+/// Whether a loop's body may leave a pass before its end.
+fn leaves_early(body: &rhai::StmtBlock) -> bool {
+    let mut leaves = false;
+    for stmt in body.iter() {
+        stmt.walk(&mut Vec::new(), &mut |path: &[ASTNode]| {
+            leaves |= matches!(path.last(), Some(ASTNode::Stmt(Stmt::BreakLoop(..) | Stmt::Return(..))));
+            !leaves
+        });
+    }
+    leaves
+}
+
 /// Where an expression starts (a call's position is its name, a literal's its first
 /// character).
 fn at(e: &Expr) -> Position {
@@ -578,7 +643,7 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
     // a `for` variable) are left alone, as is everything inside functions and closures.
     let mut results: HashSet<String> = HashSet::new();
     let mut redeclared: HashSet<String> = HashSet::new();
-    let mut reads: Vec<(String, String, Position)> = Vec::new();
+    let mut reads: Vec<ResultRead> = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
         if let Some(ASTNode::Expr(node)) = path.last()
             && let Some(f) = fn_ref(node, &script_fns)
@@ -601,13 +666,23 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
                     redeclared.extend(f.1.iter().map(|i| i.name.to_string()));
                 }
                 Some(ASTNode::Expr(Expr::Dot(dot, _, _))) => {
-                    // `p.key`, or the first key of `p.key.more`.
-                    let first = match &dot.rhs {
-                        Expr::Dot(rest, _, _) => &rest.lhs,
-                        e => e,
+                    // `p.key`, or the first two keys of `p.key.sub` and `p.key.sub.more`.
+                    let (first, second) = match &dot.rhs {
+                        Expr::Dot(rest, _, _) => (
+                            &rest.lhs,
+                            Some(match &rest.rhs {
+                                Expr::Dot(more, _, _) => &more.lhs,
+                                e => e,
+                            }),
+                        ),
+                        e => (e, None),
                     };
                     if let (Expr::Variable(v, _, _), Expr::Property(prop, pos)) = (&dot.lhs, first) {
-                        reads.push((v.1.to_string(), prop.2.to_string(), *pos));
+                        let sub = match second {
+                            Some(Expr::Property(sub, at)) => Some((sub.2.to_string(), *at)),
+                            _ => None,
+                        };
+                        reads.push((v.1.to_string(), prop.2.to_string(), *pos, sub));
                     }
                 }
                 _ => {}
@@ -675,6 +750,18 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
                             )
                         )
                     });
+                if in_main(path)
+                    && let (Some(name), Some(var)) = (literal_str(name), repeated_by_loop(path))
+                {
+                    out.push(diag(
+                        file,
+                        pos,
+                        format!(
+                            "phase {name:?} runs on every pass of the loop: the second pass is refused (phase {name:?} was already run)"
+                        ),
+                        Some(format!("give each pass its own name, e.g. phase(`{name}-${{{var}}}`, ...)")),
+                    ));
+                }
                 if let (false, Some(name)) = (conditional, literal_str(name)) {
                     match unconditional_phases.iter().find(|n| **n == name) {
                         Some(_) => out.push(diag_text(file, pos, &super::validate::phase_already_run(&name))),
@@ -696,12 +783,16 @@ pub fn check(loaded: &Loaded) -> Vec<Diagnostic> {
         true
     });
 
-    for (var, key, pos) in reads {
-        if results.contains(&var)
-            && !redeclared.contains(&var)
-            && let Some(text) = super::validate::phase_result_typo(&key)
-        {
+    for (var, key, pos, sub) in reads {
+        if !results.contains(&var) || redeclared.contains(&var) {
+            continue;
+        }
+        if let Some(text) = super::validate::phase_result_typo(&key) {
             out.push(diag_text(file, pos, &text));
+        } else if let Some((sub, at)) = sub
+            && let Some(text) = super::validate::phase_result_sub_typo(&key, &sub)
+        {
+            out.push(diag_text(file, at, &text));
         }
     }
     // phase() in any function a phase's function can reach runs inside an iteration.

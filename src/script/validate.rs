@@ -130,6 +130,39 @@ pub fn phase_result_typo(key: &str) -> Option<String> {
     ))
 }
 
+/// The keys of a phase result's distributions (`latency`, `iteration_duration`), as
+/// [`crate::script::core::sink_to_map`] writes a trend (the phase's test keeps the two in
+/// step).
+pub const TREND_RESULT_KEYS: &[&str] = &["avg", "min", "med", "max", "p90", "p95", "p99", "p999", "count"];
+
+/// The keys of a phase result's `checks`, as [`crate::script::core::sink_to_map`] writes
+/// a rate.
+pub const RATE_RESULT_KEYS: &[&str] = &["rate", "passes", "fails", "count"];
+
+/// What reading `result.map.key` says when a phase result's `map` (`latency`,
+/// `iteration_duration`, `checks`: maps with fixed keys) has no `key`. `None` for a key
+/// it has, and for a map whose keys depend on the run (`errors`).
+pub fn phase_result_sub_typo(map: &str, key: &str) -> Option<String> {
+    let keys = match map {
+        "latency" | "iteration_duration" => TREND_RESULT_KEYS,
+        "checks" => RATE_RESULT_KEYS,
+        _ => return None,
+    };
+    if keys.contains(&key) {
+        return None;
+    }
+    // k6's habit and the obvious guess: the median is `med` (p50 is nearest to p90).
+    let near = match key {
+        "p50" | "median" | "p(50)" if keys.contains(&"med") => Some("med".to_string()),
+        _ => super::opts::did_you_mean(key, keys.iter().copied()).map(str::to_string),
+    };
+    let near = near.map(|n| format!("did you mean `{n}`? ")).unwrap_or_default();
+    Some(format!(
+        "a phase result's `{map}` has no `{key}` (reading it gives ()); hint: {near}it has {}",
+        keys.join(", ")
+    ))
+}
+
 /// What running a phase name a second time says (shared with `volley check`).
 pub fn phase_already_run(name: &str) -> String {
     format!("phase {name:?} was already run; hint: give each phase its own name, results are tagged by it")

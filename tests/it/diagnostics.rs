@@ -238,14 +238,59 @@ fn a_script_that_runs_nothing_is_an_error_in_run_and_check_alike() {
 fn check_names_a_misspelled_key_of_a_phase_result() {
     // Run reads it as () without a word; check points at it.
     let found = check_fixture("phase_result_typo");
-    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found.len(), 4, "{found:?}");
     let (message, hint) = essentials(&found[0]);
     assert_eq!(message, "error: a phase's result has no `sucess_rate` (reading it gives ())");
     assert!(hint.starts_with("hint: did you mean `success_rate`? it has name, executor"), "{hint}");
     assert!(found[0].contains("phase_result_typo.rhai:2:21"), "{}", found[0]);
+    // The keys of its distributions and of its checks are fixed too; the median is `med`.
+    for (i, (at, message, hint)) in [
+        (
+            "phase_result_typo.rhai:4:28",
+            "error: a phase result's `latency` has no `p50` (reading it gives ())",
+            "hint: did you mean `med`? it has avg, min, med, max, p90, p95, p99, p999, count",
+        ),
+        (
+            "phase_result_typo.rhai:5:25",
+            "error: a phase result's `iteration_duration` has no `p955` (reading it gives ())",
+            "hint: did you mean `p95`? it has avg, min, med",
+        ),
+        (
+            "phase_result_typo.rhai:6:16",
+            "error: a phase result's `checks` has no `rates` (reading it gives ())",
+            "hint: did you mean `rate`? it has rate, passes, fails, count",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (m, h) = essentials(&found[i + 1]);
+        assert_eq!(m, message, "{}", found[i + 1]);
+        assert!(h.starts_with(hint), "{h}");
+        assert!(found[i + 1].contains(at), "{}", found[i + 1]);
+    }
     // Parameters, block variables and closures named like it, and a phase in a closure
     // beside the same name at the top level, are other values: nothing to say.
     assert_eq!(check_fixture("phase_result_not_a_typo"), Vec::<String>::new());
+}
+
+#[test]
+fn check_names_a_phase_that_a_loop_runs_twice_by_the_same_name() {
+    // Run refuses the second pass after the first one's load; check says so before.
+    let found = check_fixture("phase_in_loop");
+    assert_eq!(found.len(), 1, "{found:?}");
+    let (message, hint) = essentials(&found[0]);
+    assert_eq!(
+        message,
+        "error: phase \"load\" runs on every pass of the loop: the second pass is refused (phase \"load\" was already run)"
+    );
+    assert_eq!(hint, "hint: give each pass its own name, e.g. phase(`load-${step}`, ...)");
+    assert!(found[0].contains("phase_in_loop.rhai:3:5"), "{}", found[0]);
+    let (exit, text) = diagnose("phase_in_loop");
+    assert_eq!(exit, ExitCode::ScriptError, "{text}");
+    assert!(text.contains("phase \"load\" was already run"), "{text}");
+    // One pass, a name per pass, a branch, a loop left early: nothing to say.
+    assert_eq!(check_fixture("phase_in_loop_once"), Vec::<String>::new());
 }
 
 #[test]
