@@ -10,6 +10,7 @@ use crate::engine::worker::{Lanes, PhaseJob, TaskJob, WorkerPool, WorkerReport};
 use crate::executor::Plan;
 use crate::executor::segment::{Segment, SegmentPlan};
 use crate::metrics::{Str, Tags};
+use crate::script::call::IterationFn;
 use crate::script::context::{self, Busy, RunShared, Stop, ThreadCtx};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -425,12 +426,12 @@ fn prepare(session: &Session, order: &PhaseOrder) -> Result<Option<PhaseJob>, St
     }
     let functions = Functions { ast: &session.loaded.ast, modules: &session.loaded.modules };
     let tags = Tags::new(order.tags.iter().map(|(k, v)| (Str::from(k.as_str()), Str::from(v.as_str()))).collect());
-    let func = functions.decode_fn(&order.func)?;
+    let func = IterationFn::new(functions.decode_fn(&order.func)?, &session.loaded.ast);
     let mut tasks = Vec::new();
     let mut weights = Vec::new();
     for (name, weight, f) in &order.tasks {
         tasks.push(TaskJob {
-            func: functions.decode_fn(f)?,
+            func: IterationFn::new(functions.decode_fn(f)?, &session.loaded.ast),
             tags: tags.with([(Str::from("task"), Str::from(name.as_str()))]),
         });
         weights.push(*weight);

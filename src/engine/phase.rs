@@ -5,6 +5,7 @@
 use super::worker::{PhaseJob, TaskJob, WorkerPool, WorkerReport};
 use crate::executor::{BurstPlan, Executor, Plan, SharedIterations};
 use crate::metrics::{Aggregate, Sink, Stat, Str, Tags};
+use crate::script::call::IterationFn;
 use crate::script::context::{PhaseRequest, PhaseRunner, RunShared, Task};
 use crate::script::core::sink_to_map;
 use rhai::{Array, Dynamic, EvalAltResult, Map};
@@ -185,14 +186,14 @@ impl Phases {
             .tasks
             .iter()
             .map(|t| TaskJob {
-                func: t.func.clone(),
+                func: IterationFn::new(t.func.clone(), &self.ast),
                 tags: tags.with([(Str::from("task"), Str::from(t.name.as_str()))]),
             })
             .collect();
         let job = PhaseJob {
             tags,
             plan,
-            func: work.func.clone(),
+            func: IterationFn::new(work.func.clone(), &self.ast),
             tasks,
             task_weights: work.tasks.iter().map(|t| t.weight).collect(),
             // A few ms ahead so every worker starts the schedule at the same instant.

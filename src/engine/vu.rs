@@ -7,9 +7,10 @@ use super::stack::VuStack;
 use super::worker::Worker;
 use crate::metrics::builtin;
 use crate::script::bridge::{INTERRUPTED_TOKEN, TIMED_OUT_TOKEN};
+use crate::script::call::IterationFn;
 use crate::script::context::{self, VuCtx, VuYielder};
 use corosensei::{Coroutine, CoroutineResult};
-use rhai::{Dynamic, EvalAltResult, FnPtr};
+use rhai::{Dynamic, EvalAltResult};
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::time::Instant;
@@ -47,7 +48,7 @@ impl Drop for Guard<'_> {
 
 /// Runs one iteration of `func` for `vu`, scheduled at `scheduled` (latency of the
 /// iteration is measured from there, so a late start is not hidden).
-pub async fn run_iteration(worker: &Rc<Worker>, vu: &Rc<VuCtx>, func: &FnPtr, scheduled: Instant) -> Ended {
+pub async fn run_iteration(worker: &Rc<Worker>, vu: &Rc<VuCtx>, func: &IterationFn, scheduled: Instant) -> Ended {
     vu.iteration.set(vu.iteration.get() + 1);
     vu.scheduled_start.set(scheduled);
     worker.thread.busy.begin();
@@ -73,7 +74,7 @@ pub async fn run_iteration(worker: &Rc<Worker>, vu: &Rc<VuCtx>, func: &FnPtr, sc
         Coroutine::with_stack(stack, move |yielder: &VuYielder, ()| {
             // SAFETY: the driver below keeps `vu` alive for the coroutine's whole life.
             unsafe { &*vu_ptr }.yielder.set(yielder as *const VuYielder);
-            func.call::<Dynamic>(&engine, &ast, ())
+            func.call(&engine, &ast)
         });
 
     let result = loop {

@@ -7,9 +7,10 @@ use super::stack::StackPool;
 use super::vu::{self, Ended};
 use crate::executor::{ClosedPlan, Iterations, OpenPlan, Plan};
 use crate::metrics::{Tags, builtin};
+use crate::script::call::IterationFn;
 use crate::script::context::{self, Busy, RunShared, ThreadCtx, VuCtx};
 use crate::script::random;
-use rhai::{AST, Engine, FnPtr};
+use rhai::{AST, Engine};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +25,7 @@ pub struct PhaseJob {
     /// What to run.
     pub plan: Plan,
     /// The iteration function.
-    pub func: FnPtr,
+    pub func: IterationFn,
     /// Weighted tasks: each iteration runs one of them instead of `func`.
     pub tasks: Vec<TaskJob>,
     /// The tasks' weights, in the same order (drawn from on every iteration).
@@ -73,7 +74,7 @@ impl Lanes {
 /// One weighted task as the workers run it.
 pub struct TaskJob {
     /// What it runs.
-    pub func: FnPtr,
+    pub func: IterationFn,
     /// The phase's tags plus `task`.
     pub tags: Tags,
 }
@@ -369,7 +370,7 @@ async fn iterate(worker: &Rc<Worker>, vu: &Rc<VuCtx>, job: &PhaseJob, scheduled:
 /// What the VU's next iteration runs: the phase's function, or a task drawn by weight
 /// from the VU's random stream. Sets the VU's tags for the iteration (a group left by
 /// an interrupted iteration does not leak into the next one).
-fn choose<'a>(worker: &Worker, vu: &VuCtx, job: &'a PhaseJob) -> &'a FnPtr {
+fn choose<'a>(worker: &Worker, vu: &VuCtx, job: &'a PhaseJob) -> &'a IterationFn {
     if job.tasks.is_empty() {
         *vu.tags.borrow_mut() = job.tags.clone();
         return &job.func;

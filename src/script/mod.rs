@@ -6,6 +6,7 @@ pub mod amqp;
 pub mod amqp_message;
 mod amqp_ops;
 pub mod bridge;
+pub mod call;
 pub mod check;
 pub mod context;
 pub mod core;
