@@ -47,16 +47,6 @@ impl IterationFn {
         IterationFn { ptr, body }
     }
 
-    /// The function pointer.
-    pub fn ptr(&self) -> &FnPtr {
-        &self.ptr
-    }
-
-    /// Whether an iteration evaluates the body directly (rather than through `FnPtr::call`).
-    pub fn is_direct(&self) -> bool {
-        self.body.is_some()
-    }
-
     /// Runs one iteration: calls the function with no arguments.
     pub fn call(&self, engine: &Engine, ast: &AST) -> Result<Dynamic, Box<EvalAltResult>> {
         let Some(body) = &self.body else {
@@ -148,26 +138,26 @@ mod tests {
             || { n += 1; if n > LIMIT { return "past"; } `${base}/${n}` }
         "#;
         let (f, ast) = prepared(&engine, script);
-        assert!(f.is_direct());
+        assert!(f.body.is_some());
         let got: Vec<String> = (0..3).map(|_| f.call(&engine, &ast).unwrap().to_string()).collect();
         assert_eq!(got, ["http://x/1", "http://x/2", "past"]);
         // The same as Rhai's own call, which now sees n = 3.
-        assert_eq!(f.ptr().call::<String>(&engine, &ast, ()).unwrap(), "past");
+        assert_eq!(f.ptr.call::<String>(&engine, &ast, ()).unwrap(), "past");
     }
 
     #[test]
     fn a_named_function_and_its_errors_are_as_fn_ptr_call_gives_them() {
         let engine = Engine::new();
         let (f, ast) = prepared(&engine, "fn it() { let x = 1; x.nope() } Fn(\"it\")");
-        assert!(f.is_direct());
+        assert!(f.body.is_some());
         let direct = f.call(&engine, &ast).unwrap_err().to_string();
-        let rhai = f.ptr().call::<Dynamic>(&engine, &ast, ()).unwrap_err().to_string();
+        let rhai = f.ptr.call::<Dynamic>(&engine, &ast, ()).unwrap_err().to_string();
         assert_eq!(direct, rhai);
         assert!(direct.contains("in call to function 'it'"), "{direct}");
         // A closure's errors too, and a termination is left as it is.
         let (f, ast) = prepared(&engine, "|| { throw \"boom\" }");
         let direct = f.call(&engine, &ast).unwrap_err();
-        let rhai = f.ptr().call::<Dynamic>(&engine, &ast, ()).unwrap_err();
+        let rhai = f.ptr.call::<Dynamic>(&engine, &ast, ()).unwrap_err();
         assert_eq!(direct.to_string(), rhai.to_string());
         assert!(matches!(*direct, EvalAltResult::ErrorInFunctionCall(ref n, _, _, _) if n.starts_with("anon$")));
         let mut engine = Engine::new();
@@ -182,7 +172,7 @@ mod tests {
         let engine = Engine::new();
         let script = "let k = 10; || { let add = |x| x + k; [1, 2].map(add).reduce(|s, x| s + x, 0) }";
         let (f, ast) = prepared(&engine, script);
-        assert!(f.is_direct());
+        assert!(f.body.is_some());
         assert_eq!(f.call(&engine, &ast).unwrap().as_int().unwrap(), 23);
     }
 
@@ -191,9 +181,9 @@ mod tests {
         let mut engine = Engine::new();
         engine.set_max_call_levels(8);
         let (f, ast) = prepared(&engine, "fn down(n) { down(n + 1) } || down(0)");
-        assert!(f.is_direct());
+        assert!(f.body.is_some());
         let direct = f.call(&engine, &ast).unwrap_err();
-        let rhai = f.ptr().call::<Dynamic>(&engine, &ast, ()).unwrap_err();
+        let rhai = f.ptr.call::<Dynamic>(&engine, &ast, ()).unwrap_err();
         assert_eq!(direct.to_string(), rhai.to_string());
     }
 
@@ -201,10 +191,10 @@ mod tests {
     fn a_scenario_calling_exit_and_a_pointer_to_another_name_go_through_fn_ptr_call() {
         let engine = Engine::new();
         let (f, ast) = prepared(&engine, "fn stop() { exit(1) } || stop()");
-        assert!(!f.is_direct());
+        assert!(f.body.is_none());
         assert!(f.call(&engine, &ast).is_err(), "exit ends the iteration with an error, as before");
         let (f, ast) = prepared(&engine, "Fn(\"to_string\")");
-        assert!(!f.is_direct());
+        assert!(f.body.is_none());
         assert!(f.call(&engine, &ast).is_err());
     }
 }
