@@ -272,10 +272,11 @@ async fn delete_job_can_answer_404_like_the_real_server() {
 }
 
 #[tokio::test]
-async fn live_job_cap_answers_503_and_expiry_frees_slots() {
+async fn live_job_cap_answers_503_with_retry_after() {
+    // The expiry is far away, so the count does not depend on how fast this machine is.
     let mut config = quick();
     config.limits.max_live_jobs = 3;
-    config.limits.job_idle_expiry_s = 0.6;
+    config.limits.job_idle_expiry_s = 600.0;
     let sim = start(config);
     let c = client();
     let url = format!("{}/configure", sim.focus_url());
@@ -286,7 +287,8 @@ async fn live_job_cap_answers_503_and_expiry_frees_slots() {
             StatusCode::OK => ok += 1,
             StatusCode::SERVICE_UNAVAILABLE => {
                 assert!(r.body["error"].as_str().unwrap().contains("job limit reached"), "{}", r.body);
-                assert!(r.headers.contains_key("retry-after"));
+                let retry_after: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+                assert!((1..=600).contains(&retry_after), "retry-after {retry_after}");
             }
             other => panic!("unexpected {other}"),
         }
@@ -295,11 +297,25 @@ async fn live_job_cap_answers_503_and_expiry_frees_slots() {
     let s = stats(&c, &sim).await;
     assert_eq!((s["jobs"]["live"].as_u64(), s["jobs"]["rejected_at_limit"].as_u64()), (Some(3), Some(2)));
     assert_eq!(s["requests"]["by_endpoint"]["configure"]["by_status"]["503"], 2);
-    tokio::time::sleep(Duration::from_millis(800)).await;
+}
+
+#[tokio::test]
+async fn expired_jobs_free_their_slots() {
+    // Only a lower bound on time matters here: after the sleep the job has expired,
+    // however slow the machine.
+    let mut config = quick();
+    config.limits.max_live_jobs = 1;
+    config.limits.job_idle_expiry_s = 0.3;
+    let sim = start(config);
+    let c = client();
+    let url = format!("{}/configure", sim.focus_url());
+    assert_eq!(send(&c, Method::POST, &url, Some(&job_payload()), None).await.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let r = send(&c, Method::POST, &url, Some(&job_payload()), None).await;
-    assert_eq!(r.status, StatusCode::OK, "expired jobs free their slots");
+    assert_eq!(r.status, StatusCode::OK, "the expired job freed its slot");
     let s = stats(&c, &sim).await;
-    assert_eq!((s["jobs"]["expired"].as_u64(), s["jobs"]["live"].as_u64()), (Some(3), Some(1)));
+    assert_eq!((s["jobs"]["expired"].as_u64(), s["jobs"]["live"].as_u64()), (Some(1), Some(1)));
+    assert_eq!(s["jobs"]["rejected_at_limit"].as_u64(), Some(0));
 }
 
 #[tokio::test]
@@ -408,7 +424,7 @@ async fn latency_has_a_base_and_grows_with_requests_in_flight() {
     let t = Instant::now();
     send(&c, Method::GET, &url, None, None).await;
     let alone = t.elapsed();
-    assert!(alone >= Duration::from_millis(100) && alone < Duration::from_millis(700), "{alone:?}");
+    assert!(alone >= Duration::from_millis(100) && alone < Duration::from_secs(5), "{alone:?}");
     let times = join_all((0..8).map(|_| {
         let (c, url) = (c.clone(), url.clone());
         async move {
