@@ -387,7 +387,13 @@ mod tests {
             x = x.wrapping_add(i * i);
         }
         std::hint::black_box(x);
+        // At least 120 ms (the window below), then until the thread took two samples
+        // (`finish` adds the third), however slowly it is scheduled.
         std::thread::sleep(Duration::from_millis(120));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while sampler.0.samples.lock().unwrap().len() < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
         let (samples, panic) = sampler.finish();
         assert!(panic.is_none());
         assert!(samples.len() >= 3, "{samples:?}");

@@ -567,7 +567,8 @@ mod tests {
         let now = epoch_us();
         let text = format!("{{\"seq\":1,\"{SENT_AT}\":{}}}", now - 5_000.0);
         let ms = stamped_latency_ms(&text).unwrap();
-        assert!((4.0..1000.0).contains(&ms), "{ms}");
+        // At least the 5 ms stamped in the past; the bound only allows for a slow machine.
+        assert!((4.0..60000.0).contains(&ms), "{ms}");
         assert_eq!(stamped_latency_ms("{\"seq\":1}"), None);
     }
 }

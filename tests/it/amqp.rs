@@ -156,6 +156,45 @@ impl Proxy {
     }
 }
 
+/// Polls `queue`'s depth directly on the broker until it reaches `depth`, `done` is set,
+/// or 60 s pass; then cuts the proxy. Returns the depth it saw last.
+fn cut_at_depth(
+    queue: String,
+    depth: u32,
+    cut: Arc<tokio::sync::Notify>,
+    done: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u32> {
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let seen = rt.block_on(async {
+            use lapin::options::QueueDeclareOptions;
+            let url = format!("amqp://guest:guest@{BROKER}/%2f");
+            let connection = lapin::Connection::connect(&url, lapin::ConnectionProperties::default())
+                .await
+                .expect("RabbitMQ on 127.0.0.1:5672");
+            let channel = connection.create_channel().await.unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            let mut seen = 0;
+            while seen < depth
+                && std::time::Instant::now() < deadline
+                && !done.load(std::sync::atomic::Ordering::SeqCst)
+            {
+                let passive = QueueDeclareOptions { passive: true, ..Default::default() };
+                seen = channel
+                    .queue_declare(queue.as_str().into(), passive, Default::default())
+                    .await
+                    .unwrap()
+                    .message_count();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            let _ = connection.close(200, "done".into()).await;
+            seen
+        });
+        cut.notify_one();
+        seen
+    })
+}
+
 #[test]
 fn losing_the_broker_mid_publish_gives_counted_failures_and_the_run_reports() {
     let q = unique("lost");
@@ -164,19 +203,19 @@ fn losing_the_broker_mid_publish_gives_counted_failures_and_the_run_reports() {
     assert_eq!(setup.exit, ExitCode::Passed, "{}", summary(&setup));
     let proxy = Proxy::start();
     let url = format!("amqp://guest:guest@127.0.0.1:{}/%2f", proxy.port);
-    let cutter = {
-        let cut = proxy.cut.clone();
-        std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(1200));
-            cut.notify_one();
-        })
-    };
+    // Cut once 40 publishes reached the queue, however slow the machine; the phase then
+    // stops itself once 20 publishes failed for the loss (or after 60 s, which fails).
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cutter = cut_at_depth(q.clone(), 40, proxy.cut.clone(), done.clone());
     let r = run(
         r#"
         let q = env("Q");
-        let p = phase("publish", #{ executor: "constant-vus", vus: 4, duration: "3s" }, || {
+        let p = phase("publish", #{ executor: "constant-vus", vus: 4, duration: "60s" }, || {
             let r = amqp::publish("", q, "x", #{ timeout: "2s" });
             if !r.ok { print(`${r.error}: ${r.error_message}`); }
+            let lost = 0;
+            for e in ["connection_lost", "refused", "io"] { lost += stats(`amqp_publish_failed{error:${e}}`).passes; }
+            if lost >= 20 { stop_phase("enough publishes failed after the cut"); }
             sleep("20ms");
         });
         let s = amqp::publish_many("", q, 10, "y");
@@ -184,8 +223,10 @@ fn losing_the_broker_mid_publish_gives_counted_failures_and_the_run_reports() {
         "#,
         &[("Q", q.as_str()), ("AMQP_URL", url.as_str())],
     );
-    cutter.join().unwrap();
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let depth_at_cut = cutter.join().unwrap();
     proxy.cut();
+    assert!(depth_at_cut >= 40, "the queue held {depth_at_cut} messages when the proxy was cut\n{}", summary(&r));
     assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
     let published = stat(&r, "amqp_published", &[], Stat::Count);
     let failed = stat(&r, "amqp_publish_failed", &[("error", "connection_lost")], Stat::Count)

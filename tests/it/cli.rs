@@ -54,7 +54,8 @@ fn ctrl_c_stops_gracefully_and_prints_the_summary() {
     );
     let mut run = volley();
     run.args(["run", "--progress", "off"]).arg(&path).args(["-e", &format!("BASE_URL={}", server.base)]);
-    let (out, took) = signalled(&mut run, SIGINT);
+    // Signalled once the VUs are looping, however long the start took.
+    let (out, took) = signalled(&mut run, SIGINT, |_| server.count("/ok") > 10);
     assert!(took < Duration::from_secs(10), "took {took:?} to stop");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(130), "{stdout}");
@@ -71,17 +72,56 @@ unsafe extern "C" {
 
 const SIGINT: i32 = 2;
 const SIGTERM: i32 = 15;
+const SIGKILL: i32 = 9;
 
-/// Starts `command`, sends it `signal` 1.5 s later, and waits for it: what it printed
-/// and how long it took to end after the signal.
-fn signalled(command: &mut Command, signal: i32) -> (std::process::Output, Duration) {
-    let child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+/// Starts `command`, sends it `signal` as soon as `ready(pid)` holds (polled; the test
+/// fails if it does not within 30 s), and waits for it: what it printed and how long it
+/// took to end after the signal.
+fn signalled(command: &mut Command, signal: i32, ready: impl Fn(u32) -> bool) -> (std::process::Output, Duration) {
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !ready(child.id()) {
+        let exited = child.try_wait().unwrap().is_some();
+        if exited || Instant::now() > deadline {
+            if !exited {
+                // SAFETY: plain libc call on a child we own.
+                unsafe { libc_kill(child.id() as i32, SIGKILL) };
+            }
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "the child {} before it was ready for the signal\n{}{}",
+                if exited { "exited" } else { "was not ready within 30 s" },
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let started = Instant::now();
     // SAFETY: plain libc call on a child we own.
     unsafe { libc_kill(child.id() as i32, signal) };
     let out = child.wait_with_output().unwrap();
     (out, started.elapsed())
+}
+
+/// Whether process `pid` catches `signal` (its bit in `SigCgt` of /proc/PID/status).
+fn catches(pid: u32, signal: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| mask & (1 << (signal - 1)) != 0)
+}
+
+/// CPU time process `pid` has used, in clock ticks (utime + stime of /proc/PID/stat).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces), from field 3 on.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    field(14) + field(15)
 }
 
 #[test]
@@ -131,9 +171,14 @@ fn a_module_top_level_that_never_ends_is_stopped() {
         assert!(all.contains("spin"), "{command} names the module: {all}");
         assert_ne!(out.status.code(), Some(0), "{command}: {all}");
     }
-    // With a busy limit of 2 minutes, only the signal can end it within 30 s.
-    let (out, took) =
-        signalled(volley().args(["run", "--progress", "off"]).arg(&path).env("VOLLEY_BUSY_LIMIT", "120s"), SIGTERM);
+    // With a busy limit of 2 minutes, only the signal can end it within 30 s. Signalled
+    // once the handler is installed and the process has spun for a while (half a second
+    // of CPU time, at the usual 100 ticks a second), however long the start took.
+    let (out, took) = signalled(
+        volley().args(["run", "--progress", "off"]).arg(&path).env("VOLLEY_BUSY_LIMIT", "120s"),
+        SIGTERM,
+        |pid| catches(pid, SIGTERM) && cpu_ticks(pid) >= 50,
+    );
     assert!(took < Duration::from_secs(30), "took {took:?} to stop");
     assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
 }

@@ -126,7 +126,12 @@ fn history_is_exact_for_an_open_run_and_shows_busy_vus() {
     );
     let r = run(&path, &server.base);
     assert_eq!(r.exit, ExitCode::Passed, "{}", volley::report::summary::render(&r));
-    assert!(total(&r, "http_reqs") >= 80, "{}", total(&r, "http_reqs"));
+    // Every scheduled arrival either ran or was dropped (a slow machine may keep all 8
+    // VUs busy); each iteration made one request.
+    let (iterations, dropped) = (total(&r, "iterations"), total(&r, "dropped_iterations"));
+    assert_eq!(iterations + dropped, 100, "iterations {iterations}, dropped {dropped}");
+    assert_eq!(total(&r, "http_reqs"), iterations);
+    assert!(iterations >= 20, "iterations {iterations}, dropped {dropped}");
     assert_history_exact(&r);
     let rows = r.aggregate.history();
     let busy: Vec<u64> = rows.iter().filter(|h| h.requests > 0).map(|h| h.vus).collect();

@@ -155,10 +155,14 @@ fn a_task_that_names_no_function_is_an_error_with_a_hint() {
     assert!(e.contains("task \"brwose\" names no function") && e.contains("did you mean `browse`?"), "{e}");
 }
 
+/// Counts, not durations, decide the whole run's median: 40 fast requests (well under
+/// 1 s even on a slow, loaded machine) outnumber 4 slow ones (1.5 s each, so at least
+/// 1.5 s however fast the machine). The slow phase lasts at least 6 s, so some 2 s
+/// windows hold only slow requests.
 const SLOW_AFTER_FAST: &str = r#"
 let base = env("BASE_URL");
-phase("fast", #{ executor: "constant-vus", vus: 2, duration: "3s" }, || { http::get(`${base}/ok`); });
-phase("slow", #{ executor: "constant-vus", vus: 1, duration: "3s" }, || { http::get(`${base}/slow?ms=150`); });
+phase("fast", #{ executor: "per-vu-iterations", vus: 2, iterations: 20 }, || { http::get(`${base}/ok`); });
+phase("slow", #{ executor: "per-vu-iterations", vus: 1, iterations: 4 }, || { http::get(`${base}/slow?ms=1500`); });
 "#;
 
 #[test]
@@ -166,22 +170,22 @@ fn a_sliding_window_fails_when_any_window_violates_it() {
     let server = support::start();
     // Declared before the load: windows are judged while the run goes.
     let text = format!(
-        "threshold(\"http_req_duration\", \"p(95) < 100\");\nthreshold(\"http_req_duration\", [\"p(95) < 100 over 2s\", \"p(95) < 5000 over 2s\"]);\n{SLOW_AFTER_FAST}\nthreshold(\"http_reqs\", \"count > 0 over 2s\");\n"
+        "threshold(\"http_req_duration\", \"p(50) < 1000\");\nthreshold(\"http_req_duration\", [\"p(50) < 1000 over 2s\", \"p(95) < 10000 over 2s\"]);\n{SLOW_AFTER_FAST}\nthreshold(\"http_reqs\", \"count > 0 over 2s\");\n"
     );
     let (_d, path) = script(&text);
     let r = run(&config(&path, &[("BASE_URL", &server.base)]));
     assert_eq!(r.exit, ExitCode::Failed, "{}", summary(&r));
     let t = |c: &str| r.thresholds.iter().find(|t| t.condition == c).unwrap_or_else(|| panic!("{c}")).clone();
-    // Over the whole run the slow second phase hides among thousands of fast requests.
-    assert!(t("p(95) < 100").passed, "{:?}", t("p(95) < 100"));
-    let window = t("p(95) < 100 over 2s");
+    // Over the whole run the slow second phase hides among ten times more fast requests.
+    assert!(t("p(50) < 1000").passed, "{:?}", t("p(50) < 1000"));
+    let window = t("p(50) < 1000 over 2s");
     assert!(!window.passed, "{window:?}");
-    assert!(window.observed.is_some_and(|v| v >= 100.0), "{window:?}\n{}", summary(&r));
+    assert!(window.observed.is_some_and(|v| v >= 1000.0), "{window:?}\n{}", summary(&r));
     let detail = window.detail.clone().unwrap_or_default();
     assert!(detail.contains("2s windows violated it, the first ending at"), "{detail}");
-    let loose = t("p(95) < 5000 over 2s");
+    let loose = t("p(95) < 10000 over 2s");
     assert!(loose.passed && loose.detail.as_deref().unwrap_or("").starts_with("all "), "{loose:?}");
-    assert!(summary(&r).contains("p(95) < 100 over 2s"));
+    assert!(summary(&r).contains("p(50) < 1000 over 2s"));
     // Declared after the load: its windows were never watched, and it says so.
     let late = t("count > 0 over 2s");
     assert!(!late.passed && late.error.as_deref().unwrap_or("").contains("declare it before the phases"), "{late:?}");
@@ -204,9 +208,10 @@ print("never reached");
     let a = r.aborted.clone().expect("the threshold stopped the run");
     assert_eq!((a.selector.as_str(), a.condition.as_str()), ("http_req_duration", "p(95) < 50"));
     assert!(a.observed.unwrap() >= 50.0, "{a:?}");
-    // Stopped within 2 s of the violation (judged each second), far before the 60 s.
+    // Stopped soon after the violation (judged each second), far before the 60 s; the
+    // bound leaves room for a slow, loaded machine.
     let stop_s = r.elapsed.as_secs_f64();
-    assert!(stop_s - a.at_s < 2.0, "violation at {}s, stopped at {stop_s}s", a.at_s);
+    assert!(stop_s - a.at_s < 20.0, "violation at {}s, stopped at {stop_s}s", a.at_s);
     assert!(r.phases[0].elapsed.as_secs() < 30, "{:?}", r.phases[0]);
     assert!(!r.thresholds[0].passed);
     // Every report says which threshold stopped the run and when.

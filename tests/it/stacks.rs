@@ -13,12 +13,14 @@ fn mappings_of_this_process() -> usize {
 #[test]
 fn issue_13_twenty_five_thousand_sleeping_vus_take_few_mappings() {
     // 25,000: past this machine's open-files limit (20,000), which only warns (sleeping
-    // VUs hold no socket); with one mapping pair a stack they would take 50,000.
+    // VUs hold no socket); with one mapping pair a stack they would take 50,000. One
+    // iteration each, counted exactly; its 5 s sleep keeps every VU alive until the
+    // last one has started, even on a slow machine.
     let (_d, path) = script(
         r#"
-        let p = phase("sleepers", #{ executor: "constant-vus", vus: 25000, duration: "2s" }, || { sleep(0.5); });
+        let p = phase("sleepers", #{ executor: "per-vu-iterations", vus: 25000, iterations: 1 }, || { sleep(5.0); });
         expect(p.vus_max, "== 25000", "every VU ran at once");
-        expect(p.iterations, ">= 25000", "every VU finished an iteration");
+        expect(p.iterations, "== 25000", "every VU finished its iteration");
         expect(p.failed, "== 0", "no iteration failed");
         "#,
     );
