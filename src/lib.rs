@@ -2,6 +2,7 @@
 //! users run as stackful coroutines on worker threads (two per core); samples flow one
 //! way from VUs to an aggregator to the outputs.
 
+pub mod allocator;
 pub mod bench;
 pub mod cli;
 pub mod convert;

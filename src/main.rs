@@ -4,7 +4,7 @@ use clap::Parser;
 
 /// mimalloc: the per-request allocations of HTTP and metrics cost half as much as with glibc.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: volley::allocator::MiMalloc = volley::allocator::MiMalloc;
 
 /// mimalloc's `arena_eager_commit` option (its number in mimalloc 3's `mi_option_t`).
 const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;

@@ -319,14 +319,25 @@ pub fn builtin_kind(name: &str) -> Option<MetricKind> {
 /// Samples of one second of the run (seconds counted from the run's start).
 pub type Batch = (u64, Vec<(Str, Tags, Sink)>);
 
-/// One thread's samples since the last drain: metric name -> tags -> sink, cut into
+/// One thread's samples since the last drain: (metric name, tags) -> sink, cut into
 /// one batch per second of the run, so the history can be exact whenever a thread
 /// drains.
 pub struct Store {
     origin: std::time::Instant,
     second: u64,
-    series: rustc_hash::FxHashMap<Str, rustc_hash::FxHashMap<Tags, Sink>>,
+    series: hashbrown::HashMap<(Str, Tags), Sink, rustc_hash::FxBuildHasher>,
     sealed: Vec<Batch>,
+}
+
+/// A series key by reference, for lookups without building (and dropping) a key. It
+/// hashes as the `(Str, Tags)` it stands for.
+#[derive(Hash)]
+struct SeriesRef<'a>(&'a Str, &'a Tags);
+
+impl hashbrown::Equivalent<(Str, Tags)> for SeriesRef<'_> {
+    fn equivalent(&self, key: &(Str, Tags)) -> bool {
+        *self.0 == key.0 && *self.1 == key.1
+    }
 }
 
 impl Default for Store {
@@ -361,29 +372,18 @@ impl Store {
             }
             self.second = second;
         }
-        // Two lookups by reference: no allocation once a series exists.
-        let by_tags = match self.series.get_mut(&metric.name) {
-            Some(m) => m,
-            None => self.series.entry(metric.name.clone()).or_default(),
-        };
-        match by_tags.get_mut(tags) {
+        match self.series.get_mut(&SeriesRef(&metric.name, tags)) {
             Some(sink) => sink.add(value),
             None => {
                 let mut sink = Sink::new(metric.kind);
                 sink.add(value);
-                by_tags.insert(tags.clone(), sink);
+                self.series.insert((metric.name.clone(), tags.clone()), sink);
             }
         }
     }
 
     fn take_series(&mut self) -> Vec<(Str, Tags, Sink)> {
-        let mut out = Vec::new();
-        for (name, by_tags) in self.series.drain() {
-            for (tags, sink) in by_tags {
-                out.push((name.clone(), tags, sink));
-            }
-        }
-        out
+        self.series.drain().map(|((name, tags), sink)| (name, tags, sink)).collect()
     }
 
     /// Whether nothing was recorded since the last drain.
@@ -429,6 +429,30 @@ mod tests {
         assert_eq!(drained.len(), 2);
         assert!(matches!(&drained[0].2, Sink::Counter(c) if c.sum == 2.0));
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_series_is_found_by_its_parts_whatever_the_allocation() {
+        use std::hash::BuildHasher;
+        let h = rustc_hash::FxBuildHasher;
+        let (name, tags) = (Str::from("http_reqs"), t(&[("name", "a")]));
+        assert_eq!(h.hash_one(SeriesRef(&name, &tags)), h.hash_one((name.clone(), tags.clone())));
+        // Equal names and tags in other allocations are the same series.
+        let mut s = Store::default();
+        let m = Metric { name: Str::from("c"), kind: MetricKind::Counter };
+        let again = Metric { name: Str::from("c"), kind: MetricKind::Counter };
+        s.add_at(0, &m, &t(&[("name", "a")]), 1.0);
+        s.add_at(0, &again, &t(&[("name", "a")]), 2.0);
+        s.add_at(0, &again, &t(&[("name", "b")]), 4.0);
+        s.add_at(1, &m, &t(&[("name", "a")]), 8.0);
+        let drained = s.drain();
+        assert_eq!(drained.len(), 2);
+        let sum = |(_, batch): &Batch, tag: &str| match batch.iter().find(|(_, t, _)| t.get("name") == Some(tag)) {
+            Some((_, _, Sink::Counter(c))) => c.sum,
+            _ => 0.0,
+        };
+        assert_eq!((drained[0].1.len(), sum(&drained[0], "a"), sum(&drained[0], "b")), (2, 3.0, 4.0));
+        assert_eq!((drained[1].0, sum(&drained[1], "a")), (1, 8.0));
     }
 
     #[test]

@@ -480,9 +480,31 @@ enum Repr {
     Raw { head: Bytes, spans: Vec<Span> },
 }
 
+/// The headers of a [`Headers`] as bytes, in the order received. A plain enum: the
+/// chain of two flattened options it replaces cost ~200 instructions per header
+/// (callgrind), paid on every response to find its framing.
+pub enum Pairs<'a> {
+    /// From reqwest's map.
+    Map(header::Iter<'a, HeaderValue>),
+    /// From the fast path's head.
+    Raw(&'a [u8], std::slice::Iter<'a, Span>),
+}
+
+impl<'a> Iterator for Pairs<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Pairs::Map(it) => it.next().map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes())),
+            Pairs::Raw(head, it) => it.next().map(|s| (part(head, s.name), part(head, s.value))),
+        }
+    }
+}
+
 /// Where one header's name and value lie in the head (byte offsets).
 #[derive(Debug, Clone, Copy)]
-struct Span {
+pub struct Span {
     name: (u32, u32),
     value: (u32, u32),
 }
@@ -512,14 +534,11 @@ impl Headers {
     }
 
     /// Every header as bytes, in the order received.
-    pub fn pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        let (map, raw) = match &self.repr {
-            Repr::Map(map) => (Some(map.iter().map(|(k, v)| (k.as_str().as_bytes(), v.as_bytes()))), None),
-            Repr::Raw { head, spans } => {
-                (None, Some(spans.iter().map(move |s| (part(head, s.name), part(head, s.value)))))
-            }
-        };
-        map.into_iter().flatten().chain(raw.into_iter().flatten())
+    pub fn pairs(&self) -> Pairs<'_> {
+        match &self.repr {
+            Repr::Map(map) => Pairs::Map(map.iter()),
+            Repr::Raw { head, spans } => Pairs::Raw(head, spans.iter()),
+        }
     }
 
     /// The values of header `name` (any case), in the order received.
