@@ -216,6 +216,13 @@ fn coordinator(script: &Path, agents: &[&str], base: &str, json: &Path) -> Child
         .unwrap()
 }
 
+/// STEADY with its phase lasting `duration` (a script literal such as "20s").
+fn steady_for(duration: &str) -> String {
+    let default = "env(\"FOR\", \"4s\")";
+    assert!(STEADY.contains(default), "STEADY no longer reads its duration as {default}");
+    STEADY.replace(default, &format!("\"{duration}\""))
+}
+
 /// `n` agents (token `tok`) and a coordinator on them running STEADY for 20 s against
 /// `server`, writing `name` in the returned temp dir. The tests stop an agent once the
 /// load is running: 20 s leave room for a slow start, so that it lands inside the phase.
@@ -224,7 +231,7 @@ fn steady_on_agents(
     server: &support::TestServer,
     name: &str,
 ) -> (tempfile::TempDir, std::path::PathBuf, Vec<Agent>, Child) {
-    let (dir, script) = support::script(&STEADY.replace("env(\"FOR\", \"4s\")", "\"20s\""));
+    let (dir, script) = support::script(&steady_for("20s"));
     let json = dir.path().join(name);
     let agents: Vec<Agent> = (0..n).map(|_| Agent::start("tok", true)).collect();
     let addrs: Vec<&str> = agents.iter().map(|a| a.addr.as_str()).collect();
@@ -426,7 +433,7 @@ fn a_pz_script_on_three_agents_counts_what_the_simulator_served() {
 fn an_agent_that_starts_late_does_not_cost_the_one_that_joined_early() {
     // Pods start at different times: agent 1 joins at once, agent 2 five seconds later.
     let server = support::start();
-    let (dir, script) = support::script(&STEADY.replace("env(\"FOR\", \"4s\")", "\"2s\""));
+    let (dir, script) = support::script(&steady_for("2s"));
     let json = dir.path().join("late.json");
     let early = Agent::start("tok", true);
     let port = {
