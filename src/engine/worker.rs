@@ -372,13 +372,22 @@ async fn iterate(worker: &Rc<Worker>, vu: &Rc<VuCtx>, job: &PhaseJob, scheduled:
 /// an interrupted iteration does not leak into the next one).
 fn choose<'a>(worker: &Worker, vu: &VuCtx, job: &'a PhaseJob) -> &'a IterationFn {
     if job.tasks.is_empty() {
-        *vu.tags.borrow_mut() = job.tags.clone();
+        set_tags(vu, &job.tags);
         return &job.func;
     }
     let i = random::with_vu_rng(vu, worker.thread.shared.seed, |r| random::draw_index(r, &job.task_weights));
     let task = &job.tasks[i];
-    *vu.tags.borrow_mut() = task.tags.clone();
+    set_tags(vu, &task.tags);
     &task.func
+}
+
+/// Gives the VU these tags, unless it has them already: the set is shared by the
+/// phase's VUs on every worker, and replacing it with itself counted two references
+/// on a line the other cores use, on every iteration.
+fn set_tags(vu: &VuCtx, tags: &Tags) {
+    if !vu.tags.borrow().same(tags) {
+        *vu.tags.borrow_mut() = tags.clone();
+    }
 }
 
 fn count(counters: &Counters, ended: Ended) {

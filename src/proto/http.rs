@@ -477,7 +477,14 @@ pub struct Headers {
 #[derive(Debug, Clone)]
 enum Repr {
     Map(HeaderMap),
-    Raw { head: Bytes, spans: Vec<Span> },
+    /// The head's bytes, where each header lies in them, the headers' size (see
+    /// [`Headers::size`]) and whether one is `Set-Cookie`, all found as it was parsed.
+    Raw {
+        head: Bytes,
+        spans: Vec<Span>,
+        size: u64,
+        set_cookie: bool,
+    },
 }
 
 /// The headers of a [`Headers`] as bytes, in the order received. A plain enum: the
@@ -537,7 +544,7 @@ impl Headers {
     pub fn pairs(&self) -> Pairs<'_> {
         match &self.repr {
             Repr::Map(map) => Pairs::Map(map.iter()),
-            Repr::Raw { head, spans } => Pairs::Raw(head, spans.iter()),
+            Repr::Raw { head, spans, .. } => Pairs::Raw(head, spans.iter()),
         }
     }
 
@@ -549,6 +556,21 @@ impl Headers {
     /// The first value of header `name` (any case).
     pub fn get<'a>(&'a self, name: &'a str) -> Option<&'a [u8]> {
         self.get_all(name).next()
+    }
+
+    /// The `Set-Cookie` values, in the order received. A parsed head knows without a
+    /// search when it has none.
+    pub fn set_cookies(&self) -> impl Iterator<Item = &[u8]> {
+        let none = matches!(self.repr, Repr::Raw { set_cookie: false, .. });
+        self.get_all("set-cookie").take(if none { 0 } else { usize::MAX })
+    }
+
+    /// The headers' size on the wire: each name and value, plus `": "` and CRLF.
+    pub fn size(&self) -> u64 {
+        match &self.repr {
+            Repr::Raw { size, .. } => *size,
+            Repr::Map(map) => map.iter().map(|(k, v)| (k.as_str().len() + v.len() + 4) as u64).sum(),
+        }
     }
 
     /// The distinct header names, lowercase, in the order first received.
@@ -758,7 +780,7 @@ async fn fill(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Result<usize, Failur
 
 /// Whether a comma-separated header value holds `token` (case-insensitive).
 fn has_token(value: &[u8], token: &[u8]) -> bool {
-    value.split(|&b| b == b',').any(|t| t.trim_ascii().eq_ignore_ascii_case(token))
+    value.split(|&b| b == b',').any(|t| is_named(t.trim_ascii(), token))
 }
 
 /// A response head.
@@ -770,6 +792,8 @@ pub struct Head {
     pub version: Version,
     /// The headers, as received.
     pub headers: Headers,
+    /// What its headers say of the body's delimitation and the connection.
+    framing: HeaderFraming,
 }
 
 /// Parses a response head at the start of `buf`: `None` while it is incomplete, else the
@@ -801,9 +825,21 @@ fn head_of(response: &httparse::Response<'_, '_>, buf: &[u8], used: usize) -> Re
     let version = if response.version == Some(0) { Version::HTTP_10 } else { Version::HTTP_11 };
     let start = buf.as_ptr() as usize;
     let at = |part: &[u8]| ((part.as_ptr() as usize - start) as u32, part.len() as u32);
-    let spans = response.headers.iter().map(|h| Span { name: at(h.name.as_bytes()), value: at(h.value) }).collect();
-    let headers = Headers { repr: Repr::Raw { head: Bytes::copy_from_slice(&buf[..used]), spans } };
-    Ok(Head { status, version, headers })
+    // One walk over the parsed headers records where each lies and what the framing
+    // ones say (a second walk over the spans cost ~400 instructions per response).
+    let mut framing = HeaderFraming::default();
+    let mut spans = Vec::with_capacity(response.headers.len());
+    let (mut size, mut set_cookie) = (0u64, false);
+    for h in response.headers.iter() {
+        let name = h.name.as_bytes();
+        framing.read(name, h.value)?;
+        set_cookie |= is_named(name, b"set-cookie");
+        size += (name.len() + h.value.len() + 4) as u64;
+        spans.push(Span { name: at(name), value: at(h.value) });
+    }
+    let head = Bytes::copy_from_slice(&buf[..used]);
+    let headers = Headers { repr: Repr::Raw { head, spans, size, set_cookie } };
+    Ok(Head { status, version, headers, framing })
 }
 
 /// How a response body is delimited (RFC 9112 §6.3).
@@ -815,50 +851,62 @@ enum Framing {
     UntilClose,
 }
 
-/// What one pass over a response's headers says of its delimitation and connection.
-struct Delimiters {
-    framing: Framing,
+/// What a response's headers say of its delimitation and connection, gathered as the
+/// head is parsed.
+#[derive(Debug, Clone, Copy, Default)]
+struct HeaderFraming {
+    /// The `Content-Length`, when given.
+    length: Option<u64>,
+    /// Whether `Transfer-Encoding` was sent, and whether its last coding is `chunked`.
+    transfer_encoding: Option<bool>,
     /// `Connection: close` was sent.
     close: bool,
     /// `Connection: keep-alive` was sent.
     keep_alive: bool,
 }
 
-fn delimiters(head: &Head, head_method: bool) -> Result<Delimiters, Failure> {
-    let mut transfer_encoding: Option<&[u8]> = None;
-    let mut length: Option<u64> = None;
-    let (mut close, mut keep_alive) = (false, false);
-    for (name, value) in head.headers.pairs() {
-        if name.eq_ignore_ascii_case(b"content-length") {
+impl HeaderFraming {
+    /// Takes in one header (the later of repeated `Transfer-Encoding`s wins; repeated
+    /// `Content-Length`s must agree).
+    fn read(&mut self, name: &[u8], value: &[u8]) -> Result<(), Failure> {
+        if is_named(name, b"content-length") {
             for part in value.split(|&b| b == b',') {
                 let n = std::str::from_utf8(part.trim_ascii())
                     .ok()
                     .filter(|t| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()))
                     .and_then(|t| t.parse::<u64>().ok())
                     .ok_or_else(|| invalid(format!("content-length {:?}", String::from_utf8_lossy(value))))?;
-                if length.is_some_and(|l| l != n) {
+                if self.length.is_some_and(|l| l != n) {
                     return Err(invalid("content-length given twice with different values"));
                 }
-                length = Some(n);
+                self.length = Some(n);
             }
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            transfer_encoding = Some(value);
-        } else if name.eq_ignore_ascii_case(b"connection") {
-            close |= has_token(value, b"close");
-            keep_alive |= has_token(value, b"keep-alive");
+        } else if is_named(name, b"transfer-encoding") {
+            let last = value.rsplit(|&b| b == b',').next().unwrap_or_default();
+            self.transfer_encoding = Some(is_named(last.trim_ascii(), b"chunked"));
+        } else if is_named(name, b"connection") {
+            self.close |= has_token(value, b"close");
+            self.keep_alive |= has_token(value, b"keep-alive");
+        }
+        Ok(())
+    }
+
+    /// How the body of a response with this status is delimited (RFC 9112 §6.3).
+    fn framing(&self, status: StatusCode, head_method: bool) -> Framing {
+        let s = status.as_u16();
+        if head_method || (100..200).contains(&s) || s == 204 || s == 304 {
+            Framing::Empty
+        } else if let Some(chunked) = self.transfer_encoding {
+            if chunked { Framing::Chunked } else { Framing::UntilClose }
+        } else {
+            self.length.map_or(Framing::UntilClose, Framing::Length)
         }
     }
-    let s = head.status.as_u16();
-    let framing = if head_method || (100..200).contains(&s) || s == 204 || s == 304 {
-        Framing::Empty
-    } else if let Some(last) = transfer_encoding {
-        let chunked =
-            last.rsplit(|&b| b == b',').next().is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        if chunked { Framing::Chunked } else { Framing::UntilClose }
-    } else {
-        length.map_or(Framing::UntilClose, Framing::Length)
-    };
-    Ok(Delimiters { framing, close, keep_alive })
+}
+
+/// Whether `name` is `lower` (ASCII lowercase) in any case: lowercases one side only.
+fn is_named(name: &[u8], lower: &[u8]) -> bool {
+    name.len() == lower.len() && name.iter().zip(lower).all(|(a, b)| a.to_ascii_lowercase() == *b)
 }
 
 /// Reads a response (skipping 1xx interim ones) and its body; says whether the
@@ -886,8 +934,8 @@ async fn read_response(
             }
         }
     };
-    let delimited = delimiters(&head, head_method || head.status == StatusCode::SWITCHING_PROTOCOLS)?;
-    let framing = delimited.framing;
+    let delimited = head.framing;
+    let framing = delimited.framing(head.status, head_method || head.status == StatusCode::SWITCHING_PROTOCOLS);
     let mut sink = Sink::new(keep, if let Framing::Length(n) = framing { Some(n) } else { None });
     let clean = match framing {
         Framing::Empty => buf.len() == used,
@@ -1082,11 +1130,16 @@ mod tests {
         assert_eq!(h.get("missing"), None);
         assert_eq!(h.names(), vec!["set-cookie", "x-y"]);
         assert_eq!(h.iter().map(|(n, _)| n).collect::<Vec<_>>(), vec!["Set-Cookie", "X-Y", "set-cookie"]);
+        assert_eq!(h.set_cookies().collect::<Vec<_>>(), vec![&b"a=1"[..], &b"b=2"[..]]);
+        assert_eq!(h.size(), (10 + 3 + 4) + (3 + 1 + 4) + (10 + 3 + 4), "name, value, \": \" and CRLF each");
+        let (plain, _) = parse_head(b"HTTP/1.1 200 OK\r\nSet-Cookies: x\r\nCookie: y\r\n\r\n").unwrap().unwrap();
+        assert_eq!((plain.headers.set_cookies().count(), plain.headers.size()), (0, (11 + 1 + 4) + (6 + 1 + 4)));
         let mut map = HeaderMap::new();
         map.append(header::SET_COOKIE, HeaderValue::from_static("a=1"));
         map.append(header::SET_COOKIE, HeaderValue::from_static("b=2"));
         let h = Headers::from(map);
         assert_eq!(h.get_all("Set-Cookie").count(), 2, "reqwest's maps answer the same way");
+        assert_eq!((h.set_cookies().count(), h.size()), (2, 2 * (10 + 3 + 4)));
         assert_eq!(h.names(), vec!["set-cookie"]);
     }
 
@@ -1114,6 +1167,45 @@ mod tests {
         let mut t = HeaderMap::new();
         t.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         assert!(!Request::supports(&t));
+    }
+
+    #[test]
+    fn framing_headers_are_read_in_any_case_as_the_head_is_parsed() {
+        let framing = |head: &[u8], head_method: bool| {
+            let (head, _) = parse_head(head).unwrap().unwrap();
+            let f = head.framing;
+            (f.framing(head.status, head_method), f.close, f.keep_alive)
+        };
+        let ok = |headers: &str| format!("HTTP/1.1 200 OK\r\n{headers}\r\n").into_bytes();
+        assert_eq!(framing(&ok("CONTENT-length: 7\r\n"), false), (Framing::Length(7), false, false));
+        assert_eq!(framing(&ok("Content-Length: 7, 7\r\ncontent-length: 7\r\n"), false).0, Framing::Length(7));
+        assert!(parse_head(&ok("Content-Length: 7\r\nContent-Length: 8\r\n")).unwrap_err().1.contains("twice"));
+        assert!(parse_head(&ok("Content-Length: +7\r\n")).unwrap_err().1.contains("content-length"));
+        // The last coding of the last Transfer-Encoding decides; it outranks a length.
+        assert_eq!(
+            framing(&ok("Transfer-Encoding: gzip, CHUNKED \r\nContent-Length: 3\r\n"), false).0,
+            Framing::Chunked
+        );
+        assert_eq!(
+            framing(&ok("Transfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n"), false).0,
+            Framing::UntilClose
+        );
+        assert_eq!(framing(&ok("Transfer-Encoding: chunkedx\r\n"), false).0, Framing::UntilClose);
+        assert_eq!(framing(&ok("X-Other: 1\r\n"), false).0, Framing::UntilClose);
+        assert_eq!(framing(&ok("Content-Length: 5\r\n"), true).0, Framing::Empty, "a HEAD answer has no body");
+        let no_content = b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n";
+        assert_eq!(framing(no_content, false).0, Framing::Empty);
+        assert_eq!(framing(&ok("Connection: Keep-Alive, Upgrade\r\n"), false), (Framing::UntilClose, false, true));
+        assert_eq!(
+            framing(&ok("connection: upgrade\r\nConnection: CLOSE\r\n"), false),
+            (Framing::UntilClose, true, false)
+        );
+        assert_eq!(
+            framing(&ok("Connection: closed\r\nX-Connection: close\r\n"), false),
+            (Framing::UntilClose, false, false)
+        );
+        assert!(is_named(b"Content-Type", b"content-type") && !is_named(b"Content-Typ", b"content-type"));
+        assert!(!is_named(b"content_type", b"content-type"));
     }
 
     #[test]

@@ -205,7 +205,9 @@ struct Outcome {
     error: Option<(&'static str, String)>,
     duration: Duration,
     bytes_received: u64,
-    url: String,
+    /// The URL answered (its Rhai string, made once: `url.to_string()` went through the
+    /// formatter on every request).
+    url: ImmutableString,
 }
 
 /// Classifies a network error into the kinds reports count.
@@ -247,16 +249,8 @@ fn error_chain(e: &reqwest::Error) -> String {
 /// From a response head: the Set-Cookie values (for the VU's jar) and the approximate
 /// size on the wire.
 fn read_head(headers: &crate::proto::http::Headers) -> (Vec<String>, u64) {
-    let mut set_cookies = Vec::new();
-    let mut bytes: u64 = 17;
-    // As bytes: a name needs no UTF-8 check to be measured and compared.
-    for (k, v) in headers.pairs() {
-        bytes += (k.len() + v.len() + 4) as u64;
-        if k.eq_ignore_ascii_case(b"set-cookie") {
-            set_cookies.push(super::response::header_text(v));
-        }
-    }
-    (set_cookies, bytes)
+    let set_cookies = headers.set_cookies().map(super::response::header_text).collect();
+    (set_cookies, 17 + headers.size())
 }
 
 /// The body as text, with at most one copy (valid UTF-8, the usual case, is taken as is).
@@ -267,7 +261,7 @@ fn body_text(body: bytes::Bytes) -> ImmutableString {
     }
 }
 
-fn failed(kind: &'static str, message: String, duration: Duration, url: String) -> Outcome {
+fn failed(kind: &'static str, message: String, duration: Duration, url: ImmutableString) -> Outcome {
     // Clients' messages quote the URL, user info and all.
     let message = match crate::secret::redact_text(&message) {
         std::borrow::Cow::Borrowed(_) => message,
@@ -301,7 +295,7 @@ async fn read_reqwest_body(response: &mut reqwest::Response, keep: usize) -> req
 
 /// Sends through reqwest (https, redirects).
 async fn send(client: reqwest::Client, request: reqwest::Request, keep_body: usize) -> Outcome {
-    let url = request.url().to_string();
+    let url = ImmutableString::from(request.url().as_str());
     let start = Instant::now();
     let response = match client.execute(request).await {
         Ok(r) => r,
@@ -310,7 +304,7 @@ async fn send(client: reqwest::Client, request: reqwest::Request, keep_body: usi
     let status = response.status().as_u16();
     let headers = crate::proto::http::Headers::from(response.headers().clone());
     let (set_cookies, header_bytes) = read_head(&headers);
-    let url = response.url().to_string();
+    let url = ImmutableString::from(response.url().as_str());
     let mut response = response;
     match read_reqwest_body(&mut response, keep_body).await {
         Ok(body) => Outcome {
@@ -395,10 +389,10 @@ fn send_fast(
                 body: body_text(body.kept),
                 error: None,
                 duration: exchange.duration,
-                url: url.to_string(),
+                url: url.as_str().into(),
             }
         }
-        Err((kind, message)) => failed(kind, message, exchange.duration, url.to_string()),
+        Err((kind, message)) => failed(kind, message, exchange.duration, url.as_str().into()),
     })
 }
 
@@ -526,7 +520,7 @@ fn complete(
         duration_ms,
         error,
         error_message,
-        url: ImmutableString::from(outcome.url),
+        url: outcome.url,
         name,
     })
 }
@@ -579,20 +573,28 @@ fn request_tags(
     status: u16,
     error: Option<&'static str>,
 ) -> Result<(Tags, ImmutableString), Box<EvalAltResult>> {
-    let vu_tags = context::with_vu(|vu| vu.tags.borrow().clone())?;
-    let key = TagKey {
-        run: Arc::as_ptr(&thread.shared) as usize,
-        vu_tags: vu_tags.id(),
-        method: method.clone(),
-        name,
-        status,
-        error,
+    // The VU's tags are borrowed for the lookup and cloned only to fill the cache: they
+    // are shared by every VU of the phase on every worker, so counting a reference per
+    // request moved their line between cores.
+    let (key, found) = context::with_vu(|vu| {
+        let vu_tags = vu.tags.borrow();
+        let key = TagKey {
+            run: Arc::as_ptr(&thread.shared) as usize,
+            vu_tags: vu_tags.id(),
+            method: method.clone(),
+            name,
+            status,
+            error,
+        };
+        // The entry keeps the VU's tag set alive, so its address cannot be reused by another.
+        let hit = REQUEST_TAGS.with(|c| c.borrow().get(&key).filter(|(v, _)| v.same(&vu_tags)).map(|(_, t)| t.clone()));
+        // The request's tags, or (missed) the VU's, to build them from.
+        (key, hit.ok_or_else(|| vu_tags.clone()))
+    })?;
+    let vu_tags = match found {
+        Ok(tags) => return Ok((tags, key.name)),
+        Err(vu_tags) => vu_tags,
     };
-    // The entry keeps the VU's tag set alive, so its address cannot be reused by another.
-    let hit = REQUEST_TAGS.with(|c| c.borrow().get(&key).filter(|(v, _)| v.same(&vu_tags)).map(|(_, t)| t.clone()));
-    if let Some(tags) = hit {
-        return Ok((tags, key.name));
-    }
     let tags = tagged(thread, method, &key.name, status, error, Vec::new())?;
     REQUEST_TAGS.with(|c| {
         let mut cache = c.borrow_mut();

@@ -453,6 +453,30 @@ fn iteration_timeout_stops_slow_iterations_and_the_vu_goes_on() {
     assert_eq!(server.count("/ok"), 4);
 }
 
+/// An iteration stopped inside a `group` leaves its group behind: the VU's next
+/// iterations are tagged with the phase's tags again.
+#[test]
+fn a_group_left_by_a_stopped_iteration_does_not_tag_the_next_ones() {
+    let server = support::start();
+    let (_d, path) = script(
+        r#"
+        let base = env("BASE_URL");
+        let p = phase("p", #{ executor: "per-vu-iterations", vus: 2, iterations: 3, iteration_timeout: "3s" }, || {
+            if vu_iteration() == 1 {
+                group("slow", || { http::get(`${base}/ok`); sleep("120s"); });
+            }
+            http::get(`${base}/ok`);
+        });
+        expect(p.timed_out_iterations, "== 2", "one slow iteration per VU stopped");
+        threshold("http_reqs{group:slow}", "count == 2");   // the 4 others carry no group
+        threshold("http_reqs{phase:p}", "count == 6");
+        "#,
+    );
+    let r = run(&path, &server.base);
+    assert_eq!(r.exit, ExitCode::Passed, "{}", summary(&r));
+    assert_eq!(server.count("/ok"), 6);
+}
+
 /// An iteration that computes without ever waiting is stopped at `iteration_timeout`
 /// too, and counted as a timeout, not as a script error.
 #[test]
