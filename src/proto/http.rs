@@ -832,7 +832,7 @@ fn head_of(response: &httparse::Response<'_, '_>, buf: &[u8], used: usize) -> Re
     let (mut size, mut set_cookie) = (0u64, false);
     for h in response.headers.iter() {
         let name = h.name.as_bytes();
-        framing.read(name, h.value)?;
+        framing.read(name, h.value);
         set_cookie |= is_named(name, b"set-cookie");
         size += (name.len() + h.value.len() + 4) as u64;
         spans.push(Span { name: at(name), value: at(h.value) });
@@ -853,8 +853,11 @@ enum Framing {
 
 /// What a response's headers say of its delimitation and connection, gathered as the
 /// head is parsed.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct HeaderFraming {
+    /// The first malformed framing header: the response fails only when this is its
+    /// final head (an interim 1xx head is skipped whatever it says, as it always was).
+    invalid: Option<Failure>,
     /// The `Content-Length`, when given.
     length: Option<u64>,
     /// Whether `Transfer-Encoding` was sent, and whether its last coding is `chunked`.
@@ -867,8 +870,14 @@ struct HeaderFraming {
 
 impl HeaderFraming {
     /// Takes in one header (the later of repeated `Transfer-Encoding`s wins; repeated
-    /// `Content-Length`s must agree).
-    fn read(&mut self, name: &[u8], value: &[u8]) -> Result<(), Failure> {
+    /// `Content-Length`s must agree), keeping the first fault.
+    fn read(&mut self, name: &[u8], value: &[u8]) {
+        if let Err(fault) = self.take_in(name, value) {
+            self.invalid.get_or_insert(fault);
+        }
+    }
+
+    fn take_in(&mut self, name: &[u8], value: &[u8]) -> Result<(), Failure> {
         if is_named(name, b"content-length") {
             for part in value.split(|&b| b == b',') {
                 let n = std::str::from_utf8(part.trim_ascii())
@@ -891,16 +900,20 @@ impl HeaderFraming {
         Ok(())
     }
 
-    /// How the body of a response with this status is delimited (RFC 9112 §6.3).
-    fn framing(&self, status: StatusCode, head_method: bool) -> Framing {
+    /// How the body of a final response with this status is delimited (RFC 9112 §6.3),
+    /// or the fault of its framing headers.
+    fn framing(&self, status: StatusCode, head_method: bool) -> Result<Framing, Failure> {
+        if let Some(fault) = &self.invalid {
+            return Err(fault.clone());
+        }
         let s = status.as_u16();
-        if head_method || (100..200).contains(&s) || s == 204 || s == 304 {
+        Ok(if head_method || (100..200).contains(&s) || s == 204 || s == 304 {
             Framing::Empty
         } else if let Some(chunked) = self.transfer_encoding {
             if chunked { Framing::Chunked } else { Framing::UntilClose }
         } else {
             self.length.map_or(Framing::UntilClose, Framing::Length)
-        }
+        })
     }
 }
 
@@ -934,8 +947,7 @@ async fn read_response(
             }
         }
     };
-    let delimited = head.framing;
-    let framing = delimited.framing(head.status, head_method || head.status == StatusCode::SWITCHING_PROTOCOLS);
+    let framing = head.framing.framing(head.status, head_method || head.status == StatusCode::SWITCHING_PROTOCOLS)?;
     let mut sink = Sink::new(keep, if let Framing::Length(n) = framing { Some(n) } else { None });
     let clean = match framing {
         Framing::Empty => buf.len() == used,
@@ -953,8 +965,8 @@ async fn read_response(
         }
     };
     let persistent = match head.version {
-        Version::HTTP_11 => !delimited.close,
-        _ => delimited.keep_alive,
+        Version::HTTP_11 => !head.framing.close,
+        _ => head.framing.keep_alive,
     };
     let reusable = clean && persistent && head.status != StatusCode::SWITCHING_PROTOCOLS;
     Ok((head, sink.body(), reusable))
@@ -1173,14 +1185,19 @@ mod tests {
     fn framing_headers_are_read_in_any_case_as_the_head_is_parsed() {
         let framing = |head: &[u8], head_method: bool| {
             let (head, _) = parse_head(head).unwrap().unwrap();
-            let f = head.framing;
-            (f.framing(head.status, head_method), f.close, f.keep_alive)
+            let f = &head.framing;
+            (f.framing(head.status, head_method).unwrap(), f.close, f.keep_alive)
+        };
+        // A fault is kept (the first one) and given only for a final head.
+        let fault = |head: &[u8]| {
+            let (head, _) = parse_head(head).unwrap().unwrap();
+            head.framing.framing(head.status, false).unwrap_err().1
         };
         let ok = |headers: &str| format!("HTTP/1.1 200 OK\r\n{headers}\r\n").into_bytes();
         assert_eq!(framing(&ok("CONTENT-length: 7\r\n"), false), (Framing::Length(7), false, false));
         assert_eq!(framing(&ok("Content-Length: 7, 7\r\ncontent-length: 7\r\n"), false).0, Framing::Length(7));
-        assert!(parse_head(&ok("Content-Length: 7\r\nContent-Length: 8\r\n")).unwrap_err().1.contains("twice"));
-        assert!(parse_head(&ok("Content-Length: +7\r\n")).unwrap_err().1.contains("content-length"));
+        assert!(fault(&ok("Content-Length: 7\r\nContent-Length: 8\r\n")).contains("twice"));
+        assert!(fault(&ok("Content-Length: +7\r\nContent-Length: 7, 8\r\n")).contains("content-length \"+7\""));
         // The last coding of the last Transfer-Encoding decides; it outranks a length.
         assert_eq!(
             framing(&ok("Transfer-Encoding: gzip, CHUNKED \r\nContent-Length: 3\r\n"), false).0,
@@ -1204,6 +1221,13 @@ mod tests {
             framing(&ok("Connection: closed\r\nX-Connection: close\r\n"), false),
             (Framing::UntilClose, false, false)
         );
+        // More headers than the first parse has room for: the second parse reads them alike.
+        let many: String = (0..HEADERS + 6).map(|i| format!("X-H{i:02}: v\r\n")).collect();
+        let (head, _) =
+            parse_head(&ok(&format!("{many}Transfer-Encoding: chunked\r\nSet-Cookie: a=1\r\n"))).unwrap().unwrap();
+        assert_eq!(head.framing.framing(head.status, false).unwrap(), Framing::Chunked);
+        let size = (HEADERS + 6) as u64 * (5 + 1 + 4) + (17 + 7 + 4) + (10 + 3 + 4);
+        assert_eq!((head.headers.size(), head.headers.set_cookies().count()), (size, 1));
         assert!(is_named(b"Content-Type", b"content-type") && !is_named(b"Content-Typ", b"content-type"));
         assert!(!is_named(b"content_type", b"content-type"));
     }
@@ -1245,6 +1269,23 @@ mod tests {
             let (parts, body) = ex.result.unwrap();
             assert_eq!((parts.status.as_u16(), body.size), (204, 0), "1xx skipped; 204 has no body");
             assert!(ex.conn.is_some());
+
+            // An interim head is skipped whatever its framing headers say.
+            let (ex, _) = one(
+                b"HTTP/1.1 103 Early Hints\r\nContent-Length: x\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                5,
+                100,
+            )
+            .await;
+            let (parts, body) = ex.result.unwrap();
+            assert_eq!((parts.status.as_u16(), &body.kept[..]), (200, &b"ok"[..]));
+            assert!(ex.conn.is_some());
+
+            // 101 has no body here, whatever it announces, and its connection is not reused.
+            let (ex, _) = one(b"HTTP/1.1 101 Switching Protocols\r\nContent-Length: 5\r\n\r\n", 4096, 100).await;
+            let (parts, body) = ex.result.unwrap();
+            assert_eq!((parts.status.as_u16(), body.size), (101, 0));
+            assert!(ex.conn.is_none());
 
             let (ex, _) = one(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789", 4096, 4).await;
             let (_, body) = ex.result.unwrap();
