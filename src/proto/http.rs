@@ -569,7 +569,7 @@ impl Headers {
     pub fn size(&self) -> u64 {
         match &self.repr {
             Repr::Raw { size, .. } => *size,
-            Repr::Map(map) => map.iter().map(|(k, v)| (k.as_str().len() + v.len() + 4) as u64).sum(),
+            Repr::Map(map) => map_size(map),
         }
     }
 
@@ -583,6 +583,12 @@ impl Headers {
         }
         names
     }
+}
+
+/// The size of a header map on the wire: each name and value, plus `": "` and CRLF
+/// (what `data_sent` and `data_received` count for headers).
+pub fn map_size(map: &HeaderMap) -> u64 {
+    map.iter().map(|(k, v)| (k.as_str().len() + v.len() + 4) as u64).sum()
 }
 
 /// Collects body bytes, keeping at most `keep`: the rest is counted and dropped as it

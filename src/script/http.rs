@@ -228,8 +228,8 @@ fn prepare(method: &str, url: &str, body: Dynamic, options: &Map) -> Result<Prep
     }
     let timeout = opts.timeout.or(target.timeout).unwrap_or(DEFAULT_TIMEOUT);
     let insecure = opts.insecure.or(target.insecure).unwrap_or(false);
-    let header_bytes: usize = headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
-    let bytes_sent = (method.len() + parsed.as_str().len() + 12 + header_bytes + bytes.len()) as u64;
+    let header_bytes = crate::proto::http::map_size(&headers);
+    let bytes_sent = (method.len() + parsed.as_str().len() + 12 + bytes.len()) as u64 + header_bytes;
     Ok(Prepared {
         method: method_value,
         url: parsed,
